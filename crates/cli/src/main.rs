@@ -1,0 +1,59 @@
+//! `fleetreg`: the server (`serve`), the command-line client of its HTTP API,
+//! and the benchmark (`bench`).
+
+mod client;
+mod cluster;
+mod events;
+mod output;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// fleetreg: the source of truth for a fleet of Kubernetes clusters.
+#[derive(Parser)]
+#[command(name = "fleetreg", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API server (embedded SQLite by default).
+    Serve(serve::ServeArgs),
+    /// Register, list, inspect, update and delete clusters.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Read the change log or follow it live.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Drive a running server with load and print what was measured.
+    Bench(fleetreg_bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Cluster(command) => cluster::run(command).await,
+            Command::Events(command) => events::run(command).await,
+            Command::Bench(args) => fleetreg_bench::run(args).await.map_err(anyhow::Error::from),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            client::print_error(&error);
+            ExitCode::FAILURE
+        }
+    }
+}

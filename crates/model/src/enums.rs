@@ -1,0 +1,139 @@
+//! The enums of seed section 7.1 and the status state machine's states.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Generates a wire enum with `as_str`, `parse` and `ALL`.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $wire)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value as written on the wire and in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            /// Parses the wire form (exact, upper case).
+            pub fn parse(value: &str) -> Option<Self> {
+                match value { $($wire => Some($name::$variant),)+ _ => None }
+            }
+
+            /// The accepted values joined for error messages.
+            pub fn expected() -> String {
+                [$($wire),+].join(", ")
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// The role of a cluster in the fleet.
+    ClusterType {
+        /// The hub that manages spokes.
+        Hub => "HUB",
+        /// A managed workload cluster.
+        Spoke => "SPOKE",
+        /// An edge cluster.
+        Edge => "EDGE",
+        /// A far-edge cluster (single node, constrained links).
+        FarEdge => "FAR_EDGE",
+    }
+}
+
+wire_enum! {
+    /// The Kubernetes distribution a cluster runs.
+    Platform {
+        /// Red Hat OpenShift.
+        Openshift => "OPENSHIFT",
+        /// Upstream Kubernetes.
+        Kubernetes => "KUBERNETES",
+        /// MicroShift.
+        Microshift => "MICROSHIFT",
+    }
+}
+
+wire_enum! {
+    /// The environment a cluster serves.
+    Environment {
+        /// Production.
+        Production => "PRODUCTION",
+        /// Staging.
+        Staging => "STAGING",
+        /// Development.
+        Development => "DEVELOPMENT",
+        /// Lab.
+        Lab => "LAB",
+    }
+}
+
+wire_enum! {
+    /// The health state of a cluster (seed 8.2).
+    ClusterState {
+        /// Never checked.
+        Unknown => "UNKNOWN",
+        /// Every configured check passes.
+        Online => "ONLINE",
+        /// The API server answers but some other check fails.
+        Degraded => "DEGRADED",
+        /// The API server cannot be reached.
+        Offline => "OFFLINE",
+    }
+}
+
+wire_enum! {
+    /// Whether the API server could be reached at the last check.
+    Connectivity {
+        /// The API server answered.
+        Connected => "CONNECTED",
+        /// The API server did not answer.
+        Disconnected => "DISCONNECTED",
+    }
+}
+
+impl Default for ClusterType {
+    fn default() -> Self {
+        ClusterType::Spoke
+    }
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform::Openshift
+    }
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Environment::Development
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_forms_round_trip() {
+        for t in ClusterType::ALL {
+            assert_eq!(ClusterType::parse(t.as_str()), Some(*t));
+            let json = serde_json::to_string(t).unwrap();
+            assert_eq!(json, format!("\"{}\"", t.as_str()));
+        }
+        assert_eq!(ClusterType::parse("spoke"), None);
+        assert_eq!(Environment::expected(), "PRODUCTION, STAGING, DEVELOPMENT, LAB");
+    }
+}

@@ -1,0 +1,139 @@
+//! Validation errors of the model and the public error codes of the API.
+
+use serde::{Deserialize, Serialize};
+
+/// Every public error code fleetreg answers with.
+///
+/// The HTTP status of each code is assigned in exactly one place
+/// (`fleetreg-server`'s `error.rs`); the CLI uses the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Cluster with given ID/name not found (seed, 404).
+    ClusterNotFound,
+    /// Cluster with that name already exists (seed, 409).
+    ClusterAlreadyExists,
+    /// Name does not match the DNS pattern (seed, 400).
+    InvalidClusterName,
+    /// Provided credentials failed validation (seed, 400).
+    CredentialsInvalid,
+    /// No credentials stored for the cluster (seed, 404).
+    CredentialsNotFound,
+    /// Cannot connect to the cluster API (seed, 503).
+    ClusterUnreachable,
+    /// Capability discovery failed (seed, 500).
+    DiscoveryFailed,
+    /// A field of the request is invalid (400, details `{field, reason}`).
+    ValidationError,
+    /// The body is not valid JSON or has the wrong shape (400).
+    MalformedJson,
+    /// `If-Match` named a revision that is not current (412).
+    PreconditionFailed,
+    /// No or an invalid bearer token (401).
+    Unauthenticated,
+    /// The token's role may not do this (403).
+    Forbidden,
+    /// `after` is older than the retained change log (410).
+    EventsExpired,
+    /// No route matches the path (404).
+    NotFound,
+    /// The route exists but not with this method (405).
+    MethodNotAllowed,
+    /// The body is not `application/json` (415).
+    UnsupportedMediaType,
+    /// The body is larger than the server accepts (413).
+    PayloadTooLarge,
+    /// The store cannot be reached (503).
+    ServiceUnavailable,
+    /// An unexpected error; details are logged, not returned (500).
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire, e.g. `CLUSTER_NOT_FOUND`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ClusterNotFound => "CLUSTER_NOT_FOUND",
+            ErrorCode::ClusterAlreadyExists => "CLUSTER_ALREADY_EXISTS",
+            ErrorCode::InvalidClusterName => "INVALID_CLUSTER_NAME",
+            ErrorCode::CredentialsInvalid => "CREDENTIALS_INVALID",
+            ErrorCode::CredentialsNotFound => "CREDENTIALS_NOT_FOUND",
+            ErrorCode::ClusterUnreachable => "CLUSTER_UNREACHABLE",
+            ErrorCode::DiscoveryFailed => "DISCOVERY_FAILED",
+            ErrorCode::ValidationError => "VALIDATION_ERROR",
+            ErrorCode::MalformedJson => "MALFORMED_JSON",
+            ErrorCode::PreconditionFailed => "PRECONDITION_FAILED",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::EventsExpired => "EVENTS_EXPIRED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::InternalError => "INTERNAL_ERROR",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value that failed validation; it keeps the offending input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A cluster name that does not match `^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`.
+    #[error("invalid cluster name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Any other field that failed validation.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field, as named in the API (`labels.team`, `page_size`, …).
+        field: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Invalid`] for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The public error code this validation failure maps to.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidName { .. } => ErrorCode::InvalidClusterName,
+            Error::Invalid { .. } => ErrorCode::ValidationError,
+        }
+    }
+
+    /// The field the error is about.
+    pub fn field(&self) -> &str {
+        match self {
+            Error::InvalidName { .. } => "name",
+            Error::Invalid { field, .. } => field,
+        }
+    }
+
+    /// Why the value was rejected.
+    pub fn reason(&self) -> &str {
+        match self {
+            Error::InvalidName { reason, .. } | Error::Invalid { reason, .. } => reason,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Change-log events (seed 6) and their envelope.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The event types of seed section 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventType {
+    /// A cluster was registered; payload is the cluster.
+    ClusterRegistered,
+    /// A cluster's metadata changed; payload is the cluster.
+    ClusterUpdated,
+    /// A cluster was removed; payload `{cluster_id}`.
+    ClusterDeleted,
+    /// The status state changed; payload `{cluster_id, old_state, new_state}`.
+    ClusterStatusChanged,
+    /// Credentials were stored, rotated or deleted; payload `{cluster_id}`.
+    ClusterCredentialsUpdated,
+    /// Discovered capabilities changed; payload `{cluster_id, capabilities}`.
+    ClusterCapabilitiesChanged,
+}
+
+impl EventType {
+    /// The type as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ClusterRegistered => "CLUSTER_REGISTERED",
+            EventType::ClusterUpdated => "CLUSTER_UPDATED",
+            EventType::ClusterDeleted => "CLUSTER_DELETED",
+            EventType::ClusterStatusChanged => "CLUSTER_STATUS_CHANGED",
+            EventType::ClusterCredentialsUpdated => "CLUSTER_CREDENTIALS_UPDATED",
+            EventType::ClusterCapabilitiesChanged => "CLUSTER_CAPABILITIES_CHANGED",
+        }
+    }
+
+    /// Parses the wire form.
+    pub fn parse(value: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(value.to_owned())).ok()
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One change-log entry, as served by `/api/v1/events`, the stream and Redis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// Global, strictly increasing revision.
+    pub revision: i64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When it was committed.
+    pub occurred_at: DateTime<Utc>,
+    /// The kind of resource (`cluster`).
+    pub resource: String,
+    /// The resource's id.
+    pub resource_id: Uuid,
+    /// The payload of seed section 6.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}

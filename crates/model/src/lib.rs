@@ -1,0 +1,32 @@
+//! Domain types of fleetreg: clusters, their enums and validation, list filters,
+//! events and audit records.
+//!
+//! Invariant: this crate never does IO. Everything here is pure data and pure
+//! functions, so the store, the server and the CLI agree on one definition.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod audit;
+mod cluster;
+mod enums;
+mod error;
+mod event;
+mod filter;
+mod labels;
+mod name;
+mod nullable;
+mod time;
+mod url_field;
+
+pub use audit::{Audit, AuditEntry, AuditResult};
+pub use cluster::{
+    Capabilities, Cluster, ClusterCreateRequest, ClusterPatch, ClusterStatus, ClusterUpdateRequest,
+    Endpoints, NewCluster, ObservabilityCapabilities, FIELD_LIMITS,
+};
+pub use enums::{ClusterState, ClusterType, Connectivity, Environment, Platform};
+pub use error::{Error, ErrorCode};
+pub use event::{Event, EventType};
+pub use filter::{ClusterFilter, LabelSelector, Page, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use labels::{validate_label_key, validate_label_value, Labels};
+pub use name::ClusterName;
+pub use time::{format_timestamp, now};

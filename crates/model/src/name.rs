@@ -1,0 +1,105 @@
+//! The cluster name: a DNS label of 3 to 63 characters.
+
+use crate::Error;
+use serde::{Deserialize, Serialize};
+
+/// A validated cluster name matching `^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    /// Validates `name` and wraps it.
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        let reject = |reason: &str| Error::InvalidName {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let bytes = name.as_bytes();
+        if bytes.len() < 3 || bytes.len() > 63 {
+            return Err(reject(
+                "must be 3 to 63 characters of lowercase letters, digits and '-'",
+            ));
+        }
+        let is_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(reject(&format!(
+                "character {bad:?} is not allowed; use lowercase letters, digits and '-'"
+            )));
+        }
+        if !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
+            return Err(reject("must start and end with a lowercase letter or digit"));
+        }
+        Ok(ClusterName(name.to_owned()))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ClusterName {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        ClusterName::parse(&value)
+    }
+}
+
+impl From<ClusterName> for String {
+    fn from(name: ClusterName) -> String {
+        name.0
+    }
+}
+
+impl std::fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seed_regex_matches(s: &str) -> bool {
+        let b = s.as_bytes();
+        let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        (3..=63).contains(&b.len())
+            && alnum(b[0])
+            && alnum(b[b.len() - 1])
+            && b.iter().all(|&c| alnum(c) || c == b'-')
+    }
+
+    #[test]
+    fn examples() {
+        assert!(ClusterName::parse("prod-east-1").is_ok());
+        assert!(ClusterName::parse("abc").is_ok());
+        assert!(ClusterName::parse("a-b").is_ok());
+        assert!(ClusterName::parse("ab").is_err());
+        assert!(ClusterName::parse("-ab").is_err());
+        assert!(ClusterName::parse("ab-").is_err());
+        assert!(ClusterName::parse("Prod").is_err());
+        assert!(ClusterName::parse("a_b").is_err());
+        assert!(ClusterName::parse(&"a".repeat(63)).is_ok());
+        assert!(ClusterName::parse(&"a".repeat(64)).is_err());
+        assert!(ClusterName::parse("prod\u{e9}1").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_seed_regex(s in "[a-z0-9_A-Z.\\-é]{0,70}") {
+            prop_assert_eq!(ClusterName::parse(&s).is_ok(), seed_regex_matches(&s));
+        }
+
+        #[test]
+        fn valid_names_round_trip(s in "[a-z0-9][a-z0-9-]{1,61}[a-z0-9]") {
+            let name = ClusterName::parse(&s).unwrap();
+            prop_assert_eq!(name.as_str(), s.as_str());
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `/api/v1/clusters`: register, read, list, update, delete, status.
+
+use super::{audit_of, etag, if_match, REVISION_HEADER};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ClusterId, Peer, QueryPairs};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::header::{ETAG, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use fleetreg_model::{Cluster, ClusterCreateRequest, ClusterFilter, ClusterStatus, ClusterUpdateRequest};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The cluster routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/clusters", get(list).post(create))
+        .route("/api/v1/clusters/by-name/{name}", get(get_by_name))
+        .route("/api/v1/clusters/{id}", get(get_one).put(update).delete(delete))
+        .route("/api/v1/clusters/{id}/status", get(status))
+}
+
+/// A page of clusters (seed 4.2).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterPage {
+    /// The clusters, sorted by name.
+    pub items: Vec<Cluster>,
+    /// Clusters matching the filter in all.
+    pub total: u64,
+    /// This page, 1-based.
+    pub page: u32,
+    /// Items per page.
+    pub page_size: u32,
+    /// Pages in all.
+    pub total_pages: u64,
+}
+
+fn with_etag(status: StatusCode, cluster: Cluster) -> Response {
+    let tag = etag(cluster.revision);
+    let mut response = (status, Json(cluster)).into_response();
+    response.headers_mut().insert(ETAG, tag);
+    response
+}
+
+/// Register a new cluster.
+#[utoipa::path(post, path = "/api/v1/clusters", tag = "clusters", request_body = ClusterCreateRequest,
+    responses((status = 201, body = Cluster), (status = 400, description = "INVALID_CLUSTER_NAME, VALIDATION_ERROR, MALFORMED_JSON"),
+              (status = 409, description = "CLUSTER_ALREADY_EXISTS")))]
+pub async fn create(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<ClusterCreateRequest>,
+) -> Result<Response, ApiError> {
+    let new = request.validate()?;
+    let cluster = state.store.insert_cluster(new, &audit_of(&headers, peer)).await?;
+    let location = HeaderValue::from_str(&format!("/api/v1/clusters/{}", cluster.id)).ok();
+    let mut response = with_etag(StatusCode::CREATED, cluster);
+    if let Some(location) = location {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// List clusters with filters (seed 4.3), sorted by name.
+#[utoipa::path(get, path = "/api/v1/clusters", tag = "clusters",
+    params(("name" = Option<String>, Query, description = "partial name"), ("cluster_type" = Option<String>, Query),
+           ("environment" = Option<String>, Query), ("region" = Option<String>, Query), ("state" = Option<String>, Query),
+           ("has_gpu" = Option<bool>, Query), ("has_cnf" = Option<bool>, Query),
+           ("label" = Option<String>, Query, description = "key=value; repeat to AND"),
+           ("page" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "default 20, max 100")),
+    responses((status = 200, body = ClusterPage), (status = 400, description = "VALIDATION_ERROR")))]
+pub async fn list(State(state): State<AppState>, QueryPairs(pairs): QueryPairs) -> Result<Response, ApiError> {
+    let (filter, page) = ClusterFilter::from_query(pairs)?;
+    let list = state.store.list_clusters(&filter, page).await?;
+    let body = ClusterPage {
+        total_pages: page.total_pages(list.total),
+        items: list.items,
+        total: list.total,
+        page: page.page,
+        page_size: page.page_size,
+    };
+    let mut response = Json(body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&list.revision.to_string()) {
+        response.headers_mut().insert(REVISION_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// Get a cluster by id.
+#[utoipa::path(get, path = "/api/v1/clusters/{id}", tag = "clusters",
+    responses((status = 200, body = Cluster), (status = 404, description = "CLUSTER_NOT_FOUND")))]
+pub async fn get_one(State(state): State<AppState>, ClusterId(id): ClusterId) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, state.store.get_cluster(id).await?))
+}
+
+/// Get a cluster by name.
+#[utoipa::path(get, path = "/api/v1/clusters/by-name/{name}", tag = "clusters",
+    responses((status = 200, body = Cluster), (status = 404, description = "CLUSTER_NOT_FOUND")))]
+pub async fn get_by_name(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    match state.store.find_cluster_by_name(&name).await? {
+        Some(cluster) => Ok(with_etag(StatusCode::OK, cluster)),
+        None => Err(ApiError::cluster_not_found(&name)),
+    }
+}
+
+/// Update a cluster (seed `ClusterUpdateRequest`); honours `If-Match`.
+#[utoipa::path(put, path = "/api/v1/clusters/{id}", tag = "clusters", request_body = ClusterUpdateRequest,
+    responses((status = 200, body = Cluster), (status = 400, description = "VALIDATION_ERROR"),
+              (status = 404, description = "CLUSTER_NOT_FOUND"), (status = 412, description = "PRECONDITION_FAILED")))]
+pub async fn update(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<ClusterUpdateRequest>,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let patch = request.validate()?;
+    let cluster = state.store.update_cluster(id, expected, patch, &audit_of(&headers, peer)).await?;
+    Ok(with_etag(StatusCode::OK, cluster))
+}
+
+/// Delete a cluster; honours `If-Match`.
+#[utoipa::path(delete, path = "/api/v1/clusters/{id}", tag = "clusters",
+    responses((status = 204), (status = 404, description = "CLUSTER_NOT_FOUND"), (status = 412, description = "PRECONDITION_FAILED")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let expected = if_match(&headers)?;
+    state.store.delete_cluster(id, expected, &audit_of(&headers, peer)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The cluster's status as of the last check.
+#[utoipa::path(get, path = "/api/v1/clusters/{id}/status", tag = "clusters",
+    responses((status = 200, body = ClusterStatus), (status = 404, description = "CLUSTER_NOT_FOUND")))]
+pub async fn status(State(state): State<AppState>, ClusterId(id): ClusterId) -> Result<Json<ClusterStatus>, ApiError> {
+    Ok(Json(state.store.get_cluster(id).await?.status))
+}

@@ -1,0 +1,208 @@
+//! `/api/v1/events` (a page of the change log) and `/api/v1/events/stream`
+//! (server-sent events, resumable with `Last-Event-ID`).
+
+use crate::error::ApiError;
+use crate::events::{render_frame, Frame};
+use crate::extract::QueryPairs;
+use crate::metrics::EVENT_SUBSCRIBERS;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use fleetreg_model::Event;
+use fleetreg_store::StoreError;
+use serde::Serialize;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use utoipa::ToSchema;
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The event routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/events", get(list))
+        .route("/api/v1/events/stream", get(stream))
+}
+
+/// A page of the change log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    /// Events in revision order.
+    pub items: Vec<Event>,
+    /// Pass as `after` to read on.
+    pub next_after: i64,
+    /// The latest revision when the page was read.
+    pub latest_revision: i64,
+}
+
+fn parse_i64(field: &str, value: &str, min: i64, max: i64) -> Result<i64, ApiError> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| ApiError::validation(field, format!("must be an integer from {min} to {max}; got {value:?}")))
+}
+
+struct EventQuery {
+    after: Option<i64>,
+    limit: u32,
+}
+
+fn event_query(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
+    let mut query = EventQuery { after: None, limit: DEFAULT_LIMIT };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "after" => query.after = Some(parse_i64("after", &value, 0, i64::MAX)?),
+            "limit" => query.limit = parse_i64("limit", &value, 1, i64::from(MAX_LIMIT))? as u32,
+            other => return Err(ApiError::validation(other, "unknown query parameter; expected after or limit")),
+        }
+    }
+    Ok(query)
+}
+
+/// Events after a revision (`after`, default 0), at most `limit` (default 100, max 1000).
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    params(("after" = Option<i64>, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = EventList), (status = 410, description = "EVENTS_EXPIRED")))]
+pub async fn list(State(state): State<AppState>, QueryPairs(pairs): QueryPairs) -> Result<Json<EventList>, ApiError> {
+    let query = event_query(pairs)?;
+    let after = query.after.unwrap_or(0);
+    let page = state.store.events_after(after, query.limit).await?;
+    Ok(Json(EventList {
+        next_after: page.items.last().map_or(after, |e| e.revision),
+        items: page.items,
+        latest_revision: page.latest_revision,
+    }))
+}
+
+/// Live stream of events (SSE). Starts after `Last-Event-ID` or `?after=`, else
+/// at the current revision. A client behind retention gets `event: RESYNC` and
+/// the stream closes.
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "events",
+    params(("after" = Option<i64>, Query), ("Last-Event-ID" = Option<i64>, Header)),
+    responses((status = 200, content_type = "text/event-stream", description = "id/event/data frames")))]
+pub async fn stream(State(state): State<AppState>, headers: HeaderMap, QueryPairs(pairs): QueryPairs) -> Result<Response, ApiError> {
+    let query = event_query(pairs)?;
+    let last_event_id = match headers.get("last-event-id") {
+        Some(v) => Some(parse_i64("Last-Event-ID", v.to_str().unwrap_or_default().trim(), 0, i64::MAX)?),
+        None => None,
+    };
+    // Subscribe before reading the backlog so nothing falls between the two.
+    let live = state.hub.subscribe();
+    let start = match last_event_id.or(query.after) {
+        Some(after) => after,
+        None => state.hub.published(),
+    };
+    // Fail fast with 410 when the start is already behind retention.
+    if let Err(e @ StoreError::EventsExpired { .. }) = state.store.events_after(start, 1).await {
+        return Err(e.into());
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
+    tokio::spawn(feed(state, start, live, tx));
+    let body = Body::from_stream(ReceiverStream::new(rx));
+    Ok((
+        [(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache"), (axum::http::header::HeaderName::from_static("x-accel-buffering"), "no")],
+        body,
+    )
+        .into_response())
+}
+
+struct SubscriberGauge;
+
+impl SubscriberGauge {
+    fn new() -> Self {
+        metrics::gauge!(EVENT_SUBSCRIBERS).increment(1.0);
+        SubscriberGauge
+    }
+}
+
+impl Drop for SubscriberGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(EVENT_SUBSCRIBERS).decrement(1.0);
+    }
+}
+
+type Sink = mpsc::Sender<Result<Bytes, Infallible>>;
+
+/// Sends the backlog after `cursor` from the store; `false` when the client left
+/// or was told to resync.
+async fn catch_up(state: &AppState, cursor: &mut i64, tx: &Sink) -> bool {
+    loop {
+        match state.store.events_after(*cursor, 500).await {
+            Ok(page) => {
+                let n = page.items.len();
+                for event in &page.items {
+                    if tx.send(Ok(render_frame(event).bytes)).await.is_err() {
+                        return false;
+                    }
+                    *cursor = event.revision;
+                }
+                if n < 500 {
+                    return true;
+                }
+            }
+            Err(StoreError::EventsExpired { oldest_revision, latest_revision, .. }) => {
+                let data = json!({ "oldest_revision": oldest_revision, "latest_revision": latest_revision });
+                let _ = tx.send(Ok(Bytes::from(format!("event: RESYNC\ndata: {data}\n\n")))).await;
+                return false;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "event stream could not read the change log");
+                return false;
+            }
+        }
+    }
+}
+
+async fn feed(state: AppState, mut cursor: i64, mut live: broadcast::Receiver<Arc<Frame>>, tx: Sink) {
+    let _gauge = SubscriberGauge::new();
+    if tx.send(Ok(Bytes::from_static(b": connected\n\n"))).await.is_err() {
+        return;
+    }
+    if !catch_up(&state, &mut cursor, &tx).await {
+        return;
+    }
+    loop {
+        let next = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            next = tokio::time::timeout(KEEP_ALIVE, live.recv()) => next,
+        };
+        let sent = match next {
+            Err(_) => tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await,
+            Ok(Ok(frame)) if frame.revision <= cursor => Ok(()),
+            Ok(Ok(frame)) if frame.revision > cursor + 1 => {
+                // The hub is ahead of what this client has read: fill the gap from the store.
+                if !catch_up(&state, &mut cursor, &tx).await {
+                    return;
+                }
+                Ok(())
+            }
+            Ok(Ok(frame)) => {
+                cursor = frame.revision;
+                tx.send(Ok(frame.bytes.clone())).await
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                if !catch_up(&state, &mut cursor, &tx).await {
+                    return;
+                }
+                Ok(())
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) => return,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}

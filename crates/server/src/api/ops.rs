@@ -1,0 +1,52 @@
+//! Operational endpoints: `/health`, `/ready`, `/metrics`, `/api/v1/openapi.json`.
+
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use fleetreg_model::ErrorCode;
+use serde_json::{json, Value};
+use utoipa::OpenApi;
+
+/// The operational routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200)))]
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The store answers.
+#[utoipa::path(get, path = "/ready", tag = "operations", responses((status = 200), (status = 503, description = "SERVICE_UNAVAILABLE")))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    match state.store.ping().await {
+        Ok(()) => Ok(Json(json!({ "status": "ready", "store": state.store.backend().as_str(), "durability": state.store.durability() }))),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            Err(ApiError::new(ErrorCode::ServiceUnavailable, "the store is not reachable"))
+        }
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// This API's OpenAPI document, generated from the code.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200)))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

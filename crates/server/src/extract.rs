@@ -1,0 +1,125 @@
+//! Extractors whose rejections are API errors in our envelope.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use fleetreg_model::ErrorCode;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Largest JSON body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON body: malformed JSON is `MALFORMED_JSON`, a body of the wrong shape
+/// (unknown field, wrong type) is `VALIDATION_ERROR` naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
+            let content_type = content_type.to_str().unwrap_or_default().to_ascii_lowercase();
+            let essence = content_type.split(';').next().unwrap_or_default().trim();
+            // curl -d sends form-urlencoded by default; its body is still tried as JSON.
+            if !(essence == "application/json" || essence.ends_with("+json") || essence == "application/x-www-form-urlencoded") {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!("expected Content-Type application/json, got {essence:?}"),
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::PayloadTooLarge, format!("request body exceeds {MAX_BODY_BYTES} bytes"))
+            } else {
+                ApiError::new(ErrorCode::MalformedJson, format!("could not read request body: {e}"))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body with the error mapping of [`ApiJson`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer);
+    if value.is_ok() {
+        if let Err(trailing) = deserializer.end() {
+            return Err(ApiError::new(ErrorCode::MalformedJson, format!("request body is not valid JSON: {trailing}")));
+        }
+    }
+    value.map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { "body".to_owned() } else { path };
+                let reason = strip_position(&inner.to_string());
+                ApiError::new(ErrorCode::ValidationError, format!("invalid {field}: {reason}"))
+                    .with_details(json!({ "field": field, "reason": reason }))
+            }
+            _ => ApiError::new(ErrorCode::MalformedJson, format!("request body is not valid JSON: {inner}"))
+                .with_details(json!({ "line": inner.line(), "column": inner.column() })),
+        }
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// A cluster id from the path; anything that is not a UUID is `CLUSTER_NOT_FOUND`.
+pub struct ClusterId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClusterId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw): axum::extract::Path<String> =
+            axum::extract::Path::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::cluster_not_found("(invalid path)"))?;
+        Uuid::parse_str(&raw)
+            .map(ClusterId)
+            .map_err(|_| ApiError::cluster_not_found(&raw))
+    }
+}
+
+/// The raw query pairs, in order (for repeatable parameters such as `label`).
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        Ok(QueryPairs(url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
+    }
+}
+
+/// The client's address, when the server was started with connect info.
+pub struct Peer(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0),
+        ))
+    }
+}

@@ -1,0 +1,74 @@
+//! Every `fleetreg_*` metric, recorded through the `metrics` facade and
+//! rendered in Prometheus text format at `/metrics`.
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// HTTP requests by method, route template and status.
+pub const HTTP_REQUESTS: &str = "fleetreg_http_requests_total";
+/// HTTP latency histogram by method, route template and status.
+pub const HTTP_DURATION: &str = "fleetreg_http_request_duration_seconds";
+/// Constant 1, labelled with the store's backend and durability mode.
+pub const STORE_INFO: &str = "fleetreg_store_info";
+/// Latest change-log revision seen by the event hub.
+pub const EVENTS_REVISION: &str = "fleetreg_events_latest_revision";
+/// Connected event-stream subscribers.
+pub const EVENT_SUBSCRIBERS: &str = "fleetreg_event_stream_subscribers";
+/// Events published to Redis.
+pub const REDIS_PUBLISHED: &str = "fleetreg_redis_events_published_total";
+/// Failed attempts to publish to Redis.
+pub const REDIS_FAILURES: &str = "fleetreg_redis_publish_failures_total";
+/// Events waiting in the outbox for Redis.
+pub const REDIS_BACKLOG: &str = "fleetreg_redis_outbox_backlog";
+/// Events removed by retention.
+pub const EVENTS_PRUNED: &str = "fleetreg_events_pruned_total";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .map(PrometheusBuilder::build_recorder);
+            match recorder {
+                Ok(recorder) => {
+                    let handle = recorder.handle();
+                    if metrics::set_global_recorder(recorder).is_err() {
+                        tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+                    }
+                    handle
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not configure histogram buckets; using defaults");
+                    let recorder = PrometheusBuilder::new().build_recorder();
+                    let handle = recorder.handle();
+                    let _ = metrics::set_global_recorder(recorder);
+                    handle
+                }
+            }
+        })
+        .clone()
+}
+
+/// Middleware counting requests and timing them by route template.
+pub async fn track(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(HTTP_DURATION, &labels).record(start.elapsed().as_secs_f64());
+    response
+}

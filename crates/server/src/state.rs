@@ -1,0 +1,20 @@
+//! Shared state of the handlers.
+
+use crate::events::EventHub;
+use fleetreg_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The live event fan-out.
+    pub hub: EventHub,
+    /// The metrics renderer.
+    pub metrics: PrometheusHandle,
+    /// Cancelled when the server shuts down; long-lived streams end on it.
+    pub shutdown: CancellationToken,
+}

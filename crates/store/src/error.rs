@@ -1,0 +1,84 @@
+//! Errors of the store.
+
+use fleetreg_model as model;
+use uuid::Uuid;
+
+/// What can go wrong in the store. Logical failures carry data; database
+/// failures keep their source for the log and never reach a client verbatim.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No cluster with that id or name.
+    #[error("cluster {0} not found")]
+    NotFound(String),
+    /// Another cluster already has the name.
+    #[error("a cluster named {0:?} already exists")]
+    AlreadyExists(String),
+    /// `If-Match` named a revision that is not current.
+    #[error("revision {expected} is not current; the cluster is at revision {actual}")]
+    PreconditionFailed {
+        /// The revision the client expected.
+        expected: i64,
+        /// The current revision.
+        actual: i64,
+        /// The cluster.
+        id: Uuid,
+    },
+    /// The change was rejected by a model rule (e.g. renaming).
+    #[error(transparent)]
+    Invalid(#[from] model::Error),
+    /// The requested events were removed by retention.
+    #[error("events after revision {after} have been pruned; oldest retained is {oldest_revision}")]
+    EventsExpired {
+        /// The cursor the client sent.
+        after: i64,
+        /// Oldest revision still retained.
+        oldest_revision: i64,
+        /// Latest revision.
+        latest_revision: i64,
+    },
+    /// The database URL has an unsupported scheme.
+    #[error("unsupported database URL {0:?}; use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The writer task has stopped (the store is closing).
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl StoreError {
+    /// Whether this is a logical outcome (to report to the client) rather than
+    /// a failure of the database.
+    pub fn is_logical(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NotFound(_)
+                | StoreError::AlreadyExists(_)
+                | StoreError::PreconditionFailed { .. }
+                | StoreError::Invalid(_)
+                | StoreError::EventsExpired { .. }
+        )
+    }
+
+    /// The public error code of a logical failure.
+    pub fn code(&self) -> model::ErrorCode {
+        use model::ErrorCode as C;
+        match self {
+            StoreError::NotFound(_) => C::ClusterNotFound,
+            StoreError::AlreadyExists(_) => C::ClusterAlreadyExists,
+            StoreError::PreconditionFailed { .. } => C::PreconditionFailed,
+            StoreError::Invalid(e) => e.code(),
+            StoreError::EventsExpired { .. } => C::EventsExpired,
+            StoreError::Closed => C::ServiceUnavailable,
+            _ => C::InternalError,
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The SQLite store: one WAL database file, `synchronous=FULL`, one write
+//! connection driven by the group-commit writer and a small pool of readers.
+
+use crate::count_cache::CountCache;
+use crate::decode::{audit_from_row, audit_result_str, cluster_from_row, event_from_row, state_str, AUDIT_COLUMNS, CLUSTER_COLUMNS, EVENT_COLUMNS};
+use crate::query::{push_audit_filter, push_cluster_filter, LabelMatch};
+use crate::writer::{AuditRecord, WriteBackend, WriteOp, WriteOutcome, WriteTx, Writer};
+use crate::{AuditQuery, Backend, ClusterList, EventPage, Store, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fleetreg_model::{
+    format_timestamp, Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus, Event,
+    NewCluster, Page,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+const READERS: u32 = 4;
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+    writer: Writer,
+    // std Mutex: taken once at close, never held across an await.
+    writer_task: Mutex<Option<JoinHandle<()>>>,
+    revision: watch::Receiver<i64>,
+    counts: CountCache,
+    durability: String,
+}
+
+fn ts(t: &DateTime<Utc>) -> String {
+    format_timestamp(t)
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and migrates it.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&write).await?;
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&write).await?;
+        let durability = format!(
+            "sqlite journal_mode={journal} synchronous={}",
+            match synchronous {
+                0 => "OFF",
+                1 => "NORMAL",
+                2 => "FULL",
+                3 => "EXTRA",
+                _ => "UNKNOWN",
+            }
+        );
+        let latest: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&write).await?;
+        let (revision_tx, revision) = watch::channel(latest);
+        let (writer, task) = Writer::spawn(SqliteWriteBackend { pool: write.clone() }, revision_tx);
+        Ok(SqliteStore {
+            read,
+            write,
+            writer,
+            writer_task: Mutex::new(Some(task)),
+            revision,
+            counts: CountCache::default(),
+            durability,
+        })
+    }
+
+    /// The read pool, for tests that inspect query plans.
+    pub fn read_pool(&self) -> &SqlitePool {
+        &self.read
+    }
+}
+
+struct SqliteWriteBackend {
+    pool: SqlitePool,
+}
+
+#[async_trait]
+impl WriteBackend for SqliteWriteBackend {
+    async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        // IMMEDIATE takes the write lock up front instead of upgrading mid-batch.
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        Ok(Box::new(SqliteTx { conn: Some(conn) }))
+    }
+}
+
+struct SqliteTx {
+    conn: Option<sqlx::pool::PoolConnection<Sqlite>>,
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        // A transaction dropped without commit is rolled back; the connection is
+        // closed rather than returned with an open transaction.
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.detach();
+        }
+    }
+}
+
+impl SqliteTx {
+    fn conn(&mut self) -> Result<&mut sqlx::SqliteConnection, StoreError> {
+        self.conn.as_deref_mut().ok_or(StoreError::Closed)
+    }
+
+    async fn insert_labels(&mut self, cluster: &Cluster) -> Result<(), StoreError> {
+        if cluster.labels.is_empty() {
+            return Ok(());
+        }
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO cluster_labels (key, value, cluster_id) ");
+        qb.push_values(&cluster.labels, |mut b, (key, value)| {
+            b.push_bind(key.clone()).push_bind(value.clone()).push_bind(cluster.id);
+        });
+        qb.build().execute(self.conn()?).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl WriteTx for SqliteTx {
+    async fn lock_revision(&mut self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(self.conn()?).await?)
+    }
+
+    async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'revision'").bind(revision).execute(self.conn()?).await?;
+        Ok(())
+    }
+
+    async fn insert_cluster(&mut self, c: &Cluster) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO clusters (id, name, display_name, api_server_url, cluster_type, platform, platform_version, \
+             region, environment, labels, endpoints, capabilities, status, state, health_score, revision, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $14, $15, $16, $16) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(c.id)
+        .bind(c.name.as_str())
+        .bind(&c.display_name)
+        .bind(&c.api_server_url)
+        .bind(c.cluster_type.as_str())
+        .bind(c.platform.as_str())
+        .bind(&c.platform_version)
+        .bind(&c.region)
+        .bind(c.environment.as_str())
+        .bind(Json(&c.labels))
+        .bind(Json(&c.endpoints))
+        .bind(Json(&c.status))
+        .bind(state_str(&c.status))
+        .bind(c.status.health_score)
+        .bind(c.revision)
+        .bind(ts(&c.created_at))
+        .execute(self.conn()?)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            self.insert_labels(c).await?;
+        }
+        Ok(inserted)
+    }
+
+    async fn load_cluster(&mut self, id: Uuid) -> Result<Option<Cluster>, StoreError> {
+        let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.conn()?).await?;
+        row.as_ref().map(cluster_from_row).transpose()
+    }
+
+    async fn update_cluster(&mut self, c: &Cluster) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE clusters SET display_name = $2, api_server_url = $3, cluster_type = $4, platform = $5, \
+             platform_version = $6, region = $7, environment = $8, labels = $9, endpoints = $10, revision = $11, \
+             updated_at = $12 WHERE id = $1",
+        )
+        .bind(c.id)
+        .bind(&c.display_name)
+        .bind(&c.api_server_url)
+        .bind(c.cluster_type.as_str())
+        .bind(c.platform.as_str())
+        .bind(&c.platform_version)
+        .bind(&c.region)
+        .bind(c.environment.as_str())
+        .bind(Json(&c.labels))
+        .bind(Json(&c.endpoints))
+        .bind(c.revision)
+        .bind(ts(&c.updated_at))
+        .execute(self.conn()?)
+        .await?;
+        sqlx::query("DELETE FROM cluster_labels WHERE cluster_id = $1").bind(c.id).execute(self.conn()?).await?;
+        self.insert_labels(c).await
+    }
+
+    async fn delete_cluster(&mut self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM cluster_labels WHERE cluster_id = $1").bind(id).execute(self.conn()?).await?;
+        sqlx::query("DELETE FROM clusters WHERE id = $1").bind(id).execute(self.conn()?).await?;
+        Ok(())
+    }
+
+    async fn update_status(&mut self, id: Uuid, status: &ClusterStatus, last_seen_at: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clusters SET status = $2, state = $3, health_score = $4, last_seen_at = $5 WHERE id = $1")
+            .bind(id)
+            .bind(Json(status))
+            .bind(state_str(status))
+            .bind(status.health_score)
+            .bind(last_seen_at.as_ref().map(ts))
+            .execute(self.conn()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn update_capabilities(&mut self, id: Uuid, caps: &Capabilities) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clusters SET capabilities = $2, has_gpu = $3, gpu_count = $4, has_cnf = $5 WHERE id = $1")
+            .bind(id)
+            .bind(Json(caps))
+            .bind(caps.has_gpu_nodes)
+            .bind(caps.gpu_count)
+            .bind(caps.has_cnf)
+            .execute(self.conn()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn append_event(&mut self, e: &Event) -> Result<(), StoreError> {
+        sqlx::query(&format!("INSERT INTO changes ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
+            .bind(e.revision)
+            .bind(e.event_type.as_str())
+            .bind(ts(&e.occurred_at))
+            .bind(&e.resource)
+            .bind(e.resource_id)
+            .bind(Json(&e.payload))
+            .execute(self.conn()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn append_audit(&mut self, r: &AuditRecord<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, role, action, resource, resource_id, result, error_code, revision, source, request_id) \
+             VALUES ($1, $2, $3, $4, 'cluster', $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(ts(&r.at))
+        .bind(&r.audit.actor)
+        .bind(&r.audit.role)
+        .bind(r.action)
+        .bind(r.resource_id)
+        .bind(audit_result_str(&r.result))
+        .bind(r.error_code)
+        .bind(r.revision)
+        .bind(&r.audit.source)
+        .bind(&r.audit.request_id)
+        .execute(self.conn()?)
+        .await?;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        let mut conn = self.conn.take().ok_or(StoreError::Closed)?;
+        match sqlx::query("COMMIT").execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = conn.detach();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+async fn read_revision(tx: &mut Transaction<'static, Sqlite>) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut **tx).await?)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn durability(&self) -> &str {
+        &self.durability
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn insert_cluster(&self, new: NewCluster, audit: &Audit) -> Result<Cluster, StoreError> {
+        match self.writer.write(WriteOp::Insert(new), audit).await? {
+            WriteOutcome::Cluster(c) => Ok(c),
+            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
+        }
+    }
+
+    async fn get_cluster(&self, id: Uuid) -> Result<Cluster, StoreError> {
+        let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.read).await?;
+        row.as_ref().map(cluster_from_row).transpose()?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    async fn find_cluster_by_name(&self, name: &str) -> Result<Option<Cluster>, StoreError> {
+        let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.name = $1");
+        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.read).await?;
+        row.as_ref().map(cluster_from_row).transpose()
+    }
+
+    async fn list_clusters(&self, filter: &ClusterFilter, page: Page) -> Result<ClusterList, StoreError> {
+        let mut tx = self.read.begin().await?;
+        let revision = read_revision(&mut tx).await?;
+        let total = match self.counts.get(filter, revision) {
+            Some(total) => total,
+            None => {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM clusters c");
+                push_cluster_filter(&mut qb, filter, LabelMatch::SideTable);
+                let total: i64 = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+                let total = u64::try_from(total).unwrap_or_default();
+                self.counts.put(filter, revision, total);
+                total
+            }
+        };
+        let items = if page.offset() >= total {
+            Vec::new()
+        } else {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {CLUSTER_COLUMNS} FROM clusters c"));
+            push_cluster_filter(&mut qb, filter, LabelMatch::SideTable);
+            qb.push(" ORDER BY c.name LIMIT ")
+                .push_bind(i64::from(page.page_size))
+                .push(" OFFSET ")
+                .push_bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
+            let rows = qb.build().fetch_all(&mut *tx).await?;
+            rows.iter().map(cluster_from_row).collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit().await?;
+        Ok(ClusterList { items, total, revision })
+    }
+
+    async fn update_cluster(&self, id: Uuid, expected_revision: Option<i64>, patch: ClusterPatch, audit: &Audit) -> Result<Cluster, StoreError> {
+        match self.writer.write(WriteOp::Update { id, expected_revision, patch }, audit).await? {
+            WriteOutcome::Cluster(c) => Ok(c),
+            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
+        }
+    }
+
+    async fn delete_cluster(&self, id: Uuid, expected_revision: Option<i64>, audit: &Audit) -> Result<(), StoreError> {
+        self.writer.write(WriteOp::Delete { id, expected_revision }, audit).await.map(|_| ())
+    }
+
+    async fn record_status(&self, id: Uuid, status: ClusterStatus, last_seen_at: Option<DateTime<Utc>>) -> Result<Option<Event>, StoreError> {
+        match self.writer.write(WriteOp::RecordStatus { id, status, last_seen_at }, &Audit::system("health")).await? {
+            WriteOutcome::Event(e) => Ok(e),
+            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
+        }
+    }
+
+    async fn set_capabilities(&self, id: Uuid, capabilities: Capabilities) -> Result<Option<Event>, StoreError> {
+        match self.writer.write(WriteOp::SetCapabilities { id, capabilities }, &Audit::system("discovery")).await? {
+            WriteOutcome::Event(e) => Ok(e),
+            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
+        }
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> Result<EventPage, StoreError> {
+        let mut tx = self.read.begin().await?;
+        let latest = read_revision(&mut tx).await?;
+        let pruned: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'pruned_through'").fetch_one(&mut *tx).await?;
+        if after < pruned {
+            return Err(StoreError::EventsExpired { after, oldest_revision: pruned + 1, latest_revision: latest });
+        }
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2");
+        let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+        let items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(EventPage { items, latest_revision: latest })
+    }
+
+    async fn latest_revision(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&self.read).await?)
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, keep_from: i64) -> Result<u64, StoreError> {
+        let cutoff: Option<i64> = sqlx::query_scalar("SELECT MAX(revision) FROM changes WHERE occurred_at < $1 AND revision <= $2")
+            .bind(ts(&before))
+            .bind(keep_from)
+            .fetch_one(&self.read)
+            .await?;
+        let Some(cutoff) = cutoff else { return Ok(0) };
+        let mut removed = 0;
+        loop {
+            // Batched deletes keep each write transaction short.
+            let mut tx = self.write.begin().await?;
+            let n = sqlx::query("DELETE FROM changes WHERE revision IN (SELECT revision FROM changes WHERE revision <= $1 ORDER BY revision LIMIT 5000)")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE meta SET value = MAX(value, $1) WHERE key = 'pruned_through'").bind(cutoff).execute(&mut *tx).await?;
+            tx.commit().await?;
+            removed += n;
+            if n < 5000 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    async fn outbox_cursor(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'outbox_published'").fetch_one(&self.read).await?)
+    }
+
+    async fn set_outbox_cursor(&self, revision: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE meta SET value = MAX(value, $1) WHERE key = 'outbox_published'").bind(revision).execute(&self.write).await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log"));
+        push_audit_filter(&mut qb, query, |t, qb| {
+            qb.push_bind(ts(&t));
+        });
+        let rows = qb.build().fetch_all(&self.read).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    fn watch_revision(&self) -> watch::Receiver<i64> {
+        self.revision.clone()
+    }
+
+    async fn close(&self) {
+        let task = self.writer_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
