@@ -1,0 +1,2 @@
+//! Tests: concurrency.
+#[allow(unused_imports)] use crate::helpers::*;

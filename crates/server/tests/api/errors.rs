@@ -1,0 +1,2 @@
+//! Tests: errors.
+#[allow(unused_imports)] use crate::helpers::*;

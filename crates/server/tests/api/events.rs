@@ -1,0 +1,2 @@
+//! Tests: events.
+#[allow(unused_imports)] use crate::helpers::*;

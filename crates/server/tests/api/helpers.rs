@@ -1,0 +1,253 @@
+//! `spawn_app`, `TestApp` and the `api_test!` macro.
+
+use fleetreg_server::settings::Settings;
+use fleetreg_server::Application;
+use fleetreg_store::Store;
+use reqwest::{Method, Response};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Emits `$name::sqlite` and `$name::postgres`, running the body once per store.
+/// The PostgreSQL variant prints a skip line when no server is reachable, unless
+/// `FLEETREG_REQUIRE_POSTGRES=1`, where that fails.
+macro_rules! api_test {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await.expect("sqlite app");
+                $body
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some($app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub backend: Backend,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub retention: fleetreg_server::retention::Retention,
+    pub database_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _resources: TestResources,
+}
+
+/// What a test app owns outside the process: a temp dir or a PostgreSQL database.
+pub enum TestResources {
+    Dir(tempfile::TempDir),
+    PgDatabase { admin_url: String, name: String },
+}
+
+impl Drop for TestResources {
+    fn drop(&mut self) {
+        if let TestResources::PgDatabase { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs outside async context: use a thread with its own runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("FLEETREG_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn postgres_required() -> bool {
+    std::env::var("FLEETREG_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// Creates a fresh database for one test; `None` (after a skip line) when
+/// PostgreSQL is unreachable and not required.
+pub async fn create_postgres_database() -> Option<(String, TestResources)> {
+    use sqlx::Connection;
+    let admin_url = postgres_admin_url();
+    let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            if postgres_required() {
+                panic!("FLEETREG_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {error}");
+            }
+            eprintln!("SKIP: PostgreSQL at {admin_url} is unreachable ({error}); set FLEETREG_TEST_POSTGRES_URL or FLEETREG_REQUIRE_POSTGRES=1");
+            return None;
+        }
+    };
+    let name = format!("fleetreg_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create test database");
+    let url = match admin_url.rfind('/') {
+        Some(i) if i > "postgres://".len() => format!("{}/{name}", &admin_url[..i]),
+        _ => format!("{admin_url}/{name}"),
+    };
+    Some((url, TestResources::PgDatabase { admin_url, name }))
+}
+
+/// Settings for a test server on a random port with the given store.
+pub fn test_settings(database_url: &str) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_owned(),
+        ..Settings::default()
+    }
+}
+
+/// Starts a server on a random port with a fresh store.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], letting the test adjust the settings first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    init_logging();
+    let (database_url, resources) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("fleetreg.db").display());
+            (url, TestResources::Dir(dir))
+        }
+        Backend::Postgres => create_postgres_database().await?,
+    };
+    let mut settings = test_settings(&database_url);
+    adjust(&mut settings);
+    let app = Application::build(settings).await.expect("server starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store();
+    let retention = app.retention();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    Some(TestApp {
+        address,
+        backend,
+        client: reqwest::Client::new(),
+        store,
+        retention,
+        database_url,
+        stop: Some(stop),
+        server: Some(server),
+        _resources: resources,
+    })
+}
+
+fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            let _ = tracing_subscriber::fmt().with_env_filter("info,sqlx=warn").with_test_writer().try_init();
+        }
+    });
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn post_cluster(&self, body: &Value) -> Response {
+        self.client.post(self.url("/api/v1/clusters")).json(body).send().await.unwrap()
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_cluster(&self, id: &str) -> Response {
+        self.get(&format!("/api/v1/clusters/{id}")).await
+    }
+
+    pub async fn list(&self, query: &str) -> Response {
+        self.get(&format!("/api/v1/clusters{query}")).await
+    }
+
+    pub async fn put_cluster(&self, id: &str, body: &Value) -> Response {
+        self.client.put(self.url(&format!("/api/v1/clusters/{id}"))).json(body).send().await.unwrap()
+    }
+
+    pub async fn delete_cluster(&self, id: &str) -> Response {
+        self.client.delete(self.url(&format!("/api/v1/clusters/{id}"))).send().await.unwrap()
+    }
+
+    /// Registers a cluster from a minimal body plus `extra` fields; panics unless 201.
+    pub async fn register(&self, name: &str, extra: Value) -> Value {
+        let mut body = json!({ "name": name, "api_server_url": format!("https://api.{name}.example.com:6443") });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let response = self.post_cluster(&body).await;
+        let status = response.status();
+        let json: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "register {name}: {json}");
+        json
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts an error envelope with `code` and `status`; returns the body.
+pub async fn assert_error(response: Response, status: u16, code: &str) -> Value {
+    let actual = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(actual, status, "status of {body}");
+    assert_eq!(body["error"]["code"], code, "code in {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
+    assert!(body["error"]["details"].is_object(), "details in {body}");
+    body
+}

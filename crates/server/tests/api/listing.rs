@@ -1,0 +1,2 @@
+//! Tests: listing.
+#[allow(unused_imports)] use crate::helpers::*;

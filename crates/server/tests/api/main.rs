@@ -1,0 +1,12 @@
+//! Black-box tests of the HTTP API: each test starts the real server on a random
+//! port, against SQLite and against PostgreSQL (`api_test!` emits both).
+
+#[macro_use]
+mod helpers;
+mod clusters;
+mod concurrency;
+mod errors;
+mod events;
+mod listing;
+mod operations;
+mod store_contract;

@@ -1,0 +1,2 @@
+//! Tests: operations.
+#[allow(unused_imports)] use crate::helpers::*;

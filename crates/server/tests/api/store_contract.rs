@@ -1,0 +1,2 @@
+//! Tests: store_contract.
+#[allow(unused_imports)] use crate::helpers::*;
