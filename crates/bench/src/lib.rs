@@ -1,15 +1,167 @@
 //! The load generator behind `fleetreg bench`.
+//!
+//! It drives an already running server over HTTP and prints, per scenario, the
+//! requests sent, the failed ones, throughput and p50/p99/max latency, and how
+//! each was measured. Every loop is bounded in count and in time, and traffic
+//! goes to a loopback server only (unless `--allow-remote`).
 #![deny(missing_docs)]
 
+mod fanout;
+mod load;
+mod procfs;
+mod report;
+mod scenarios;
+pub mod stats;
+
+use clap::ValueEnum;
+use std::time::Duration;
+
 /// Flags of `fleetreg bench`.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    fleetreg bench --server http://127.0.0.1:8080\n  \
+    fleetreg bench --scenario register-1,register-64 --duration-secs 5\n  \
+    fleetreg bench --scenario seed,get,list,rss --clusters 100000 --json")]
+pub struct BenchArgs {
+    /// The running server to drive (loopback only unless --allow-remote).
+    #[arg(long, env = "FLEETREG_URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Bearer token sent with every request, if the server wants one.
+    #[arg(long, env = "FLEETREG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Scenarios to run, comma-separated, in this order: register-1, register-64,
+    /// seed, get, list, rss, fanout; or `all`.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub scenario: Vec<Scenario>,
+    /// Clusters the store should hold for get/list/rss (`seed` registers the rest
+    /// at 64 connections; the register scenarios stop when it is reached).
+    #[arg(long, default_value_t = 100_000)]
+    pub clusters: u64,
+    /// Length of each timed scenario (register-1, register-64, get, list), seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration_secs: u64,
+    /// Connections used by the get and list scenarios.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub read_concurrency: u64,
+    /// The list scenario reads a random page among the first N of the filter.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub list_pages: u32,
+    /// Event-stream subscriber counts for the fan-out scenario, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub subscribers: Vec<usize>,
+    /// Writes (one at a time) whose fan-out is timed, per subscriber count.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub fanout_writes: u32,
+    /// The server's process id, for RSS (/proc/PID/status); found from the
+    /// listening port when omitted.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print the results as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Allow a server that is not on the loopback interface.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+/// A scenario of `fleetreg bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Scenario {
+    /// Registrations (POST /api/v1/clusters) over 1 connection.
+    #[value(name = "register-1")]
+    Register1,
+    /// Registrations over 64 connections.
+    #[value(name = "register-64")]
+    Register64,
+    /// Register clusters at 64 connections until the store holds `--clusters`.
+    Seed,
+    /// GET /api/v1/clusters/{id} with random ids across all stored clusters.
+    Get,
+    /// Filtered list: environment + label, page_size 20, exact total checked.
+    List,
+    /// The server's resident memory.
+    Rss,
+    /// Event fan-out to many stream subscribers.
+    Fanout,
+    /// Everything above, in that order.
+    All,
+}
 
 /// Errors of the benchmark.
 #[derive(Debug, thiserror::Error)]
-pub enum BenchError {}
+pub enum BenchError {
+    /// A flag has a value the benchmark cannot use.
+    #[error("{0}")]
+    Usage(String),
+    /// An HTTP request could not be made or answered.
+    #[error("HTTP request to the server failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The server answered a setup request with an error.
+    #[error("the server refused {what}: {detail}")]
+    Server {
+        /// What was asked.
+        what: String,
+        /// Status and the start of the body.
+        detail: String,
+    },
+    /// A response was not the JSON expected.
+    #[error("unexpected response to {what}: {detail}")]
+    Unexpected {
+        /// What was asked.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Writing the JSON report failed.
+    #[error("cannot write the report: {0}")]
+    Json(#[from] serde_json::Error),
+}
 
-/// Runs the benchmark.
-pub async fn run(_args: BenchArgs) -> Result<(), BenchError> {
-    Ok(())
+impl BenchArgs {
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.duration_secs)
+    }
+
+    fn selected(&self) -> Vec<Scenario> {
+        let mut selected: Vec<Scenario> = if self.scenario.contains(&Scenario::All) {
+            vec![
+                Scenario::Register1,
+                Scenario::Register64,
+                Scenario::Seed,
+                Scenario::Get,
+                Scenario::List,
+                Scenario::Rss,
+                Scenario::Fanout,
+            ]
+        } else {
+            self.scenario.clone()
+        };
+        selected.sort();
+        selected.dedup();
+        selected
+    }
+}
+
+/// Runs the benchmark: every selected scenario in order, then a summary.
+pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
+    let mut ctx = scenarios::Context::connect(&args).await?;
+    report::header(&ctx);
+    let mut rows = Vec::new();
+    for scenario in args.selected() {
+        let new_rows = match scenario {
+            Scenario::Register1 => vec![scenarios::register(&mut ctx, 1).await?],
+            Scenario::Register64 => vec![scenarios::register(&mut ctx, 64).await?],
+            Scenario::Seed => vec![scenarios::seed(&mut ctx).await?],
+            Scenario::Get => vec![scenarios::get_by_id(&mut ctx).await?],
+            Scenario::List => vec![scenarios::filtered_list(&mut ctx).await?],
+            Scenario::Rss => vec![scenarios::rss(&mut ctx).await?],
+            Scenario::Fanout => fanout::run(&mut ctx).await?,
+            Scenario::All => Vec::new(),
+        };
+        for row in &new_rows {
+            report::progress(row);
+        }
+        rows.extend(new_rows);
+    }
+    report::finish(&ctx, &rows)
 }

@@ -47,28 +47,23 @@ where
     }
 }
 
-/// Parses a JSON body with the error mapping of [`ApiJson`].
+/// Parses a JSON body with the error mapping of [`ApiJson`]: text that is not
+/// JSON is `MALFORMED_JSON`; JSON of the wrong shape is `VALIDATION_ERROR` with
+/// the path of the offending field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer);
-    if value.is_ok() {
-        if let Err(trailing) = deserializer.end() {
-            return Err(ApiError::new(ErrorCode::MalformedJson, format!("request body is not valid JSON: {trailing}")));
-        }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(ErrorCode::MalformedJson, format!("request body is not valid JSON: {e}"))
+            .with_details(json!({ "line": e.line(), "column": e.column() }))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::validation("body", "must be a JSON object"));
     }
-    value.map_err(|error| {
+    serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
-        let inner = error.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let field = if path == "." { "body".to_owned() } else { path };
-                let reason = strip_position(&inner.to_string());
-                ApiError::new(ErrorCode::ValidationError, format!("invalid {field}: {reason}"))
-                    .with_details(json!({ "field": field, "reason": reason }))
-            }
-            _ => ApiError::new(ErrorCode::MalformedJson, format!("request body is not valid JSON: {inner}"))
-                .with_details(json!({ "line": inner.line(), "column": inner.column() })),
-        }
+        let field = if path == "." { "body".to_owned() } else { path };
+        let reason = strip_position(&error.into_inner().to_string());
+        ApiError::new(ErrorCode::ValidationError, format!("invalid {field}: {reason}"))
+            .with_details(json!({ "field": field, "reason": reason }))
     })
 }
 

@@ -292,6 +292,28 @@ impl Store for PostgresStore {
         Ok(ClusterList { items, total, revision })
     }
 
+    async fn explain_list_clusters(&self, filter: &ClusterFilter) -> Result<String, StoreError> {
+        let mut tx = self.read.begin().await?;
+        // Small test tables make sequential scans cheapest; this shows which
+        // index the filter can use, as it would on a large table.
+        sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
+        let mut plan = String::new();
+        for select in ["SELECT COUNT(*) FROM clusters c".to_owned(), format!("SELECT {CLUSTER_COLUMNS} FROM clusters c")] {
+            let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("EXPLAIN {select}"));
+            push_cluster_filter(&mut qb, filter, LabelMatch::JsonbContains);
+            if !select.contains("COUNT") {
+                qb.push(" ORDER BY c.name LIMIT 20");
+            }
+            for row in qb.build().fetch_all(&mut *tx).await? {
+                use sqlx::Row;
+                plan.push_str(&row.try_get::<String, _>(0)?);
+                plan.push('\n');
+            }
+        }
+        tx.rollback().await?;
+        Ok(plan)
+    }
+
     async fn update_cluster(&self, id: Uuid, expected_revision: Option<i64>, patch: ClusterPatch, audit: &Audit) -> Result<Cluster, StoreError> {
         match self.writer.write(WriteOp::Update { id, expected_revision, patch }, audit).await? {
             WriteOutcome::Cluster(c) => Ok(c),

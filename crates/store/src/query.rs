@@ -9,7 +9,7 @@ use uuid::Uuid;
 /// How a backend matches labels.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LabelMatch {
-    /// SQLite: one `EXISTS` per label over the `cluster_labels` index.
+    /// SQLite: one `IN (…)` per label over the `cluster_labels` index.
     SideTable,
     /// PostgreSQL: one `labels @> {…}` containment over the GIN index.
     JsonbContains,
@@ -70,11 +70,13 @@ where
         LabelMatch::SideTable => {
             for label in &filter.labels {
                 and(qb);
-                qb.push("EXISTS (SELECT 1 FROM cluster_labels l WHERE l.key = ")
+                // `IN` lets the planner drive from the label index instead of
+                // probing it once per cluster.
+                qb.push("c.id IN (SELECT l.cluster_id FROM cluster_labels l WHERE l.key = ")
                     .push_bind(label.key.clone())
                     .push(" AND l.value = ")
                     .push_bind(label.value.clone())
-                    .push(" AND l.cluster_id = c.id)");
+                    .push(")");
             }
         }
         LabelMatch::JsonbContains => {

@@ -355,6 +355,23 @@ impl Store for SqliteStore {
         Ok(ClusterList { items, total, revision })
     }
 
+    async fn explain_list_clusters(&self, filter: &ClusterFilter) -> Result<String, StoreError> {
+        let mut plan = String::new();
+        for select in ["SELECT COUNT(*) FROM clusters c".to_owned(), format!("SELECT {CLUSTER_COLUMNS} FROM clusters c")] {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("EXPLAIN QUERY PLAN {select}"));
+            push_cluster_filter(&mut qb, filter, LabelMatch::SideTable);
+            if !select.contains("COUNT") {
+                qb.push(" ORDER BY c.name LIMIT 20");
+            }
+            for row in qb.build().fetch_all(&self.read).await? {
+                use sqlx::Row;
+                plan.push_str(&row.try_get::<String, _>("detail")?);
+                plan.push('\n');
+            }
+        }
+        Ok(plan)
+    }
+
     async fn update_cluster(&self, id: Uuid, expected_revision: Option<i64>, patch: ClusterPatch, audit: &Audit) -> Result<Cluster, StoreError> {
         match self.writer.write(WriteOp::Update { id, expected_revision, patch }, audit).await? {
             WriteOutcome::Cluster(c) => Ok(c),

@@ -93,6 +93,10 @@ pub trait Store: Send + Sync + 'static {
     /// Lists clusters matching `filter`, sorted by name, one page of them.
     async fn list_clusters(&self, filter: &ClusterFilter, page: Page) -> Result<ClusterList, StoreError>;
 
+    /// The database's plans for the count and page queries of a list with
+    /// `filter`, one line per plan step (for tests and diagnosis).
+    async fn explain_list_clusters(&self, filter: &ClusterFilter) -> Result<String, StoreError>;
+
     /// Applies `patch`; with `expected_revision` fails unless it is current.
     async fn update_cluster(
         &self,

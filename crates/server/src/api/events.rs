@@ -105,10 +105,9 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap, QueryPair
         Some(after) => after,
         None => state.hub.published(),
     };
-    // Fail fast with 410 when the start is already behind retention.
-    if let Err(e @ StoreError::EventsExpired { .. }) = state.store.events_after(start, 1).await {
-        return Err(e.into());
-    }
+    // A start behind retention is not refused with 410: the stream opens and
+    // `catch_up` sends `event: RESYNC` with {oldest_revision, latest_revision},
+    // then closes (DESIGN.md), so EventSource clients learn to resync.
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
     tokio::spawn(feed(state, start, live, tx));
     let body = Body::from_stream(ReceiverStream::new(rx));
