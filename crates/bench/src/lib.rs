@@ -11,7 +11,7 @@ mod load;
 mod procfs;
 mod report;
 mod scenarios;
-pub mod stats;
+mod stats;
 
 use clap::ValueEnum;
 use std::time::Duration;

@@ -60,7 +60,9 @@ impl Client {
         let base = base.trim().trim_end_matches('/').to_owned();
         match reqwest::Url::parse(&base) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            _ => anyhow::bail!("invalid server URL {base:?} (from {source}); expected e.g. http://127.0.0.1:8080"),
+            _ => anyhow::bail!(
+                "invalid server URL {base:?} (from {source}); expected e.g. http://127.0.0.1:8080"
+            ),
         }
         let token = args
             .token
@@ -77,7 +79,8 @@ impl Client {
 
     /// A request to `path` (starting with `/`), with the default time limit.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.request_unbounded(method, path).timeout(REQUEST_TIMEOUT)
+        self.request_unbounded(method, path)
+            .timeout(REQUEST_TIMEOUT)
     }
 
     /// A request to `path` without a time limit (for streams).
@@ -90,12 +93,18 @@ impl Client {
     }
 
     /// Sends and decodes a JSON answer, turning error envelopes into [`ServerError`].
-    pub async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
         let response = self.send_raw(request).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the answer of {} failed: {}", self.base, root_cause(&e)))?;
+        let bytes = response.bytes().await.map_err(|e| {
+            anyhow::anyhow!(
+                "reading the answer of {} failed: {}",
+                self.base,
+                root_cause(&e)
+            )
+        })?;
         serde_json::from_slice(&bytes).map_err(|e| {
             anyhow::anyhow!(
                 "the server at {} answered with something that is not fleetreg JSON ({e}); is it a fleetreg server?",
@@ -105,7 +114,10 @@ impl Client {
     }
 
     /// Sends, returning the response when its status is a success.
-    pub async fn send_raw(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    pub async fn send_raw(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         let response = request.send().await.map_err(|e| {
             let what = if e.is_timeout() { "timed out talking to" } else { "cannot reach" };
             anyhow::anyhow!(
@@ -119,11 +131,19 @@ impl Client {
         }
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        let code = body["error"]["code"].as_str().unwrap_or("HTTP_ERROR").to_owned();
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or("HTTP_ERROR")
+            .to_owned();
         let message = body["error"]["message"]
             .as_str()
             .map_or_else(|| format!("the server answered {status}"), str::to_owned);
-        Err(ServerError { code, message, status }.into())
+        Err(ServerError {
+            code,
+            message,
+            status,
+        }
+        .into())
     }
 }
 

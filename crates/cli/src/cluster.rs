@@ -93,14 +93,21 @@ pub struct LabelArg {
 
 fn parse_label(text: &str) -> Result<LabelArg, String> {
     match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok(LabelArg { key: key.to_owned(), value: value.to_owned() }),
-        _ => Err(format!("expected KEY=VALUE, e.g. team=platform; got {text:?}")),
+        Some((key, value)) if !key.is_empty() => Ok(LabelArg {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }),
+        _ => Err(format!(
+            "expected KEY=VALUE, e.g. team=platform; got {text:?}"
+        )),
     }
 }
 
 fn parse_label_key(text: &str) -> Result<String, String> {
     if text.is_empty() || text.contains('=') {
-        Err(format!("expected a label KEY without a value; got {text:?}"))
+        Err(format!(
+            "expected a label KEY without a value; got {text:?}"
+        ))
     } else {
         Ok(text.to_owned())
     }
@@ -263,97 +270,319 @@ pub struct UpdateArgs {
 
 /// Compact columns for `list` tables.
 const LIST_COLUMNS: &[Column] = &[
-    Column { header: "NAME", pointer: "/name" },
-    Column { header: "TYPE", pointer: "/cluster_type" },
-    Column { header: "ENVIRONMENT", pointer: "/environment" },
-    Column { header: "REGION", pointer: "/region" },
-    Column { header: "STATE", pointer: "/status/state" },
-    Column { header: "SCORE", pointer: "/status/health_score" },
-    Column { header: "LABELS", pointer: "/labels" },
-    Column { header: "ID", pointer: "/id" },
+    Column {
+        header: "NAME",
+        pointer: "/name",
+    },
+    Column {
+        header: "TYPE",
+        pointer: "/cluster_type",
+    },
+    Column {
+        header: "ENVIRONMENT",
+        pointer: "/environment",
+    },
+    Column {
+        header: "REGION",
+        pointer: "/region",
+    },
+    Column {
+        header: "STATE",
+        pointer: "/status/state",
+    },
+    Column {
+        header: "SCORE",
+        pointer: "/status/health_score",
+    },
+    Column {
+        header: "LABELS",
+        pointer: "/labels",
+    },
+    Column {
+        header: "ID",
+        pointer: "/id",
+    },
 ];
 
 /// Every scalar field, named as in the API, for CSV.
 const CSV_COLUMNS: &[Column] = &[
-    Column { header: "id", pointer: "/id" },
-    Column { header: "name", pointer: "/name" },
-    Column { header: "display_name", pointer: "/display_name" },
-    Column { header: "cluster_type", pointer: "/cluster_type" },
-    Column { header: "platform", pointer: "/platform" },
-    Column { header: "platform_version", pointer: "/platform_version" },
-    Column { header: "environment", pointer: "/environment" },
-    Column { header: "region", pointer: "/region" },
-    Column { header: "api_server_url", pointer: "/api_server_url" },
-    Column { header: "prometheus_url", pointer: "/endpoints/prometheus_url" },
-    Column { header: "tempo_url", pointer: "/endpoints/tempo_url" },
-    Column { header: "loki_url", pointer: "/endpoints/loki_url" },
-    Column { header: "labels", pointer: "/labels" },
-    Column { header: "state", pointer: "/status/state" },
-    Column { header: "health_score", pointer: "/status/health_score" },
-    Column { header: "connectivity", pointer: "/status/connectivity" },
-    Column { header: "has_gpu", pointer: "/capabilities/has_gpu_nodes" },
-    Column { header: "gpu_count", pointer: "/capabilities/gpu_count" },
-    Column { header: "has_cnf", pointer: "/capabilities/has_cnf" },
-    Column { header: "last_seen_at", pointer: "/last_seen_at" },
-    Column { header: "revision", pointer: "/revision" },
-    Column { header: "created_at", pointer: "/created_at" },
-    Column { header: "updated_at", pointer: "/updated_at" },
+    Column {
+        header: "id",
+        pointer: "/id",
+    },
+    Column {
+        header: "name",
+        pointer: "/name",
+    },
+    Column {
+        header: "display_name",
+        pointer: "/display_name",
+    },
+    Column {
+        header: "cluster_type",
+        pointer: "/cluster_type",
+    },
+    Column {
+        header: "platform",
+        pointer: "/platform",
+    },
+    Column {
+        header: "platform_version",
+        pointer: "/platform_version",
+    },
+    Column {
+        header: "environment",
+        pointer: "/environment",
+    },
+    Column {
+        header: "region",
+        pointer: "/region",
+    },
+    Column {
+        header: "api_server_url",
+        pointer: "/api_server_url",
+    },
+    Column {
+        header: "prometheus_url",
+        pointer: "/endpoints/prometheus_url",
+    },
+    Column {
+        header: "tempo_url",
+        pointer: "/endpoints/tempo_url",
+    },
+    Column {
+        header: "loki_url",
+        pointer: "/endpoints/loki_url",
+    },
+    Column {
+        header: "labels",
+        pointer: "/labels",
+    },
+    Column {
+        header: "state",
+        pointer: "/status/state",
+    },
+    Column {
+        header: "health_score",
+        pointer: "/status/health_score",
+    },
+    Column {
+        header: "connectivity",
+        pointer: "/status/connectivity",
+    },
+    Column {
+        header: "has_gpu",
+        pointer: "/capabilities/has_gpu_nodes",
+    },
+    Column {
+        header: "gpu_count",
+        pointer: "/capabilities/gpu_count",
+    },
+    Column {
+        header: "has_cnf",
+        pointer: "/capabilities/has_cnf",
+    },
+    Column {
+        header: "last_seen_at",
+        pointer: "/last_seen_at",
+    },
+    Column {
+        header: "revision",
+        pointer: "/revision",
+    },
+    Column {
+        header: "created_at",
+        pointer: "/created_at",
+    },
+    Column {
+        header: "updated_at",
+        pointer: "/updated_at",
+    },
 ];
 
 /// One field per line for a single cluster in table form.
 const DETAIL_FIELDS: &[Column] = &[
-    Column { header: "Name", pointer: "/name" },
-    Column { header: "ID", pointer: "/id" },
-    Column { header: "Display name", pointer: "/display_name" },
-    Column { header: "Type", pointer: "/cluster_type" },
-    Column { header: "Platform", pointer: "/platform" },
-    Column { header: "Platform version", pointer: "/platform_version" },
-    Column { header: "Environment", pointer: "/environment" },
-    Column { header: "Region", pointer: "/region" },
-    Column { header: "API server", pointer: "/api_server_url" },
-    Column { header: "Endpoints", pointer: "/endpoints" },
-    Column { header: "Labels", pointer: "/labels" },
-    Column { header: "State", pointer: "/status/state" },
-    Column { header: "Health score", pointer: "/status/health_score" },
-    Column { header: "Connectivity", pointer: "/status/connectivity" },
-    Column { header: "Checked at", pointer: "/status/checked_at" },
-    Column { header: "Reason", pointer: "/status/reason" },
-    Column { header: "Last seen", pointer: "/last_seen_at" },
-    Column { header: "GPU nodes", pointer: "/capabilities/has_gpu_nodes" },
-    Column { header: "GPUs", pointer: "/capabilities/gpu_count" },
-    Column { header: "CNF", pointer: "/capabilities/has_cnf" },
-    Column { header: "Discovered at", pointer: "/capabilities/discovered_at" },
-    Column { header: "Revision", pointer: "/revision" },
-    Column { header: "Created", pointer: "/created_at" },
-    Column { header: "Updated", pointer: "/updated_at" },
+    Column {
+        header: "Name",
+        pointer: "/name",
+    },
+    Column {
+        header: "ID",
+        pointer: "/id",
+    },
+    Column {
+        header: "Display name",
+        pointer: "/display_name",
+    },
+    Column {
+        header: "Type",
+        pointer: "/cluster_type",
+    },
+    Column {
+        header: "Platform",
+        pointer: "/platform",
+    },
+    Column {
+        header: "Platform version",
+        pointer: "/platform_version",
+    },
+    Column {
+        header: "Environment",
+        pointer: "/environment",
+    },
+    Column {
+        header: "Region",
+        pointer: "/region",
+    },
+    Column {
+        header: "API server",
+        pointer: "/api_server_url",
+    },
+    Column {
+        header: "Endpoints",
+        pointer: "/endpoints",
+    },
+    Column {
+        header: "Labels",
+        pointer: "/labels",
+    },
+    Column {
+        header: "State",
+        pointer: "/status/state",
+    },
+    Column {
+        header: "Health score",
+        pointer: "/status/health_score",
+    },
+    Column {
+        header: "Connectivity",
+        pointer: "/status/connectivity",
+    },
+    Column {
+        header: "Checked at",
+        pointer: "/status/checked_at",
+    },
+    Column {
+        header: "Reason",
+        pointer: "/status/reason",
+    },
+    Column {
+        header: "Last seen",
+        pointer: "/last_seen_at",
+    },
+    Column {
+        header: "GPU nodes",
+        pointer: "/capabilities/has_gpu_nodes",
+    },
+    Column {
+        header: "GPUs",
+        pointer: "/capabilities/gpu_count",
+    },
+    Column {
+        header: "CNF",
+        pointer: "/capabilities/has_cnf",
+    },
+    Column {
+        header: "Discovered at",
+        pointer: "/capabilities/discovered_at",
+    },
+    Column {
+        header: "Revision",
+        pointer: "/revision",
+    },
+    Column {
+        header: "Created",
+        pointer: "/created_at",
+    },
+    Column {
+        header: "Updated",
+        pointer: "/updated_at",
+    },
 ];
 
 const STATUS_DETAIL: &[Column] = &[
-    Column { header: "State", pointer: "/state" },
-    Column { header: "Health score", pointer: "/health_score" },
-    Column { header: "Connectivity", pointer: "/connectivity" },
-    Column { header: "API server healthy", pointer: "/api_server_healthy" },
-    Column { header: "Prometheus healthy", pointer: "/prometheus_healthy" },
-    Column { header: "Tempo healthy", pointer: "/tempo_healthy" },
-    Column { header: "Loki healthy", pointer: "/loki_healthy" },
-    Column { header: "Checked at", pointer: "/checked_at" },
-    Column { header: "Reason", pointer: "/reason" },
+    Column {
+        header: "State",
+        pointer: "/state",
+    },
+    Column {
+        header: "Health score",
+        pointer: "/health_score",
+    },
+    Column {
+        header: "Connectivity",
+        pointer: "/connectivity",
+    },
+    Column {
+        header: "API server healthy",
+        pointer: "/api_server_healthy",
+    },
+    Column {
+        header: "Prometheus healthy",
+        pointer: "/prometheus_healthy",
+    },
+    Column {
+        header: "Tempo healthy",
+        pointer: "/tempo_healthy",
+    },
+    Column {
+        header: "Loki healthy",
+        pointer: "/loki_healthy",
+    },
+    Column {
+        header: "Checked at",
+        pointer: "/checked_at",
+    },
+    Column {
+        header: "Reason",
+        pointer: "/reason",
+    },
 ];
 
 const STATUS_CSV: &[Column] = &[
-    Column { header: "state", pointer: "/state" },
-    Column { header: "health_score", pointer: "/health_score" },
-    Column { header: "connectivity", pointer: "/connectivity" },
-    Column { header: "api_server_healthy", pointer: "/api_server_healthy" },
-    Column { header: "prometheus_healthy", pointer: "/prometheus_healthy" },
-    Column { header: "tempo_healthy", pointer: "/tempo_healthy" },
-    Column { header: "loki_healthy", pointer: "/loki_healthy" },
-    Column { header: "checked_at", pointer: "/checked_at" },
-    Column { header: "reason", pointer: "/reason" },
+    Column {
+        header: "state",
+        pointer: "/state",
+    },
+    Column {
+        header: "health_score",
+        pointer: "/health_score",
+    },
+    Column {
+        header: "connectivity",
+        pointer: "/connectivity",
+    },
+    Column {
+        header: "api_server_healthy",
+        pointer: "/api_server_healthy",
+    },
+    Column {
+        header: "prometheus_healthy",
+        pointer: "/prometheus_healthy",
+    },
+    Column {
+        header: "tempo_healthy",
+        pointer: "/tempo_healthy",
+    },
+    Column {
+        header: "loki_healthy",
+        pointer: "/loki_healthy",
+    },
+    Column {
+        header: "checked_at",
+        pointer: "/checked_at",
+    },
+    Column {
+        header: "reason",
+        pointer: "/reason",
+    },
 ];
 
 fn labels_object(labels: Vec<LabelArg>) -> Map<String, Value> {
-    labels.into_iter().map(|l| (l.key, Value::String(l.value))).collect()
+    labels
+        .into_iter()
+        .map(|l| (l.key, Value::String(l.value)))
+        .collect()
 }
 
 impl MetadataArgs {
@@ -373,7 +602,10 @@ impl MetadataArgs {
             }
         }
         if !self.labels.is_empty() {
-            body.insert("labels".into(), Value::Object(labels_object(std::mem::take(&mut self.labels))));
+            body.insert(
+                "labels".into(),
+                Value::Object(labels_object(std::mem::take(&mut self.labels))),
+            );
         }
     }
 
@@ -399,7 +631,10 @@ fn is_not_found(error: &anyhow::Error) -> bool {
 /// look like a UUID.
 async fn fetch(client: &Client, cluster: &str) -> anyhow::Result<Value> {
     if uuid::Uuid::parse_str(cluster).is_ok() {
-        match client.send(client.request(Method::GET, &format!("/api/v1/clusters/{cluster}"))).await {
+        match client
+            .send(client.request(Method::GET, &format!("/api/v1/clusters/{cluster}")))
+            .await
+        {
             Err(error) if is_not_found(&error) => {}
             other => return other,
         }
@@ -409,7 +644,9 @@ async fn fetch(client: &Client, cluster: &str) -> anyhow::Result<Value> {
 }
 
 fn id_of(cluster: &Value) -> anyhow::Result<&str> {
-    cluster["id"].as_str().ok_or_else(|| anyhow::anyhow!("the server answered a cluster without an id"))
+    cluster["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the server answered a cluster without an id"))
 }
 
 /// An `If-Match` header value: a bare revision is quoted as an ETag.
@@ -469,10 +706,17 @@ impl UpdateArgs {
             labels.extend(labels_object(std::mem::take(&mut self.add_label)));
             body.insert("labels".into(), Value::Object(labels));
         }
-        let clears = [self.clear_prometheus_url, self.clear_tempo_url, self.clear_loki_url];
+        let clears = [
+            self.clear_prometheus_url,
+            self.clear_tempo_url,
+            self.clear_loki_url,
+        ];
         let changes = self.metadata.endpoint_changes();
         if changes.iter().any(|(_, v)| v.is_some()) || clears.contains(&true) {
-            let mut endpoints = current["endpoints"].as_object().cloned().unwrap_or_default();
+            let mut endpoints = current["endpoints"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             for ((key, value), clear) in changes.into_iter().zip(clears) {
                 if clear {
                     endpoints.remove(key);
@@ -553,9 +797,18 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 format => {
                     let result = json!({"id": id, "name": name, "deleted": true});
                     let columns = [
-                        Column { header: "id", pointer: "/id" },
-                        Column { header: "name", pointer: "/name" },
-                        Column { header: "deleted", pointer: "/deleted" },
+                        Column {
+                            header: "id",
+                            pointer: "/id",
+                        },
+                        Column {
+                            header: "name",
+                            pointer: "/name",
+                        },
+                        Column {
+                            header: "deleted",
+                            pointer: "/deleted",
+                        },
                     ];
                     print(format, &result, std::slice::from_ref(&result), &columns)
                 }
@@ -567,7 +820,12 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             let path = format!("/api/v1/clusters/{}/status", id_of(&current)?);
             let status: Value = client.send(client.request(Method::GET, &path)).await?;
             match args.common.format {
-                Format::Csv => print(Format::Csv, &status, std::slice::from_ref(&status), STATUS_CSV),
+                Format::Csv => print(
+                    Format::Csv,
+                    &status,
+                    std::slice::from_ref(&status),
+                    STATUS_CSV,
+                ),
                 format => print_one(format, &status, STATUS_DETAIL),
             }
         }
@@ -590,21 +848,37 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
-    query.extend(args.labels.into_iter().map(|l| ("label", format!("{}={}", l.key, l.value))));
-    let page: Value = client.send(client.request(Method::GET, "/api/v1/clusters").query(&query)).await?;
+    query.extend(
+        args.labels
+            .into_iter()
+            .map(|l| ("label", format!("{}={}", l.key, l.value))),
+    );
+    let page: Value = client
+        .send(
+            client
+                .request(Method::GET, "/api/v1/clusters")
+                .query(&query),
+        )
+        .await?;
     let items = page["items"].as_array().cloned().unwrap_or_default();
     match args.common.format {
         Format::Table if items.is_empty() => {
             if page["total"].as_u64().unwrap_or(0) == 0 {
                 eprintln!("no clusters found");
             } else {
-                eprintln!("no clusters on page {} of {} ({} clusters)", page["page"], page["total_pages"], page["total"]);
+                eprintln!(
+                    "no clusters on page {} of {} ({} clusters)",
+                    page["page"], page["total_pages"], page["total"]
+                );
             }
             Ok(())
         }
         Format::Table => {
             print(Format::Table, &page, &items, LIST_COLUMNS)?;
-            eprintln!("page {} of {} ({} clusters)", page["page"], page["total_pages"], page["total"]);
+            eprintln!(
+                "page {} of {} ({} clusters)",
+                page["page"], page["total_pages"], page["total"]
+            );
             Ok(())
         }
         Format::Csv => print(Format::Csv, &page, &items, CSV_COLUMNS),
@@ -635,24 +909,41 @@ mod tests {
     fn update_bodies_carry_only_what_changes() {
         let current = json!({"labels": {"a": "1", "b": "2"}, "endpoints": {"tempo_url": "http://t", "loki_url": "http://l"}});
         let body = update(&["--region", "r1", "--clear-display-name"]).into_body(&current);
-        assert_eq!(Value::Object(body), json!({"region": "r1", "display_name": null}));
+        assert_eq!(
+            Value::Object(body),
+            json!({"region": "r1", "display_name": null})
+        );
         let body = update(&["--add-label", "c=3", "--remove-label", "a"]).into_body(&current);
         assert_eq!(Value::Object(body), json!({"labels": {"b": "2", "c": "3"}}));
         let body = update(&["--label", "x=y"]).into_body(&current);
         assert_eq!(Value::Object(body), json!({"labels": {"x": "y"}}));
         let body = update(&["--clear-labels", "--clear-endpoints"]).into_body(&current);
-        assert_eq!(Value::Object(body), json!({"labels": null, "endpoints": null}));
+        assert_eq!(
+            Value::Object(body),
+            json!({"labels": null, "endpoints": null})
+        );
         let args = update(&["--prometheus-url", "http://p", "--clear-tempo-url"]);
         assert!(args.merges());
         let body = args.into_body(&current);
-        assert_eq!(Value::Object(body), json!({"endpoints": {"prometheus_url": "http://p", "loki_url": "http://l"}}));
+        assert_eq!(
+            Value::Object(body),
+            json!({"endpoints": {"prometheus_url": "http://p", "loki_url": "http://l"}})
+        );
     }
 
     #[test]
     fn conflicting_update_flags_are_refused() {
         let argv = ["test", "update", "c1", "--region", "r", "--clear-region"];
         assert!(Test::try_parse_from(argv).is_err());
-        let argv = ["test", "update", "c1", "--label", "a=b", "--add-label", "c=d"];
+        let argv = [
+            "test",
+            "update",
+            "c1",
+            "--label",
+            "a=b",
+            "--add-label",
+            "c=d",
+        ];
         assert!(Test::try_parse_from(argv).is_err());
         let argv = ["test", "update", "c1", "--label", "nolabel"];
         assert!(Test::try_parse_from(argv).is_err());

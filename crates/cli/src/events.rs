@@ -1,19 +1,33 @@
 //! `fleetreg events …`: read the change log or follow the live stream.
 
 use crate::client::{Client, ConnectArgs};
-use crate::output::{print, Column, Format};
+use crate::output::{cell, print, write_stdout, Column, Format};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
+use std::time::Duration;
+
+const LIST_EXAMPLES: &str = "Examples:
+  fleetreg events list
+  fleetreg events list --after 120 --limit 50 -o json";
+
+const WATCH_EXAMPLES: &str = "Examples:
+  fleetreg events watch
+  fleetreg events watch --after 120 -o table
+  fleetreg events watch --count 1   # wait for the next change, print it, exit";
 
 /// The event commands.
 #[derive(Subcommand, Debug)]
-#[command(after_help = "Examples:\n  fleetreg events list --after 0 --limit 50\n  fleetreg events watch\n  fleetreg events watch --after 120")]
+#[command(
+    after_help = "Examples:\n  fleetreg events list --after 0 --limit 50\n  fleetreg events watch\n  fleetreg events watch --after 120"
+)]
 pub enum EventsCommand {
-    /// Print events after a revision.
+    /// Print change-log events after a revision.
+    #[command(after_help = LIST_EXAMPLES)]
     List(ListArgs),
-    /// Follow the live stream, one JSON event per line, until interrupted.
+    /// Follow the live stream until interrupted (one JSON event per line by default).
+    #[command(after_help = WATCH_EXAMPLES)]
     Watch(WatchArgs),
 }
 
@@ -21,10 +35,10 @@ pub enum EventsCommand {
 #[derive(Args, Debug)]
 pub struct ListArgs {
     /// Events with a revision above this.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_name = "REVISION")]
     after: i64,
     /// At most this many (1–1000).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_name = "N")]
     limit: u32,
     #[command(flatten)]
     connect: ConnectArgs,
@@ -33,21 +47,61 @@ pub struct ListArgs {
     format: Format,
 }
 
+/// How `events watch` prints each event.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum, PartialEq, Eq)]
+pub enum WatchFormat {
+    /// One compact JSON envelope per line.
+    #[default]
+    Json,
+    /// One YAML document per event.
+    Yaml,
+    /// Tab-separated columns: revision, type, time, resource id, name.
+    Table,
+    /// Comma-separated columns under a header row.
+    Csv,
+}
+
 /// `events watch`.
 #[derive(Args, Debug)]
 pub struct WatchArgs {
-    /// Resume after this revision (default: only new events).
-    #[arg(long)]
+    /// Resume after this revision (default: only events from now on).
+    #[arg(long, value_name = "REVISION")]
     after: Option<i64>,
+    /// Exit after printing this many events.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
     #[command(flatten)]
     connect: ConnectArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = WatchFormat::Json)]
+    format: WatchFormat,
 }
 
 const COLUMNS: &[Column] = &[
-    Column { header: "REVISION", pointer: "/revision" },
-    Column { header: "TYPE", pointer: "/type" },
-    Column { header: "OCCURRED", pointer: "/occurred_at" },
-    Column { header: "RESOURCE_ID", pointer: "/resource_id" },
+    Column {
+        header: "REVISION",
+        pointer: "/revision",
+    },
+    Column {
+        header: "TYPE",
+        pointer: "/type",
+    },
+    Column {
+        header: "OCCURRED",
+        pointer: "/occurred_at",
+    },
+    Column {
+        header: "RESOURCE",
+        pointer: "/resource",
+    },
+    Column {
+        header: "RESOURCE_ID",
+        pointer: "/resource_id",
+    },
+    Column {
+        header: "NAME",
+        pointer: "/payload/name",
+    },
 ];
 
 /// Runs an events command.
@@ -55,34 +109,131 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
     match command {
         EventsCommand::List(args) => {
             let client = Client::from_args(&args.connect)?;
-            let query = [("after", args.after.to_string()), ("limit", args.limit.to_string())];
-            let page: Value = client.send(client.request(Method::GET, "/api/v1/events").query(&query)).await?;
+            let query = [
+                ("after", args.after.to_string()),
+                ("limit", args.limit.to_string()),
+            ];
+            let page: Value = client
+                .send(client.request(Method::GET, "/api/v1/events").query(&query))
+                .await?;
             let items = page["items"].as_array().cloned().unwrap_or_default();
-            print(args.format, &page, &items, COLUMNS)
-        }
-        EventsCommand::Watch(args) => {
-            let client = Client::from_args(&args.connect)?;
-            let mut request = client.request(Method::GET, "/api/v1/events/stream");
-            if let Some(after) = args.after {
-                request = request.header("Last-Event-ID", after.to_string());
+            if args.format == Format::Table && items.is_empty() {
+                eprintln!(
+                    "no events after revision {} (latest revision {})",
+                    args.after, page["latest_revision"]
+                );
+                return Ok(());
             }
-            let response = client.send_raw(request).await?;
-            let mut body = response.bytes_stream();
-            let mut buffer = String::new();
-            while let Some(chunk) = body.next().await {
-                buffer.push_str(&String::from_utf8_lossy(&chunk?));
-                while let Some(end) = buffer.find("\n\n") {
-                    let frame: String = buffer.drain(..end + 2).collect();
-                    let event = frame.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or_default();
-                    let data = frame.lines().find_map(|l| l.strip_prefix("data: "));
-                    match (event, data) {
-                        ("RESYNC", Some(data)) => anyhow::bail!("the server asks to resync (events expired): {data}"),
-                        (_, Some(data)) => println!("{data}"),
-                        _ => {}
-                    }
-                }
+            print(args.format, &page, &items, COLUMNS)?;
+            if args.format == Format::Table {
+                eprintln!(
+                    "{} events; latest revision {}; continue with --after {}",
+                    items.len(),
+                    page["latest_revision"],
+                    page["next_after"]
+                );
             }
             Ok(())
         }
+        EventsCommand::Watch(args) => watch(args).await,
+    }
+}
+
+fn print_event(format: WatchFormat, data: &str) -> anyhow::Result<()> {
+    let event: Value = match format {
+        WatchFormat::Json => return write_stdout(&format!("{data}\n")),
+        _ => serde_json::from_str(data)?,
+    };
+    match format {
+        WatchFormat::Yaml => write_stdout(&format!("---\n{}", serde_yaml::to_string(&event)?)),
+        WatchFormat::Table => {
+            let cells: Vec<String> = COLUMNS.iter().map(|c| cell(&event, c.pointer)).collect();
+            write_stdout(&format!("{}\n", cells.join("\t")))
+        }
+        _ => {
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            writer.write_record(COLUMNS.iter().map(|c| cell(&event, c.pointer)))?;
+            let bytes = writer
+                .into_inner()
+                .map_err(|e| anyhow::anyhow!("cannot write CSV: {e}"))?;
+            write_stdout(&String::from_utf8_lossy(&bytes))
+        }
+    }
+}
+
+/// Follows the stream; reconnects from the last revision seen when the
+/// connection drops after it was established.
+async fn watch(args: WatchArgs) -> anyhow::Result<()> {
+    let client = Client::from_args(&args.connect)?;
+    let headers: Vec<&str> = COLUMNS.iter().map(|c| c.header).collect();
+    match args.format {
+        WatchFormat::Table => eprintln!("{}", headers.join("\t")),
+        WatchFormat::Csv => write_stdout(&format!("{}\n", headers.join(",")))?,
+        _ => {}
+    }
+    // Without --after, pin "from now on" to a revision, so that a reconnect
+    // resumes there instead of skipping what happened while disconnected.
+    let mut last = match args.after {
+        Some(after) => Some(after),
+        None => {
+            let query = [("after", i64::MAX.to_string()), ("limit", "1".to_owned())];
+            let page: Value = client
+                .send(client.request(Method::GET, "/api/v1/events").query(&query))
+                .await?;
+            page["latest_revision"].as_i64()
+        }
+    };
+    let mut printed = 0u64;
+    let mut connected_once = false;
+    loop {
+        let mut request = client.request_unbounded(Method::GET, "/api/v1/events/stream");
+        if let Some(after) = last {
+            request = request.header("Last-Event-ID", after.to_string());
+        }
+        let response = match client.send_raw(request).await {
+            Ok(response) => response,
+            Err(error) if !connected_once => return Err(error),
+            Err(error) => {
+                eprintln!("warning: {error}; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        connected_once = true;
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    frame
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(str::trim_start)
+                };
+                match (field("event:"), field("data:")) {
+                    (Some("RESYNC"), Some(data)) => anyhow::bail!(
+                        "the server asks to resync: events after the requested revision are expired ({data}); \
+                         list the clusters again, then watch with --after the latest revision"
+                    ),
+                    (_, Some(data)) => {
+                        print_event(args.format, data)?;
+                        if let Some(id) = field("id:").and_then(|id| id.parse::<i64>().ok()) {
+                            last = Some(id);
+                        }
+                        printed += 1;
+                        if args.count.is_some_and(|count| printed >= count) {
+                            return Ok(());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let from = last.map_or_else(|| "now".to_owned(), |r| format!("revision {r}"));
+        eprintln!("warning: the event stream closed; reconnecting after {from}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

@@ -34,7 +34,12 @@ pub fn cell(row: &Value, pointer: &str) -> String {
         Some(Value::Object(map)) => map
             .iter()
             .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                )
+            })
             .collect::<Vec<_>>()
             .join(","),
         Some(other) => other.to_string(),
@@ -52,7 +57,12 @@ fn table_cell(row: &Value, pointer: &str) -> String {
 }
 
 /// Prints `value` whole (json/yaml), or `rows` as columns (table/csv).
-pub fn print(format: Format, value: &Value, rows: &[Value], columns: &[Column]) -> anyhow::Result<()> {
+pub fn print(
+    format: Format,
+    value: &Value,
+    rows: &[Value],
+    columns: &[Column],
+) -> anyhow::Result<()> {
     match format {
         Format::Json | Format::Yaml => print_whole(format, value),
         Format::Csv => print_csv(rows, columns),
@@ -84,14 +94,19 @@ fn print_csv(rows: &[Value], columns: &[Column]) -> anyhow::Result<()> {
     for row in rows {
         writer.write_record(columns.iter().map(|c| cell(row, c.pointer)))?;
     }
-    let bytes = writer.into_inner().map_err(|e| anyhow::anyhow!("cannot write CSV: {e}"))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write CSV: {e}"))?;
     write_stdout(&String::from_utf8_lossy(&bytes))
 }
 
 /// Writes to stdout; a closed pipe (`fleetreg … | head`) is not an error.
 pub fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
         _ => Ok(()),
     }
@@ -106,11 +121,22 @@ pub fn table(rows: &[Value], columns: &[Column]) -> String {
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
-        .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).chain([c.header.len()]).max().unwrap_or(0))
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.header.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     let line = |values: Vec<&str>, out: &mut String| {
-        let padded: Vec<String> = values.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        let padded: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
         out.push_str(padded.join("  ").trim_end());
         out.push('\n');
     };
@@ -139,14 +165,26 @@ mod tests {
     use serde_json::json;
 
     const COLUMNS: &[Column] = &[
-        Column { header: "NAME", pointer: "/name" },
-        Column { header: "LABELS", pointer: "/labels" },
+        Column {
+            header: "NAME",
+            pointer: "/name",
+        },
+        Column {
+            header: "LABELS",
+            pointer: "/labels",
+        },
     ];
 
     #[test]
     fn tables_align_and_show_missing_values_as_dashes() {
-        let rows = [json!({"name": "a", "labels": {"x": "1", "y": "2"}}), json!({"name": "long-name"})];
-        assert_eq!(table(&rows, COLUMNS), "NAME       LABELS\na          x=1,y=2\nlong-name  -\n");
+        let rows = [
+            json!({"name": "a", "labels": {"x": "1", "y": "2"}}),
+            json!({"name": "long-name"}),
+        ];
+        assert_eq!(
+            table(&rows, COLUMNS),
+            "NAME       LABELS\na          x=1,y=2\nlong-name  -\n"
+        );
     }
 
     #[test]

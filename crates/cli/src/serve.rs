@@ -8,9 +8,23 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+const SERVE_EXAMPLES: &str = "Examples:
+  fleetreg serve                                   # SQLite file ./fleetreg.db, http://127.0.0.1:8080
+  fleetreg serve --listen 0.0.0.0:8080 --database-url postgres://postgres@127.0.0.1/fleet
+  fleetreg serve --config fleetreg.yaml --redis-url redis://127.0.0.1:6379
+
+Flags override environment variables, which override the configuration file:
+  cluster_registry:
+    database_url: sqlite://fleetreg.db
+    redis_url: redis://127.0.0.1:6379/0
+    health_check: {enabled: true, hub_interval_seconds: 15, timeout_seconds: 10}
+    discovery: {on_registration: true, periodic_refresh_hours: 24}
+
+SIGTERM or Ctrl-C stops gracefully (in-flight requests finish); a second one stops at once.";
+
 /// Flags of `serve`; each also reads an environment variable and overrides the config file.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  fleetreg serve\n  fleetreg serve --listen 0.0.0.0:8080 --database-url postgres://postgres@127.0.0.1/fleet\n  fleetreg serve --config fleetreg.yaml --redis-url redis://127.0.0.1:6379")]
+#[command(after_help = SERVE_EXAMPLES)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "FLEETREG_LISTEN")]
@@ -43,7 +57,9 @@ enum LogFormat {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -91,12 +107,42 @@ async fn shutdown_signal() {
     }
 }
 
+/// How long a graceful shutdown may take before the process exits anyway.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Completes on the first SIGINT or SIGTERM; a second signal, or a drain
+/// longer than [`SHUTDOWN_DEADLINE`], then ends the process at once.
+async fn stop_requested() {
+    shutdown_signal().await;
+    tracing::info!(
+        deadline_seconds = SHUTDOWN_DEADLINE.as_secs(),
+        "signal received: stopping gracefully (send it again to stop at once)"
+    );
+    tokio::spawn(async {
+        tokio::select! {
+            () = shutdown_signal() => tracing::warn!("second signal: exiting without waiting"),
+            () = tokio::time::sleep(SHUTDOWN_DEADLINE) => tracing::error!("graceful shutdown took too long: exiting"),
+        }
+        std::process::exit(1);
+    });
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let settings = settings(&args)?;
-    let app = Application::build(settings).await.context("cannot start the server")?;
-    tracing::info!(listen = ?app.local_addr(), "fleetreg listening");
-    app.run_until_stopped(shutdown_signal()).await?;
+    if let Some(path) = &args.config {
+        tracing::info!(config = %path.display(), "configuration file read");
+    }
+    let app = Application::build(settings)
+        .await
+        .context("cannot start the server")?;
+    let listen = app
+        .local_addr()
+        .map_or_else(|| "?".to_owned(), |a| a.to_string());
+    tracing::info!(%listen, "fleetreg listening on http://{listen}");
+    app.run_until_stopped(stop_requested())
+        .await
+        .context("the server failed")?;
     Ok(())
 }

@@ -9,4 +9,4 @@ mod errors;
 mod events;
 mod listing;
 mod operations;
-mod store_contract;
+mod redis;

@@ -1,2 +1,0 @@
-//! Tests: store_contract.
-#[allow(unused_imports)] use crate::helpers::*;
