@@ -45,7 +45,8 @@ impl Arrivals {
 
     fn get(&self, revision: i64) -> (usize, Option<Instant>) {
         let map = self.by_revision.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&revision).map_or((0, None), |(n, at)| (*n, Some(*at)))
+        map.get(&revision)
+            .map_or((0, None), |(n, at)| (*n, Some(*at)))
     }
 }
 
@@ -70,11 +71,24 @@ impl Connections {
 
 /// Parses the `id:` of a complete SSE frame (without its blank line).
 fn frame_id(frame: &[u8]) -> Option<i64> {
-    frame.split(|b| *b == b'\n').find_map(|line| std::str::from_utf8(line.strip_prefix(b"id: ")?).ok()?.trim().parse().ok())
+    frame.split(|b| *b == b'\n').find_map(|line| {
+        std::str::from_utf8(line.strip_prefix(b"id: ")?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// One subscriber: connects, reports `: connected`, then records every frame's arrival.
-async fn subscribe(client: reqwest::Client, url: String, token: Option<Arc<str>>, gate: Arc<Semaphore>, connections: Arc<Connections>, arrivals: Arc<Arrivals>) {
+async fn subscribe(
+    client: reqwest::Client,
+    url: String,
+    token: Option<Arc<str>>,
+    gate: Arc<Semaphore>,
+    connections: Arc<Connections>,
+    arrivals: Arc<Arrivals>,
+) {
     let permit = gate.acquire_owned().await;
     let response = match authed(client.get(url), &token).send().await {
         Ok(r) if r.status().is_success() => r,
@@ -108,7 +122,10 @@ async fn subscribe(client: reqwest::Client, url: String, token: Option<Arc<str>>
 
 /// Reads `fleetreg_event_stream_subscribers` from `/metrics`.
 async fn server_subscribers(ctx: &Context) -> Option<f64> {
-    let response = authed(ctx.control.get(format!("{}/metrics", ctx.base)), &ctx.token).send().await.ok()?;
+    let response = authed(ctx.control.get(format!("{}/metrics", ctx.base)), &ctx.token)
+        .send()
+        .await
+        .ok()?;
     let text = response.text().await.ok()?;
     text.lines()
         .find(|l| l.starts_with("fleetreg_event_stream_subscribers"))
@@ -118,17 +135,37 @@ async fn server_subscribers(ctx: &Context) -> Option<f64> {
 
 /// Registers the cluster whose updates are fanned out; returns its id.
 async fn target_cluster(ctx: &Context) -> Result<String, BenchError> {
-    let name = format!("bench-{}-fanout-{}", ctx.run, uuid::Uuid::new_v4().simple().to_string().get(..6).unwrap_or("x"));
+    let name = format!(
+        "bench-{}-fanout-{}",
+        ctx.run,
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..6)
+            .unwrap_or("x")
+    );
     let body = json!({ "name": name, "api_server_url": "https://api.fanout.example.com:6443", "environment": "LAB" });
-    let response = authed(ctx.control.post(format!("{}/api/v1/clusters", ctx.base)), &ctx.token).json(&body).send().await?;
+    let response = authed(
+        ctx.control.post(format!("{}/api/v1/clusters", ctx.base)),
+        &ctx.token,
+    )
+    .json(&body)
+    .send()
+    .await?;
     if response.status() != reqwest::StatusCode::CREATED {
-        return Err(BenchError::Server { what: "POST /api/v1/clusters (fan-out target)".into(), detail: describe_failure(response).await });
+        return Err(BenchError::Server {
+            what: "POST /api/v1/clusters (fan-out target)".into(),
+            detail: describe_failure(response).await,
+        });
     }
     let created: serde_json::Value = response.json().await?;
     created["id"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| BenchError::Unexpected { what: "POST /api/v1/clusters".into(), detail: "no id in the answer".into() })
+        .ok_or_else(|| BenchError::Unexpected {
+            what: "POST /api/v1/clusters".into(),
+            detail: "no id in the answer".into(),
+        })
 }
 
 /// Runs the fan-out scenario for every `--subscribers` count.
@@ -139,7 +176,10 @@ pub(crate) async fn run(ctx: &mut Context) -> Result<Vec<Row>, BenchError> {
     for &subscribers in &ctx.args.subscribers.clone() {
         let mut row = Row::new(
             format!("fanout-{subscribers}"),
-            format!("{subscribers} SSE subscribers, {} PUTs one at a time", ctx.args.fanout_writes),
+            format!(
+                "{subscribers} SSE subscribers, {} PUTs one at a time",
+                ctx.args.fanout_writes
+            ),
         );
         let target_ms = if subscribers <= 1000 { 40.0 } else { 150.0 };
         row.target = Some(format!("p50 <= {target_ms:.0} ms"));
@@ -154,7 +194,13 @@ pub(crate) async fn run(ctx: &mut Context) -> Result<Vec<Row>, BenchError> {
     Ok(rows)
 }
 
-async fn measure(ctx: &Context, target: &str, subscribers: usize, target_ms: f64, row: &mut Row) -> Result<(), BenchError> {
+async fn measure(
+    ctx: &Context,
+    target: &str,
+    subscribers: usize,
+    target_ms: f64,
+    row: &mut Row,
+) -> Result<(), BenchError> {
     eprintln!("fanout: connecting {subscribers} subscribers to /api/v1/events/stream ...");
     let before = ctx.server_pid.and_then(procfs::memory);
     let client = reqwest::Client::builder()
@@ -170,27 +216,45 @@ async fn measure(ctx: &Context, target: &str, subscribers: usize, target_ms: f64
     let mut tasks = tokio::task::JoinSet::new();
     let connect_started = Instant::now();
     for _ in 0..subscribers {
-        tasks.spawn(subscribe(client.clone(), url.clone(), ctx.token.clone(), gate.clone(), connections.clone(), arrivals.clone()));
+        tasks.spawn(subscribe(
+            client.clone(),
+            url.clone(),
+            ctx.token.clone(),
+            gate.clone(),
+            connections.clone(),
+            arrivals.clone(),
+        ));
     }
     let deadline = connect_started + CONNECT_TIME_LIMIT;
     loop {
-        let done = connections.connected.load(Ordering::Relaxed) + connections.failed.load(Ordering::Relaxed);
+        let done = connections.connected.load(Ordering::Relaxed)
+            + connections.failed.load(Ordering::Relaxed);
         if done >= subscribers || Instant::now() >= deadline {
             break;
         }
-        let _ = tokio::time::timeout(Duration::from_millis(100), connections.changed.notified()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_millis(100), connections.changed.notified()).await;
     }
     let connected = connections.connected.load(Ordering::Relaxed);
     let refused = subscribers - connected;
-    eprintln!("  {connected} connected in {:.1} s ({refused} failed)", connect_started.elapsed().as_secs_f64());
-    if let Some(why) = connections.first_failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    eprintln!(
+        "  {connected} connected in {:.1} s ({refused} failed)",
+        connect_started.elapsed().as_secs_f64()
+    );
+    if let Some(why) = connections
+        .first_failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
         row.notes.push(format!("subscriber failure: {why}"));
     }
     // Let the server settle (buffers allocated, tasks parked) before reading memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_connect = ctx.server_pid.and_then(procfs::memory);
     if let Some(n) = server_subscribers(ctx).await {
-        row.notes.push(format!("server reports {n} stream subscribers"));
+        row.notes
+            .push(format!("server reports {n} stream subscribers"));
     }
 
     let mut fanout = Latencies::with_capacity(ctx.args.fanout_writes as usize);
@@ -200,18 +264,34 @@ async fn measure(ctx: &Context, target: &str, subscribers: usize, target_ms: f64
     for k in 0..ctx.args.fanout_writes {
         let body = json!({ "display_name": format!("fan-out write {k}") });
         let sent = Instant::now();
-        let response = authed(ctx.control.put(format!("{}/api/v1/clusters/{target}", ctx.base)), &ctx.token).json(&body).send().await?;
+        let response = authed(
+            ctx.control
+                .put(format!("{}/api/v1/clusters/{target}", ctx.base)),
+            &ctx.token,
+        )
+        .json(&body)
+        .send()
+        .await?;
         let acked = Instant::now();
         if !response.status().is_success() {
             failed += 1;
-            row.notes.push(format!("write failed: {}", describe_failure(response).await));
+            row.notes.push(format!(
+                "write failed: {}",
+                describe_failure(response).await
+            ));
             continue;
         }
         acks.record(acked - sent);
-        let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(|v| v.trim_matches('"').to_owned());
+        let etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_matches('"').to_owned());
         let body = response.bytes().await?;
         let revision = etag.and_then(|e| e.parse::<i64>().ok()).or_else(|| {
-            serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["revision"].as_i64())
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["revision"].as_i64())
         });
         let Some(revision) = revision else {
             failed += 1;
@@ -222,7 +302,9 @@ async fn measure(ctx: &Context, target: &str, subscribers: usize, target_ms: f64
         loop {
             let (have, last) = arrivals.get(revision);
             if have >= connected {
-                fanout.record(last.map_or(Duration::ZERO, |last| last.saturating_duration_since(acked)));
+                fanout.record(
+                    last.map_or(Duration::ZERO, |last| last.saturating_duration_since(acked)),
+                );
                 break;
             }
             if Instant::now() >= wait_until {
@@ -240,7 +322,10 @@ async fn measure(ctx: &Context, target: &str, subscribers: usize, target_ms: f64
     row.set_latencies(&mut fanout);
     row.met = Some(row.p50_ms.is_some_and(|p| p <= target_ms) && row.failed == 0);
     if let Some(p50) = acks.percentile(50.0) {
-        row.notes.push(format!("write acknowledged in p50 {:.1} ms", crate::stats::ms(p50)));
+        row.notes.push(format!(
+            "write acknowledged in p50 {:.1} ms",
+            crate::stats::ms(p50)
+        ));
     }
     match (before, after_connect) {
         (Some(before), Some(after)) if connected > 0 => {
@@ -252,7 +337,9 @@ async fn measure(ctx: &Context, target: &str, subscribers: usize, target_ms: f64
                 mb(after.rss)
             ));
         }
-        _ => row.notes.push("server memory unknown (no --server-pid)".into()),
+        _ => row
+            .notes
+            .push("server memory unknown (no --server-pid)".into()),
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
@@ -266,7 +353,10 @@ async fn measure(ctx: &Context, target: &str, subscribers: usize, target_ms: f64
 mod tests {
     #[test]
     fn parses_frame_ids() {
-        assert_eq!(super::frame_id(b"id: 42\nevent: CLUSTER_UPDATED\ndata: {}"), Some(42));
+        assert_eq!(
+            super::frame_id(b"id: 42\nevent: CLUSTER_UPDATED\ndata: {}"),
+            Some(42)
+        );
         assert_eq!(super::frame_id(b": keep-alive"), None);
     }
 }

@@ -18,10 +18,19 @@ pub fn memory(pid: u32) -> Option<Memory> {
         status
             .lines()
             .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kb| kb * 1024)
     };
-    Some(Memory { rss: field("VmRSS:")?, hwm: field("VmHWM:")? })
+    Some(Memory {
+        rss: field("VmRSS:")?,
+        hwm: field("VmHWM:")?,
+    })
 }
 
 /// The soft limit on open files of this process, from `/proc/self/limits`.
@@ -49,7 +58,11 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
     let targets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
     let processes = std::fs::read_dir("/proc").ok()?;
     for entry in processes.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == std::process::id() {
@@ -97,7 +110,10 @@ mod tests {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
    0: 0100007F:4745 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 123456 1 0 100 0 0 10 0\n\
    1: 0100007F:4745 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 654321 1 0 100 0 0 10 0\n";
-        assert_eq!(super::listening_inodes(table, 0x4745), vec!["123456".to_owned()]);
+        assert_eq!(
+            super::listening_inodes(table, 0x4745),
+            vec!["123456".to_owned()]
+        );
         assert!(super::listening_inodes(table, 80).is_empty());
     }
 }

@@ -16,7 +16,8 @@ pub(crate) fn header(ctx: &Context) {
         ctx.base,
         ctx.backend,
         ctx.durability,
-        ctx.server_pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+        ctx.server_pid
+            .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
         cores(),
         ctx.run
     );
@@ -75,7 +76,12 @@ pub(crate) fn finish(ctx: &Context, rows: &[Row]) -> Result<(), BenchError> {
         return Ok(());
     }
     println!();
-    println!("Summary: store {} ({}), {} cores", ctx.backend, ctx.durability, cores());
+    println!(
+        "Summary: store {} ({}), {} cores",
+        ctx.backend,
+        ctx.durability,
+        cores()
+    );
     println!(
         "{:<13} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}  {:<28} {:<7} how",
         "scenario", "requests", "failed", "req/s", "p50 ms", "p99 ms", "max ms", "target", ""
@@ -93,7 +99,9 @@ pub(crate) fn finish(ctx: &Context, rows: &[Row]) -> Result<(), BenchError> {
             row.target.as_deref().unwrap_or(""),
             verdict(row),
             row.how,
-            row.value.as_ref().map_or_else(String::new, |v| format!("; {v}")),
+            row.value
+                .as_ref()
+                .map_or_else(String::new, |v| format!("; {v}")),
         );
     }
     let failed: u64 = rows.iter().map(|r| r.failed).sum();

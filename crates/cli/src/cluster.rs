@@ -56,16 +56,16 @@ Errors from the server print as `error: CODE: message` and exit with status 1.";
 pub enum ClusterCommand {
     /// Register a new cluster.
     #[command(after_help = REGISTER_EXAMPLES)]
-    Register(RegisterArgs),
+    Register(Box<RegisterArgs>),
     /// List clusters, filtered and paged (sorted by name).
     #[command(after_help = LIST_EXAMPLES)]
-    List(ListArgs),
+    List(Box<ListArgs>),
     /// Show one cluster by id or name.
     #[command(after_help = GET_EXAMPLES)]
     Get(TargetArgs),
     /// Change a cluster's metadata (only the flags given change; the name cannot).
     #[command(after_help = UPDATE_EXAMPLES)]
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
     /// Delete a cluster by id or name.
     #[command(after_help = DELETE_EXAMPLES)]
     Delete(DeleteArgs),
@@ -753,7 +753,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             let cluster: Value = client.send(request).await?;
             print_cluster(args.common.format, &cluster)
         }
-        ClusterCommand::List(args) => list(args).await,
+        ClusterCommand::List(args) => list(*args).await,
         ClusterCommand::Get(args) => {
             let client = Client::from_args(&args.common.connect)?;
             let cluster = fetch(&client, &args.cluster).await?;
@@ -771,7 +771,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 (None, false) => None,
             };
             let format = args.common.format;
-            let body = args.into_body(&current);
+            let body = (*args).into_body(&current);
             if body.is_empty() {
                 anyhow::bail!("nothing to update: give at least one flag to change (see `fleetreg cluster update --help`)");
             }
@@ -900,7 +900,7 @@ mod tests {
     fn update(args: &[&str]) -> UpdateArgs {
         let argv = ["test", "update", "c1"].iter().chain(args);
         match Test::try_parse_from(argv).map(|t| t.command) {
-            Ok(ClusterCommand::Update(args)) => args,
+            Ok(ClusterCommand::Update(args)) => *args,
             other => panic!("not an update: {:?}", other.err()),
         }
     }

@@ -273,13 +273,22 @@ fn required(field: &str, value: Option<String>) -> Result<String, Error> {
     value.ok_or_else(|| Error::invalid(field, "is required"))
 }
 
-fn parse_enum<T>(field: &str, value: &str, parse: fn(&str) -> Option<T>, expected: String) -> Result<T, Error> {
-    parse(value).ok_or_else(|| Error::invalid(field, format!("must be one of {expected}; got {value:?}")))
+fn parse_enum<T>(
+    field: &str,
+    value: &str,
+    parse: fn(&str) -> Option<T>,
+    expected: String,
+) -> Result<T, Error> {
+    parse(value)
+        .ok_or_else(|| Error::invalid(field, format!("must be one of {expected}; got {value:?}")))
 }
 
 fn validate_text(field: &str, value: &str, max_len: usize) -> Result<(), Error> {
     if value.chars().count() > max_len {
-        return Err(Error::invalid(field, format!("must be at most {max_len} characters")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max_len} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
@@ -292,7 +301,12 @@ fn validate_optional_text(field: &str, value: Option<&str>, max_len: usize) -> R
 }
 
 fn cluster_type(value: &str) -> Result<ClusterType, Error> {
-    parse_enum("cluster_type", value, ClusterType::parse, ClusterType::expected())
+    parse_enum(
+        "cluster_type",
+        value,
+        ClusterType::parse,
+        ClusterType::expected(),
+    )
 }
 
 fn platform(value: &str) -> Result<Platform, Error> {
@@ -300,7 +314,12 @@ fn platform(value: &str) -> Result<Platform, Error> {
 }
 
 fn environment(value: &str) -> Result<Environment, Error> {
-    parse_enum("environment", value, Environment::parse, Environment::expected())
+    parse_enum(
+        "environment",
+        value,
+        Environment::parse,
+        Environment::expected(),
+    )
 }
 
 fn api_server_url(value: String) -> Result<String, Error> {
@@ -312,13 +331,36 @@ impl ClusterCreateRequest {
     /// Validates every field and applies the defaults of seed 7.1.
     pub fn validate(self) -> Result<NewCluster, Error> {
         let name = ClusterName::parse(&required("name", self.name)?)?;
-        validate_optional_text("display_name", self.display_name.as_deref(), FIELD_LIMITS.display_name)?;
+        validate_optional_text(
+            "display_name",
+            self.display_name.as_deref(),
+            FIELD_LIMITS.display_name,
+        )?;
         let api_server_url = api_server_url(required("api_server_url", self.api_server_url)?)?;
-        let cluster_type = self.cluster_type.as_deref().map(cluster_type).transpose()?.unwrap_or_default();
-        let platform = self.platform.as_deref().map(platform).transpose()?.unwrap_or_default();
-        validate_optional_text("platform_version", self.platform_version.as_deref(), FIELD_LIMITS.platform_version)?;
+        let cluster_type = self
+            .cluster_type
+            .as_deref()
+            .map(cluster_type)
+            .transpose()?
+            .unwrap_or_default();
+        let platform = self
+            .platform
+            .as_deref()
+            .map(platform)
+            .transpose()?
+            .unwrap_or_default();
+        validate_optional_text(
+            "platform_version",
+            self.platform_version.as_deref(),
+            FIELD_LIMITS.platform_version,
+        )?;
         validate_optional_text("region", self.region.as_deref(), FIELD_LIMITS.region)?;
-        let environment = self.environment.as_deref().map(environment).transpose()?.unwrap_or_default();
+        let environment = self
+            .environment
+            .as_deref()
+            .map(environment)
+            .transpose()?
+            .unwrap_or_default();
         let labels = self.labels.unwrap_or_default();
         validate_labels(&labels)?;
         let endpoints = self.endpoints.unwrap_or_default();
@@ -451,16 +493,27 @@ impl ClusterUpdateRequest {
         if let Some(Some(v)) = &self.display_name {
             validate_text("display_name", v, FIELD_LIMITS.display_name)?;
         }
-        let api_server_url = not_null("api_server_url", self.api_server_url)?.map(api_server_url).transpose()?;
-        let cluster_type = not_null("cluster_type", self.cluster_type)?.as_deref().map(cluster_type).transpose()?;
-        let platform = not_null("platform", self.platform)?.as_deref().map(platform).transpose()?;
+        let api_server_url = not_null("api_server_url", self.api_server_url)?
+            .map(api_server_url)
+            .transpose()?;
+        let cluster_type = not_null("cluster_type", self.cluster_type)?
+            .as_deref()
+            .map(cluster_type)
+            .transpose()?;
+        let platform = not_null("platform", self.platform)?
+            .as_deref()
+            .map(platform)
+            .transpose()?;
         if let Some(Some(v)) = &self.platform_version {
             validate_text("platform_version", v, FIELD_LIMITS.platform_version)?;
         }
         if let Some(Some(v)) = &self.region {
             validate_text("region", v, FIELD_LIMITS.region)?;
         }
-        let environment = not_null("environment", self.environment)?.as_deref().map(environment).transpose()?;
+        let environment = not_null("environment", self.environment)?
+            .as_deref()
+            .map(environment)
+            .transpose()?;
         let labels = self.labels.map(Option::unwrap_or_default);
         if let Some(labels) = &labels {
             validate_labels(labels)?;
@@ -493,7 +546,10 @@ impl ClusterPatch {
             if name != &cluster.name {
                 return Err(Error::invalid(
                     "name",
-                    format!("is immutable; this cluster is named {:?}", cluster.name.as_str()),
+                    format!(
+                        "is immutable; this cluster is named {:?}",
+                        cluster.name.as_str()
+                    ),
                 ));
             }
         }
@@ -534,7 +590,9 @@ mod tests {
     use super::*;
 
     fn create(json: &str) -> Result<NewCluster, Error> {
-        serde_json::from_str::<ClusterCreateRequest>(json).unwrap().validate()
+        serde_json::from_str::<ClusterCreateRequest>(json)
+            .unwrap()
+            .validate()
     }
 
     #[test]
@@ -551,38 +609,62 @@ mod tests {
 
     #[test]
     fn field_errors_name_the_field() {
-        let err = create(r#"{"name":"abc","api_server_url":"https://x","cluster_type":"BIG"}"#).unwrap_err();
+        let err = create(r#"{"name":"abc","api_server_url":"https://x","cluster_type":"BIG"}"#)
+            .unwrap_err();
         assert_eq!(err.field(), "cluster_type");
         let err = create(r#"{"name":"abc"}"#).unwrap_err();
         assert_eq!(err.field(), "api_server_url");
         let err = create(r#"{"name":"ABC","api_server_url":"https://x"}"#).unwrap_err();
         assert_eq!(err.code(), crate::ErrorCode::InvalidClusterName);
-        let err = create(r#"{"name":"abc","api_server_url":"https://x","labels":{"bad key":"v"}}"#).unwrap_err();
+        let err = create(r#"{"name":"abc","api_server_url":"https://x","labels":{"bad key":"v"}}"#)
+            .unwrap_err();
         assert_eq!(err.field(), "labels.bad key");
-        let err = create(r#"{"name":"abc","api_server_url":"https://x","endpoints":{"loki_url":"nope"}}"#).unwrap_err();
+        let err = create(
+            r#"{"name":"abc","api_server_url":"https://x","endpoints":{"loki_url":"nope"}}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.field(), "endpoints.loki_url");
         let long = "r".repeat(65);
-        let err = create(&format!(r#"{{"name":"abc","api_server_url":"https://x","region":"{long}"}}"#)).unwrap_err();
+        let err = create(&format!(
+            r#"{{"name":"abc","api_server_url":"https://x","region":"{long}"}}"#
+        ))
+        .unwrap_err();
         assert_eq!(err.field(), "region");
     }
 
     #[test]
     fn patch_semantics() {
-        let mut cluster = create(r#"{"name":"abc","api_server_url":"https://x","region":"r1","labels":{"a":"1"}}"#)
-            .unwrap()
-            .into_cluster(Uuid::nil(), 1, crate::now());
-        let patch: ClusterUpdateRequest =
-            serde_json::from_str(r#"{"region":null,"labels":{"b":"2"},"status":{"state":"ONLINE"},"id":"x"}"#).unwrap();
+        let mut cluster = create(
+            r#"{"name":"abc","api_server_url":"https://x","region":"r1","labels":{"a":"1"}}"#,
+        )
+        .unwrap()
+        .into_cluster(Uuid::nil(), 1, crate::now());
+        let patch: ClusterUpdateRequest = serde_json::from_str(
+            r#"{"region":null,"labels":{"b":"2"},"status":{"state":"ONLINE"},"id":"x"}"#,
+        )
+        .unwrap();
         let patch = patch.validate().unwrap();
         assert!(patch.apply(&mut cluster).unwrap());
         assert_eq!(cluster.region, None);
         assert_eq!(cluster.labels.len(), 1);
         assert_eq!(cluster.labels["b"], "2");
-        assert!(!patch.apply(&mut cluster).unwrap(), "re-applying changes nothing");
+        assert!(
+            !patch.apply(&mut cluster).unwrap(),
+            "re-applying changes nothing"
+        );
 
         let rename: ClusterUpdateRequest = serde_json::from_str(r#"{"name":"other"}"#).unwrap();
-        assert_eq!(rename.validate().unwrap().apply(&mut cluster).unwrap_err().field(), "name");
-        let null_url: ClusterUpdateRequest = serde_json::from_str(r#"{"api_server_url":null}"#).unwrap();
+        assert_eq!(
+            rename
+                .validate()
+                .unwrap()
+                .apply(&mut cluster)
+                .unwrap_err()
+                .field(),
+            "name"
+        );
+        let null_url: ClusterUpdateRequest =
+            serde_json::from_str(r#"{"api_server_url":null}"#).unwrap();
         assert_eq!(null_url.validate().unwrap_err().field(), "api_server_url");
         assert!(serde_json::from_str::<ClusterUpdateRequest>(r#"{"colour":"red"}"#).is_err());
     }

@@ -104,22 +104,21 @@ wire_enum! {
     }
 }
 
-impl Default for ClusterType {
-    fn default() -> Self {
-        ClusterType::Spoke
-    }
+/// Declares the default value of a wire enum (seed 7.1's column defaults).
+macro_rules! wire_default {
+    ($($name:ident => $variant:ident),+ $(,)?) => {
+        $(impl Default for $name {
+            fn default() -> Self {
+                $name::$variant
+            }
+        })+
+    };
 }
 
-impl Default for Platform {
-    fn default() -> Self {
-        Platform::Openshift
-    }
-}
-
-impl Default for Environment {
-    fn default() -> Self {
-        Environment::Development
-    }
+wire_default! {
+    ClusterType => Spoke,
+    Platform => Openshift,
+    Environment => Development,
 }
 
 #[cfg(test)]
@@ -134,6 +133,9 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", t.as_str()));
         }
         assert_eq!(ClusterType::parse("spoke"), None);
-        assert_eq!(Environment::expected(), "PRODUCTION, STAGING, DEVELOPMENT, LAB");
+        assert_eq!(
+            Environment::expected(),
+            "PRODUCTION, STAGING, DEVELOPMENT, LAB"
+        );
     }
 }

@@ -88,7 +88,10 @@ fn parse_bool(field: &str, value: &str) -> Result<bool, Error> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(Error::invalid(field, format!("must be true or false; got {value:?}"))),
+        _ => Err(Error::invalid(
+            field,
+            format!("must be true or false; got {value:?}"),
+        )),
     }
 }
 
@@ -97,10 +100,20 @@ fn parse_number(field: &str, value: &str, min: u32, max: u32) -> Result<u32, Err
         .parse::<u32>()
         .ok()
         .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| Error::invalid(field, format!("must be an integer from {min} to {max}; got {value:?}")))
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("must be an integer from {min} to {max}; got {value:?}"),
+            )
+        })
 }
 
-fn parse_enum<T>(field: &str, value: &str, parse: fn(&str) -> Option<T>, expected: String) -> Result<T, Error> {
+fn parse_enum<T>(
+    field: &str,
+    value: &str,
+    parse: fn(&str) -> Option<T>,
+    expected: String,
+) -> Result<T, Error> {
     parse(&value.to_ascii_uppercase())
         .ok_or_else(|| Error::invalid(field, format!("must be one of {expected}; got {value:?}")))
 }
@@ -150,7 +163,9 @@ impl ClusterFilter {
                 }
             }
         }
-        filter.labels.sort_by(|a, b| (&a.key, &a.value).cmp(&(&b.key, &b.value)));
+        filter
+            .labels
+            .sort_by(|a, b| (&a.key, &a.value).cmp(&(&b.key, &b.value)));
         filter.labels.dedup();
         Ok((filter, page))
     }
@@ -207,7 +222,10 @@ mod tests {
 
     #[test]
     fn total_pages() {
-        let p = Page { page: 1, page_size: 20 };
+        let p = Page {
+            page: 1,
+            page_size: 20,
+        };
         assert_eq!(p.total_pages(0), 0);
         assert_eq!(p.total_pages(20), 1);
         assert_eq!(p.total_pages(21), 2);

@@ -15,8 +15,7 @@ fn is_name_segment(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b
-            .iter()
+        && b.iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
@@ -29,8 +28,7 @@ fn is_dns_subdomain(s: &str) -> bool {
                 && b.len() <= 63
                 && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
                 && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
-                && b
-                    .iter()
+                && b.iter()
                     .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         })
 }
@@ -95,10 +93,26 @@ mod tests {
 
     #[test]
     fn keys() {
-        for ok in ["team", "cost-center", "app.kubernetes.io/name", "a", "A_b.c-9", "x/y"] {
+        for ok in [
+            "team",
+            "cost-center",
+            "app.kubernetes.io/name",
+            "a",
+            "A_b.c-9",
+            "x/y",
+        ] {
             assert!(validate_label_key(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-team", "team-", "a/b/c", "/x", "Example.com/x", "x/", &"k".repeat(64)] {
+        for bad in [
+            "",
+            "-team",
+            "team-",
+            "a/b/c",
+            "/x",
+            "Example.com/x",
+            "x/",
+            &"k".repeat(64),
+        ] {
             assert!(validate_label_key(bad).is_err(), "{bad}");
         }
     }

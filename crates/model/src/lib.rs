@@ -12,6 +12,7 @@ mod enums;
 mod error;
 mod event;
 mod filter;
+mod health;
 mod labels;
 mod name;
 mod nullable;
@@ -27,6 +28,9 @@ pub use enums::{ClusterState, ClusterType, Connectivity, Environment, Platform};
 pub use error::{Error, ErrorCode};
 pub use event::{Event, EventType};
 pub use filter::{ClusterFilter, LabelSelector, Page, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use health::{
+    cluster_status, describe, health_score, next_state, CheckResults, CheckTiming, Component,
+};
 pub use labels::{validate_label_key, validate_label_value, Labels};
 pub use name::ClusterName;
 pub use time::{format_timestamp, now};

@@ -31,7 +31,9 @@ impl ClusterName {
             )));
         }
         if !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
-            return Err(reject("must start and end with a lowercase letter or digit"));
+            return Err(reject(
+                "must start and end with a lowercase letter or digit",
+            ));
         }
         Ok(ClusterName(name.to_owned()))
     }

@@ -15,7 +15,7 @@ pub(crate) fn validate_url(field: &str, value: &str, max_len: usize) -> Result<(
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(Error::invalid(field, "URL scheme must be http or https"));
     }
-    if parsed.host_str().map_or(true, str::is_empty) {
+    if parsed.host_str().is_none_or(str::is_empty) {
         return Err(Error::invalid(field, "URL must name a host"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {

@@ -68,14 +68,20 @@ impl ApiError {
     /// `VALIDATION_ERROR` for one field.
     pub fn validation(field: &str, reason: impl Into<String>) -> Self {
         let reason = reason.into();
-        ApiError::new(ErrorCode::ValidationError, format!("invalid {field}: {reason}"))
-            .with_details(json!({ "field": field, "reason": reason }))
+        ApiError::new(
+            ErrorCode::ValidationError,
+            format!("invalid {field}: {reason}"),
+        )
+        .with_details(json!({ "field": field, "reason": reason }))
     }
 
     /// `CLUSTER_NOT_FOUND` for an id or name.
     pub fn cluster_not_found(what: &str) -> Self {
-        ApiError::new(ErrorCode::ClusterNotFound, format!("cluster {what} not found"))
-            .with_details(json!({ "cluster": what }))
+        ApiError::new(
+            ErrorCode::ClusterNotFound,
+            format!("cluster {what} not found"),
+        )
+        .with_details(json!({ "cluster": what }))
     }
 
     /// An unexpected failure: the client sees a generic message, the log the cause.
@@ -97,8 +103,10 @@ impl ApiError {
 impl From<ModelError> for ApiError {
     fn from(error: ModelError) -> Self {
         match &error {
-            ModelError::InvalidName { name, reason } => ApiError::new(ErrorCode::InvalidClusterName, error.to_string())
-                .with_details(json!({ "field": "name", "value": name, "reason": reason })),
+            ModelError::InvalidName { name, reason } => {
+                ApiError::new(ErrorCode::InvalidClusterName, error.to_string())
+                    .with_details(json!({ "field": "name", "value": name, "reason": reason }))
+            }
             _ => ApiError::validation(error.field(), error.reason()),
         }
     }

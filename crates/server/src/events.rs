@@ -29,7 +29,10 @@ pub fn render_frame(event: &Event) -> Frame {
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
     Frame {
         revision: event.revision,
-        bytes: Bytes::from(format!("id: {}\nevent: {}\ndata: {}\n\n", event.revision, event.event_type, data)),
+        bytes: Bytes::from(format!(
+            "id: {}\nevent: {}\ndata: {}\n\n",
+            event.revision, event.event_type, data
+        )),
     }
 }
 
@@ -42,7 +45,10 @@ pub struct EventHub {
 
 impl EventHub {
     /// Starts the hub's tailing task.
-    pub async fn start(store: Arc<dyn Store>, shutdown: CancellationToken) -> Result<(EventHub, tokio::task::JoinHandle<()>), StoreError> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        shutdown: CancellationToken,
+    ) -> Result<(EventHub, tokio::task::JoinHandle<()>), StoreError> {
         let (frames, _) = broadcast::channel(CHANNEL_CAPACITY);
         let latest = store.latest_revision().await?;
         let (published_tx, published) = watch::channel(latest);
@@ -92,8 +98,14 @@ async fn tail(
                         break;
                     }
                 }
-                Err(StoreError::EventsExpired { oldest_revision, .. }) => {
-                    tracing::error!(cursor, oldest_revision, "event hub fell behind retention; skipping ahead");
+                Err(StoreError::EventsExpired {
+                    oldest_revision, ..
+                }) => {
+                    tracing::error!(
+                        cursor,
+                        oldest_revision,
+                        "event hub fell behind retention; skipping ahead"
+                    );
                     cursor = oldest_revision - 1;
                 }
                 Err(error) => {

@@ -26,10 +26,16 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
-            let content_type = content_type.to_str().unwrap_or_default().to_ascii_lowercase();
+            let content_type = content_type
+                .to_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             let essence = content_type.split(';').next().unwrap_or_default().trim();
             // curl -d sends form-urlencoded by default; its body is still tried as JSON.
-            if !(essence == "application/json" || essence.ends_with("+json") || essence == "application/x-www-form-urlencoded") {
+            if !(essence == "application/json"
+                || essence.ends_with("+json")
+                || essence == "application/x-www-form-urlencoded")
+            {
                 return Err(ApiError::new(
                     ErrorCode::UnsupportedMediaType,
                     format!("expected Content-Type application/json, got {essence:?}"),
@@ -38,9 +44,15 @@ where
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorCode::PayloadTooLarge, format!("request body exceeds {MAX_BODY_BYTES} bytes"))
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+                )
             } else {
-                ApiError::new(ErrorCode::MalformedJson, format!("could not read request body: {e}"))
+                ApiError::new(
+                    ErrorCode::MalformedJson,
+                    format!("could not read request body: {e}"),
+                )
             }
         })?;
         parse_json(&bytes).map(ApiJson)
@@ -52,8 +64,11 @@ where
 /// the path of the offending field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(ErrorCode::MalformedJson, format!("request body is not valid JSON: {e}"))
-            .with_details(json!({ "line": e.line(), "column": e.column() }))
+        ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("request body is not valid JSON: {e}"),
+        )
+        .with_details(json!({ "line": e.line(), "column": e.column() }))
     })?;
     if !value.is_object() {
         return Err(ApiError::validation("body", "must be a JSON object"));
@@ -62,8 +77,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };
         let reason = strip_position(&error.into_inner().to_string());
-        ApiError::new(ErrorCode::ValidationError, format!("invalid {field}: {reason}"))
-            .with_details(json!({ "field": field, "reason": reason }))
+        ApiError::new(
+            ErrorCode::ValidationError,
+            format!("invalid {field}: {reason}"),
+        )
+        .with_details(json!({ "field": field, "reason": reason }))
     })
 }
 
@@ -99,7 +117,11 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
-        Ok(QueryPairs(url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
+        Ok(QueryPairs(
+            url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        ))
     }
 }
 

@@ -92,19 +92,46 @@ impl Application {
             workers.push(tokio::spawn(outbox.run(shutdown.clone())));
             tracing::info!(channel = outbox::CHANNEL, "publishing events to Redis");
         }
-        let retention = Retention::new(store.clone(), settings.events_retention, settings.redis_url.is_some());
-        workers.push(tokio::spawn(retention.clone().run(settings.retention_interval, shutdown.clone())));
-        let state = AppState { store: store.clone(), hub, metrics, shutdown: shutdown.clone() };
+        let retention = Retention::new(
+            store.clone(),
+            settings.events_retention,
+            settings.redis_url.is_some(),
+        );
+        workers.push(tokio::spawn(
+            retention
+                .clone()
+                .run(settings.retention_interval, shutdown.clone()),
+        ));
+        let state = AppState {
+            store: store.clone(),
+            hub,
+            metrics,
+            shutdown: shutdown.clone(),
+        };
         let router = router(state, &settings);
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(Application { listener, router, store, retention, shutdown, workers })
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        Ok(Application {
+            listener,
+            router,
+            store,
+            retention,
+            shutdown,
+            workers,
+        })
     }
 
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     /// The bound address.
@@ -124,15 +151,22 @@ impl Application {
 
     /// Serves until `signal` completes, then drains requests, ends streams,
     /// stops the workers and closes the store.
-    pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let shutdown = self.shutdown.clone();
         let graceful = async move {
             signal.await;
             tracing::info!("shutting down: draining requests");
             shutdown.cancel();
         };
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service).with_graceful_shutdown(graceful).await;
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service)
+            .with_graceful_shutdown(graceful)
+            .await;
         self.shutdown.cancel();
         for worker in self.workers {
             let _ = worker.await;
@@ -146,7 +180,11 @@ impl Application {
 fn router(state: AppState, settings: &Settings) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request| {
-        let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         let route = request
             .extensions()
             .get::<axum::extract::MatchedPath>()
@@ -155,12 +193,20 @@ fn router(state: AppState, settings: &Settings) -> Router {
     });
     api::router()
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
-        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this endpoint",
+            )
+        })
         .with_state(state)
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(log_internal_errors))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(trace)
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

@@ -33,7 +33,10 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .map(PrometheusBuilder::build_recorder);
@@ -41,7 +44,9 @@ pub fn install() -> PrometheusHandle {
                 Ok(recorder) => {
                     let handle = recorder.handle();
                     if metrics::set_global_recorder(recorder).is_err() {
-                        tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+                        tracing::warn!(
+                            "a metrics recorder was already installed; /metrics may be empty"
+                        );
                     }
                     handle
                 }

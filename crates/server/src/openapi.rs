@@ -2,23 +2,50 @@
 
 use crate::api::{clusters, events, ops};
 use fleetreg_model::{
-    Capabilities, Cluster, ClusterCreateRequest, ClusterState, ClusterStatus, ClusterType, ClusterUpdateRequest,
-    Connectivity, Endpoints, Environment, Event, EventType, ObservabilityCapabilities, Platform,
+    Capabilities, Cluster, ClusterCreateRequest, ClusterState, ClusterStatus, ClusterType,
+    ClusterUpdateRequest, Connectivity, Endpoints, Environment, Event, EventType,
+    ObservabilityCapabilities, Platform,
 };
 
 /// The fleetreg API.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "fleetreg", description = "Fleet registry: clusters, their health, capabilities and change events."),
+    info(
+        title = "fleetreg",
+        description = "Fleet registry: clusters, their health, capabilities and change events."
+    ),
     paths(
-        clusters::create, clusters::list, clusters::get_one, clusters::get_by_name, clusters::update,
-        clusters::delete, clusters::status, events::list, events::stream, ops::health, ops::ready, ops::metrics,
+        clusters::create,
+        clusters::list,
+        clusters::get_one,
+        clusters::get_by_name,
+        clusters::update,
+        clusters::delete,
+        clusters::status,
+        events::list,
+        events::stream,
+        ops::health,
+        ops::ready,
+        ops::metrics,
         ops::openapi
     ),
     components(schemas(
-        Cluster, ClusterCreateRequest, ClusterUpdateRequest, ClusterStatus, Capabilities, ObservabilityCapabilities,
-        Endpoints, ClusterType, Platform, Environment, ClusterState, Connectivity, Event, EventType,
-        clusters::ClusterPage, events::EventList
+        Cluster,
+        ClusterCreateRequest,
+        ClusterUpdateRequest,
+        ClusterStatus,
+        Capabilities,
+        ObservabilityCapabilities,
+        Endpoints,
+        ClusterType,
+        Platform,
+        Environment,
+        ClusterState,
+        Connectivity,
+        Event,
+        EventType,
+        clusters::ClusterPage,
+        events::EventList
     ))
 )]
 pub struct ApiDoc;

@@ -44,7 +44,11 @@ pub struct Outbox {
 impl Outbox {
     /// A publisher for `redis_url` (connects lazily).
     pub fn new(store: Arc<dyn Store>, redis_url: &str) -> Result<Self, OutboxError> {
-        Ok(Outbox { store, client: redis::Client::open(redis_url)?, connection: None })
+        Ok(Outbox {
+            store,
+            client: redis::Client::open(redis_url)?,
+            connection: None,
+        })
     }
 
     /// Publishes the next batch of unpublished events, in revision order.
@@ -52,8 +56,14 @@ impl Outbox {
         let cursor = self.store.outbox_cursor().await?;
         let page = match self.store.events_after(cursor, BATCH).await {
             Ok(page) => page,
-            Err(StoreError::EventsExpired { oldest_revision, .. }) => {
-                tracing::error!(cursor, oldest_revision, "outbox cursor is behind retention; events were lost to Redis");
+            Err(StoreError::EventsExpired {
+                oldest_revision, ..
+            }) => {
+                tracing::error!(
+                    cursor,
+                    oldest_revision,
+                    "outbox cursor is behind retention; events were lost to Redis"
+                );
                 self.store.set_outbox_cursor(oldest_revision - 1).await?;
                 return Ok(Step::Idle);
             }
@@ -65,8 +75,14 @@ impl Outbox {
         };
         if self.connection.is_none() {
             let timeout = Duration::from_secs(2);
-            let config = redis::AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
-            self.connection = Some(self.client.get_multiplexed_async_connection_with_config(&config).await?);
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout);
+            self.connection = Some(
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            );
         }
         let mut pipe = redis::pipe();
         for event in &page.items {

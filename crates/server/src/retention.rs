@@ -18,7 +18,11 @@ pub struct Retention {
 impl Retention {
     /// A worker keeping `retention` of events.
     pub fn new(store: Arc<dyn Store>, retention: Duration, outbox_enabled: bool) -> Self {
-        Retention { store, retention, outbox_enabled }
+        Retention {
+            store,
+            retention,
+            outbox_enabled,
+        }
     }
 
     /// Prunes once; returns how many events were removed.
@@ -28,8 +32,19 @@ impl Retention {
 
     /// Prunes events older than `age` (tests use zero).
     pub async fn prune_older_than(&self, age: Duration) -> Result<u64, StoreError> {
-        let before = fleetreg_model::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
-        let keep_from = if self.outbox_enabled { self.store.outbox_cursor().await? } else { i64::MAX };
+        // A huge retention keeps everything: plain subtraction would panic and
+        // kill the worker, and dates before 1970 (no event is older) may be out
+        // of the database's range.
+        let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let before = chrono::Duration::from_std(age)
+            .ok()
+            .and_then(|age| fleetreg_model::now().checked_sub_signed(age))
+            .map_or(epoch, |before| before.max(epoch));
+        let keep_from = if self.outbox_enabled {
+            self.store.outbox_cursor().await?
+        } else {
+            i64::MAX
+        };
         let removed = self.store.prune_events(before, keep_from).await?;
         metrics::counter!(EVENTS_PRUNED).increment(removed);
         Ok(removed)

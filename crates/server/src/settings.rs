@@ -147,7 +147,9 @@ struct EventsConfig {
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { retention_hours: 168 }
+        EventsConfig {
+            retention_hours: 168,
+        }
     }
 }
 
@@ -236,7 +238,8 @@ cluster_registry:
 
     #[test]
     fn rejects_unknown_keys() {
-        let err = Settings::from_yaml("cluster_registry:\n  health_check:\n    intervall: 5\n").unwrap_err();
+        let err = Settings::from_yaml("cluster_registry:\n  health_check:\n    intervall: 5\n")
+            .unwrap_err();
         assert!(err.contains("intervall"), "{err}");
         let err = Settings::from_yaml("cluster_registry: {}\nother: 1\n").unwrap_err();
         assert!(err.contains("other"), "{err}");

@@ -4,14 +4,23 @@
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// DESIGN.md's crate order: a crate may depend only on crates above it.
-const LAYERS: &[&str] = &["model", "store", "vault", "probe", "server", "sim", "bench", "cli"];
+const LAYERS: &[&str] = &[
+    "model", "store", "vault", "probe", "server", "sim", "bench", "cli",
+];
 
 fn package_name(dir: &str) -> String {
-    if dir == "cli" { "fleetreg".into() } else { format!("fleetreg-{dir}") }
+    if dir == "cli" {
+        "fleetreg".into()
+    } else {
+        format!("fleetreg-{dir}")
+    }
 }
 
 fn fleetreg_dependencies(manifest: &str) -> Vec<String> {
@@ -23,7 +32,7 @@ fn fleetreg_dependencies(manifest: &str) -> Vec<String> {
             continue;
         }
         if section == "[dependencies]" && line.starts_with("fleetreg") {
-            deps.push(line.split(|c: char| c == '.' || c == ' ' || c == '=').next().unwrap().to_owned());
+            deps.push(line.split(['.', ' ', '=']).next().unwrap().to_owned());
         }
     }
     deps
@@ -35,17 +44,27 @@ fn crates_depend_only_on_crates_above_them() {
     let mut seen = 0;
     for (position, dir) in LAYERS.iter().enumerate() {
         let manifest = crates.join(dir).join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else { continue };
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
         seen += 1;
         for dep in fleetreg_dependencies(&text) {
-            let allowed = LAYERS[..position].iter().any(|above| package_name(above) == dep);
-            assert!(allowed, "crates/{dir} depends on {dep}, which is not above it in DESIGN.md's crate list");
+            let allowed = LAYERS[..position]
+                .iter()
+                .any(|above| package_name(above) == dep);
+            assert!(
+                allowed,
+                "crates/{dir} depends on {dep}, which is not above it in DESIGN.md's crate list"
+            );
         }
     }
     assert!(seen >= 4, "found the workspace crates");
     for entry in std::fs::read_dir(&crates).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        assert!(LAYERS.contains(&name.as_str()), "crates/{name} is not placed in DESIGN.md's crate list");
+        assert!(
+            LAYERS.contains(&name.as_str()),
+            "crates/{name} is not placed in DESIGN.md's crate list"
+        );
     }
 }
 
@@ -66,7 +85,9 @@ fn read_tree(dir: &Path, out: &mut String) {
         let path = entry.unwrap().path();
         if path.is_dir() {
             read_tree(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") && path.file_name().is_some_and(|n| n != "tidy.rs") {
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && path.file_name().is_some_and(|n| n != "tidy.rs")
+        {
             out.push_str(&std::fs::read_to_string(&path).unwrap());
         }
     }
@@ -78,7 +99,10 @@ fn every_error_code_has_a_test_that_produces_it() {
     let codes: Vec<&str> = source
         .lines()
         .filter_map(|l| l.trim().strip_prefix("ErrorCode::"))
-        .filter_map(|l| l.split_once("=> \"").map(|(_, rest)| rest.trim_end_matches("\",")))
+        .filter_map(|l| {
+            l.split_once("=> \"")
+                .map(|(_, rest)| rest.trim_end_matches("\","))
+        })
         .collect();
     assert!(codes.len() >= 15, "parsed the code table: {codes:?}");
     let mut tests = String::new();
@@ -91,7 +115,10 @@ fn every_error_code_has_a_test_that_produces_it() {
     for code in codes {
         let tested = tests.contains(&format!("\"{code}\""));
         if NOT_YET_PRODUCED.contains(&code) {
-            assert!(!tested || matches!(code, "SERVICE_UNAVAILABLE" | "INTERNAL_ERROR"), "{code} is tested now: remove it from NOT_YET_PRODUCED");
+            assert!(
+                !tested || matches!(code, "SERVICE_UNAVAILABLE" | "INTERNAL_ERROR"),
+                "{code} is tested now: remove it from NOT_YET_PRODUCED"
+            );
         } else {
             assert!(tested, "no test produces {code}");
         }

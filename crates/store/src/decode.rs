@@ -3,8 +3,8 @@
 use crate::StoreError;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
-    AuditEntry, AuditResult, Capabilities, Cluster, ClusterName, ClusterState, ClusterStatus, ClusterType,
-    Endpoints, Environment, Event, EventType, Labels, Platform,
+    AuditEntry, AuditResult, Capabilities, Cluster, ClusterName, ClusterState, ClusterStatus,
+    ClusterType, Endpoints, Environment, Event, EventType, Labels, Platform,
 };
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -16,7 +16,8 @@ pub(crate) const CLUSTER_COLUMNS: &str = "c.id, c.name, c.display_name, c.api_se
      c.status, c.revision, c.created_at, c.updated_at, c.last_seen_at";
 
 /// The columns [`event_from_row`] reads.
-pub(crate) const EVENT_COLUMNS: &str = "revision, event_type, occurred_at, resource, resource_id, payload";
+pub(crate) const EVENT_COLUMNS: &str =
+    "revision, event_type, occurred_at, resource, resource_id, payload";
 
 /// The columns [`audit_from_row`] reads.
 pub(crate) const AUDIT_COLUMNS: &str =
@@ -50,14 +51,24 @@ where
         name: ClusterName::parse(&name).map_err(|_| corrupt("cluster name", &name))?,
         display_name: row.try_get("display_name")?,
         api_server_url: row.try_get("api_server_url")?,
-        cluster_type: parse_with("cluster_type", row.try_get("cluster_type")?, ClusterType::parse)?,
+        cluster_type: parse_with(
+            "cluster_type",
+            row.try_get("cluster_type")?,
+            ClusterType::parse,
+        )?,
         platform: parse_with("platform", row.try_get("platform")?, Platform::parse)?,
         platform_version: row.try_get("platform_version")?,
         region: row.try_get("region")?,
-        environment: parse_with("environment", row.try_get("environment")?, Environment::parse)?,
+        environment: parse_with(
+            "environment",
+            row.try_get("environment")?,
+            Environment::parse,
+        )?,
         labels: row.try_get::<Json<Labels>, _>("labels")?.0,
         endpoints: row.try_get::<Json<Endpoints>, _>("endpoints")?.0,
-        capabilities: row.try_get::<Option<Json<Capabilities>>, _>("capabilities")?.map(|j| j.0),
+        capabilities: row
+            .try_get::<Option<Json<Capabilities>>, _>("capabilities")?
+            .map(|j| j.0),
         status: row.try_get::<Json<ClusterStatus>, _>("status")?.0,
         revision: row.try_get("revision")?,
         created_at: row.try_get("created_at")?,
@@ -131,4 +142,3 @@ pub(crate) fn state_str(status: &ClusterStatus) -> &'static str {
     let state: ClusterState = status.state;
     state.as_str()
 }
-

@@ -28,7 +28,9 @@ pub enum StoreError {
     #[error(transparent)]
     Invalid(#[from] model::Error),
     /// The requested events were removed by retention.
-    #[error("events after revision {after} have been pruned; oldest retained is {oldest_revision}")]
+    #[error(
+        "events after revision {after} have been pruned; oldest retained is {oldest_revision}"
+    )]
     EventsExpired {
         /// The cursor the client sent.
         after: i64,

@@ -3,13 +3,19 @@
 //! order even with several replicas), and a pool of readers.
 
 use crate::count_cache::CountCache;
-use crate::decode::{audit_from_row, audit_result_str, cluster_from_row, event_from_row, state_str, AUDIT_COLUMNS, CLUSTER_COLUMNS, EVENT_COLUMNS};
+use crate::decode::{
+    audit_from_row, audit_result_str, cluster_from_row, event_from_row, state_str, AUDIT_COLUMNS,
+    CLUSTER_COLUMNS, EVENT_COLUMNS,
+};
 use crate::query::{push_audit_filter, push_cluster_filter, LabelMatch};
 use crate::writer::{AuditRecord, WriteBackend, WriteOp, WriteOutcome, WriteTx, Writer};
 use crate::{AuditQuery, Backend, ClusterList, EventPage, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fleetreg_model::{Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus, Event, NewCluster, Page};
+use fleetreg_model::{
+    Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus, Event,
+    NewCluster, Page,
+};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Transaction};
@@ -47,12 +53,21 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&write).await?;
+        let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&write)
+            .await?;
         let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&write).await?;
         let durability = format!("postgres synchronous_commit={synchronous_commit} fsync={fsync}");
-        let latest: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&write).await?;
+        let latest: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&write)
+            .await?;
         let (revision_tx, revision) = watch::channel(latest);
-        let (writer, task) = Writer::spawn(PgWriteBackend { pool: write.clone() }, revision_tx);
+        let (writer, task) = Writer::spawn(
+            PgWriteBackend {
+                pool: write.clone(),
+            },
+            revision_tx,
+        );
         Ok(PostgresStore {
             read,
             write,
@@ -77,7 +92,9 @@ struct PgWriteBackend {
 #[async_trait]
 impl WriteBackend for PgWriteBackend {
     async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
-        Ok(Box::new(PgTx { tx: self.pool.begin().await? }))
+        Ok(Box::new(PgTx {
+            tx: self.pool.begin().await?,
+        }))
     }
 }
 
@@ -88,11 +105,18 @@ struct PgTx {
 #[async_trait]
 impl WriteTx for PgTx {
     async fn lock_revision(&mut self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision' FOR UPDATE").fetch_one(&mut *self.tx).await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision' FOR UPDATE")
+                .fetch_one(&mut *self.tx)
+                .await?,
+        )
     }
 
     async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'revision'").bind(revision).execute(&mut *self.tx).await?;
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'revision'")
+            .bind(revision)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -127,7 +151,10 @@ impl WriteTx for PgTx {
 
     async fn load_cluster(&mut self, id: Uuid) -> Result<Option<Cluster>, StoreError> {
         let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.id = $1 FOR UPDATE");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.tx).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         row.as_ref().map(cluster_from_row).transpose()
     }
 
@@ -155,11 +182,19 @@ impl WriteTx for PgTx {
     }
 
     async fn delete_cluster(&mut self, id: Uuid) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM clusters WHERE id = $1").bind(id).execute(&mut *self.tx).await?;
+        sqlx::query("DELETE FROM clusters WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
-    async fn update_status(&mut self, id: Uuid, status: &ClusterStatus, last_seen_at: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+    async fn update_status(
+        &mut self,
+        id: Uuid,
+        status: &ClusterStatus,
+        last_seen_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE clusters SET status = $2, state = $3, health_score = $4, last_seen_at = $5 WHERE id = $1")
             .bind(id)
             .bind(Json(status))
@@ -171,7 +206,11 @@ impl WriteTx for PgTx {
         Ok(())
     }
 
-    async fn update_capabilities(&mut self, id: Uuid, caps: &Capabilities) -> Result<(), StoreError> {
+    async fn update_capabilities(
+        &mut self,
+        id: Uuid,
+        caps: &Capabilities,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE clusters SET capabilities = $2, has_gpu = $3, gpu_count = $4, has_cnf = $5 WHERE id = $1")
             .bind(id)
             .bind(Json(caps))
@@ -184,15 +223,17 @@ impl WriteTx for PgTx {
     }
 
     async fn append_event(&mut self, e: &Event) -> Result<(), StoreError> {
-        sqlx::query(&format!("INSERT INTO changes ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
-            .bind(e.revision)
-            .bind(e.event_type.as_str())
-            .bind(e.occurred_at)
-            .bind(&e.resource)
-            .bind(e.resource_id)
-            .bind(Json(&e.payload))
-            .execute(&mut *self.tx)
-            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO changes ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(e.revision)
+        .bind(e.event_type.as_str())
+        .bind(e.occurred_at)
+        .bind(&e.resource)
+        .bind(e.resource_id)
+        .bind(Json(&e.payload))
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -224,8 +265,12 @@ impl WriteTx for PgTx {
 
 async fn snapshot(pool: &PgPool) -> Result<(Transaction<'static, Postgres>, i64), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-    let revision = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut *tx).await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let revision = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+        .fetch_one(&mut *tx)
+        .await?;
     Ok((tx, revision))
 }
 
@@ -246,29 +291,43 @@ impl Store for PostgresStore {
 
     async fn insert_cluster(&self, new: NewCluster, audit: &Audit) -> Result<Cluster, StoreError> {
         match self.writer.write(WriteOp::Insert(new), audit).await? {
-            WriteOutcome::Cluster(c) => Ok(c),
+            WriteOutcome::Cluster(c) => Ok(*c),
             _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
         }
     }
 
     async fn get_cluster(&self, id: Uuid) -> Result<Cluster, StoreError> {
         let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.read).await?;
-        row.as_ref().map(cluster_from_row).transpose()?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref()
+            .map(cluster_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
     async fn find_cluster_by_name(&self, name: &str) -> Result<Option<Cluster>, StoreError> {
         let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.name = $1");
-        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.read).await?;
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(cluster_from_row).transpose()
     }
 
-    async fn list_clusters(&self, filter: &ClusterFilter, page: Page) -> Result<ClusterList, StoreError> {
+    async fn list_clusters(
+        &self,
+        filter: &ClusterFilter,
+        page: Page,
+    ) -> Result<ClusterList, StoreError> {
         let (mut tx, revision) = snapshot(&self.read).await?;
         let total = match self.counts.get(filter, revision) {
             Some(total) => total,
             None => {
-                let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT COUNT(*) FROM clusters c");
+                let mut qb: QueryBuilder<Postgres> =
+                    QueryBuilder::new("SELECT COUNT(*) FROM clusters c");
                 push_cluster_filter(&mut qb, filter, LabelMatch::JsonbContains);
                 let total: i64 = qb.build_query_scalar().fetch_one(&mut *tx).await?;
                 let total = u64::try_from(total).unwrap_or_default();
@@ -279,26 +338,38 @@ impl Store for PostgresStore {
         let items = if page.offset() >= total {
             Vec::new()
         } else {
-            let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {CLUSTER_COLUMNS} FROM clusters c"));
+            let mut qb: QueryBuilder<Postgres> =
+                QueryBuilder::new(format!("SELECT {CLUSTER_COLUMNS} FROM clusters c"));
             push_cluster_filter(&mut qb, filter, LabelMatch::JsonbContains);
             qb.push(" ORDER BY c.name LIMIT ")
                 .push_bind(i64::from(page.page_size))
                 .push(" OFFSET ")
                 .push_bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
             let rows = qb.build().fetch_all(&mut *tx).await?;
-            rows.iter().map(cluster_from_row).collect::<Result<Vec<_>, _>>()?
+            rows.iter()
+                .map(cluster_from_row)
+                .collect::<Result<Vec<_>, _>>()?
         };
         tx.commit().await?;
-        Ok(ClusterList { items, total, revision })
+        Ok(ClusterList {
+            items,
+            total,
+            revision,
+        })
     }
 
     async fn explain_list_clusters(&self, filter: &ClusterFilter) -> Result<String, StoreError> {
         let mut tx = self.read.begin().await?;
         // Small test tables make sequential scans cheapest; this shows which
         // index the filter can use, as it would on a large table.
-        sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
+        sqlx::query("SET LOCAL enable_seqscan = off")
+            .execute(&mut *tx)
+            .await?;
         let mut plan = String::new();
-        for select in ["SELECT COUNT(*) FROM clusters c".to_owned(), format!("SELECT {CLUSTER_COLUMNS} FROM clusters c")] {
+        for select in [
+            "SELECT COUNT(*) FROM clusters c".to_owned(),
+            format!("SELECT {CLUSTER_COLUMNS} FROM clusters c"),
+        ] {
             let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("EXPLAIN {select}"));
             push_cluster_filter(&mut qb, filter, LabelMatch::JsonbContains);
             if !select.contains("COUNT") {
@@ -314,26 +385,84 @@ impl Store for PostgresStore {
         Ok(plan)
     }
 
-    async fn update_cluster(&self, id: Uuid, expected_revision: Option<i64>, patch: ClusterPatch, audit: &Audit) -> Result<Cluster, StoreError> {
-        match self.writer.write(WriteOp::Update { id, expected_revision, patch }, audit).await? {
-            WriteOutcome::Cluster(c) => Ok(c),
+    async fn update_cluster(
+        &self,
+        id: Uuid,
+        expected_revision: Option<i64>,
+        patch: ClusterPatch,
+        audit: &Audit,
+    ) -> Result<Cluster, StoreError> {
+        match self
+            .writer
+            .write(
+                WriteOp::Update {
+                    id,
+                    expected_revision,
+                    patch,
+                },
+                audit,
+            )
+            .await?
+        {
+            WriteOutcome::Cluster(c) => Ok(*c),
             _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
         }
     }
 
-    async fn delete_cluster(&self, id: Uuid, expected_revision: Option<i64>, audit: &Audit) -> Result<(), StoreError> {
-        self.writer.write(WriteOp::Delete { id, expected_revision }, audit).await.map(|_| ())
+    async fn delete_cluster(
+        &self,
+        id: Uuid,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(
+                WriteOp::Delete {
+                    id,
+                    expected_revision,
+                },
+                audit,
+            )
+            .await
+            .map(|_| ())
     }
 
-    async fn record_status(&self, id: Uuid, status: ClusterStatus, last_seen_at: Option<DateTime<Utc>>) -> Result<Option<Event>, StoreError> {
-        match self.writer.write(WriteOp::RecordStatus { id, status, last_seen_at }, &Audit::system("health")).await? {
+    async fn record_status(
+        &self,
+        id: Uuid,
+        status: ClusterStatus,
+        last_seen_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<Event>, StoreError> {
+        match self
+            .writer
+            .write(
+                WriteOp::RecordStatus {
+                    id,
+                    status,
+                    last_seen_at,
+                },
+                &Audit::system("health"),
+            )
+            .await?
+        {
             WriteOutcome::Event(e) => Ok(e),
             _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
         }
     }
 
-    async fn set_capabilities(&self, id: Uuid, capabilities: Capabilities) -> Result<Option<Event>, StoreError> {
-        match self.writer.write(WriteOp::SetCapabilities { id, capabilities }, &Audit::system("discovery")).await? {
+    async fn set_capabilities(
+        &self,
+        id: Uuid,
+        capabilities: Capabilities,
+    ) -> Result<Option<Event>, StoreError> {
+        match self
+            .writer
+            .write(
+                WriteOp::SetCapabilities { id, capabilities },
+                &Audit::system("discovery"),
+            )
+            .await?
+        {
             WriteOutcome::Event(e) => Ok(e),
             _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
         }
@@ -341,27 +470,51 @@ impl Store for PostgresStore {
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<EventPage, StoreError> {
         let (mut tx, latest) = snapshot(&self.read).await?;
-        let pruned: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'pruned_through'").fetch_one(&mut *tx).await?;
+        let pruned: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'pruned_through'")
+            .fetch_one(&mut *tx)
+            .await?;
         if after < pruned {
-            return Err(StoreError::EventsExpired { after, oldest_revision: pruned + 1, latest_revision: latest });
+            return Err(StoreError::EventsExpired {
+                after,
+                oldest_revision: pruned + 1,
+                latest_revision: latest,
+            });
         }
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2");
-        let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
-        let items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let items = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
-        Ok(EventPage { items, latest_revision: latest })
+        Ok(EventPage {
+            items,
+            latest_revision: latest,
+        })
     }
 
     async fn latest_revision(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&self.read).await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 
     async fn prune_events(&self, before: DateTime<Utc>, keep_from: i64) -> Result<u64, StoreError> {
-        let cutoff: Option<i64> = sqlx::query_scalar("SELECT MAX(revision) FROM changes WHERE occurred_at < $1 AND revision <= $2")
-            .bind(before)
-            .bind(keep_from)
-            .fetch_one(&self.read)
-            .await?;
+        let cutoff: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(revision) FROM changes WHERE occurred_at < $1 AND revision <= $2",
+        )
+        .bind(before)
+        .bind(keep_from)
+        .fetch_one(&self.read)
+        .await?;
         let Some(cutoff) = cutoff else { return Ok(0) };
         let mut removed = 0;
         loop {
@@ -372,7 +525,10 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            sqlx::query("UPDATE meta SET value = GREATEST(value, $1) WHERE key = 'pruned_through'").bind(cutoff).execute(&mut *tx).await?;
+            sqlx::query("UPDATE meta SET value = GREATEST(value, $1) WHERE key = 'pruned_through'")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             removed += n;
             if n < 5000 {
@@ -382,16 +538,24 @@ impl Store for PostgresStore {
     }
 
     async fn outbox_cursor(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'outbox_published'").fetch_one(&self.read).await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'outbox_published'")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 
     async fn set_outbox_cursor(&self, revision: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE meta SET value = GREATEST(value, $1) WHERE key = 'outbox_published'").bind(revision).execute(&self.write).await?;
+        sqlx::query("UPDATE meta SET value = GREATEST(value, $1) WHERE key = 'outbox_published'")
+            .bind(revision)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log"));
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log"));
         push_audit_filter(&mut qb, query, |t, qb| {
             qb.push_bind(t);
         });
@@ -404,7 +568,11 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
-        let task = self.writer_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let task = self
+            .writer_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(task) = task {
             task.abort();
             let _ = task.await;

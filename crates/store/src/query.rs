@@ -30,8 +30,11 @@ pub(crate) fn like_substring(needle: &str) -> String {
 }
 
 /// Appends ` WHERE …` for `filter` (nothing when it is empty) to a query over `clusters c`.
-pub(crate) fn push_cluster_filter<'a, DB>(qb: &mut QueryBuilder<'a, DB>, filter: &ClusterFilter, labels: LabelMatch)
-where
+pub(crate) fn push_cluster_filter<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    filter: &ClusterFilter,
+    labels: LabelMatch,
+) where
     DB: Database,
     String: Encode<'a, DB> + Type<DB>,
     bool: Encode<'a, DB> + Type<DB>,
@@ -43,11 +46,19 @@ where
     };
     if let Some(name) = &filter.name {
         and(qb);
-        qb.push("c.name LIKE ").push_bind(like_substring(name)).push(" ESCAPE '\\'");
+        qb.push("c.name LIKE ")
+            .push_bind(like_substring(name))
+            .push(" ESCAPE '\\'");
     }
     let exact: [(&str, Option<String>); 4] = [
-        ("c.cluster_type", filter.cluster_type.map(|v| v.as_str().to_owned())),
-        ("c.environment", filter.environment.map(|v| v.as_str().to_owned())),
+        (
+            "c.cluster_type",
+            filter.cluster_type.map(|v| v.as_str().to_owned()),
+        ),
+        (
+            "c.environment",
+            filter.environment.map(|v| v.as_str().to_owned()),
+        ),
         ("c.region", filter.region.clone()),
         ("c.state", filter.state.map(|v| v.as_str().to_owned())),
     ];
@@ -100,8 +111,11 @@ where
 }
 
 /// Appends the `WHERE` and `LIMIT` of an audit query over `audit_log`.
-pub(crate) fn push_audit_filter<'a, DB>(qb: &mut QueryBuilder<'a, DB>, query: &AuditQuery, time: impl Fn(DateTime<Utc>, &mut QueryBuilder<'a, DB>))
-where
+pub(crate) fn push_audit_filter<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    query: &AuditQuery,
+    time: impl Fn(DateTime<Utc>, &mut QueryBuilder<'a, DB>),
+) where
     DB: Database,
     String: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
@@ -128,7 +142,8 @@ where
     if let Some(after) = query.after_id {
         qb.push(" AND id > ").push_bind(after);
     }
-    qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit.clamp(1, 1000)));
+    qb.push(" ORDER BY id LIMIT ")
+        .push_bind(i64::from(query.limit.clamp(1, 1000)));
 }
 
 #[cfg(test)]

@@ -2,17 +2,22 @@
 //! connection driven by the group-commit writer and a small pool of readers.
 
 use crate::count_cache::CountCache;
-use crate::decode::{audit_from_row, audit_result_str, cluster_from_row, event_from_row, state_str, AUDIT_COLUMNS, CLUSTER_COLUMNS, EVENT_COLUMNS};
+use crate::decode::{
+    audit_from_row, audit_result_str, cluster_from_row, event_from_row, state_str, AUDIT_COLUMNS,
+    CLUSTER_COLUMNS, EVENT_COLUMNS,
+};
 use crate::query::{push_audit_filter, push_cluster_filter, LabelMatch};
 use crate::writer::{AuditRecord, WriteBackend, WriteOp, WriteOutcome, WriteTx, Writer};
 use crate::{AuditQuery, Backend, ClusterList, EventPage, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
-    format_timestamp, Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus, Event,
-    NewCluster, Page,
+    format_timestamp, Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch,
+    ClusterStatus, Event, NewCluster, Page,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use std::str::FromStr;
@@ -60,8 +65,12 @@ impl SqliteStore {
             .max_connections(READERS)
             .connect_with(options.read_only(true))
             .await?;
-        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&write).await?;
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&write).await?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&write)
+            .await?;
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&write)
+            .await?;
         let durability = format!(
             "sqlite journal_mode={journal} synchronous={}",
             match synchronous {
@@ -72,9 +81,16 @@ impl SqliteStore {
                 _ => "UNKNOWN",
             }
         );
-        let latest: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&write).await?;
+        let latest: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&write)
+            .await?;
         let (revision_tx, revision) = watch::channel(latest);
-        let (writer, task) = Writer::spawn(SqliteWriteBackend { pool: write.clone() }, revision_tx);
+        let (writer, task) = Writer::spawn(
+            SqliteWriteBackend {
+                pool: write.clone(),
+            },
+            revision_tx,
+        );
         Ok(SqliteStore {
             read,
             write,
@@ -129,9 +145,12 @@ impl SqliteTx {
         if cluster.labels.is_empty() {
             return Ok(());
         }
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO cluster_labels (key, value, cluster_id) ");
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO cluster_labels (key, value, cluster_id) ");
         qb.push_values(&cluster.labels, |mut b, (key, value)| {
-            b.push_bind(key.clone()).push_bind(value.clone()).push_bind(cluster.id);
+            b.push_bind(key.clone())
+                .push_bind(value.clone())
+                .push_bind(cluster.id);
         });
         qb.build().execute(self.conn()?).await?;
         Ok(())
@@ -141,11 +160,18 @@ impl SqliteTx {
 #[async_trait]
 impl WriteTx for SqliteTx {
     async fn lock_revision(&mut self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(self.conn()?).await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+                .fetch_one(self.conn()?)
+                .await?,
+        )
     }
 
     async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'revision'").bind(revision).execute(self.conn()?).await?;
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'revision'")
+            .bind(revision)
+            .execute(self.conn()?)
+            .await?;
         Ok(())
     }
 
@@ -184,7 +210,10 @@ impl WriteTx for SqliteTx {
 
     async fn load_cluster(&mut self, id: Uuid) -> Result<Option<Cluster>, StoreError> {
         let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(self.conn()?).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.conn()?)
+            .await?;
         row.as_ref().map(cluster_from_row).transpose()
     }
 
@@ -208,17 +237,31 @@ impl WriteTx for SqliteTx {
         .bind(ts(&c.updated_at))
         .execute(self.conn()?)
         .await?;
-        sqlx::query("DELETE FROM cluster_labels WHERE cluster_id = $1").bind(c.id).execute(self.conn()?).await?;
+        sqlx::query("DELETE FROM cluster_labels WHERE cluster_id = $1")
+            .bind(c.id)
+            .execute(self.conn()?)
+            .await?;
         self.insert_labels(c).await
     }
 
     async fn delete_cluster(&mut self, id: Uuid) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM cluster_labels WHERE cluster_id = $1").bind(id).execute(self.conn()?).await?;
-        sqlx::query("DELETE FROM clusters WHERE id = $1").bind(id).execute(self.conn()?).await?;
+        sqlx::query("DELETE FROM cluster_labels WHERE cluster_id = $1")
+            .bind(id)
+            .execute(self.conn()?)
+            .await?;
+        sqlx::query("DELETE FROM clusters WHERE id = $1")
+            .bind(id)
+            .execute(self.conn()?)
+            .await?;
         Ok(())
     }
 
-    async fn update_status(&mut self, id: Uuid, status: &ClusterStatus, last_seen_at: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+    async fn update_status(
+        &mut self,
+        id: Uuid,
+        status: &ClusterStatus,
+        last_seen_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE clusters SET status = $2, state = $3, health_score = $4, last_seen_at = $5 WHERE id = $1")
             .bind(id)
             .bind(Json(status))
@@ -230,7 +273,11 @@ impl WriteTx for SqliteTx {
         Ok(())
     }
 
-    async fn update_capabilities(&mut self, id: Uuid, caps: &Capabilities) -> Result<(), StoreError> {
+    async fn update_capabilities(
+        &mut self,
+        id: Uuid,
+        caps: &Capabilities,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE clusters SET capabilities = $2, has_gpu = $3, gpu_count = $4, has_cnf = $5 WHERE id = $1")
             .bind(id)
             .bind(Json(caps))
@@ -243,15 +290,17 @@ impl WriteTx for SqliteTx {
     }
 
     async fn append_event(&mut self, e: &Event) -> Result<(), StoreError> {
-        sqlx::query(&format!("INSERT INTO changes ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
-            .bind(e.revision)
-            .bind(e.event_type.as_str())
-            .bind(ts(&e.occurred_at))
-            .bind(&e.resource)
-            .bind(e.resource_id)
-            .bind(Json(&e.payload))
-            .execute(self.conn()?)
-            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO changes ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(e.revision)
+        .bind(e.event_type.as_str())
+        .bind(ts(&e.occurred_at))
+        .bind(&e.resource)
+        .bind(e.resource_id)
+        .bind(Json(&e.payload))
+        .execute(self.conn()?)
+        .await?;
         Ok(())
     }
 
@@ -288,7 +337,11 @@ impl WriteTx for SqliteTx {
 }
 
 async fn read_revision(tx: &mut Transaction<'static, Sqlite>) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&mut **tx).await?)
+    Ok(
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&mut **tx)
+            .await?,
+    )
 }
 
 #[async_trait]
@@ -308,30 +361,44 @@ impl Store for SqliteStore {
 
     async fn insert_cluster(&self, new: NewCluster, audit: &Audit) -> Result<Cluster, StoreError> {
         match self.writer.write(WriteOp::Insert(new), audit).await? {
-            WriteOutcome::Cluster(c) => Ok(c),
+            WriteOutcome::Cluster(c) => Ok(*c),
             _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
         }
     }
 
     async fn get_cluster(&self, id: Uuid) -> Result<Cluster, StoreError> {
         let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.read).await?;
-        row.as_ref().map(cluster_from_row).transpose()?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref()
+            .map(cluster_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
     async fn find_cluster_by_name(&self, name: &str) -> Result<Option<Cluster>, StoreError> {
         let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.name = $1");
-        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.read).await?;
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(cluster_from_row).transpose()
     }
 
-    async fn list_clusters(&self, filter: &ClusterFilter, page: Page) -> Result<ClusterList, StoreError> {
+    async fn list_clusters(
+        &self,
+        filter: &ClusterFilter,
+        page: Page,
+    ) -> Result<ClusterList, StoreError> {
         let mut tx = self.read.begin().await?;
         let revision = read_revision(&mut tx).await?;
         let total = match self.counts.get(filter, revision) {
             Some(total) => total,
             None => {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*) FROM clusters c");
+                let mut qb: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("SELECT COUNT(*) FROM clusters c");
                 push_cluster_filter(&mut qb, filter, LabelMatch::SideTable);
                 let total: i64 = qb.build_query_scalar().fetch_one(&mut *tx).await?;
                 let total = u64::try_from(total).unwrap_or_default();
@@ -342,23 +409,34 @@ impl Store for SqliteStore {
         let items = if page.offset() >= total {
             Vec::new()
         } else {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {CLUSTER_COLUMNS} FROM clusters c"));
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("SELECT {CLUSTER_COLUMNS} FROM clusters c"));
             push_cluster_filter(&mut qb, filter, LabelMatch::SideTable);
             qb.push(" ORDER BY c.name LIMIT ")
                 .push_bind(i64::from(page.page_size))
                 .push(" OFFSET ")
                 .push_bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
             let rows = qb.build().fetch_all(&mut *tx).await?;
-            rows.iter().map(cluster_from_row).collect::<Result<Vec<_>, _>>()?
+            rows.iter()
+                .map(cluster_from_row)
+                .collect::<Result<Vec<_>, _>>()?
         };
         tx.commit().await?;
-        Ok(ClusterList { items, total, revision })
+        Ok(ClusterList {
+            items,
+            total,
+            revision,
+        })
     }
 
     async fn explain_list_clusters(&self, filter: &ClusterFilter) -> Result<String, StoreError> {
         let mut plan = String::new();
-        for select in ["SELECT COUNT(*) FROM clusters c".to_owned(), format!("SELECT {CLUSTER_COLUMNS} FROM clusters c")] {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("EXPLAIN QUERY PLAN {select}"));
+        for select in [
+            "SELECT COUNT(*) FROM clusters c".to_owned(),
+            format!("SELECT {CLUSTER_COLUMNS} FROM clusters c"),
+        ] {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("EXPLAIN QUERY PLAN {select}"));
             push_cluster_filter(&mut qb, filter, LabelMatch::SideTable);
             if !select.contains("COUNT") {
                 qb.push(" ORDER BY c.name LIMIT 20");
@@ -372,26 +450,84 @@ impl Store for SqliteStore {
         Ok(plan)
     }
 
-    async fn update_cluster(&self, id: Uuid, expected_revision: Option<i64>, patch: ClusterPatch, audit: &Audit) -> Result<Cluster, StoreError> {
-        match self.writer.write(WriteOp::Update { id, expected_revision, patch }, audit).await? {
-            WriteOutcome::Cluster(c) => Ok(c),
+    async fn update_cluster(
+        &self,
+        id: Uuid,
+        expected_revision: Option<i64>,
+        patch: ClusterPatch,
+        audit: &Audit,
+    ) -> Result<Cluster, StoreError> {
+        match self
+            .writer
+            .write(
+                WriteOp::Update {
+                    id,
+                    expected_revision,
+                    patch,
+                },
+                audit,
+            )
+            .await?
+        {
+            WriteOutcome::Cluster(c) => Ok(*c),
             _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
         }
     }
 
-    async fn delete_cluster(&self, id: Uuid, expected_revision: Option<i64>, audit: &Audit) -> Result<(), StoreError> {
-        self.writer.write(WriteOp::Delete { id, expected_revision }, audit).await.map(|_| ())
+    async fn delete_cluster(
+        &self,
+        id: Uuid,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write(
+                WriteOp::Delete {
+                    id,
+                    expected_revision,
+                },
+                audit,
+            )
+            .await
+            .map(|_| ())
     }
 
-    async fn record_status(&self, id: Uuid, status: ClusterStatus, last_seen_at: Option<DateTime<Utc>>) -> Result<Option<Event>, StoreError> {
-        match self.writer.write(WriteOp::RecordStatus { id, status, last_seen_at }, &Audit::system("health")).await? {
+    async fn record_status(
+        &self,
+        id: Uuid,
+        status: ClusterStatus,
+        last_seen_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<Event>, StoreError> {
+        match self
+            .writer
+            .write(
+                WriteOp::RecordStatus {
+                    id,
+                    status,
+                    last_seen_at,
+                },
+                &Audit::system("health"),
+            )
+            .await?
+        {
             WriteOutcome::Event(e) => Ok(e),
             _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
         }
     }
 
-    async fn set_capabilities(&self, id: Uuid, capabilities: Capabilities) -> Result<Option<Event>, StoreError> {
-        match self.writer.write(WriteOp::SetCapabilities { id, capabilities }, &Audit::system("discovery")).await? {
+    async fn set_capabilities(
+        &self,
+        id: Uuid,
+        capabilities: Capabilities,
+    ) -> Result<Option<Event>, StoreError> {
+        match self
+            .writer
+            .write(
+                WriteOp::SetCapabilities { id, capabilities },
+                &Audit::system("discovery"),
+            )
+            .await?
+        {
             WriteOutcome::Event(e) => Ok(e),
             _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
         }
@@ -400,27 +536,51 @@ impl Store for SqliteStore {
     async fn events_after(&self, after: i64, limit: u32) -> Result<EventPage, StoreError> {
         let mut tx = self.read.begin().await?;
         let latest = read_revision(&mut tx).await?;
-        let pruned: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'pruned_through'").fetch_one(&mut *tx).await?;
+        let pruned: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'pruned_through'")
+            .fetch_one(&mut *tx)
+            .await?;
         if after < pruned {
-            return Err(StoreError::EventsExpired { after, oldest_revision: pruned + 1, latest_revision: latest });
+            return Err(StoreError::EventsExpired {
+                after,
+                oldest_revision: pruned + 1,
+                latest_revision: latest,
+            });
         }
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2");
-        let rows = sqlx::query(&sql).bind(after).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
-        let items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let items = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
-        Ok(EventPage { items, latest_revision: latest })
+        Ok(EventPage {
+            items,
+            latest_revision: latest,
+        })
     }
 
     async fn latest_revision(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'").fetch_one(&self.read).await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'revision'")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 
     async fn prune_events(&self, before: DateTime<Utc>, keep_from: i64) -> Result<u64, StoreError> {
-        let cutoff: Option<i64> = sqlx::query_scalar("SELECT MAX(revision) FROM changes WHERE occurred_at < $1 AND revision <= $2")
-            .bind(ts(&before))
-            .bind(keep_from)
-            .fetch_one(&self.read)
-            .await?;
+        let cutoff: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(revision) FROM changes WHERE occurred_at < $1 AND revision <= $2",
+        )
+        .bind(ts(&before))
+        .bind(keep_from)
+        .fetch_one(&self.read)
+        .await?;
         let Some(cutoff) = cutoff else { return Ok(0) };
         let mut removed = 0;
         loop {
@@ -431,7 +591,10 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            sqlx::query("UPDATE meta SET value = MAX(value, $1) WHERE key = 'pruned_through'").bind(cutoff).execute(&mut *tx).await?;
+            sqlx::query("UPDATE meta SET value = MAX(value, $1) WHERE key = 'pruned_through'")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             removed += n;
             if n < 5000 {
@@ -441,16 +604,24 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_cursor(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'outbox_published'").fetch_one(&self.read).await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'outbox_published'")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 
     async fn set_outbox_cursor(&self, revision: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE meta SET value = MAX(value, $1) WHERE key = 'outbox_published'").bind(revision).execute(&self.write).await?;
+        sqlx::query("UPDATE meta SET value = MAX(value, $1) WHERE key = 'outbox_published'")
+            .bind(revision)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log"));
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log"));
         push_audit_filter(&mut qb, query, |t, qb| {
             qb.push_bind(ts(&t));
         });
@@ -463,7 +634,11 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        let task = self.writer_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let task = self
+            .writer_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(task) = task {
             task.abort();
             let _ = task.await;

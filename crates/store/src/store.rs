@@ -91,7 +91,11 @@ pub trait Store: Send + Sync + 'static {
     async fn find_cluster_by_name(&self, name: &str) -> Result<Option<Cluster>, StoreError>;
 
     /// Lists clusters matching `filter`, sorted by name, one page of them.
-    async fn list_clusters(&self, filter: &ClusterFilter, page: Page) -> Result<ClusterList, StoreError>;
+    async fn list_clusters(
+        &self,
+        filter: &ClusterFilter,
+        page: Page,
+    ) -> Result<ClusterList, StoreError>;
 
     /// The database's plans for the count and page queries of a list with
     /// `filter`, one line per plan step (for tests and diagnosis).
@@ -107,7 +111,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Cluster, StoreError>;
 
     /// Removes a cluster; with `expected_revision` fails unless it is current.
-    async fn delete_cluster(&self, id: Uuid, expected_revision: Option<i64>, audit: &Audit) -> Result<(), StoreError>;
+    async fn delete_cluster(
+        &self,
+        id: Uuid,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError>;
 
     /// Records a health observation. Not a mutation: no revision, no audit; a
     /// change of `state` appends `CLUSTER_STATUS_CHANGED`, which is returned.
@@ -120,7 +129,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records discovered capabilities; appends `CLUSTER_CAPABILITIES_CHANGED`
     /// (returned) only when they differ from the stored ones, `discovered_at` aside.
-    async fn set_capabilities(&self, id: Uuid, capabilities: Capabilities) -> Result<Option<Event>, StoreError>;
+    async fn set_capabilities(
+        &self,
+        id: Uuid,
+        capabilities: Capabilities,
+    ) -> Result<Option<Event>, StoreError>;
 
     /// Events with revision above `after`, at most `limit`. Fails with
     /// `EventsExpired` when retention already removed events above `after`.

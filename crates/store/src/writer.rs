@@ -46,7 +46,7 @@ pub(crate) enum WriteOp {
 /// The result of one write.
 #[derive(Debug)]
 pub(crate) enum WriteOutcome {
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
     Deleted,
     Event(Option<Event>),
 }
@@ -86,7 +86,11 @@ pub(crate) trait WriteTx: Send {
         last_seen_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
     /// Writes capabilities and their indexed columns.
-    async fn update_capabilities(&mut self, id: Uuid, capabilities: &Capabilities) -> Result<(), StoreError>;
+    async fn update_capabilities(
+        &mut self,
+        id: Uuid,
+        capabilities: &Capabilities,
+    ) -> Result<(), StoreError>;
     /// Appends a change-log entry.
     async fn append_event(&mut self, event: &Event) -> Result<(), StoreError>;
     /// Appends an audit entry.
@@ -115,14 +119,21 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer task on `backend`; `revision` publishes each committed revision.
-    pub(crate) fn spawn(backend: impl WriteBackend, revision: watch::Sender<i64>) -> (Writer, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(
+        backend: impl WriteBackend,
+        revision: watch::Sender<i64>,
+    ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
         let handle = tokio::spawn(run(backend, rx, revision));
         (Writer { tx }, handle)
     }
 
     /// Queues `op` and waits until it is durably committed (or refused).
-    pub(crate) async fn write(&self, op: WriteOp, audit: &Audit) -> Result<WriteOutcome, StoreError> {
+    pub(crate) async fn write(
+        &self,
+        op: WriteOp,
+        audit: &Audit,
+    ) -> Result<WriteOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Pending {
@@ -136,7 +147,11 @@ impl Writer {
     }
 }
 
-async fn run(backend: impl WriteBackend, mut rx: mpsc::Receiver<Pending>, revision: watch::Sender<i64>) {
+async fn run(
+    backend: impl WriteBackend,
+    mut rx: mpsc::Receiver<Pending>,
+    revision: watch::Sender<i64>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -160,7 +175,8 @@ async fn run(backend: impl WriteBackend, mut rx: mpsc::Receiver<Pending>, revisi
                 // others still land and only the culprit sees the error.
                 tracing::warn!(%error, size = batch.len(), "write batch failed; retrying writes one by one");
                 for pending in batch {
-                    let result = match apply_batch(&backend, &[(&pending.op, &pending.audit)]).await {
+                    let result = match apply_batch(&backend, &[(&pending.op, &pending.audit)]).await
+                    {
                         Ok((mut results, last_revision)) => {
                             if let Some(rev) = last_revision {
                                 revision.send_replace(rev);
@@ -191,7 +207,10 @@ fn clone_error(error: &StoreError) -> StoreError {
 
 type BatchResult = (Vec<Result<WriteOutcome, StoreError>>, Option<i64>);
 
-async fn apply_batch(backend: &impl WriteBackend, ops: &[(&WriteOp, &Audit)]) -> Result<BatchResult, StoreError> {
+async fn apply_batch(
+    backend: &impl WriteBackend,
+    ops: &[(&WriteOp, &Audit)],
+) -> Result<BatchResult, StoreError> {
     let mut tx = backend.begin().await?;
     let start = tx.lock_revision().await?;
     let mut revision = start;
@@ -206,7 +225,13 @@ async fn apply_batch(backend: &impl WriteBackend, ops: &[(&WriteOp, &Audit)]) ->
     Ok((results, (revision != start).then_some(revision)))
 }
 
-fn cluster_event(event_type: EventType, revision: i64, at: DateTime<Utc>, id: Uuid, payload: serde_json::Value) -> Event {
+fn cluster_event(
+    event_type: EventType,
+    revision: i64,
+    at: DateTime<Utc>,
+    id: Uuid,
+    payload: serde_json::Value,
+) -> Event {
     Event {
         revision,
         event_type,
@@ -232,64 +257,143 @@ async fn apply_op(
     let at = now();
     let refuse = |action: &'static str, id: Option<Uuid>, error: StoreError| {
         let code = error.code().as_str();
-        (AuditRecord { at, audit, action, resource_id: id, result: AuditResult::Failure, error_code: Some(code), revision: None }, error)
+        (
+            AuditRecord {
+                at,
+                audit,
+                action,
+                resource_id: id,
+                result: AuditResult::Failure,
+                error_code: Some(code),
+                revision: None,
+            },
+            error,
+        )
     };
     let outcome = match op {
         WriteOp::Insert(new) => {
             let next = *revision + 1;
             let cluster = new.clone().into_cluster(Uuid::now_v7(), next, at);
             if !tx.insert_cluster(&cluster).await? {
-                Err(refuse("cluster.create", None, StoreError::AlreadyExists(new.name.to_string())))
+                Err(refuse(
+                    "cluster.create",
+                    None,
+                    StoreError::AlreadyExists(new.name.to_string()),
+                ))
             } else {
                 *revision = next;
-                let event = cluster_event(EventType::ClusterRegistered, next, at, cluster.id, to_json(&cluster)?);
+                let event = cluster_event(
+                    EventType::ClusterRegistered,
+                    next,
+                    at,
+                    cluster.id,
+                    to_json(&cluster)?,
+                );
                 tx.append_event(&event).await?;
-                Ok(("cluster.create", cluster.id, next, WriteOutcome::Cluster(cluster)))
+                Ok((
+                    "cluster.create",
+                    cluster.id,
+                    next,
+                    WriteOutcome::Cluster(Box::new(cluster)),
+                ))
             }
         }
-        WriteOp::Update { id, expected_revision, patch } => match tx.load_cluster(*id).await? {
-            None => Err(refuse("cluster.update", Some(*id), StoreError::NotFound(id.to_string()))),
-            Some(current) if expected_revision.is_some_and(|r| r != current.revision) => Err(refuse(
+        WriteOp::Update {
+            id,
+            expected_revision,
+            patch,
+        } => match tx.load_cluster(*id).await? {
+            None => Err(refuse(
                 "cluster.update",
                 Some(*id),
-                StoreError::PreconditionFailed { expected: expected_revision.unwrap_or_default(), actual: current.revision, id: *id },
+                StoreError::NotFound(id.to_string()),
             )),
+            Some(current) if expected_revision.is_some_and(|r| r != current.revision) => {
+                Err(refuse(
+                    "cluster.update",
+                    Some(*id),
+                    StoreError::PreconditionFailed {
+                        expected: expected_revision.unwrap_or_default(),
+                        actual: current.revision,
+                        id: *id,
+                    },
+                ))
+            }
             Some(mut cluster) => match patch.apply(&mut cluster) {
-                Err(invalid) => Err(refuse("cluster.update", Some(*id), StoreError::Invalid(invalid))),
-                Ok(false) => return Ok(Ok(WriteOutcome::Cluster(cluster))),
+                Err(invalid) => Err(refuse(
+                    "cluster.update",
+                    Some(*id),
+                    StoreError::Invalid(invalid),
+                )),
+                Ok(false) => return Ok(Ok(WriteOutcome::Cluster(Box::new(cluster)))),
                 Ok(true) => {
                     let next = *revision + 1;
                     *revision = next;
                     cluster.revision = next;
                     cluster.updated_at = at;
                     tx.update_cluster(&cluster).await?;
-                    let event = cluster_event(EventType::ClusterUpdated, next, at, cluster.id, to_json(&cluster)?);
+                    let event = cluster_event(
+                        EventType::ClusterUpdated,
+                        next,
+                        at,
+                        cluster.id,
+                        to_json(&cluster)?,
+                    );
                     tx.append_event(&event).await?;
-                    Ok(("cluster.update", cluster.id, next, WriteOutcome::Cluster(cluster)))
+                    Ok((
+                        "cluster.update",
+                        cluster.id,
+                        next,
+                        WriteOutcome::Cluster(Box::new(cluster)),
+                    ))
                 }
             },
         },
-        WriteOp::Delete { id, expected_revision } => match tx.load_cluster(*id).await? {
-            None => Err(refuse("cluster.delete", Some(*id), StoreError::NotFound(id.to_string()))),
-            Some(current) if expected_revision.is_some_and(|r| r != current.revision) => Err(refuse(
+        WriteOp::Delete {
+            id,
+            expected_revision,
+        } => match tx.load_cluster(*id).await? {
+            None => Err(refuse(
                 "cluster.delete",
                 Some(*id),
-                StoreError::PreconditionFailed { expected: expected_revision.unwrap_or_default(), actual: current.revision, id: *id },
+                StoreError::NotFound(id.to_string()),
             )),
+            Some(current) if expected_revision.is_some_and(|r| r != current.revision) => {
+                Err(refuse(
+                    "cluster.delete",
+                    Some(*id),
+                    StoreError::PreconditionFailed {
+                        expected: expected_revision.unwrap_or_default(),
+                        actual: current.revision,
+                        id: *id,
+                    },
+                ))
+            }
             Some(_) => {
                 let next = *revision + 1;
                 *revision = next;
                 tx.delete_cluster(*id).await?;
-                let event = cluster_event(EventType::ClusterDeleted, next, at, *id, json!({ "cluster_id": id }));
+                let event = cluster_event(
+                    EventType::ClusterDeleted,
+                    next,
+                    at,
+                    *id,
+                    json!({ "cluster_id": id }),
+                );
                 tx.append_event(&event).await?;
                 Ok(("cluster.delete", *id, next, WriteOutcome::Deleted))
             }
         },
-        WriteOp::RecordStatus { id, status, last_seen_at } => {
+        WriteOp::RecordStatus {
+            id,
+            status,
+            last_seen_at,
+        } => {
             let Some(current) = tx.load_cluster(*id).await? else {
                 return Ok(Err(StoreError::NotFound(id.to_string())));
             };
-            tx.update_status(*id, status, last_seen_at.or(current.last_seen_at)).await?;
+            tx.update_status(*id, status, last_seen_at.or(current.last_seen_at))
+                .await?;
             if current.status.state == status.state {
                 return Ok(Ok(WriteOutcome::Event(None)));
             }
@@ -306,7 +410,13 @@ async fn apply_op(
             };
             tx.update_capabilities(*id, capabilities).await?;
             let unchanged = current.capabilities.as_ref().is_some_and(|old| {
-                Capabilities { discovered_at: None, ..old.clone() } == Capabilities { discovered_at: None, ..capabilities.clone() }
+                Capabilities {
+                    discovered_at: None,
+                    ..old.clone()
+                } == Capabilities {
+                    discovered_at: None,
+                    ..capabilities.clone()
+                }
             });
             if unchanged {
                 return Ok(Ok(WriteOutcome::Event(None)));
@@ -314,14 +424,28 @@ async fn apply_op(
             let next = *revision + 1;
             *revision = next;
             let payload = json!({ "cluster_id": id, "capabilities": capabilities });
-            let event = cluster_event(EventType::ClusterCapabilitiesChanged, next, at, *id, payload);
+            let event = cluster_event(
+                EventType::ClusterCapabilitiesChanged,
+                next,
+                at,
+                *id,
+                payload,
+            );
             tx.append_event(&event).await?;
             return Ok(Ok(WriteOutcome::Event(Some(event))));
         }
     };
     match outcome {
         Ok((action, id, rev, result)) => {
-            let record = AuditRecord { at, audit, action, resource_id: Some(id), result: AuditResult::Success, error_code: None, revision: Some(rev) };
+            let record = AuditRecord {
+                at,
+                audit,
+                action,
+                resource_id: Some(id),
+                result: AuditResult::Success,
+                error_code: None,
+                revision: Some(rev),
+            };
             tx.append_audit(&record).await?;
             Ok(Ok(result))
         }

@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use fleetreg_model::{Cluster, ClusterCreateRequest, ClusterFilter, ClusterStatus, ClusterUpdateRequest};
+use fleetreg_model::{
+    Cluster, ClusterCreateRequest, ClusterFilter, ClusterStatus, ClusterUpdateRequest,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -19,7 +21,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/clusters", get(list).post(create))
         .route("/api/v1/clusters/by-name/{name}", get(get_by_name))
-        .route("/api/v1/clusters/{id}", get(get_one).put(update).delete(delete))
+        .route(
+            "/api/v1/clusters/{id}",
+            get(get_one).put(update).delete(delete),
+        )
         .route("/api/v1/clusters/{id}/status", get(status))
 }
 
@@ -56,7 +61,10 @@ pub async fn create(
     ApiJson(request): ApiJson<ClusterCreateRequest>,
 ) -> Result<Response, ApiError> {
     let new = request.validate()?;
-    let cluster = state.store.insert_cluster(new, &audit_of(&headers, peer)).await?;
+    let cluster = state
+        .store
+        .insert_cluster(new, &audit_of(&headers, peer))
+        .await?;
     let location = HeaderValue::from_str(&format!("/api/v1/clusters/{}", cluster.id)).ok();
     let mut response = with_etag(StatusCode::CREATED, cluster);
     if let Some(location) = location {
@@ -73,7 +81,10 @@ pub async fn create(
            ("label" = Option<String>, Query, description = "key=value; repeat to AND"),
            ("page" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "default 20, max 100")),
     responses((status = 200, body = ClusterPage), (status = 400, description = "VALIDATION_ERROR")))]
-pub async fn list(State(state): State<AppState>, QueryPairs(pairs): QueryPairs) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Response, ApiError> {
     let (filter, page) = ClusterFilter::from_query(pairs)?;
     let list = state.store.list_clusters(&filter, page).await?;
     let body = ClusterPage {
@@ -93,14 +104,23 @@ pub async fn list(State(state): State<AppState>, QueryPairs(pairs): QueryPairs) 
 /// Get a cluster by id.
 #[utoipa::path(get, path = "/api/v1/clusters/{id}", tag = "clusters",
     responses((status = 200, body = Cluster), (status = 404, description = "CLUSTER_NOT_FOUND")))]
-pub async fn get_one(State(state): State<AppState>, ClusterId(id): ClusterId) -> Result<Response, ApiError> {
-    Ok(with_etag(StatusCode::OK, state.store.get_cluster(id).await?))
+pub async fn get_one(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(
+        StatusCode::OK,
+        state.store.get_cluster(id).await?,
+    ))
 }
 
 /// Get a cluster by name.
 #[utoipa::path(get, path = "/api/v1/clusters/by-name/{name}", tag = "clusters",
     responses((status = 200, body = Cluster), (status = 404, description = "CLUSTER_NOT_FOUND")))]
-pub async fn get_by_name(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_by_name(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     match state.store.find_cluster_by_name(&name).await? {
         Some(cluster) => Ok(with_etag(StatusCode::OK, cluster)),
         None => Err(ApiError::cluster_not_found(&name)),
@@ -120,7 +140,10 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     let patch = request.validate()?;
-    let cluster = state.store.update_cluster(id, expected, patch, &audit_of(&headers, peer)).await?;
+    let cluster = state
+        .store
+        .update_cluster(id, expected, patch, &audit_of(&headers, peer))
+        .await?;
     Ok(with_etag(StatusCode::OK, cluster))
 }
 
@@ -134,13 +157,19 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let expected = if_match(&headers)?;
-    state.store.delete_cluster(id, expected, &audit_of(&headers, peer)).await?;
+    state
+        .store
+        .delete_cluster(id, expected, &audit_of(&headers, peer))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The cluster's status as of the last check.
 #[utoipa::path(get, path = "/api/v1/clusters/{id}/status", tag = "clusters",
     responses((status = 200, body = ClusterStatus), (status = 404, description = "CLUSTER_NOT_FOUND")))]
-pub async fn status(State(state): State<AppState>, ClusterId(id): ClusterId) -> Result<Json<ClusterStatus>, ApiError> {
+pub async fn status(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+) -> Result<Json<ClusterStatus>, ApiError> {
     Ok(Json(state.store.get_cluster(id).await?.status))
 }

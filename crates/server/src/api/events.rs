@@ -52,7 +52,12 @@ fn parse_i64(field: &str, value: &str, min: i64, max: i64) -> Result<i64, ApiErr
         .parse::<i64>()
         .ok()
         .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| ApiError::validation(field, format!("must be an integer from {min} to {max}; got {value:?}")))
+        .ok_or_else(|| {
+            ApiError::validation(
+                field,
+                format!("must be an integer from {min} to {max}; got {value:?}"),
+            )
+        })
 }
 
 struct EventQuery {
@@ -61,12 +66,20 @@ struct EventQuery {
 }
 
 fn event_query(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
-    let mut query = EventQuery { after: None, limit: DEFAULT_LIMIT };
+    let mut query = EventQuery {
+        after: None,
+        limit: DEFAULT_LIMIT,
+    };
     for (key, value) in pairs {
         match key.as_str() {
             "after" => query.after = Some(parse_i64("after", &value, 0, i64::MAX)?),
             "limit" => query.limit = parse_i64("limit", &value, 1, i64::from(MAX_LIMIT))? as u32,
-            other => return Err(ApiError::validation(other, "unknown query parameter; expected after or limit")),
+            other => {
+                return Err(ApiError::validation(
+                    other,
+                    "unknown query parameter; expected after or limit",
+                ))
+            }
         }
     }
     Ok(query)
@@ -76,7 +89,10 @@ fn event_query(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     params(("after" = Option<i64>, Query), ("limit" = Option<u32>, Query)),
     responses((status = 200, body = EventList), (status = 410, description = "EVENTS_EXPIRED")))]
-pub async fn list(State(state): State<AppState>, QueryPairs(pairs): QueryPairs) -> Result<Json<EventList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<EventList>, ApiError> {
     let query = event_query(pairs)?;
     let after = query.after.unwrap_or(0);
     let page = state.store.events_after(after, query.limit).await?;
@@ -93,10 +109,19 @@ pub async fn list(State(state): State<AppState>, QueryPairs(pairs): QueryPairs) 
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events",
     params(("after" = Option<i64>, Query), ("Last-Event-ID" = Option<i64>, Header)),
     responses((status = 200, content_type = "text/event-stream", description = "id/event/data frames")))]
-pub async fn stream(State(state): State<AppState>, headers: HeaderMap, QueryPairs(pairs): QueryPairs) -> Result<Response, ApiError> {
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Response, ApiError> {
     let query = event_query(pairs)?;
     let last_event_id = match headers.get("last-event-id") {
-        Some(v) => Some(parse_i64("Last-Event-ID", v.to_str().unwrap_or_default().trim(), 0, i64::MAX)?),
+        Some(v) => Some(parse_i64(
+            "Last-Event-ID",
+            v.to_str().unwrap_or_default().trim(),
+            0,
+            i64::MAX,
+        )?),
         None => None,
     };
     // Subscribe before reading the backlog so nothing falls between the two.
@@ -112,7 +137,14 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap, QueryPair
     tokio::spawn(feed(state, start, live, tx));
     let body = Body::from_stream(ReceiverStream::new(rx));
     Ok((
-        [(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache"), (axum::http::header::HeaderName::from_static("x-accel-buffering"), "no")],
+        [
+            (CONTENT_TYPE, "text/event-stream"),
+            (CACHE_CONTROL, "no-cache"),
+            (
+                axum::http::header::HeaderName::from_static("x-accel-buffering"),
+                "no",
+            ),
+        ],
         body,
     )
         .into_response())
@@ -152,9 +184,15 @@ async fn catch_up(state: &AppState, cursor: &mut i64, tx: &Sink) -> bool {
                     return true;
                 }
             }
-            Err(StoreError::EventsExpired { oldest_revision, latest_revision, .. }) => {
+            Err(StoreError::EventsExpired {
+                oldest_revision,
+                latest_revision,
+                ..
+            }) => {
                 let data = json!({ "oldest_revision": oldest_revision, "latest_revision": latest_revision });
-                let _ = tx.send(Ok(Bytes::from(format!("event: RESYNC\ndata: {data}\n\n")))).await;
+                let _ = tx
+                    .send(Ok(Bytes::from(format!("event: RESYNC\ndata: {data}\n\n"))))
+                    .await;
                 return false;
             }
             Err(error) => {
@@ -165,9 +203,18 @@ async fn catch_up(state: &AppState, cursor: &mut i64, tx: &Sink) -> bool {
     }
 }
 
-async fn feed(state: AppState, mut cursor: i64, mut live: broadcast::Receiver<Arc<Frame>>, tx: Sink) {
+async fn feed(
+    state: AppState,
+    mut cursor: i64,
+    mut live: broadcast::Receiver<Arc<Frame>>,
+    tx: Sink,
+) {
     let _gauge = SubscriberGauge::new();
-    if tx.send(Ok(Bytes::from_static(b": connected\n\n"))).await.is_err() {
+    if tx
+        .send(Ok(Bytes::from_static(b": connected\n\n")))
+        .await
+        .is_err()
+    {
         return;
     }
     if !catch_up(&state, &mut cursor, &tx).await {

@@ -24,7 +24,8 @@ pub fn router() -> Router<AppState> {
 
 /// The `ETag` of a revision.
 pub fn etag(revision: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{revision}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+    HeaderValue::from_str(&format!("\"{revision}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
 /// The revision an `If-Match` header requires: `None` without the header or

@@ -31,10 +31,15 @@ pub async fn health() -> Json<Value> {
 #[utoipa::path(get, path = "/ready", tag = "operations", responses((status = 200), (status = 503, description = "SERVICE_UNAVAILABLE")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok(Json(json!({ "status": "ready", "store": state.store.backend().as_str(), "durability": state.store.durability() }))),
+        Ok(()) => Ok(Json(
+            json!({ "status": "ready", "store": state.store.backend().as_str(), "durability": state.store.durability() }),
+        )),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
-            Err(ApiError::new(ErrorCode::ServiceUnavailable, "the store is not reachable"))
+            Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the store is not reachable",
+            ))
         }
     }
 }
@@ -42,7 +47,10 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 /// This API's OpenAPI document, generated from the code.

@@ -27,7 +27,17 @@ api_test!(register_returns_the_seed_response, |app| {
     assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
     assert_eq!(location, format!("/api/v1/clusters/{id}"));
     assert_eq!(etag, format!("\"{}\"", body["revision"]));
-    for field in ["name", "display_name", "api_server_url", "cluster_type", "platform", "region", "environment", "labels", "endpoints"] {
+    for field in [
+        "name",
+        "display_name",
+        "api_server_url",
+        "cluster_type",
+        "platform",
+        "region",
+        "environment",
+        "labels",
+        "endpoints",
+    ] {
         assert_eq!(body[field], seed_request()[field], "{field}");
     }
     assert_eq!(body["platform_version"], Value::Null);
@@ -59,14 +69,28 @@ api_test!(defaults_follow_the_schema, |app| {
 });
 
 api_test!(update_changes_only_given_fields, |app| {
-    let created = app.post_cluster(&seed_request()).await.json::<Value>().await.unwrap();
+    let created = app
+        .post_cluster(&seed_request())
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
     let id = created["id"].as_str().unwrap();
-    let response = app.put_cluster(id, &json!({ "region": "us-east-2", "labels": { "team": "sre" } })).await;
+    let response = app
+        .put_cluster(
+            id,
+            &json!({ "region": "us-east-2", "labels": { "team": "sre" } }),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let etag = response.headers()["etag"].to_str().unwrap().to_owned();
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["region"], "us-east-2");
-    assert_eq!(updated["labels"], json!({ "team": "sre" }), "labels are replaced whole");
+    assert_eq!(
+        updated["labels"],
+        json!({ "team": "sre" }),
+        "labels are replaced whole"
+    );
     assert_eq!(updated["display_name"], created["display_name"]);
     assert_eq!(updated["endpoints"], created["endpoints"]);
     assert_eq!(updated["created_at"], created["created_at"]);
@@ -75,7 +99,12 @@ api_test!(update_changes_only_given_fields, |app| {
     assert_ne!(updated["updated_at"], created["updated_at"]);
 
     // null clears nullable fields; labels null clears labels.
-    let cleared: Value = app.put_cluster(id, &json!({ "display_name": null, "labels": null })).await.json().await.unwrap();
+    let cleared: Value = app
+        .put_cluster(id, &json!({ "display_name": null, "labels": null }))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(cleared["display_name"], Value::Null);
     assert_eq!(cleared["labels"], json!({}));
 
@@ -83,10 +112,21 @@ api_test!(update_changes_only_given_fields, |app| {
     let current: Value = app.get_cluster(id).await.json().await.unwrap();
     let echoed = app.put_cluster(id, &current).await;
     assert_eq!(echoed.status(), 200);
-    assert_eq!(echoed.json::<Value>().await.unwrap()["revision"], current["revision"]);
+    assert_eq!(
+        echoed.json::<Value>().await.unwrap()["revision"],
+        current["revision"]
+    );
 
     // A status in the body does not change the status.
-    let ignored: Value = app.put_cluster(id, &json!({ "status": { "state": "ONLINE" }, "region": "eu-1" })).await.json().await.unwrap();
+    let ignored: Value = app
+        .put_cluster(
+            id,
+            &json!({ "status": { "state": "ONLINE" }, "region": "eu-1" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ignored["status"]["state"], "UNKNOWN");
     assert_eq!(ignored["region"], "eu-1");
 });
@@ -94,9 +134,16 @@ api_test!(update_changes_only_given_fields, |app| {
 api_test!(name_is_immutable, |app| {
     let created = app.register("keep-name", json!({})).await;
     let id = created["id"].as_str().unwrap();
-    let body = assert_error(app.put_cluster(id, &json!({ "name": "new-name" })).await, 400, "VALIDATION_ERROR").await;
+    let body = assert_error(
+        app.put_cluster(id, &json!({ "name": "new-name" })).await,
+        400,
+        "VALIDATION_ERROR",
+    )
+    .await;
     assert_eq!(body["error"]["details"]["field"], "name");
-    let same = app.put_cluster(id, &json!({ "name": "keep-name", "region": "r" })).await;
+    let same = app
+        .put_cluster(id, &json!({ "name": "keep-name", "region": "r" }))
+        .await;
     assert_eq!(same.status(), 200);
     let after: Value = app.get_cluster(id).await.json().await.unwrap();
     assert_eq!(after["name"], "keep-name");
@@ -107,30 +154,68 @@ api_test!(if_match_guards_updates_and_deletes, |app| {
     let id = created["id"].as_str().unwrap();
     let rev = created["revision"].as_i64().unwrap();
     let put = |if_match: String, region: &'static str| {
-        let request = app.client.put(app.url(&format!("/api/v1/clusters/{id}"))).header("If-Match", if_match).json(&json!({ "region": region }));
+        let request = app
+            .client
+            .put(app.url(&format!("/api/v1/clusters/{id}")))
+            .header("If-Match", if_match)
+            .json(&json!({ "region": region }));
         async move { request.send().await.unwrap() }
     };
     let ok = put(format!("\"{rev}\""), "a").await;
     assert_eq!(ok.status(), 200);
-    let body = assert_error(put(format!("\"{rev}\""), "b").await, 412, "PRECONDITION_FAILED").await;
-    assert_eq!(body["error"]["details"]["current_revision"].as_i64().unwrap(), rev + 1);
-    assert_error(put("\"garbage\"".into(), "b").await, 412, "PRECONDITION_FAILED").await;
+    let body = assert_error(
+        put(format!("\"{rev}\""), "b").await,
+        412,
+        "PRECONDITION_FAILED",
+    )
+    .await;
+    assert_eq!(
+        body["error"]["details"]["current_revision"]
+            .as_i64()
+            .unwrap(),
+        rev + 1
+    );
+    assert_error(
+        put("\"garbage\"".into(), "b").await,
+        412,
+        "PRECONDITION_FAILED",
+    )
+    .await;
     let region: Value = app.get_cluster(id).await.json().await.unwrap();
     assert_eq!(region["region"], "a", "the stale write changed nothing");
-    let stale_delete = app.client.delete(app.url(&format!("/api/v1/clusters/{id}"))).header("If-Match", format!("\"{rev}\"")).send().await.unwrap();
+    let stale_delete = app
+        .client
+        .delete(app.url(&format!("/api/v1/clusters/{id}")))
+        .header("If-Match", format!("\"{rev}\""))
+        .send()
+        .await
+        .unwrap();
     assert_error(stale_delete, 412, "PRECONDITION_FAILED").await;
-    let delete = app.client.delete(app.url(&format!("/api/v1/clusters/{id}"))).header("If-Match", format!("\"{}\"", rev + 1)).send().await.unwrap();
+    let delete = app
+        .client
+        .delete(app.url(&format!("/api/v1/clusters/{id}")))
+        .header("If-Match", format!("\"{}\"", rev + 1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(delete.status(), 204);
 });
 
 api_test!(delete_removes_the_cluster, |app| {
-    let created = app.register("doomed", json!({ "labels": { "a": "b" } })).await;
+    let created = app
+        .register("doomed", json!({ "labels": { "a": "b" } }))
+        .await;
     let id = created["id"].as_str().unwrap();
     let response = app.delete_cluster(id).await;
     assert_eq!(response.status(), 204);
     assert!(response.text().await.unwrap().is_empty());
     assert_error(app.get_cluster(id).await, 404, "CLUSTER_NOT_FOUND").await;
-    assert_error(app.get("/api/v1/clusters/by-name/doomed").await, 404, "CLUSTER_NOT_FOUND").await;
+    assert_error(
+        app.get("/api/v1/clusters/by-name/doomed").await,
+        404,
+        "CLUSTER_NOT_FOUND",
+    )
+    .await;
     assert_error(app.delete_cluster(id).await, 404, "CLUSTER_NOT_FOUND").await;
     let list: Value = app.list("?label=a=b").await.json().await.unwrap();
     assert_eq!(list["total"], 0);
@@ -147,24 +232,60 @@ api_test!(status_endpoint_returns_the_status, |app| {
     assert_eq!(status["state"], "UNKNOWN");
     assert_eq!(status["health_score"], 0);
     assert_eq!(status["connectivity"], "DISCONNECTED");
-    assert_error(app.get(&format!("/api/v1/clusters/{}/status", uuid::Uuid::now_v7())).await, 404, "CLUSTER_NOT_FOUND").await;
+    assert_error(
+        app.get(&format!("/api/v1/clusters/{}/status", uuid::Uuid::now_v7()))
+            .await,
+        404,
+        "CLUSTER_NOT_FOUND",
+    )
+    .await;
 });
 
 api_test!(every_mutation_is_audited, |app| {
     let created = app.register("audited", json!({})).await;
     let id = created["id"].as_str().unwrap();
     app.put_cluster(id, &json!({ "region": "r" })).await;
-    app.post_cluster(&json!({ "name": "audited", "api_server_url": "https://x" })).await;
+    app.post_cluster(&json!({ "name": "audited", "api_server_url": "https://x" }))
+        .await;
     app.delete_cluster(id).await;
-    let entries = app.store.list_audit(&fleetreg_store::AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+    let entries = app
+        .store
+        .list_audit(&fleetreg_store::AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let actions: Vec<(&str, &str)> = entries
         .iter()
-        .map(|e| (e.action.as_str(), if e.result == fleetreg_model::AuditResult::Success { "ok" } else { "fail" }))
+        .map(|e| {
+            (
+                e.action.as_str(),
+                if e.result == fleetreg_model::AuditResult::Success {
+                    "ok"
+                } else {
+                    "fail"
+                },
+            )
+        })
         .collect();
-    assert_eq!(actions, [("cluster.create", "ok"), ("cluster.update", "ok"), ("cluster.create", "fail"), ("cluster.delete", "ok")]);
+    assert_eq!(
+        actions,
+        [
+            ("cluster.create", "ok"),
+            ("cluster.update", "ok"),
+            ("cluster.create", "fail"),
+            ("cluster.delete", "ok")
+        ]
+    );
     assert!(entries.iter().all(|e| e.actor == "anonymous"));
-    assert!(entries.iter().all(|e| e.source.as_deref() == Some("127.0.0.1")));
+    assert!(entries
+        .iter()
+        .all(|e| e.source.as_deref() == Some("127.0.0.1")));
     assert!(entries.iter().all(|e| e.request_id.is_some()));
-    assert_eq!(entries[2].error_code.as_deref(), Some("CLUSTER_ALREADY_EXISTS"));
+    assert_eq!(
+        entries[2].error_code.as_deref(),
+        Some("CLUSTER_ALREADY_EXISTS")
+    );
     assert_eq!(entries[0].revision, created["revision"].as_i64());
 });

@@ -8,12 +8,23 @@ fn body(name: &str) -> Value {
 }
 
 api_test!(invalid_cluster_name, |app| {
-    for name in ["Prod", "ab", "-abc", "abc-", "a_b", "prod.east", &"a".repeat(64), ""] {
+    for name in [
+        "Prod",
+        "ab",
+        "-abc",
+        "abc-",
+        "a_b",
+        "prod.east",
+        &"a".repeat(64),
+        "",
+    ] {
         let response = app.post_cluster(&body(name)).await;
         let error = assert_error(response, 400, "INVALID_CLUSTER_NAME").await;
         assert_eq!(error["error"]["details"]["field"], "name", "{name}");
     }
-    let numeric = app.post_cluster(&json!({ "name": 42, "api_server_url": "https://x" })).await;
+    let numeric = app
+        .post_cluster(&json!({ "name": 42, "api_server_url": "https://x" }))
+        .await;
     assert_error(numeric, 400, "VALIDATION_ERROR").await;
     let list: Value = app.list("").await.json().await.unwrap();
     assert_eq!(list["total"], 0, "nothing was stored");
@@ -21,21 +32,62 @@ api_test!(invalid_cluster_name, |app| {
 
 api_test!(cluster_already_exists, |app| {
     app.register("taken", json!({})).await;
-    let error = assert_error(app.post_cluster(&body("taken")).await, 409, "CLUSTER_ALREADY_EXISTS").await;
+    let error = assert_error(
+        app.post_cluster(&body("taken")).await,
+        409,
+        "CLUSTER_ALREADY_EXISTS",
+    )
+    .await;
     assert_eq!(error["error"]["details"]["name"], "taken");
 });
 
 api_test!(cluster_not_found, |app| {
     let missing = uuid::Uuid::now_v7();
-    assert_error(app.get_cluster(&missing.to_string()).await, 404, "CLUSTER_NOT_FOUND").await;
-    assert_error(app.put_cluster(&missing.to_string(), &json!({ "region": "x" })).await, 404, "CLUSTER_NOT_FOUND").await;
-    assert_error(app.delete_cluster(&missing.to_string()).await, 404, "CLUSTER_NOT_FOUND").await;
-    assert_error(app.get(&format!("/api/v1/clusters/{missing}/status")).await, 404, "CLUSTER_NOT_FOUND").await;
-    assert_error(app.get("/api/v1/clusters/by-name/nobody-here").await, 404, "CLUSTER_NOT_FOUND").await;
+    assert_error(
+        app.get_cluster(&missing.to_string()).await,
+        404,
+        "CLUSTER_NOT_FOUND",
+    )
+    .await;
+    assert_error(
+        app.put_cluster(&missing.to_string(), &json!({ "region": "x" }))
+            .await,
+        404,
+        "CLUSTER_NOT_FOUND",
+    )
+    .await;
+    assert_error(
+        app.delete_cluster(&missing.to_string()).await,
+        404,
+        "CLUSTER_NOT_FOUND",
+    )
+    .await;
+    assert_error(
+        app.get(&format!("/api/v1/clusters/{missing}/status")).await,
+        404,
+        "CLUSTER_NOT_FOUND",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/clusters/by-name/nobody-here").await,
+        404,
+        "CLUSTER_NOT_FOUND",
+    )
+    .await;
     // Malformed ids are unknown clusters too, never a 500 or a plain-text 400.
-    for bad in ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g", "%20"] {
+    for bad in [
+        "not-a-uuid",
+        "123",
+        "00000000-0000-0000-0000-00000000000g",
+        "%20",
+    ] {
         assert_error(app.get_cluster(bad).await, 404, "CLUSTER_NOT_FOUND").await;
-        assert_error(app.put_cluster(bad, &json!({})).await, 404, "CLUSTER_NOT_FOUND").await;
+        assert_error(
+            app.put_cluster(bad, &json!({})).await,
+            404,
+            "CLUSTER_NOT_FOUND",
+        )
+        .await;
         assert_error(app.delete_cluster(bad).await, 404, "CLUSTER_NOT_FOUND").await;
     }
 });
@@ -60,17 +112,35 @@ api_test!(malformed_json, |app| {
 
 api_test!(wrong_shapes_and_unknown_fields, |app| {
     let cases = [
-        (json!({ "name": "abc", "api_server_url": "https://x", "colour": "red" }), "colour"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "labels": ["a"] }), "labels"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "labels": { "a": 1 } }), "labels.a"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "endpoints": { "grafana_url": "https://g" } }), "endpoints"),
-        (json!({ "name": "abc", "api_server_url": 7 }), "api_server_url"),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "colour": "red" }),
+            "colour",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "labels": ["a"] }),
+            "labels",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "labels": { "a": 1 } }),
+            "labels.a",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "endpoints": { "grafana_url": "https://g" } }),
+            "endpoints",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": 7 }),
+            "api_server_url",
+        ),
         (json!([1, 2, 3]), "body"),
     ];
     for (request, field) in cases {
         let error = assert_error(app.post_cluster(&request).await, 400, "VALIDATION_ERROR").await;
         let actual = error["error"]["details"]["field"].as_str().unwrap();
-        assert!(actual.starts_with(field), "{request}: field {actual}, expected {field}");
+        assert!(
+            actual.starts_with(field),
+            "{request}: field {actual}, expected {field}"
+        );
     }
 });
 
@@ -79,30 +149,86 @@ api_test!(validation_errors_name_the_field, |app| {
     let cases = [
         (json!({ "name": "abc" }), "api_server_url"),
         (json!({ "api_server_url": "https://x" }), "name"),
-        (json!({ "name": "abc", "api_server_url": "not a url" }), "api_server_url"),
-        (json!({ "name": "abc", "api_server_url": "ftp://files.example.com" }), "api_server_url"),
-        (json!({ "name": "abc", "api_server_url": format!("https://{}.com", long(520)) }), "api_server_url"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "cluster_type": "BIG" }), "cluster_type"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "cluster_type": "spoke" }), "cluster_type"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "platform": "NOMAD" }), "platform"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "environment": "PROD" }), "environment"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "display_name": long(129) }), "display_name"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "region": long(65) }), "region"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "platform_version": long(65) }), "platform_version"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "labels": { "bad key": "v" } }), "labels.bad key"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "labels": { "k": "bad value!" } }), "labels.k"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "labels": { long(64): "v" } }), "labels."),
-        (json!({ "name": "abc", "api_server_url": "https://x", "endpoints": { "prometheus_url": "nope" } }), "endpoints.prometheus_url"),
-        (json!({ "name": "abc", "api_server_url": "https://x", "endpoints": { "loki_url": "gopher://x" } }), "endpoints.loki_url"),
+        (
+            json!({ "name": "abc", "api_server_url": "not a url" }),
+            "api_server_url",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "ftp://files.example.com" }),
+            "api_server_url",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": format!("https://{}.com", long(520)) }),
+            "api_server_url",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "cluster_type": "BIG" }),
+            "cluster_type",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "cluster_type": "spoke" }),
+            "cluster_type",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "platform": "NOMAD" }),
+            "platform",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "environment": "PROD" }),
+            "environment",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "display_name": long(129) }),
+            "display_name",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "region": long(65) }),
+            "region",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "platform_version": long(65) }),
+            "platform_version",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "labels": { "bad key": "v" } }),
+            "labels.bad key",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "labels": { "k": "bad value!" } }),
+            "labels.k",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "labels": { long(64): "v" } }),
+            "labels.",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "endpoints": { "prometheus_url": "nope" } }),
+            "endpoints.prometheus_url",
+        ),
+        (
+            json!({ "name": "abc", "api_server_url": "https://x", "endpoints": { "loki_url": "gopher://x" } }),
+            "endpoints.loki_url",
+        ),
     ];
     for (request, field) in cases {
         let error = assert_error(app.post_cluster(&request).await, 400, "VALIDATION_ERROR").await;
-        let actual = error["error"]["details"]["field"].as_str().unwrap_or_default();
-        assert!(actual.starts_with(field), "{request}: field {actual:?}, expected {field}");
-        assert!(error["error"]["details"]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+        let actual = error["error"]["details"]["field"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            actual.starts_with(field),
+            "{request}: field {actual:?}, expected {field}"
+        );
+        assert!(error["error"]["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()));
     }
     // The boundaries themselves are accepted.
-    app.register("limits-ok", json!({ "display_name": long(128), "region": long(64), "labels": { long(63): long(63) } })).await;
+    app.register(
+        "limits-ok",
+        json!({ "display_name": long(128), "region": long(64), "labels": { long(63): long(63) } }),
+    )
+    .await;
     let list: Value = app.list("").await.json().await.unwrap();
     assert_eq!(list["total"], 1, "only the valid registration was stored");
 });
@@ -118,13 +244,28 @@ api_test!(update_validation, |app| {
         (json!({ "unknown": 1 }), "unknown"),
         (json!({ "name": "other-name" }), "name"),
     ] {
-        let error = assert_error(app.put_cluster(id, &request).await, 400, "VALIDATION_ERROR").await;
-        assert!(error["error"]["details"]["field"].as_str().unwrap().starts_with(field), "{request}");
+        let error =
+            assert_error(app.put_cluster(id, &request).await, 400, "VALIDATION_ERROR").await;
+        assert!(
+            error["error"]["details"]["field"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{request}"
+        );
     }
-    let error = assert_error(app.put_cluster(id, &json!({ "name": "Bad_Name" })).await, 400, "INVALID_CLUSTER_NAME").await;
+    let error = assert_error(
+        app.put_cluster(id, &json!({ "name": "Bad_Name" })).await,
+        400,
+        "INVALID_CLUSTER_NAME",
+    )
+    .await;
     assert_eq!(error["error"]["details"]["field"], "name");
     let after: Value = app.get_cluster(id).await.json().await.unwrap();
-    assert_eq!(after["revision"], created["revision"], "no failed update changed anything");
+    assert_eq!(
+        after["revision"], created["revision"],
+        "no failed update changed anything"
+    );
 });
 
 api_test!(precondition_failed, |app| {
@@ -164,7 +305,12 @@ api_test!(list_parameter_errors, |app| {
 
 api_test!(unknown_routes_and_methods, |app| {
     assert_error(app.get("/api/v1/nothing").await, 404, "NOT_FOUND").await;
-    let response = app.client.patch(app.url("/api/v1/clusters")).send().await.unwrap();
+    let response = app
+        .client
+        .patch(app.url("/api/v1/clusters"))
+        .send()
+        .await
+        .unwrap();
     assert_error(response, 405, "METHOD_NOT_ALLOWED").await;
     let response = app
         .client
@@ -175,6 +321,14 @@ api_test!(unknown_routes_and_methods, |app| {
         .await
         .unwrap();
     assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE").await;
-    let huge = format!("{{\"name\":\"abc\",\"api_server_url\":\"https://x\",\"display_name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    assert_error(app.post_raw("/api/v1/clusters", &huge).await, 413, "PAYLOAD_TOO_LARGE").await;
+    let huge = format!(
+        "{{\"name\":\"abc\",\"api_server_url\":\"https://x\",\"display_name\":\"{}\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    assert_error(
+        app.post_raw("/api/v1/clusters", &huge).await,
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
+    .await;
 });

@@ -40,21 +40,45 @@ async fn all_events_after(app: &TestApp, after: i64) -> Vec<Value> {
 }
 
 async fn latest_revision(app: &TestApp) -> i64 {
-    events(app, "limit=1").await["latest_revision"].as_i64().unwrap()
+    events(app, "limit=1").await["latest_revision"]
+        .as_i64()
+        .unwrap()
 }
 
 fn revisions(events: &[Value]) -> Vec<i64> {
-    events.iter().map(|e| e["revision"].as_i64().unwrap()).collect()
+    events
+        .iter()
+        .map(|e| e["revision"].as_i64().unwrap())
+        .collect()
 }
 
 fn assert_strictly_increasing(revs: &[i64]) {
-    assert!(revs.windows(2).all(|w| w[0] < w[1]), "revisions not strictly increasing: {revs:?}");
+    assert!(
+        revs.windows(2).all(|w| w[0] < w[1]),
+        "revisions not strictly increasing: {revs:?}"
+    );
 }
 
 /// Checks the envelope `{revision, type, occurred_at, resource, resource_id, payload}`.
 fn assert_envelope(event: &Value, event_type: &str, id: &str) {
-    let keys: BTreeSet<&str> = event.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(["revision", "type", "occurred_at", "resource", "resource_id", "payload"]), "{event}");
+    let keys: BTreeSet<&str> = event
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "revision",
+            "type",
+            "occurred_at",
+            "resource",
+            "resource_id",
+            "payload"
+        ]),
+        "{event}"
+    );
     assert!(event["revision"].as_i64().is_some_and(|r| r > 0), "{event}");
     assert_eq!(event["type"], event_type, "{event}");
     assert_eq!(event["resource"], "cluster", "{event}");
@@ -79,7 +103,11 @@ fn capabilities(gpu_count: i64) -> Capabilities {
     Capabilities {
         has_gpu_nodes: gpu_count > 0,
         gpu_count,
-        gpu_types: if gpu_count > 0 { vec!["NVIDIA-A100".into()] } else { vec![] },
+        gpu_types: if gpu_count > 0 {
+            vec!["NVIDIA-A100".into()]
+        } else {
+            vec![]
+        },
         discovered_at: Some(Utc::now()),
         ..Capabilities::default()
     }
@@ -97,10 +125,14 @@ struct SseFrame {
 
 impl SseFrame {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {}", self.data))
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("data is not JSON ({e}): {}", self.data))
     }
     fn revision(&self) -> i64 {
-        self.id.as_deref().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("frame without numeric id: {self:?}"))
+        self.id
+            .as_deref()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("frame without numeric id: {self:?}"))
     }
 }
 
@@ -113,28 +145,48 @@ impl Sse {
     /// Opens `/api/v1/events/stream{query}`, optionally with `Last-Event-ID`.
     /// Once this returns, the server has subscribed: later writes reach it.
     async fn open(app: &TestApp, query: &str, last_event_id: Option<i64>) -> Sse {
-        let mut request = app.client.get(app.url(&format!("/api/v1/events/stream{query}")));
+        let mut request = app
+            .client
+            .get(app.url(&format!("/api/v1/events/stream{query}")));
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }
-        let response = tokio::time::timeout(DEADLINE, request.send()).await.expect("stream opens in time").unwrap();
+        let response = tokio::time::timeout(DEADLINE, request.send())
+            .await
+            .expect("stream opens in time")
+            .unwrap();
         assert_eq!(response.status(), 200, "stream{query}");
-        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(content_type.starts_with("text/event-stream"), "{content_type}");
-        Sse { body: Box::pin(response.bytes_stream()), buf: String::new() }
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        Sse {
+            body: Box::pin(response.bytes_stream()),
+            buf: String::new(),
+        }
     }
 
     /// The next frame that is not only comments; `None` once the server closed
     /// the stream. Panics after `DEADLINE`.
     async fn next(&mut self) -> Option<SseFrame> {
-        tokio::time::timeout(DEADLINE, self.next_unbounded()).await.expect("no SSE frame within the deadline")
+        tokio::time::timeout(DEADLINE, self.next_unbounded())
+            .await
+            .expect("no SSE frame within the deadline")
     }
 
     async fn next_unbounded(&mut self) -> Option<SseFrame> {
         loop {
             while let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
-                let mut frame = SseFrame { id: None, event: None, data: String::new() };
+                let mut frame = SseFrame {
+                    id: None,
+                    event: None,
+                    data: String::new(),
+                };
                 let mut fields = 0;
                 for line in block.lines() {
                     let (field, value) = line.split_once(':').unwrap_or((line, ""));
@@ -158,10 +210,16 @@ impl Sse {
                 }
             }
             match self.body.next().await {
-                Some(Ok(chunk)) => self.buf.push_str(std::str::from_utf8(&chunk).expect("UTF-8 stream")),
+                Some(Ok(chunk)) => self
+                    .buf
+                    .push_str(std::str::from_utf8(&chunk).expect("UTF-8 stream")),
                 Some(Err(error)) => panic!("stream failed: {error}"),
                 None => {
-                    assert!(self.buf.trim().is_empty(), "stream ended inside a frame: {:?}", self.buf);
+                    assert!(
+                        self.buf.trim().is_empty(),
+                        "stream ended inside a frame: {:?}",
+                        self.buf
+                    );
                     return None;
                 }
             }
@@ -171,10 +229,21 @@ impl Sse {
     /// The next frame, which must be a change-log event; checks that
     /// `id`, `event` and `data` agree and returns the envelope.
     async fn next_event(&mut self) -> Value {
-        let frame = self.next().await.expect("stream closed while an event was expected");
+        let frame = self
+            .next()
+            .await
+            .expect("stream closed while an event was expected");
         let envelope = frame.json();
-        assert_eq!(Some(frame.revision()), envelope["revision"].as_i64(), "id matches data: {frame:?}");
-        assert_eq!(frame.event.as_deref(), envelope["type"].as_str(), "event matches data: {frame:?}");
+        assert_eq!(
+            Some(frame.revision()),
+            envelope["revision"].as_i64(),
+            "id matches data: {frame:?}"
+        );
+        assert_eq!(
+            frame.event.as_deref(),
+            envelope["type"].as_str(),
+            "event matches data: {frame:?}"
+        );
         envelope
     }
 }
@@ -183,13 +252,27 @@ impl Sse {
 // The change log over `GET /api/v1/events`.
 
 api_test!(each_mutation_appends_one_event, |app| {
-    assert_eq!(events(&app, "after=0").await["items"], json!([]), "a fresh store has no events");
-    let created = app.register("events-a", json!({ "labels": { "team": "sre" }, "region": "eu-west-1" })).await;
+    assert_eq!(
+        events(&app, "after=0").await["items"],
+        json!([]),
+        "a fresh store has no events"
+    );
+    let created = app
+        .register(
+            "events-a",
+            json!({ "labels": { "team": "sre" }, "region": "eu-west-1" }),
+        )
+        .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let fetched: Value = app.get_cluster(&id).await.json().await.unwrap();
     assert_eq!(fetched, created);
 
-    let response = app.put_cluster(&id, &json!({ "region": "eu-west-2", "labels": { "team": "core" } })).await;
+    let response = app
+        .put_cluster(
+            &id,
+            &json!({ "region": "eu-west-2", "labels": { "team": "core" } }),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let updated: Value = response.json().await.unwrap();
     let fetched_updated: Value = app.get_cluster(&id).await.json().await.unwrap();
@@ -201,24 +284,45 @@ api_test!(each_mutation_appends_one_event, |app| {
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "{page}");
     assert_envelope(&items[0], "CLUSTER_REGISTERED", &id);
-    assert_eq!(items[0]["payload"], created, "REGISTERED carries the cluster as GET returns it");
+    assert_eq!(
+        items[0]["payload"], created,
+        "REGISTERED carries the cluster as GET returns it"
+    );
     assert_envelope(&items[1], "CLUSTER_UPDATED", &id);
-    assert_eq!(items[1]["payload"], updated, "UPDATED carries the cluster as GET returns it");
+    assert_eq!(
+        items[1]["payload"], updated,
+        "UPDATED carries the cluster as GET returns it"
+    );
     assert_envelope(&items[2], "CLUSTER_DELETED", &id);
-    assert_eq!(items[2]["payload"], json!({ "cluster_id": id }), "DELETED carries only the id");
+    assert_eq!(
+        items[2]["payload"],
+        json!({ "cluster_id": id }),
+        "DELETED carries only the id"
+    );
 
     let revs = revisions(items);
     assert_strictly_increasing(&revs);
     assert_eq!(page["next_after"], revs[2]);
     assert_eq!(page["latest_revision"], revs[2]);
-    let times: Vec<DateTime<Utc>> = items.iter().map(|e| e["occurred_at"].as_str().unwrap().parse().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "occurred_at follows revision order: {times:?}");
+    let times: Vec<DateTime<Utc>> = items
+        .iter()
+        .map(|e| e["occurred_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "occurred_at follows revision order: {times:?}"
+    );
 });
 
 api_test!(paging_follows_next_after, |app| {
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(app.register(&format!("page-{i}"), json!({})).await["id"].as_str().unwrap().to_owned());
+        ids.push(
+            app.register(&format!("page-{i}"), json!({})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let latest = latest_revision(&app).await;
     let mut cursor = 0;
@@ -230,10 +334,17 @@ api_test!(paging_follows_next_after, |app| {
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2, "limit honoured: {page}");
         if items.is_empty() {
-            assert_eq!(page["next_after"], cursor, "an empty page keeps the cursor: {page}");
+            assert_eq!(
+                page["next_after"], cursor,
+                "an empty page keeps the cursor: {page}"
+            );
             break;
         }
-        assert_eq!(page["next_after"], items.last().unwrap()["revision"], "{page}");
+        assert_eq!(
+            page["next_after"],
+            items.last().unwrap()["revision"],
+            "{page}"
+        );
         assert!(items[0]["revision"].as_i64().unwrap() > cursor);
         cursor = page["next_after"].as_i64().unwrap();
         seen.extend(items.iter().cloned());
@@ -242,7 +353,10 @@ api_test!(paging_follows_next_after, |app| {
     }
     assert_eq!(pages, 3, "5 events in pages of 2");
     assert_strictly_increasing(&revisions(&seen));
-    let seen_ids: Vec<&str> = seen.iter().map(|e| e["resource_id"].as_str().unwrap()).collect();
+    let seen_ids: Vec<&str> = seen
+        .iter()
+        .map(|e| e["resource_id"].as_str().unwrap())
+        .collect();
     assert_eq!(seen_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(seen.iter().all(|e| e["type"] == "CLUSTER_REGISTERED"));
     assert_eq!(cursor, latest);
@@ -260,11 +374,28 @@ api_test!(failed_writes_append_no_event, |app| {
     let id = created["id"].as_str().unwrap().to_owned();
     let before = latest_revision(&app).await;
 
-    let duplicate = json!({ "name": "fails", "api_server_url": "https://api.fails.example.com:6443" });
-    assert_error(app.post_cluster(&duplicate).await, 409, "CLUSTER_ALREADY_EXISTS").await;
-    assert_error(app.post_cluster(&json!({ "name": "Bad_Name", "api_server_url": "https://x.example.com" })).await, 400, "INVALID_CLUSTER_NAME").await;
+    let duplicate =
+        json!({ "name": "fails", "api_server_url": "https://api.fails.example.com:6443" });
+    assert_error(
+        app.post_cluster(&duplicate).await,
+        409,
+        "CLUSTER_ALREADY_EXISTS",
+    )
+    .await;
+    assert_error(
+        app.post_cluster(&json!({ "name": "Bad_Name", "api_server_url": "https://x.example.com" }))
+            .await,
+        400,
+        "INVALID_CLUSTER_NAME",
+    )
+    .await;
     let unknown = Uuid::now_v7().to_string();
-    assert_error(app.put_cluster(&unknown, &json!({ "region": "x" })).await, 404, "CLUSTER_NOT_FOUND").await;
+    assert_error(
+        app.put_cluster(&unknown, &json!({ "region": "x" })).await,
+        404,
+        "CLUSTER_NOT_FOUND",
+    )
+    .await;
     assert_error(app.delete_cluster(&unknown).await, 404, "CLUSTER_NOT_FOUND").await;
     let stale = format!("\"{}\"", created["revision"].as_i64().unwrap() + 1000);
     let response = app
@@ -276,11 +407,21 @@ api_test!(failed_writes_append_no_event, |app| {
         .await
         .unwrap();
     assert_error(response, 412, "PRECONDITION_FAILED").await;
-    let response = app.client.delete(app.url(&format!("/api/v1/clusters/{id}"))).header("If-Match", &stale).send().await.unwrap();
+    let response = app
+        .client
+        .delete(app.url(&format!("/api/v1/clusters/{id}")))
+        .header("If-Match", &stale)
+        .send()
+        .await
+        .unwrap();
     assert_error(response, 412, "PRECONDITION_FAILED").await;
 
     let page = events(&app, &format!("after={before}")).await;
-    assert_eq!(page["items"], json!([]), "failed writes appended events: {page}");
+    assert_eq!(
+        page["items"],
+        json!([]),
+        "failed writes appended events: {page}"
+    );
     assert_eq!(page["latest_revision"], before);
     let fetched: Value = app.get_cluster(&id).await.json().await.unwrap();
     assert_eq!(fetched, created, "failed writes changed the cluster");
@@ -292,26 +433,63 @@ api_test!(status_events_only_on_state_transitions, |app| {
     let uuid = Uuid::parse_str(&id).unwrap();
     let before = latest_revision(&app).await;
 
-    let event = app.store.record_status(uuid, online_status(90), Some(Utc::now())).await.unwrap();
+    let event = app
+        .store
+        .record_status(uuid, online_status(90), Some(Utc::now()))
+        .await
+        .unwrap();
     assert!(event.is_some(), "UNKNOWN -> ONLINE is a transition");
-    let event = app.store.record_status(uuid, online_status(95), Some(Utc::now())).await.unwrap();
-    assert!(event.is_none(), "ONLINE -> ONLINE with another score is no transition");
-    let offline = ClusterStatus { state: ClusterState::Offline, checked_at: Some(Utc::now()), ..ClusterStatus::default() };
-    assert!(app.store.record_status(uuid, offline.clone(), None).await.unwrap().is_some());
-    assert!(app.store.record_status(uuid, offline, None).await.unwrap().is_none());
+    let event = app
+        .store
+        .record_status(uuid, online_status(95), Some(Utc::now()))
+        .await
+        .unwrap();
+    assert!(
+        event.is_none(),
+        "ONLINE -> ONLINE with another score is no transition"
+    );
+    let offline = ClusterStatus {
+        state: ClusterState::Offline,
+        checked_at: Some(Utc::now()),
+        ..ClusterStatus::default()
+    };
+    assert!(app
+        .store
+        .record_status(uuid, offline.clone(), None)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(app
+        .store
+        .record_status(uuid, offline, None)
+        .await
+        .unwrap()
+        .is_none());
 
     let items = all_events_after(&app, before).await;
     assert_eq!(items.len(), 2, "{items:?}");
     assert_envelope(&items[0], "CLUSTER_STATUS_CHANGED", &id);
-    assert_eq!(items[0]["payload"], json!({ "cluster_id": id, "old_state": "UNKNOWN", "new_state": "ONLINE" }));
+    assert_eq!(
+        items[0]["payload"],
+        json!({ "cluster_id": id, "old_state": "UNKNOWN", "new_state": "ONLINE" })
+    );
     assert_envelope(&items[1], "CLUSTER_STATUS_CHANGED", &id);
-    assert_eq!(items[1]["payload"], json!({ "cluster_id": id, "old_state": "ONLINE", "new_state": "OFFLINE" }));
+    assert_eq!(
+        items[1]["payload"],
+        json!({ "cluster_id": id, "old_state": "ONLINE", "new_state": "OFFLINE" })
+    );
     assert_strictly_increasing(&revisions(&items));
 
     let fetched: Value = app.get_cluster(&id).await.json().await.unwrap();
     assert_eq!(fetched["status"]["state"], "OFFLINE");
-    assert_eq!(fetched["revision"], created["revision"], "health observations do not bump the cluster's revision");
-    assert_eq!(fetched["updated_at"], created["updated_at"], "health observations are not updates");
+    assert_eq!(
+        fetched["revision"], created["revision"],
+        "health observations do not bump the cluster's revision"
+    );
+    assert_eq!(
+        fetched["updated_at"], created["updated_at"],
+        "health observations are not updates"
+    );
 });
 
 api_test!(capability_events_only_on_change, |app| {
@@ -321,18 +499,43 @@ api_test!(capability_events_only_on_change, |app| {
     let before = latest_revision(&app).await;
 
     let first = capabilities(2);
-    assert!(app.store.set_capabilities(uuid, first.clone()).await.unwrap().is_some(), "null -> some is a change");
-    let rediscovered = Capabilities { discovered_at: Some(Utc::now() + chrono::Duration::seconds(60)), ..first.clone() };
-    assert!(app.store.set_capabilities(uuid, rediscovered).await.unwrap().is_none(), "only discovered_at differs");
+    assert!(
+        app.store
+            .set_capabilities(uuid, first.clone())
+            .await
+            .unwrap()
+            .is_some(),
+        "null -> some is a change"
+    );
+    let rediscovered = Capabilities {
+        discovered_at: Some(Utc::now() + chrono::Duration::seconds(60)),
+        ..first.clone()
+    };
+    assert!(
+        app.store
+            .set_capabilities(uuid, rediscovered)
+            .await
+            .unwrap()
+            .is_none(),
+        "only discovered_at differs"
+    );
     let more_gpus = capabilities(4);
-    assert!(app.store.set_capabilities(uuid, more_gpus.clone()).await.unwrap().is_some());
+    assert!(app
+        .store
+        .set_capabilities(uuid, more_gpus.clone())
+        .await
+        .unwrap()
+        .is_some());
 
     let items = all_events_after(&app, before).await;
     assert_eq!(items.len(), 2, "{items:?}");
     for (event, caps) in items.iter().zip([&first, &more_gpus]) {
         assert_envelope(event, "CLUSTER_CAPABILITIES_CHANGED", &id);
         assert_eq!(event["payload"]["cluster_id"], id);
-        assert_eq!(event["payload"]["capabilities"]["gpu_count"], caps.gpu_count);
+        assert_eq!(
+            event["payload"]["capabilities"]["gpu_count"],
+            caps.gpu_count
+        );
         assert_eq!(event["payload"]["capabilities"]["has_gpu_nodes"], true);
     }
     let fetched: Value = app.get_cluster(&id).await.json().await.unwrap();
@@ -340,8 +543,23 @@ api_test!(capability_events_only_on_change, |app| {
 });
 
 api_test!(bad_event_queries_are_validation_errors, |app| {
-    for query in ["after=-1", "after=abc", "after=", "limit=0", "limit=1001", "limit=-5", "limit=ten", "after=1.5", "since=3"] {
-        let body = assert_error(app.get(&format!("/api/v1/events?{query}")).await, 400, "VALIDATION_ERROR").await;
+    for query in [
+        "after=-1",
+        "after=abc",
+        "after=",
+        "limit=0",
+        "limit=1001",
+        "limit=-5",
+        "limit=ten",
+        "after=1.5",
+        "since=3",
+    ] {
+        let body = assert_error(
+            app.get(&format!("/api/v1/events?{query}")).await,
+            400,
+            "VALIDATION_ERROR",
+        )
+        .await;
         let field = query.split('=').next().unwrap();
         assert_eq!(body["error"]["details"]["field"], field, "{query}: {body}");
     }
@@ -349,9 +567,20 @@ api_test!(bad_event_queries_are_validation_errors, |app| {
     events(&app, "limit=1").await;
     events(&app, "limit=1000").await;
     for query in ["?after=abc", "?limit=0"] {
-        assert_error(app.get(&format!("/api/v1/events/stream{query}")).await, 400, "VALIDATION_ERROR").await;
+        assert_error(
+            app.get(&format!("/api/v1/events/stream{query}")).await,
+            400,
+            "VALIDATION_ERROR",
+        )
+        .await;
     }
-    let response = app.client.get(app.url("/api/v1/events/stream")).header("Last-Event-ID", "not-a-number").send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/api/v1/events/stream"))
+        .header("Last-Event-ID", "not-a-number")
+        .send()
+        .await
+        .unwrap();
     assert_error(response, 400, "VALIDATION_ERROR").await;
 });
 
@@ -360,12 +589,27 @@ api_test!(events_expire_after_retention, |app| {
         app.register(&format!("expire-{i}"), json!({})).await;
     }
     let latest = latest_revision(&app).await;
-    let removed = app.retention.prune_older_than(Duration::ZERO).await.unwrap();
+    let removed = app
+        .retention
+        .prune_older_than(Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(removed, 3, "all three events are older than zero");
 
-    let body = assert_error(app.get("/api/v1/events?after=0").await, 410, "EVENTS_EXPIRED").await;
+    let body = assert_error(
+        app.get("/api/v1/events?after=0").await,
+        410,
+        "EVENTS_EXPIRED",
+    )
+    .await;
     assert!(body["error"]["message"].as_str().unwrap().len() > 5);
-    assert_error(app.get(&format!("/api/v1/events?after={}", latest - 1)).await, 410, "EVENTS_EXPIRED").await;
+    assert_error(
+        app.get(&format!("/api/v1/events?after={}", latest - 1))
+            .await,
+        410,
+        "EVENTS_EXPIRED",
+    )
+    .await;
 
     // A client that is up to date is not expired, and sees later writes.
     let page = events(&app, &format!("after={latest}")).await;
@@ -377,29 +621,76 @@ api_test!(events_expire_after_retention, |app| {
     assert_eq!(items[0]["payload"], created);
 });
 
+api_test!(huge_retention_prunes_nothing, |app| {
+    app.register("kept", json!({})).await;
+    // Beyond chrono's range, and beyond what std can convert: neither may panic.
+    for age in [
+        Duration::from_secs(10_000_000_000_000),
+        Duration::from_secs(u64::MAX / 4),
+    ] {
+        assert_eq!(
+            app.retention.prune_older_than(age).await.unwrap(),
+            0,
+            "{age:?}"
+        );
+    }
+    assert_eq!(all_events_after(&app, 0).await.len(), 1);
+});
+
 api_test!(list_revision_lets_a_client_read_on_from_there, |app| {
     let a = app.register("rev-a", json!({})).await;
     app.register("rev-b", json!({})).await;
     let response = app.list("").await;
     assert_eq!(response.status(), 200);
-    let listed_at: i64 = response.headers()["x-fleetreg-revision"].to_str().unwrap().parse().unwrap();
+    let listed_at: i64 = response.headers()["x-fleetreg-revision"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let listed: Value = response.json().await.unwrap();
     assert_eq!(listed["total"], 2);
-    assert_eq!(listed_at, latest_revision(&app).await, "the list reflects every committed write");
+    assert_eq!(
+        listed_at,
+        latest_revision(&app).await,
+        "the list reflects every committed write"
+    );
 
     let c = app.register("rev-c", json!({})).await;
     let a_id = a["id"].as_str().unwrap();
-    let updated: Value = app.put_cluster(a_id, &json!({ "region": "r1" })).await.json().await.unwrap();
+    let updated: Value = app
+        .put_cluster(a_id, &json!({ "region": "r1" }))
+        .await
+        .json()
+        .await
+        .unwrap();
 
     let later = all_events_after(&app, listed_at).await;
-    let summary: Vec<(&str, &str)> = later.iter().map(|e| (e["type"].as_str().unwrap(), e["resource_id"].as_str().unwrap())).collect();
-    assert_eq!(summary, vec![("CLUSTER_REGISTERED", c["id"].as_str().unwrap()), ("CLUSTER_UPDATED", a_id)]);
+    let summary: Vec<(&str, &str)> = later
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["resource_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("CLUSTER_REGISTERED", c["id"].as_str().unwrap()),
+            ("CLUSTER_UPDATED", a_id)
+        ]
+    );
     assert_eq!(later[1]["payload"], updated);
 
     // A filtered, paged list carries the revision too.
     let response = app.list("?name=rev&page_size=1").await;
     assert_eq!(response.status(), 200);
-    let revision: i64 = response.headers()["x-fleetreg-revision"].to_str().unwrap().parse().unwrap();
+    let revision: i64 = response.headers()["x-fleetreg-revision"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(revision, latest_revision(&app).await);
 });
 
@@ -410,10 +701,18 @@ api_test!(stream_delivers_a_new_write_live, |app| {
     let mut stream = Sse::open(&app, "", None).await;
     let created = app.register("live-a", json!({})).await;
     let event = stream.next_event().await;
-    assert_envelope(&event, "CLUSTER_REGISTERED", created["id"].as_str().unwrap());
+    assert_envelope(
+        &event,
+        "CLUSTER_REGISTERED",
+        created["id"].as_str().unwrap(),
+    );
     assert_eq!(event["payload"], created);
     let logged = all_events_after(&app, 0).await;
-    assert_eq!(logged, vec![event], "the stream sends the same envelope as the log");
+    assert_eq!(
+        logged,
+        vec![event],
+        "the stream sends the same envelope as the log"
+    );
 
     let id = created["id"].as_str().unwrap();
     assert_eq!(app.delete_cluster(id).await.status(), 204);
@@ -448,12 +747,19 @@ async fn check_resume(app: &TestApp, by_header: bool) {
     }
     let live = write_some(app, "after", 3).await;
     for rev in &live {
-        assert_eq!(stream.next_event().await["revision"], *rev, "live events follow the backlog");
+        assert_eq!(
+            stream.next_event().await["revision"],
+            *rev,
+            "live events follow the backlog"
+        );
     }
     // Nothing repeated: the next frame is the next new write.
     let last = app.register("last", json!({})).await;
     let event = stream.next_event().await;
-    assert_eq!(event["payload"], last, "a duplicate or stray frame came before the newest write");
+    assert_eq!(
+        event["payload"], last,
+        "a duplicate or stray frame came before the newest write"
+    );
 }
 
 api_test!(stream_resumes_from_last_event_id, |app| {
@@ -467,17 +773,29 @@ api_test!(stream_resumes_from_after_query, |app| {
 api_test!(stream_behind_retention_is_told_to_resync, |app| {
     write_some(&app, "old", 3).await;
     let latest = latest_revision(&app).await;
-    assert_eq!(app.retention.prune_older_than(Duration::ZERO).await.unwrap(), 3);
+    assert_eq!(
+        app.retention
+            .prune_older_than(Duration::ZERO)
+            .await
+            .unwrap(),
+        3
+    );
 
     for (query, header) in [("", Some(0)), ("", Some(1)), ("?after=0", None)] {
         let mut stream = Sse::open(&app, query, header).await;
-        let frame = stream.next().await.expect("a RESYNC frame before the stream closes");
+        let frame = stream
+            .next()
+            .await
+            .expect("a RESYNC frame before the stream closes");
         assert_eq!(frame.event.as_deref(), Some("RESYNC"), "{frame:?}");
         let data = frame.json();
         assert_eq!(data["latest_revision"], latest, "{data}");
         let oldest = data["oldest_revision"].as_i64().unwrap();
         assert!(oldest > 1 && oldest <= latest + 1, "{data}");
-        assert!(stream.next().await.is_none(), "the stream closes after RESYNC");
+        assert!(
+            stream.next().await.is_none(),
+            "the stream closes after RESYNC"
+        );
     }
 
     // A client that is current is not told to resync.
@@ -497,7 +815,10 @@ api_test!(stream_sees_every_revision_of_concurrent_writers, |app| {
     while got.len() < expected.len() {
         got.push(stream.next_event().await["revision"].as_i64().unwrap());
     }
-    assert_eq!(got, expected, "the stream delivers every revision once, in order");
+    assert_eq!(
+        got, expected,
+        "the stream delivers every revision once, in order"
+    );
 });
 
 /// `tasks` writers each registering, then updating every other cluster;
@@ -530,7 +851,10 @@ async fn run_concurrent_writers(app: &TestApp, tasks: usize, per_task: usize) ->
     }
     let mut total = 0;
     for handle in handles {
-        total += tokio::time::timeout(Duration::from_secs(60), handle).await.expect("writers finish").unwrap();
+        total += tokio::time::timeout(Duration::from_secs(60), handle)
+            .await
+            .expect("writers finish")
+            .unwrap();
     }
     total
 }
@@ -554,14 +878,20 @@ api_test!(poller_never_finds_a_revision_behind_its_cursor, |app| {
             let items = page["items"].as_array().unwrap();
             for event in items {
                 let rev = event["revision"].as_i64().unwrap();
-                assert!(rev > cursor, "revision {rev} appeared behind cursor {cursor}");
+                assert!(
+                    rev > cursor,
+                    "revision {rev} appeared behind cursor {cursor}"
+                );
                 cursor = rev;
                 seen.push(rev);
             }
             if finished && items.is_empty() {
                 return seen;
             }
-            assert!(tokio::time::Instant::now() < stop_at, "poller did not finish; at {cursor}");
+            assert!(
+                tokio::time::Instant::now() < stop_at,
+                "poller did not finish; at {cursor}"
+            );
             tokio::task::yield_now().await;
         }
     };
@@ -571,5 +901,8 @@ api_test!(poller_never_finds_a_revision_behind_its_cursor, |app| {
     // became visible later below a cursor the poller had already passed.
     let all = revisions(&all_events_after(&app, 0).await);
     assert_eq!(all.len(), 200);
-    assert_eq!(seen, all, "the poller missed revisions that appeared behind its cursor");
+    assert_eq!(
+        seen, all,
+        "the poller missed revisions that appeared behind its cursor"
+    );
 });

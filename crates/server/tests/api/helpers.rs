@@ -3,7 +3,7 @@
 use fleetreg_server::settings::Settings;
 use fleetreg_server::Application;
 use fleetreg_store::Store;
-use reqwest::{Method, Response};
+use reqwest::Response;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -25,12 +25,15 @@ macro_rules! api_test {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let $app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await.expect("sqlite app");
+                let $app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite)
+                    .await
+                    .expect("sqlite app");
                 $body
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some($app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else {
+                let Some($app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await
+                else {
                     return;
                 };
                 $body
@@ -49,13 +52,17 @@ pub struct TestApp {
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _resources: TestResources,
+    resources: Option<TestResources>,
 }
 
 /// What a test app owns outside the process: a temp dir or a PostgreSQL database.
 pub enum TestResources {
-    Dir(tempfile::TempDir),
-    PgDatabase { admin_url: String, name: String },
+    /// Held for its `Drop`, which removes the directory.
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    PgDatabase {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl Drop for TestResources {
@@ -64,11 +71,18 @@ impl Drop for TestResources {
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // Drop runs outside async context: use a thread with its own runtime.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async move {
                     use sqlx::Connection;
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await;
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
                     }
                 });
             })
@@ -78,7 +92,8 @@ impl Drop for TestResources {
 }
 
 pub fn postgres_admin_url() -> String {
-    std::env::var("FLEETREG_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("FLEETREG_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub fn postgres_required() -> bool {
@@ -101,7 +116,10 @@ pub async fn create_postgres_database() -> Option<(String, TestResources)> {
         }
     };
     let name = format!("fleetreg_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create test database");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
     let url = match admin_url.rfind('/') {
         Some(i) if i > "postgres://".len() => format!("{}/{name}", &admin_url[..i]),
         _ => format!("{admin_url}/{name}"),
@@ -124,7 +142,10 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 /// Like [`spawn_app`], letting the test adjust the settings first.
-pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+pub async fn spawn_app_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
     init_logging();
     let (database_url, resources) = match backend {
         Backend::Sqlite => {
@@ -134,6 +155,15 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         }
         Backend::Postgres => create_postgres_database().await?,
     };
+    Some(start(backend, database_url, resources, adjust).await)
+}
+
+async fn start(
+    backend: Backend,
+    database_url: String,
+    resources: TestResources,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = test_settings(&database_url);
     adjust(&mut settings);
     let app = Application::build(settings).await.expect("server starts");
@@ -144,7 +174,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    Some(TestApp {
+    TestApp {
         address,
         backend,
         client: reqwest::Client::new(),
@@ -153,15 +183,18 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         database_url,
         stop: Some(stop),
         server: Some(server),
-        _resources: resources,
-    })
+        resources: Some(resources),
+    }
 }
 
 fn init_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            let _ = tracing_subscriber::fmt().with_env_filter("info,sqlx=warn").with_test_writer().try_init();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info,sqlx=warn")
+                .with_test_writer()
+                .try_init();
         }
     });
 }
@@ -171,12 +204,13 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
-    pub async fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path))
-    }
-
     pub async fn post_cluster(&self, body: &Value) -> Response {
-        self.client.post(self.url("/api/v1/clusters")).json(body).send().await.unwrap()
+        self.client
+            .post(self.url("/api/v1/clusters"))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_raw(&self, path: &str, body: &str) -> Response {
@@ -202,11 +236,20 @@ impl TestApp {
     }
 
     pub async fn put_cluster(&self, id: &str, body: &Value) -> Response {
-        self.client.put(self.url(&format!("/api/v1/clusters/{id}"))).json(body).send().await.unwrap()
+        self.client
+            .put(self.url(&format!("/api/v1/clusters/{id}")))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn delete_cluster(&self, id: &str) -> Response {
-        self.client.delete(self.url(&format!("/api/v1/clusters/{id}"))).send().await.unwrap()
+        self.client
+            .delete(self.url(&format!("/api/v1/clusters/{id}")))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Registers a cluster from a minimal body plus `extra` fields; panics unless 201.
@@ -222,14 +265,19 @@ impl TestApp {
         json
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    /// Stops the server gracefully, waits for it, and starts a new one on the same store.
+    pub async fn restart(mut self) -> TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
-            let _ = server.await;
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
+        let resources = self.resources.take().expect("resources");
+        start(self.backend, self.database_url.clone(), resources, |_| {}).await
     }
 }
 
@@ -247,7 +295,12 @@ pub async fn assert_error(response: Response, status: u16, code: &str) -> Value 
     let body: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(actual, status, "status of {body}");
     assert_eq!(body["error"]["code"], code, "code in {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
     assert!(body["error"]["details"].is_object(), "details in {body}");
     body
 }

@@ -10,7 +10,12 @@ const TYPES: [&str; 4] = ["HUB", "SPOKE", "EDGE", "FAR_EDGE"];
 const ENVS: [&str; 4] = ["PRODUCTION", "STAGING", "DEVELOPMENT", "LAB"];
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-south-1"];
 const TEAMS: [&str; 3] = ["platform", "data", "edge"];
-const STATES: [ClusterState; 4] = [ClusterState::Unknown, ClusterState::Online, ClusterState::Degraded, ClusterState::Offline];
+const STATES: [ClusterState; 4] = [
+    ClusterState::Unknown,
+    ClusterState::Online,
+    ClusterState::Degraded,
+    ClusterState::Offline,
+];
 
 /// What the test wrote for one cluster, to count against.
 #[derive(Debug, Clone)]
@@ -33,7 +38,7 @@ fn seeded(i: usize) -> Seeded {
         environment: ENVS[(i / 2) % 4],
         region: REGIONS[i % 3],
         team: TEAMS[(i / 3) % 3],
-        tier: (i % 5 == 0).then_some("gold"),
+        tier: i.is_multiple_of(5).then_some("gold"),
         state: STATES[(i / 4) % 4],
         gpu: match i % 7 {
             0 | 1 => Some(true),
@@ -63,11 +68,22 @@ async fn seed(app: &TestApp, n: usize) -> Vec<Seeded> {
         if s.state != ClusterState::Unknown {
             let status = ClusterStatus {
                 state: s.state,
-                health_score: if s.state == ClusterState::Online { 100 } else { 30 },
-                connectivity: if s.state == ClusterState::Offline { Connectivity::Disconnected } else { Connectivity::Connected },
+                health_score: if s.state == ClusterState::Online {
+                    100
+                } else {
+                    30
+                },
+                connectivity: if s.state == ClusterState::Offline {
+                    Connectivity::Disconnected
+                } else {
+                    Connectivity::Connected
+                },
                 ..ClusterStatus::default()
             };
-            app.store.record_status(id, status, Some(fleetreg_model::now())).await.unwrap();
+            app.store
+                .record_status(id, status, Some(fleetreg_model::now()))
+                .await
+                .unwrap();
         }
         if s.gpu.is_some() || s.cnf.is_some() {
             let capabilities = Capabilities {
@@ -84,16 +100,29 @@ async fn seed(app: &TestApp, n: usize) -> Vec<Seeded> {
 }
 
 async fn names(app: &TestApp, query: &str) -> (BTreeSet<String>, u64) {
-    let response = app.list(&format!("{query}{}page_size=100", if query.is_empty() { "?" } else { "&" })).await;
+    let response = app
+        .list(&format!(
+            "{query}{}page_size=100",
+            if query.is_empty() { "?" } else { "&" }
+        ))
+        .await;
     assert_eq!(response.status(), 200, "{query}");
     assert!(response.headers().contains_key("x-fleetreg-revision"));
     let body: Value = response.json().await.unwrap();
-    let names = body["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+    let names = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
     (names, body["total"].as_u64().unwrap())
 }
 
 fn expect(all: &[Seeded], keep: impl Fn(&Seeded) -> bool) -> BTreeSet<String> {
-    all.iter().filter(|s| keep(s)).map(|s| s.name.clone()).collect()
+    all.iter()
+        .filter(|s| keep(s))
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 api_test!(every_filter_matches_an_independent_count, |app| {
@@ -108,22 +137,43 @@ api_test!(every_filter_matches_an_independent_count, |app| {
         ("?name=%25", Box::new(|_| false)),
         ("?name=_", Box::new(|_| false)),
         ("?cluster_type=EDGE", Box::new(|s| s.cluster_type == "EDGE")),
-        ("?cluster_type=FAR_EDGE", Box::new(|s| s.cluster_type == "FAR_EDGE")),
-        ("?environment=PRODUCTION", Box::new(|s| s.environment == "PRODUCTION")),
+        (
+            "?cluster_type=FAR_EDGE",
+            Box::new(|s| s.cluster_type == "FAR_EDGE"),
+        ),
+        (
+            "?environment=PRODUCTION",
+            Box::new(|s| s.environment == "PRODUCTION"),
+        ),
         ("?environment=LAB", Box::new(|s| s.environment == "LAB")),
         ("?region=eu-west-1", Box::new(|s| s.region == "eu-west-1")),
         ("?region=nowhere", Box::new(|_| false)),
-        ("?state=UNKNOWN", Box::new(|s| s.state == ClusterState::Unknown)),
-        ("?state=ONLINE", Box::new(|s| s.state == ClusterState::Online)),
-        ("?state=DEGRADED", Box::new(|s| s.state == ClusterState::Degraded)),
-        ("?state=OFFLINE", Box::new(|s| s.state == ClusterState::Offline)),
+        (
+            "?state=UNKNOWN",
+            Box::new(|s| s.state == ClusterState::Unknown),
+        ),
+        (
+            "?state=ONLINE",
+            Box::new(|s| s.state == ClusterState::Online),
+        ),
+        (
+            "?state=DEGRADED",
+            Box::new(|s| s.state == ClusterState::Degraded),
+        ),
+        (
+            "?state=OFFLINE",
+            Box::new(|s| s.state == ClusterState::Offline),
+        ),
         ("?has_gpu=true", Box::new(|s| s.gpu == Some(true))),
         ("?has_gpu=false", Box::new(|s| s.gpu != Some(true))),
         ("?has_cnf=true", Box::new(|s| s.cnf == Some(true))),
         ("?has_cnf=false", Box::new(|s| s.cnf != Some(true))),
         ("?label=team=data", Box::new(|s| s.team == "data")),
         ("?label=tier=gold", Box::new(|s| s.tier == Some("gold"))),
-        ("?label=team=data&label=tier=gold", Box::new(|s| s.team == "data" && s.tier == Some("gold"))),
+        (
+            "?label=team=data&label=tier=gold",
+            Box::new(|s| s.team == "data" && s.tier == Some("gold")),
+        ),
         ("?label=team=data&label=team=edge", Box::new(|_| false)),
         ("?label=team=nobody", Box::new(|_| false)),
         ("?label=owner=x", Box::new(|_| false)),
@@ -133,13 +183,20 @@ api_test!(every_filter_matches_an_independent_count, |app| {
         ),
         (
             "?cluster_type=SPOKE&region=us-east-1&state=ONLINE",
-            Box::new(|s| s.cluster_type == "SPOKE" && s.region == "us-east-1" && s.state == ClusterState::Online),
+            Box::new(|s| {
+                s.cluster_type == "SPOKE"
+                    && s.region == "us-east-1"
+                    && s.state == ClusterState::Online
+            }),
         ),
         (
             "?environment=STAGING&has_gpu=true&label=team=platform",
             Box::new(|s| s.environment == "STAGING" && s.gpu == Some(true) && s.team == "platform"),
         ),
-        ("?has_gpu=true&has_cnf=true", Box::new(|s| s.gpu == Some(true) && s.cnf == Some(true))),
+        (
+            "?has_gpu=true&has_cnf=true",
+            Box::new(|s| s.gpu == Some(true) && s.cnf == Some(true)),
+        ),
     ];
     let mut non_empty = 0;
     for (query, keep) in &cases {
@@ -149,20 +206,48 @@ api_test!(every_filter_matches_an_independent_count, |app| {
         assert_eq!(total, expected.len() as u64, "total for {query}");
         non_empty += usize::from(!expected.is_empty());
     }
-    assert!(non_empty >= 20, "the cases exercise matches, not just empty lists");
+    assert!(
+        non_empty >= 20,
+        "the cases exercise matches, not just empty lists"
+    );
 });
 
 api_test!(filters_follow_updates_and_deletes, |app| {
-    let a = app.register("mover", json!({ "environment": "LAB", "labels": { "team": "a" } })).await;
+    let a = app
+        .register(
+            "mover",
+            json!({ "environment": "LAB", "labels": { "team": "a" } }),
+        )
+        .await;
     let id = a["id"].as_str().unwrap();
     assert_eq!(names(&app, "?environment=LAB&label=team=a").await.1, 1);
-    app.put_cluster(id, &json!({ "environment": "STAGING", "labels": { "team": "b" } })).await;
-    assert_eq!(names(&app, "?environment=LAB").await.1, 0, "cached totals follow writes");
+    app.put_cluster(
+        id,
+        &json!({ "environment": "STAGING", "labels": { "team": "b" } }),
+    )
+    .await;
+    assert_eq!(
+        names(&app, "?environment=LAB").await.1,
+        0,
+        "cached totals follow writes"
+    );
     assert_eq!(names(&app, "?label=team=a").await.1, 0);
     assert_eq!(names(&app, "?environment=STAGING&label=team=b").await.1, 1);
-    let online = ClusterStatus { state: ClusterState::Online, health_score: 100, connectivity: Connectivity::Connected, ..Default::default() };
-    app.store.record_status(id.parse().unwrap(), online, None).await.unwrap();
-    assert_eq!(names(&app, "?state=ONLINE").await.1, 1, "state transitions show in filters");
+    let online = ClusterStatus {
+        state: ClusterState::Online,
+        health_score: 100,
+        connectivity: Connectivity::Connected,
+        ..Default::default()
+    };
+    app.store
+        .record_status(id.parse().unwrap(), online, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&app, "?state=ONLINE").await.1,
+        1,
+        "state transitions show in filters"
+    );
     app.delete_cluster(id).await;
     assert_eq!(names(&app, "?label=team=b").await.1, 0);
     assert_eq!(names(&app, "?state=ONLINE").await.1, 0);
@@ -186,15 +271,26 @@ api_test!(paging_and_order, |app| {
     assert_eq!(items[4]["name"], "page-24");
     let small: Value = app.list("?page=3&page_size=7").await.json().await.unwrap();
     assert_eq!(small["total_pages"], 4);
-    let small_names: Vec<&str> = small["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(small_names, ["page-14", "page-15", "page-16", "page-17", "page-18", "page-19", "page-20"]);
+    let small_names: Vec<&str> = small["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        small_names,
+        ["page-14", "page-15", "page-16", "page-17", "page-18", "page-19", "page-20"]
+    );
     let beyond: Value = app.list("?page=9").await.json().await.unwrap();
     assert_eq!(beyond["items"], json!([]));
     assert_eq!(beyond["total"], 25);
     let max: Value = app.list("?page_size=100").await.json().await.unwrap();
     assert_eq!(max["items"].as_array().unwrap().len(), 25);
     let empty: Value = app.list("?region=none").await.json().await.unwrap();
-    assert_eq!((empty["total"].as_u64(), empty["total_pages"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (empty["total"].as_u64(), empty["total_pages"].as_u64()),
+        (Some(0), Some(0))
+    );
 });
 
 // Plans must reach clusters through an index for every indexed filter.
@@ -211,28 +307,45 @@ api_test!(filters_use_indexes, |app| {
         "environment=PRODUCTION&label=team=platform",
     ];
     for query in filters {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
         let (filter, _) = ClusterFilter::from_query(pairs).unwrap();
         let plan = app.store.explain_list_clusters(&filter).await.unwrap();
         match app.backend {
             Backend::Sqlite => {
                 // SEARCH lines are index lookups; a SCAN must at least walk an index.
                 for line in plan.lines().filter(|l| l.starts_with("SCAN")) {
-                    assert!(line.contains("USING") && line.contains("INDEX"), "{query}: full scan in plan:\n{plan}");
+                    assert!(
+                        line.contains("USING") && line.contains("INDEX"),
+                        "{query}: full scan in plan:\n{plan}"
+                    );
                 }
                 let label_index = plan.contains("SEARCH l USING PRIMARY KEY (key=? AND value=?");
-                assert!(plan.contains("idx_") || label_index, "{query}: no filter index in plan:\n{plan}");
+                assert!(
+                    plan.contains("idx_") || label_index,
+                    "{query}: no filter index in plan:\n{plan}"
+                );
                 if query.contains("label=") {
                     assert!(label_index, "label filters search the label index:\n{plan}");
                 }
             }
             Backend::Postgres => {
-                assert!(!plan.contains("Seq Scan on clusters"), "{query}: sequential scan in plan:\n{plan}");
-                assert!(plan.contains("idx_clusters"), "{query}: no filter index in plan:\n{plan}");
+                assert!(
+                    !plan.contains("Seq Scan on clusters"),
+                    "{query}: sequential scan in plan:\n{plan}"
+                );
+                assert!(
+                    plan.contains("idx_clusters"),
+                    "{query}: no filter index in plan:\n{plan}"
+                );
             }
         }
         if query.starts_with("label=") && app.backend == Backend::Postgres {
-            assert!(plan.contains("idx_clusters_labels"), "label filter uses the GIN index:\n{plan}");
+            assert!(
+                plan.contains("idx_clusters_labels"),
+                "label filter uses the GIN index:\n{plan}"
+            );
         }
     }
 });

@@ -18,32 +18,50 @@ api_test!(health_and_ready, |app| {
 
 api_test!(metrics_count_requests_by_route_and_status, |app| {
     app.register("metered", json!({})).await;
-    app.get(&format!("/api/v1/clusters/{}", uuid::Uuid::now_v7())).await;
+    app.get(&format!("/api/v1/clusters/{}", uuid::Uuid::now_v7()))
+        .await;
     let text = app.get("/metrics").await.text().await.unwrap();
     assert!(
-        text.lines().any(|l| l.starts_with("fleetreg_http_requests_total{")
-            && l.contains("route=\"/api/v1/clusters\"")
-            && l.contains("method=\"POST\"")
-            && l.contains("status=\"201\"")),
+        text.lines()
+            .any(|l| l.starts_with("fleetreg_http_requests_total{")
+                && l.contains("route=\"/api/v1/clusters\"")
+                && l.contains("method=\"POST\"")
+                && l.contains("status=\"201\"")),
         "{text}"
     );
     assert!(
-        text.lines().any(|l| l.starts_with("fleetreg_http_requests_total{") && l.contains("route=\"/api/v1/clusters/{id}\"") && l.contains("status=\"404\"")),
+        text.lines()
+            .any(|l| l.starts_with("fleetreg_http_requests_total{")
+                && l.contains("route=\"/api/v1/clusters/{id}\"")
+                && l.contains("status=\"404\"")),
         "{text}"
     );
-    assert!(text.contains("fleetreg_http_request_duration_seconds_bucket{"), "latency is a histogram");
+    assert!(
+        text.contains("fleetreg_http_request_duration_seconds_bucket{"),
+        "latency is a histogram"
+    );
     let durability = match app.backend {
         Backend::Sqlite => "synchronous=FULL",
         Backend::Postgres => "synchronous_commit=on",
     };
-    assert!(text.lines().any(|l| l.starts_with("fleetreg_store_info{") && l.contains(durability)), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("fleetreg_store_info{") && l.contains(durability)),
+        "{text}"
+    );
 });
 
 api_test!(request_ids_are_returned_and_propagated, |app| {
     let generated = app.get("/health").await;
     let id = generated.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok());
-    let given = app.client.get(app.url("/health")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    let given = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(given.headers()["x-request-id"], "trace-me-42");
 });
 
@@ -67,17 +85,32 @@ api_test!(openapi_document_lists_every_route, |app| {
             "/ready",
         ]
     );
-    for schema in ["Cluster", "ClusterCreateRequest", "ClusterUpdateRequest", "ClusterStatus", "Event"] {
+    for schema in [
+        "Cluster",
+        "ClusterCreateRequest",
+        "ClusterUpdateRequest",
+        "ClusterStatus",
+        "Event",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
     // Every route the router serves is documented, and vice versa.
     for path in &paths {
-        let concrete = path.replace("{id}", &uuid::Uuid::now_v7().to_string()).replace("{name}", "x");
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{name}", "x");
         let response = app.get(&concrete).await;
-        assert_ne!(response.status(), 405, "{path} answers GET or is documented with another method");
+        assert_ne!(
+            response.status(),
+            405,
+            "{path} answers GET or is documented with another method"
+        );
         if response.status() == 404 {
             let body: Value = response.json().await.unwrap();
-            assert_ne!(body["error"]["code"], "NOT_FOUND", "{path} is documented but not routed");
+            assert_ne!(
+                body["error"]["code"], "NOT_FOUND",
+                "{path} is documented but not routed"
+            );
         }
     }
 });
@@ -86,7 +119,15 @@ api_test!(observations_do_not_bump_revisions_or_audit, |app| {
     let created = app.register("observed", json!({})).await;
     let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
     let latest_before = app.store.latest_revision().await.unwrap();
-    let audit_before = app.store.list_audit(&fleetreg_store::AuditQuery { limit: 1000, ..Default::default() }).await.unwrap().len();
+    let audit_before = app
+        .store
+        .list_audit(&fleetreg_store::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len();
     let online = fleetreg_model::ClusterStatus {
         state: fleetreg_model::ClusterState::Online,
         health_score: 100,
@@ -95,18 +136,87 @@ api_test!(observations_do_not_bump_revisions_or_audit, |app| {
         ..Default::default()
     };
     let seen = fleetreg_model::now();
-    let transition = app.store.record_status(id, online.clone(), Some(seen)).await.unwrap();
+    let transition = app
+        .store
+        .record_status(id, online.clone(), Some(seen))
+        .await
+        .unwrap();
     assert!(transition.is_some(), "UNKNOWN -> ONLINE is a transition");
-    let again = app.store.record_status(id, fleetreg_model::ClusterStatus { health_score: 95, ..online }, Some(seen)).await.unwrap();
+    let again = app
+        .store
+        .record_status(
+            id,
+            fleetreg_model::ClusterStatus {
+                health_score: 95,
+                ..online
+            },
+            Some(seen),
+        )
+        .await
+        .unwrap();
     assert!(again.is_none(), "same state: an observation, not an event");
-    let after: Value = app.get(&format!("/api/v1/clusters/{id}")).await.json().await.unwrap();
-    assert_eq!(after["revision"], created["revision"], "observations do not bump the cluster revision");
+    let after: Value = app
+        .get(&format!("/api/v1/clusters/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        after["revision"], created["revision"],
+        "observations do not bump the cluster revision"
+    );
     assert_eq!(after["status"]["health_score"], 95);
     assert_eq!(after["status"]["state"], "ONLINE");
     assert!(after["last_seen_at"].is_string());
-    assert_eq!(app.store.latest_revision().await.unwrap(), latest_before + 1, "only the transition took a revision");
-    let audit_after = app.store.list_audit(&fleetreg_store::AuditQuery { limit: 1000, ..Default::default() }).await.unwrap().len();
+    assert_eq!(
+        app.store.latest_revision().await.unwrap(),
+        latest_before + 1,
+        "only the transition took a revision"
+    );
+    let audit_after = app
+        .store
+        .list_audit(&fleetreg_store::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len();
     assert_eq!(audit_after, audit_before, "observations are not audited");
-    let missing = app.store.record_status(uuid::Uuid::now_v7(), Default::default(), None).await;
-    assert!(matches!(missing, Err(fleetreg_store::StoreError::NotFound(_))));
+    let missing = app
+        .store
+        .record_status(uuid::Uuid::now_v7(), Default::default(), None)
+        .await;
+    assert!(matches!(
+        missing,
+        Err(fleetreg_store::StoreError::NotFound(_))
+    ));
+});
+
+api_test!(graceful_restart_keeps_every_write, |app| {
+    let created = app
+        .register("survivor", json!({ "labels": { "keep": "yes" } }))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let app = app.restart().await;
+    let after: Value = app
+        .get(&format!("/api/v1/clusters/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after, created);
+    let events: Value = app
+        .get("/api/v1/events?after=0")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["latest_revision"], created["revision"]);
+    let next = app.register("after-restart", json!({})).await;
+    assert_eq!(
+        next["revision"].as_i64().unwrap(),
+        created["revision"].as_i64().unwrap() + 1,
+        "revisions continue"
+    );
 });

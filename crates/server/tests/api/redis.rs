@@ -35,10 +35,14 @@ async fn subscribe(url: &str) -> Option<redis::aio::PubSub> {
             None
         }
         Err(_) if !redis_required() => {
-            eprintln!("SKIP: Redis at {url} did not answer; set FLEETREG_REQUIRE_REDIS=1 to fail instead");
+            eprintln!(
+                "SKIP: Redis at {url} did not answer; set FLEETREG_REQUIRE_REDIS=1 to fail instead"
+            );
             None
         }
-        Ok(Err(error)) => panic!("FLEETREG_REQUIRE_REDIS=1 but Redis at {url} is unreachable: {error}"),
+        Ok(Err(error)) => {
+            panic!("FLEETREG_REQUIRE_REDIS=1 but Redis at {url} is unreachable: {error}")
+        }
         Err(_) => panic!("FLEETREG_REQUIRE_REDIS=1 but Redis at {url} did not answer"),
     }
 }
@@ -46,7 +50,11 @@ async fn subscribe(url: &str) -> Option<redis::aio::PubSub> {
 /// Receives messages until every revision in `wanted` arrived (duplicates
 /// allowed: delivery is at least once), ignoring envelopes `keep` rejects;
 /// returns the kept envelopes in arrival order.
-async fn receive_until(pubsub: &mut redis::aio::PubSub, wanted: &[i64], keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+async fn receive_until(
+    pubsub: &mut redis::aio::PubSub,
+    wanted: &[i64],
+    keep: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
     let mut got: Vec<Value> = Vec::new();
     let mut missing: std::collections::BTreeSet<i64> = wanted.iter().copied().collect();
     let mut messages = pubsub.on_message();
@@ -54,7 +62,9 @@ async fn receive_until(pubsub: &mut redis::aio::PubSub, wanted: &[i64], keep: im
     while !missing.is_empty() {
         let message = tokio::time::timeout_at(deadline, messages.next())
             .await
-            .unwrap_or_else(|_| panic!("Redis did not deliver revisions {missing:?} in time; got {got:?}"))
+            .unwrap_or_else(|_| {
+                panic!("Redis did not deliver revisions {missing:?} in time; got {got:?}")
+            })
             .expect("subscription ended");
         assert_eq!(message.get_channel_name(), CHANNEL);
         let payload: String = message.get_payload().unwrap();
@@ -70,32 +80,54 @@ async fn receive_until(pubsub: &mut redis::aio::PubSub, wanted: &[i64], keep: im
 
 /// The change log after `after`, through the HTTP API.
 async fn logged_after(app: &TestApp, after: i64) -> Vec<Value> {
-    let response = app.get(&format!("/api/v1/events?after={after}&limit=1000")).await;
+    let response = app
+        .get(&format!("/api/v1/events?after={after}&limit=1000"))
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     body["items"].as_array().unwrap().clone()
 }
 
 fn revisions(events: &[Value]) -> Vec<i64> {
-    events.iter().map(|e| e["revision"].as_i64().unwrap()).collect()
+    events
+        .iter()
+        .map(|e| e["revision"].as_i64().unwrap())
+        .collect()
 }
 
 /// Asserts that first deliveries come in revision order.
 fn assert_first_deliveries_in_order(got: &[Value]) {
     let mut seen = std::collections::HashSet::new();
-    let firsts: Vec<i64> = revisions(got).into_iter().filter(|r| seen.insert(*r)).collect();
-    assert!(firsts.windows(2).all(|w| w[0] < w[1]), "Redis delivered out of revision order: {firsts:?}");
+    let firsts: Vec<i64> = revisions(got)
+        .into_iter()
+        .filter(|r| seen.insert(*r))
+        .collect();
+    assert!(
+        firsts.windows(2).all(|w| w[0] < w[1]),
+        "Redis delivered out of revision order: {firsts:?}"
+    );
 }
 
 async fn shared_redis_publishes_every_event(backend: Backend) {
     let url = shared_redis_url();
-    let Some(mut pubsub) = subscribe(&url).await else { return };
-    let Some(app) = spawn_app_with(backend, |settings| settings.redis_url = Some(url.clone())).await else {
+    let Some(mut pubsub) = subscribe(&url).await else {
         return;
     };
-    let created = app.register("redis-a", json!({ "labels": { "team": "sre" } })).await;
+    let Some(app) =
+        spawn_app_with(backend, |settings| settings.redis_url = Some(url.clone())).await
+    else {
+        return;
+    };
+    let created = app
+        .register("redis-a", json!({ "labels": { "team": "sre" } }))
+        .await;
     let id = created["id"].as_str().unwrap();
-    assert_eq!(app.put_cluster(id, &json!({ "region": "r2" })).await.status(), 200);
+    assert_eq!(
+        app.put_cluster(id, &json!({ "region": "r2" }))
+            .await
+            .status(),
+        200
+    );
     for i in 0..5 {
         app.register(&format!("redis-{i}"), json!({})).await;
     }
@@ -105,8 +137,16 @@ async fn shared_redis_publishes_every_event(backend: Backend) {
     assert_eq!(logged.len(), 8);
     let wanted = revisions(&logged);
     // Other tests may publish on the shared channel: keep only this app's clusters.
-    let ours: std::collections::HashSet<&str> = logged.iter().map(|e| e["resource_id"].as_str().unwrap()).collect();
-    let got = receive_until(&mut pubsub, &wanted, |e| e["resource_id"].as_str().is_some_and(|id| ours.contains(id))).await;
+    let ours: std::collections::HashSet<&str> = logged
+        .iter()
+        .map(|e| e["resource_id"].as_str().unwrap())
+        .collect();
+    let got = receive_until(&mut pubsub, &wanted, |e| {
+        e["resource_id"]
+            .as_str()
+            .is_some_and(|id| ours.contains(id))
+    })
+    .await;
     assert_first_deliveries_in_order(&got);
     let mut first = Vec::new();
     for envelope in got {
@@ -114,7 +154,10 @@ async fn shared_redis_publishes_every_event(backend: Backend) {
             first.push(envelope);
         }
     }
-    assert_eq!(first, logged, "Redis carries the same JSON envelopes as the change log, in revision order");
+    assert_eq!(
+        first, logged,
+        "Redis carries the same JSON envelopes as the change log, in revision order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,11 +186,24 @@ impl OwnRedis {
     /// password, and waits until it answers.
     async fn start(port: u16, password: Option<&str>) -> OwnRedis {
         let mut command = Command::new(REDIS_SERVER);
-        command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
         if let Some(password) = password {
             command.args(["--requirepass", password]);
         }
-        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start redis-server");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
         let redis = OwnRedis { child, port };
         let url = redis.url(password);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -155,12 +211,17 @@ impl OwnRedis {
             let ping = async {
                 let client = redis::Client::open(url.as_str())?;
                 let mut connection = client.get_multiplexed_async_connection().await?;
-                redis::cmd("PING").query_async::<String>(&mut connection).await
+                redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
             };
             if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), ping).await {
                 return redis;
             }
-            assert!(Instant::now() < deadline, "redis-server on port {port} did not start");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -187,7 +248,11 @@ impl Drop for OwnRedis {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The value of an unlabelled metric in `/metrics`, 0 when absent.
@@ -195,13 +260,20 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
     let text = app.get("/metrics").await.text().await.unwrap();
     text.lines()
         .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }
 
 async fn redis_outage_delays_but_loses_nothing(backend: Backend) {
     if !std::path::Path::new(REDIS_SERVER).exists() {
-        assert!(!redis_required(), "FLEETREG_REQUIRE_REDIS=1 but {REDIS_SERVER} is missing");
+        assert!(
+            !redis_required(),
+            "FLEETREG_REQUIRE_REDIS=1 but {REDIS_SERVER} is missing"
+        );
         eprintln!("SKIP: {REDIS_SERVER} is missing (apt-get install redis-server)");
         return;
     }
@@ -209,7 +281,9 @@ async fn redis_outage_delays_but_loses_nothing(backend: Backend) {
     let redis = OwnRedis::start(port, None).await;
     let url = redis.url(None);
     let mut pubsub = subscribe(&url).await.expect("own redis answers");
-    let Some(app) = spawn_app_with(backend, |settings| settings.redis_url = Some(url.clone())).await else {
+    let Some(app) =
+        spawn_app_with(backend, |settings| settings.redis_url = Some(url.clone())).await
+    else {
         return;
     };
 
@@ -229,6 +303,13 @@ async fn redis_outage_delays_but_loses_nothing(backend: Backend) {
     let logged = logged_after(&app, 0).await;
     assert_eq!(logged.len(), 11);
     let after_outage = revisions(&logged[1..]);
+    // Retention never removes what the outbox has yet to publish.
+    app.retention
+        .prune_older_than(Duration::ZERO)
+        .await
+        .unwrap();
+    let kept = logged_after(&app, after_outage[0] - 1).await;
+    assert_eq!(kept, logged[1..], "retention removed unpublished events");
 
     // The outage shows in /metrics.
     let deadline = Instant::now() + DEADLINE;
@@ -237,30 +318,57 @@ async fn redis_outage_delays_but_loses_nothing(backend: Backend) {
         if failures > failures_before {
             break;
         }
-        assert!(Instant::now() < deadline, "fleetreg_redis_publish_failures_total stayed at {failures}");
+        assert!(
+            Instant::now() < deadline,
+            "fleetreg_redis_publish_failures_total stayed at {failures}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let text = app.get("/metrics").await.text().await.unwrap();
-    assert!(text.contains("fleetreg_redis_outbox_backlog"), "backlog gauge missing from /metrics");
+    assert!(
+        text.contains("fleetreg_redis_outbox_backlog"),
+        "backlog gauge missing from /metrics"
+    );
 
     // Redis comes back on the same port. It starts with a password so the
     // outbox cannot publish until this test has subscribed; then it opens up.
     let redis = OwnRedis::start(port, Some("letmein")).await;
-    let mut pubsub = subscribe(&redis.url(Some("letmein"))).await.expect("restarted redis answers");
+    let mut pubsub = subscribe(&redis.url(Some("letmein")))
+        .await
+        .expect("restarted redis answers");
     let admin = redis::Client::open(redis.url(Some("letmein"))).unwrap();
     let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("").query_async::<()>(&mut admin).await.unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
 
     let got = receive_until(&mut pubsub, &after_outage, |_| true).await;
     assert_first_deliveries_in_order(&got);
     for envelope in &got {
         let revision = envelope["revision"].as_i64().unwrap();
-        let expected = logged.iter().find(|e| e["revision"] == revision).expect("a logged revision");
-        assert_eq!(envelope, expected, "Redis carries the change log's envelope");
+        let expected = logged
+            .iter()
+            .find(|e| e["revision"] == revision)
+            .expect("a logged revision");
+        assert_eq!(
+            envelope, expected,
+            "Redis carries the change log's envelope"
+        );
     }
-    let names: Vec<&str> = got.iter().filter_map(|e| e["payload"]["name"].as_str()).collect();
+    let names: Vec<&str> = got
+        .iter()
+        .filter_map(|e| e["payload"]["name"].as_str())
+        .collect();
     for cluster in &created {
-        assert!(names.contains(&cluster["name"].as_str().unwrap()), "{} never reached Redis", cluster["name"]);
+        assert!(
+            names.contains(&cluster["name"].as_str().unwrap()),
+            "{} never reached Redis",
+            cluster["name"]
+        );
     }
     drop(redis);
 }

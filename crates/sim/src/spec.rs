@@ -1,0 +1,173 @@
+//! What a simulated cluster holds ([`ClusterSpec`]) and how it misbehaves
+//! ([`Faults`]); both are JSON bodies of the admin API.
+
+use serde::{Deserialize, Serialize};
+
+/// The contents of one simulated cluster. Every field has a default, so `{}` is a
+/// small healthy cluster with three nodes and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Nodes in total (GPU nodes included).
+    pub nodes: u32,
+    /// GPUs in total, spread over `gpu_nodes` nodes as `nvidia.com/gpu` capacity.
+    pub gpu_count: u32,
+    /// Nodes carrying GPUs; 0 means one node per 8 GPUs (at least one when
+    /// `gpu_count > 0`).
+    pub gpu_nodes: u32,
+    /// Product name in the `nvidia.com/gpu.product` node label.
+    pub gpu_type: String,
+    /// NVIDIA GPU operator pods in `nvidia-gpu-operator`.
+    pub gpu_operator: bool,
+    /// DCGM exporter: Prometheus answers `DCGM_FI_DEV_GPU_UTIL` with one sample per GPU.
+    pub dcgm: bool,
+    /// CNF namespaces, e.g. `du-site1`, `cu-site1`, `upf-core`.
+    pub cnf_namespaces: Vec<String>,
+    /// SR-IOV network node policies in `openshift-sriov-network-operator`; 0 means
+    /// the CRD is not installed (its URLs answer 404).
+    pub sriov_policies: u32,
+    /// PTP operator installed: the `ptp.openshift.io` CRD exists with one `PtpConfig`
+    /// in `openshift-ptp`; otherwise its URLs answer 404.
+    pub ptp: bool,
+    /// Observability components present as namespaces, services and pods.
+    pub observability: ObservabilitySpec,
+    /// `gitVersion` served at `/version`.
+    pub kubernetes_version: String,
+    /// When set, an OpenShift `ClusterVersion` named `version` reports it.
+    pub openshift_version: Option<String>,
+    /// When set, API server requests must carry `Authorization: Bearer <token>`;
+    /// others get 401.
+    pub token: Option<String>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            nodes: 3,
+            gpu_count: 0,
+            gpu_nodes: 0,
+            gpu_type: "NVIDIA-A100-SXM4-80GB".to_owned(),
+            gpu_operator: false,
+            dcgm: false,
+            cnf_namespaces: Vec::new(),
+            sriov_policies: 0,
+            ptp: false,
+            observability: ObservabilitySpec::default(),
+            kubernetes_version: "v1.29.4".to_owned(),
+            openshift_version: None,
+            token: None,
+        }
+    }
+}
+
+impl ClusterSpec {
+    /// The GPU count of each GPU node (the first nodes take the remainder).
+    pub fn gpus_per_node(&self) -> Vec<u32> {
+        if self.gpu_count == 0 {
+            return Vec::new();
+        }
+        let n_nodes = if self.gpu_nodes == 0 {
+            self.gpu_count.div_ceil(8)
+        } else {
+            self.gpu_nodes.min(self.gpu_count)
+        };
+        let base = self.gpu_count / n_nodes;
+        let extra = self.gpu_count % n_nodes;
+        (0..n_nodes).map(|i| base + u32::from(i < extra)).collect()
+    }
+}
+
+/// Observability components a cluster runs (what discovery should find).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObservabilitySpec {
+    /// `openshift-monitoring` with `prometheus-k8s-*` pods.
+    pub prometheus: bool,
+    /// `thanos-querier` service in `openshift-monitoring`.
+    pub thanos: bool,
+    /// `tempo-*` pods in `observability`.
+    pub tempo: bool,
+    /// `loki-*` pods in `openshift-logging`.
+    pub loki: bool,
+}
+
+/// Faults of one simulated cluster, changeable at run time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Every API server request answers 503.
+    pub api_down: bool,
+    /// Every API server request waits this long before answering.
+    pub api_latency_ms: u64,
+    /// Prometheus `/-/ready` and queries answer 503.
+    pub prometheus_down: bool,
+    /// Tempo `/ready` answers 503.
+    pub tempo_down: bool,
+    /// Loki `/ready` answers 503.
+    pub loki_down: bool,
+}
+
+/// A partial [`Faults`]: fields left out keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsPatch {
+    /// See [`Faults::api_down`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_down: Option<bool>,
+    /// See [`Faults::api_latency_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_latency_ms: Option<u64>,
+    /// See [`Faults::prometheus_down`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_down: Option<bool>,
+    /// See [`Faults::tempo_down`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tempo_down: Option<bool>,
+    /// See [`Faults::loki_down`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loki_down: Option<bool>,
+}
+
+impl FaultsPatch {
+    /// Applies the fields that are present.
+    pub fn apply(&self, faults: &mut Faults) {
+        if let Some(v) = self.api_down {
+            faults.api_down = v;
+        }
+        if let Some(v) = self.api_latency_ms {
+            faults.api_latency_ms = v;
+        }
+        if let Some(v) = self.prometheus_down {
+            faults.prometheus_down = v;
+        }
+        if let Some(v) = self.tempo_down {
+            faults.tempo_down = v;
+        }
+        if let Some(v) = self.loki_down {
+            faults.loki_down = v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpus_spread_over_nodes() {
+        let spec = |gpu_count, gpu_nodes| ClusterSpec { gpu_count, gpu_nodes, ..ClusterSpec::default() };
+        assert_eq!(spec(0, 0).gpus_per_node(), Vec::<u32>::new());
+        assert_eq!(spec(4, 0).gpus_per_node(), vec![4]);
+        assert_eq!(spec(20, 0).gpus_per_node(), vec![7, 7, 6]);
+        assert_eq!(spec(5, 2).gpus_per_node(), vec![3, 2]);
+        assert_eq!(spec(2, 5).gpus_per_node(), vec![1, 1]);
+    }
+
+    #[test]
+    fn faults_patch_keeps_absent_fields() {
+        let mut faults = Faults { api_down: true, loki_down: true, ..Faults::default() };
+        let patch: FaultsPatch = serde_json::from_str(r#"{"api_down": false, "api_latency_ms": 50}"#).unwrap();
+        patch.apply(&mut faults);
+        assert_eq!(faults, Faults { api_latency_ms: 50, loki_down: true, ..Faults::default() });
+    }
+}
