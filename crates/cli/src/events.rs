@@ -185,6 +185,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     };
     let mut printed = 0u64;
     let mut connected_once = false;
+    let mut warned = false;
     loop {
         let mut request = client.request_unbounded(Method::GET, "/api/v1/events/stream");
         if let Some(after) = last {
@@ -194,11 +195,19 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             Ok(response) => response,
             Err(error) if !connected_once => return Err(error),
             Err(error) => {
-                eprintln!("warning: {error}; retrying");
+                if !warned {
+                    eprintln!("warning: {error}");
+                    eprintln!("retrying every 2 s (Ctrl-C to stop)");
+                    warned = true;
+                }
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
         };
+        if warned {
+            eprintln!("reconnected");
+            warned = false;
+        }
         connected_once = true;
         let mut body = response.bytes_stream();
         let mut buffer = String::new();

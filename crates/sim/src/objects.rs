@@ -56,11 +56,21 @@ fn fake_uid(seed: &str) -> String {
         hash = hash.wrapping_mul(0x0000000001000000000000000000013B);
     }
     let hex = format!("{hash:032x}");
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// Names of every namespace, in the order listed.
@@ -111,7 +121,11 @@ pub fn nodes(spec: &ClusterSpec) -> Vec<Value> {
                 ("kubernetes.io/os", "linux"),
                 ("node-role.kubernetes.io/worker", ""),
             ]);
-            let (cpu, memory) = if gpus.get(i).is_some() { ("64", "512Gi") } else { ("16", "64Gi") };
+            let (cpu, memory) = if gpus.get(i).is_some() {
+                ("64", "512Gi")
+            } else {
+                ("16", "64Gi")
+            };
             let mut capacity = json!({"cpu": cpu, "memory": memory, "pods": "250"});
             if let Some(count) = gpus.get(i) {
                 node_labels.extend(labels(&[
@@ -158,7 +172,11 @@ fn pod(name: &str, namespace: &str, pod_labels: Vec<(String, String)>, node: &st
         },
         "status": {"phase": "Running", "podIP": "10.128.0.10"},
     });
-    Namespaced { namespace: namespace.to_owned(), labels: pod_labels, object }
+    Namespaced {
+        namespace: namespace.to_owned(),
+        labels: pod_labels,
+        object,
+    }
 }
 
 /// Every `Pod` the spec implies.
@@ -172,36 +190,75 @@ pub fn pods(spec: &ClusterSpec) -> Vec<Namespaced> {
     let obs = &spec.observability;
     if obs.prometheus {
         for i in 0..2 {
-            let l = labels(&[("app.kubernetes.io/name", "prometheus"), ("prometheus", "k8s")]);
-            out.push(pod(&format!("prometheus-k8s-{i}"), MONITORING_NAMESPACE, l, "worker-0"));
+            let l = labels(&[
+                ("app.kubernetes.io/name", "prometheus"),
+                ("prometheus", "k8s"),
+            ]);
+            out.push(pod(
+                &format!("prometheus-k8s-{i}"),
+                MONITORING_NAMESPACE,
+                l,
+                "worker-0",
+            ));
         }
     }
     if obs.thanos {
         let l = labels(&[("app.kubernetes.io/name", "thanos-query")]);
-        out.push(pod("thanos-querier-6d4f8-x2kqp", MONITORING_NAMESPACE, l, "worker-0"));
+        out.push(pod(
+            "thanos-querier-6d4f8-x2kqp",
+            MONITORING_NAMESPACE,
+            l,
+            "worker-0",
+        ));
     }
     if obs.tempo {
-        for name in ["tempo-distributor-5c9b7-k8w2z", "tempo-ingester-0", "tempo-query-frontend-0"] {
+        for name in [
+            "tempo-distributor-5c9b7-k8w2z",
+            "tempo-ingester-0",
+            "tempo-query-frontend-0",
+        ] {
             let l = labels(&[("app.kubernetes.io/name", "tempo")]);
             out.push(pod(name, TEMPO_NAMESPACE, l, "worker-0"));
         }
     }
     if obs.loki {
-        for name in ["loki-distributor-7b8c9-q4m5n", "loki-ingester-0", "loki-querier-0"] {
+        for name in [
+            "loki-distributor-7b8c9-q4m5n",
+            "loki-ingester-0",
+            "loki-querier-0",
+        ] {
             let l = labels(&[("app.kubernetes.io/name", "loki")]);
             out.push(pod(name, LOKI_NAMESPACE, l, "worker-0"));
         }
     }
     if spec.gpu_operator {
-        let l = labels(&[("app", "gpu-operator"), ("app.kubernetes.io/component", "gpu-operator")]);
-        out.push(pod("gpu-operator-7f9c8-abcde", GPU_OPERATOR_NAMESPACE, l, "worker-0"));
+        let l = labels(&[
+            ("app", "gpu-operator"),
+            ("app.kubernetes.io/component", "gpu-operator"),
+        ]);
+        out.push(pod(
+            "gpu-operator-7f9c8-abcde",
+            GPU_OPERATOR_NAMESPACE,
+            l,
+            "worker-0",
+        ));
         for (i, _) in spec.gpus_per_node().iter().enumerate() {
             let node = format!("worker-{i}");
             let l = labels(&[("app", "nvidia-device-plugin-daemonset")]);
-            out.push(pod(&format!("nvidia-device-plugin-daemonset-{i}"), GPU_OPERATOR_NAMESPACE, l, &node));
+            out.push(pod(
+                &format!("nvidia-device-plugin-daemonset-{i}"),
+                GPU_OPERATOR_NAMESPACE,
+                l,
+                &node,
+            ));
             if spec.dcgm {
                 let l = labels(&[("app", "nvidia-dcgm-exporter")]);
-                out.push(pod(&format!("nvidia-dcgm-exporter-{i}"), GPU_OPERATOR_NAMESPACE, l, &node));
+                out.push(pod(
+                    &format!("nvidia-dcgm-exporter-{i}"),
+                    GPU_OPERATOR_NAMESPACE,
+                    l,
+                    &node,
+                ));
             }
         }
     }
@@ -225,7 +282,11 @@ fn service(name: &str, namespace: &str, port: u16) -> Namespaced {
         },
         "status": {"loadBalancer": {}},
     });
-    Namespaced { namespace: namespace.to_owned(), labels: l, object }
+    Namespaced {
+        namespace: namespace.to_owned(),
+        labels: l,
+        object,
+    }
 }
 
 /// Every `Service` the spec implies.
@@ -265,7 +326,11 @@ pub fn sriov_policies(spec: &ClusterSpec) -> Vec<Namespaced> {
                     "nodeSelector": {"feature.node.kubernetes.io/network-sriov.capable": "true"},
                 },
             });
-            Namespaced { namespace: SRIOV_NAMESPACE.to_owned(), labels: Vec::new(), object }
+            Namespaced {
+                namespace: SRIOV_NAMESPACE.to_owned(),
+                labels: Vec::new(),
+                object,
+            }
         })
         .collect()
 }
@@ -281,7 +346,11 @@ pub fn ptp_configs(spec: &ClusterSpec) -> Vec<Namespaced> {
         "metadata": metadata("du-ptp-slave", Some(PTP_NAMESPACE), &[]),
         "spec": {"profile": [{"name": "slave", "interface": "ens5f0", "ptp4lOpts": "-2 -s"}]},
     });
-    vec![Namespaced { namespace: PTP_NAMESPACE.to_owned(), labels: Vec::new(), object }]
+    vec![Namespaced {
+        namespace: PTP_NAMESPACE.to_owned(),
+        labels: Vec::new(),
+        object,
+    }]
 }
 
 /// The OpenShift `ClusterVersion` named `version`, when the spec has one.
@@ -350,18 +419,32 @@ mod tests {
 
     #[test]
     fn gpu_nodes_carry_capacity_and_labels() {
-        let spec = ClusterSpec { gpu_count: 10, nodes: 1, ..ClusterSpec::default() };
+        let spec = ClusterSpec {
+            gpu_count: 10,
+            nodes: 1,
+            ..ClusterSpec::default()
+        };
         let nodes = nodes(&spec);
-        assert_eq!(nodes.len(), 2, "GPU nodes are added when nodes is too small");
+        assert_eq!(
+            nodes.len(),
+            2,
+            "GPU nodes are added when nodes is too small"
+        );
         assert_eq!(nodes[0]["status"]["capacity"]["nvidia.com/gpu"], "5");
-        assert_eq!(nodes[0]["metadata"]["labels"]["nvidia.com/gpu.product"], spec.gpu_type);
+        assert_eq!(
+            nodes[0]["metadata"]["labels"]["nvidia.com/gpu.product"],
+            spec.gpu_type
+        );
     }
 
     #[test]
     fn namespaces_follow_the_spec() {
         let spec = ClusterSpec {
             cnf_namespaces: vec!["du-a".into(), "upf-b".into()],
-            observability: ObservabilitySpec { loki: true, ..ObservabilitySpec::default() },
+            observability: ObservabilitySpec {
+                loki: true,
+                ..ObservabilitySpec::default()
+            },
             ..ClusterSpec::default()
         };
         let names = namespace_names(&spec);

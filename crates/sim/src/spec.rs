@@ -61,6 +61,36 @@ impl Default for ClusterSpec {
 }
 
 impl ClusterSpec {
+    /// A deterministic mixed fleet for demos and load: every cluster runs
+    /// OpenShift with Prometheus; every 4th has GPUs (operator + DCGM), every 5th
+    /// runs CNFs (du-/cu- namespaces, SR-IOV, PTP); Thanos, Tempo and Loki vary.
+    pub fn sample(index: usize) -> ClusterSpec {
+        const GPU_TYPES: [&str; 3] = ["NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3", "Tesla-T4"];
+        let mut spec = ClusterSpec {
+            openshift_version: Some("4.15.12".to_owned()),
+            kubernetes_version: "v1.28.9+416ecaf".to_owned(),
+            observability: ObservabilitySpec {
+                prometheus: true,
+                thanos: index % 2 == 0,
+                tempo: index % 3 == 0,
+                loki: index % 2 == 1,
+            },
+            ..ClusterSpec::default()
+        };
+        if index % 4 == 0 {
+            spec.gpu_count = 8 * (1 + (index / 4 % 3) as u32);
+            spec.gpu_type = GPU_TYPES[index / 4 % 3].to_owned();
+            spec.gpu_operator = true;
+            spec.dcgm = true;
+        }
+        if index % 5 == 0 {
+            spec.cnf_namespaces = vec![format!("du-site{index}"), format!("cu-site{index}")];
+            spec.sriov_policies = 2;
+            spec.ptp = true;
+        }
+        spec
+    }
+
     /// The GPU count of each GPU node (the first nodes take the remainder).
     pub fn gpus_per_node(&self) -> Vec<u32> {
         if self.gpu_count == 0 {
@@ -155,7 +185,11 @@ mod tests {
 
     #[test]
     fn gpus_spread_over_nodes() {
-        let spec = |gpu_count, gpu_nodes| ClusterSpec { gpu_count, gpu_nodes, ..ClusterSpec::default() };
+        let spec = |gpu_count, gpu_nodes| ClusterSpec {
+            gpu_count,
+            gpu_nodes,
+            ..ClusterSpec::default()
+        };
         assert_eq!(spec(0, 0).gpus_per_node(), Vec::<u32>::new());
         assert_eq!(spec(4, 0).gpus_per_node(), vec![4]);
         assert_eq!(spec(20, 0).gpus_per_node(), vec![7, 7, 6]);
@@ -165,9 +199,21 @@ mod tests {
 
     #[test]
     fn faults_patch_keeps_absent_fields() {
-        let mut faults = Faults { api_down: true, loki_down: true, ..Faults::default() };
-        let patch: FaultsPatch = serde_json::from_str(r#"{"api_down": false, "api_latency_ms": 50}"#).unwrap();
+        let mut faults = Faults {
+            api_down: true,
+            loki_down: true,
+            ..Faults::default()
+        };
+        let patch: FaultsPatch =
+            serde_json::from_str(r#"{"api_down": false, "api_latency_ms": 50}"#).unwrap();
         patch.apply(&mut faults);
-        assert_eq!(faults, Faults { api_latency_ms: 50, loki_down: true, ..Faults::default() });
+        assert_eq!(
+            faults,
+            Faults {
+                api_latency_ms: 50,
+                loki_down: true,
+                ..Faults::default()
+            }
+        );
     }
 }

@@ -63,6 +63,8 @@ pub enum TestResources {
         admin_url: String,
         name: String,
     },
+    /// Nothing to clean up (a replica on another app's store).
+    None,
 }
 
 impl Drop for TestResources {
@@ -263,6 +265,19 @@ impl TestApp {
         let json: Value = response.json().await.unwrap();
         assert_eq!(status, 201, "register {name}: {json}");
         json
+    }
+
+    /// Starts a second server on the same database (a replica); it owns nothing.
+    pub async fn spawn_replica(&self) -> TestApp {
+        let mut replica = start(
+            self.backend,
+            self.database_url.clone(),
+            TestResources::None,
+            |_| {},
+        )
+        .await;
+        replica.resources = None;
+        replica
     }
 
     /// Stops the server gracefully, waits for it, and starts a new one on the same store.

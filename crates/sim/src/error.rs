@@ -1,0 +1,72 @@
+//! The simulator's error type, shared by the admin API, its client and `run_cli`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// What went wrong, with the offending input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No simulated cluster has this name.
+    #[error("no simulated cluster named {name:?}")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A simulated cluster with this name exists already.
+    #[error("a simulated cluster named {name:?} exists already")]
+    AlreadyExists {
+        /// The name.
+        name: String,
+    },
+    /// The name is not a DNS label (1–63 of `a-z0-9-`).
+    #[error("invalid simulated cluster name {name:?}: use 1-63 of a-z, 0-9 and '-'")]
+    InvalidName {
+        /// The name.
+        name: String,
+    },
+    /// An admin request body or query could not be read.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// Why.
+        reason: String,
+    },
+    /// The admin API answered with an error (client side).
+    #[error("simulator admin API answered {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+    /// The admin API could not be reached (client side).
+    #[error("cannot reach the simulator admin API")]
+    Http(#[from] reqwest::Error),
+    /// Binding or serving failed.
+    #[error("simulator I/O failed")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Error::AlreadyExists { .. } => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
+            Error::InvalidName { .. } | Error::InvalidRequest { .. } => {
+                (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+            }
+            Error::Status { .. } | Error::Http(_) | Error::Io(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
+            }
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = serde_json::json!({"error": {"code": code, "message": self.to_string()}});
+        (status, Json(body)).into_response()
+    }
+}
