@@ -189,6 +189,7 @@ pub(crate) async fn run(ctx: &mut Context) -> Result<Vec<Row>, BenchError> {
             continue;
         }
         measure(ctx, &target, subscribers, target_ms, &mut row).await?;
+        crate::report::progress(&row);
         rows.push(row);
     }
     Ok(rows)
@@ -252,6 +253,20 @@ async fn measure(
     // Let the server settle (buffers allocated, tasks parked) before reading memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_connect = ctx.server_pid.and_then(procfs::memory);
+
+    // One untimed write first: it also makes the server drop streams closed by an
+    // earlier step (it notices a closed connection only when writing to it).
+    let warm_up = json!({ "display_name": "fan-out warm-up" });
+    let response = authed(
+        ctx.control
+            .put(format!("{}/api/v1/clusters/{target}", ctx.base)),
+        &ctx.token,
+    )
+    .json(&warm_up)
+    .send()
+    .await?;
+    response.bytes().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     if let Some(n) = server_subscribers(ctx).await {
         row.notes
             .push(format!("server reports {n} stream subscribers"));

@@ -158,8 +158,9 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
             Scenario::Fanout => fanout::run(&mut ctx).await?,
             Scenario::All => Vec::new(),
         };
-        for row in &new_rows {
-            report::progress(row);
+        if scenario != Scenario::Fanout {
+            // Fan-out prints each subscriber count as it finishes.
+            new_rows.iter().for_each(report::progress);
         }
         rows.extend(new_rows);
     }

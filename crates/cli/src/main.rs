@@ -10,9 +10,18 @@ mod serve;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+const EXAMPLES: &str = "Examples:
+  fleetreg serve                                   # SQLite in ./fleetreg.db on 127.0.0.1:8080
+  fleetreg cluster register prod-east-1 --api-server-url https://api.prod-east-1.example.com:6443
+  fleetreg cluster list --environment PRODUCTION -o json
+  fleetreg events watch
+  fleetreg bench --help
+
+The client commands reach the server at --server, else FLEETREG_URL, else http://127.0.0.1:8080.";
+
 /// fleetreg: the source of truth for a fleet of Kubernetes clusters.
 #[derive(Parser)]
-#[command(name = "fleetreg", version, about, propagate_version = true)]
+#[command(name = "fleetreg", version, about, propagate_version = true, after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,6 +39,9 @@ enum Command {
     Events(events::EventsCommand),
     /// Drive a running server with load and print what was measured.
     Bench(fleetreg_bench::BenchArgs),
+    /// Serve simulated clusters (Kubernetes API subset, Prometheus, Tempo, Loki)
+    /// with faults controllable at run time over /admin.
+    Sim(fleetreg_sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +62,7 @@ fn main() -> ExitCode {
             Command::Cluster(command) => cluster::run(command).await,
             Command::Events(command) => events::run(command).await,
             Command::Bench(args) => fleetreg_bench::run(args).await.map_err(anyhow::Error::from),
+            Command::Sim(args) => fleetreg_sim::run_cli(args).await.map_err(Into::into),
         }
     });
     match result {

@@ -23,6 +23,7 @@ mod cluster_api;
 mod error;
 mod log;
 pub mod objects;
+mod observability;
 mod selector;
 mod spec;
 mod state;

@@ -71,19 +71,19 @@ impl ClusterSpec {
             kubernetes_version: "v1.28.9+416ecaf".to_owned(),
             observability: ObservabilitySpec {
                 prometheus: true,
-                thanos: index % 2 == 0,
-                tempo: index % 3 == 0,
-                loki: index % 2 == 1,
+                thanos: index.is_multiple_of(2),
+                tempo: index.is_multiple_of(3),
+                loki: !index.is_multiple_of(2),
             },
             ..ClusterSpec::default()
         };
-        if index % 4 == 0 {
+        if index.is_multiple_of(4) {
             spec.gpu_count = 8 * (1 + (index / 4 % 3) as u32);
             spec.gpu_type = GPU_TYPES[index / 4 % 3].to_owned();
             spec.gpu_operator = true;
             spec.dcgm = true;
         }
-        if index % 5 == 0 {
+        if index.is_multiple_of(5) {
             spec.cnf_namespaces = vec![format!("du-site{index}"), format!("cu-site{index}")];
             spec.sriov_policies = 2;
             spec.ptp = true;

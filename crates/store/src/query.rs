@@ -9,7 +9,8 @@ use uuid::Uuid;
 /// How a backend matches labels.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LabelMatch {
-    /// SQLite: one `IN (…)` per label over the `cluster_labels` index.
+    /// SQLite: one `IN (…)` (labels alone) or `EXISTS` (with another indexed
+    /// filter) per label over the `cluster_labels` primary key.
     SideTable,
     /// PostgreSQL: one `labels @> {…}` containment over the GIN index.
     JsonbContains,
@@ -79,15 +80,33 @@ pub(crate) fn push_cluster_filter<'a, DB>(
     }
     match labels {
         LabelMatch::SideTable => {
+            // With another indexed equality filter, that index drives the scan in
+            // name order and each label is an `EXISTS` probe of the label primary
+            // key, so a page stops after its rows (materialising a broad label's
+            // `IN` set cost ~6 ms per page at 100k clusters). With labels alone,
+            // `IN` lets the planner drive from the label index instead of
+            // probing it once per cluster.
+            let other_index = filter.cluster_type.is_some()
+                || filter.environment.is_some()
+                || filter.region.is_some()
+                || filter.state.is_some()
+                || filter.has_gpu.is_some()
+                || filter.has_cnf.is_some();
             for label in &filter.labels {
                 and(qb);
-                // `IN` lets the planner drive from the label index instead of
-                // probing it once per cluster.
-                qb.push("c.id IN (SELECT l.cluster_id FROM cluster_labels l WHERE l.key = ")
-                    .push_bind(label.key.clone())
-                    .push(" AND l.value = ")
-                    .push_bind(label.value.clone())
-                    .push(")");
+                if other_index {
+                    qb.push("EXISTS (SELECT 1 FROM cluster_labels l WHERE l.key = ")
+                        .push_bind(label.key.clone())
+                        .push(" AND l.value = ")
+                        .push_bind(label.value.clone())
+                        .push(" AND l.cluster_id = c.id)");
+                } else {
+                    qb.push("c.id IN (SELECT l.cluster_id FROM cluster_labels l WHERE l.key = ")
+                        .push_bind(label.key.clone())
+                        .push(" AND l.value = ")
+                        .push_bind(label.value.clone())
+                        .push(")");
+                }
             }
         }
         LabelMatch::JsonbContains => {

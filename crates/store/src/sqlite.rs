@@ -19,7 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -102,6 +102,44 @@ impl SqliteStore {
         })
     }
 
+    /// The common case of a list in ONE statement (each statement is a round trip
+    /// to the connection's worker thread): the page and the revision it was read
+    /// at come from the same snapshot, and the total from the count cache at that
+    /// revision. `None` when the page is empty or the total is not cached; the
+    /// caller then takes the transaction path, which fills the cache.
+    async fn list_clusters_one_statement(
+        &self,
+        filter: &ClusterFilter,
+        page: Page,
+    ) -> Result<Option<ClusterList>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT (SELECT value FROM meta WHERE key = 'revision') AS read_revision, \
+             {CLUSTER_COLUMNS} FROM clusters c"
+        ));
+        push_cluster_filter(&mut qb, filter, LabelMatch::SideTable);
+        qb.push(" ORDER BY c.name LIMIT ")
+            .push_bind(i64::from(page.page_size))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(page.offset()).unwrap_or(i64::MAX));
+        let rows = qb.build().fetch_all(&self.read).await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let revision: i64 = first.try_get("read_revision")?;
+        let Some(total) = self.counts.get(filter, revision) else {
+            return Ok(None);
+        };
+        let items = rows
+            .iter()
+            .map(cluster_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(ClusterList {
+            items,
+            total,
+            revision,
+        }))
+    }
+
     /// The read pool, for tests that inspect query plans.
     pub fn read_pool(&self) -> &SqlitePool {
         &self.read
@@ -118,13 +156,50 @@ impl WriteBackend for SqliteWriteBackend {
         let mut conn = self.pool.acquire().await?;
         // IMMEDIATE takes the write lock up front instead of upgrading mid-batch.
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        Ok(Box::new(SqliteTx { conn: Some(conn) }))
+        Ok(Box::new(SqliteTx {
+            conn: Some(conn),
+            events: Vec::new(),
+            audits: Vec::new(),
+        }))
     }
 }
 
 struct SqliteTx {
     conn: Option<sqlx::pool::PoolConnection<Sqlite>>,
+    // Change-log and audit rows are only appended inside a write transaction,
+    // never read back by it, so they are buffered and written with one
+    // multi-row INSERT each just before COMMIT (one statement per batch instead
+    // of one per write; each statement is a round trip to the worker thread).
+    events: Vec<PendingEvent>,
+    audits: Vec<PendingAudit>,
 }
+
+/// A change-log row waiting for the commit, already encoded.
+struct PendingEvent {
+    revision: i64,
+    event_type: &'static str,
+    occurred_at: String,
+    resource: String,
+    resource_id: Uuid,
+    payload: String,
+}
+
+/// An audit row waiting for the commit.
+struct PendingAudit {
+    at: String,
+    actor: String,
+    role: Option<String>,
+    action: &'static str,
+    resource_id: Option<Uuid>,
+    result: &'static str,
+    error_code: Option<&'static str>,
+    revision: Option<i64>,
+    source: Option<String>,
+    request_id: Option<String>,
+}
+
+/// Most rows in one multi-row INSERT (well below SQLite's bound-parameter limit).
+const ROWS_PER_INSERT: usize = 500;
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
@@ -139,6 +214,46 @@ impl Drop for SqliteTx {
 impl SqliteTx {
     fn conn(&mut self) -> Result<&mut sqlx::SqliteConnection, StoreError> {
         self.conn.as_deref_mut().ok_or(StoreError::Closed)
+    }
+
+    /// Writes the buffered change-log and audit rows (audit rows in the order
+    /// they were appended, so their ids follow the writes).
+    async fn flush_appends(&mut self) -> Result<(), StoreError> {
+        let events = std::mem::take(&mut self.events);
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO changes ({EVENT_COLUMNS}) "));
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(e.revision)
+                    .push_bind(e.event_type)
+                    .push_bind(&e.occurred_at)
+                    .push_bind(&e.resource)
+                    .push_bind(e.resource_id)
+                    .push_bind(&e.payload);
+            });
+            qb.build().execute(self.conn()?).await?;
+        }
+        let audits = std::mem::take(&mut self.audits);
+        for chunk in audits.chunks(ROWS_PER_INSERT) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO audit_log (at, actor, role, action, resource, resource_id, result, error_code, revision, source, request_id) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.at)
+                    .push_bind(&r.actor)
+                    .push_bind(&r.role)
+                    .push_bind(r.action)
+                    .push("'cluster'")
+                    .push_bind(r.resource_id)
+                    .push_bind(r.result)
+                    .push_bind(r.error_code)
+                    .push_bind(r.revision)
+                    .push_bind(&r.source)
+                    .push_bind(&r.request_id);
+            });
+            qb.build().execute(self.conn()?).await?;
+        }
+        Ok(())
     }
 
     async fn insert_labels(&mut self, cluster: &Cluster) -> Result<(), StoreError> {
@@ -290,41 +405,39 @@ impl WriteTx for SqliteTx {
     }
 
     async fn append_event(&mut self, e: &Event) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO changes ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
-        .bind(e.revision)
-        .bind(e.event_type.as_str())
-        .bind(ts(&e.occurred_at))
-        .bind(&e.resource)
-        .bind(e.resource_id)
-        .bind(Json(&e.payload))
-        .execute(self.conn()?)
-        .await?;
+        // Encoded as `Json(&payload)` would be: compact JSON text.
+        let payload =
+            serde_json::to_string(&e.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.events.push(PendingEvent {
+            revision: e.revision,
+            event_type: e.event_type.as_str(),
+            occurred_at: ts(&e.occurred_at),
+            resource: e.resource.clone(),
+            resource_id: e.resource_id,
+            payload,
+        });
         Ok(())
     }
 
     async fn append_audit(&mut self, r: &AuditRecord<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, role, action, resource, resource_id, result, error_code, revision, source, request_id) \
-             VALUES ($1, $2, $3, $4, 'cluster', $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(ts(&r.at))
-        .bind(&r.audit.actor)
-        .bind(&r.audit.role)
-        .bind(r.action)
-        .bind(r.resource_id)
-        .bind(audit_result_str(&r.result))
-        .bind(r.error_code)
-        .bind(r.revision)
-        .bind(&r.audit.source)
-        .bind(&r.audit.request_id)
-        .execute(self.conn()?)
-        .await?;
+        self.audits.push(PendingAudit {
+            at: ts(&r.at),
+            actor: r.audit.actor.clone(),
+            role: r.audit.role.clone(),
+            action: r.action,
+            resource_id: r.resource_id,
+            result: audit_result_str(&r.result),
+            error_code: r.error_code,
+            revision: r.revision,
+            source: r.audit.source.clone(),
+            request_id: r.audit.request_id.clone(),
+        });
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        // On failure the transaction is dropped: rolled back, connection closed.
+        self.flush_appends().await?;
         let mut conn = self.conn.take().ok_or(StoreError::Closed)?;
         match sqlx::query("COMMIT").execute(&mut *conn).await {
             Ok(_) => Ok(()),
@@ -392,6 +505,9 @@ impl Store for SqliteStore {
         filter: &ClusterFilter,
         page: Page,
     ) -> Result<ClusterList, StoreError> {
+        if let Some(list) = self.list_clusters_one_statement(filter, page).await? {
+            return Ok(list);
+        }
         let mut tx = self.read.begin().await?;
         let revision = read_revision(&mut tx).await?;
         let total = match self.counts.get(filter, revision) {

@@ -1,0 +1,144 @@
+//! The health check of seed 8.1: API server, Prometheus, Tempo, Loki, all at once,
+//! bounded together by the cluster type's timeout.
+
+use crate::prober::{join, Prober};
+use crate::target::Target;
+use chrono::{DateTime, Utc};
+use fleetreg_model::{cluster_status, CheckResults, ClusterState, ClusterStatus, Component};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::ListParams;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The outcome of one check: the results the score and state come from, and why
+/// each failed check failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthReport {
+    /// Pass/fail per component (`None` = not configured).
+    pub results: CheckResults,
+    /// One entry per failed component, with a sanitised cause.
+    pub failures: Vec<Failure>,
+    /// How long the whole check took.
+    pub elapsed: Duration,
+}
+
+/// Why one component's check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Which component.
+    pub component: Component,
+    /// What happened, e.g. `HTTP 503` or `timed out after 10.0 s`.
+    pub cause: String,
+}
+
+impl HealthReport {
+    /// The status to store: the model's state, score and reason, with each failed
+    /// component's cause appended to the reason.
+    pub fn status(&self, current: ClusterState, checked_at: DateTime<Utc>) -> ClusterStatus {
+        let mut status = cluster_status(current, &self.results, checked_at);
+        if !self.failures.is_empty() {
+            let causes: Vec<String> = self
+                .failures
+                .iter()
+                .map(|f| format!("{}: {}", f.component, f.cause))
+                .collect();
+            let base = status.reason.take().unwrap_or_default();
+            status.reason = Some(format!("{base} ({})", causes.join("; ")));
+        }
+        status
+    }
+}
+
+impl Prober {
+    /// Checks a cluster (seed 8.1): lists namespaces on the API server and calls
+    /// `GET {prometheus_url}/-/ready`, `{tempo_url}/ready` and `{loki_url}/ready`
+    /// for the endpoints configured, all concurrently. Whatever has not answered
+    /// when `timeout` runs out counts as failed, so the check ends within it.
+    pub async fn check(&self, target: &Target, timeout: Duration) -> HealthReport {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let endpoints = &target.endpoints;
+        let api = bounded(deadline, timeout, self.api_server_ready(target));
+        let prometheus = self.optional_ready(
+            endpoints.prometheus_url.as_deref(),
+            "/-/ready",
+            deadline,
+            timeout,
+        );
+        let tempo =
+            self.optional_ready(endpoints.tempo_url.as_deref(), "/ready", deadline, timeout);
+        let loki = self.optional_ready(endpoints.loki_url.as_deref(), "/ready", deadline, timeout);
+        let (api, prometheus, tempo, loki) = tokio::join!(api, prometheus, tempo, loki);
+
+        let mut failures = Vec::new();
+        let mut record = |component: Component, outcome: Option<Result<(), String>>| {
+            outcome.map(|result| match result {
+                Ok(()) => true,
+                Err(cause) => {
+                    failures.push(Failure { component, cause });
+                    false
+                }
+            })
+        };
+        let results = CheckResults {
+            api_server: record(Component::ApiServer, Some(api)).unwrap_or(false),
+            prometheus: record(Component::Prometheus, prometheus),
+            tempo: record(Component::Tempo, tempo),
+            loki: record(Component::Loki, loki),
+        };
+        HealthReport {
+            results,
+            failures,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    async fn api_server_ready(&self, target: &Target) -> Result<(), String> {
+        let client = self.kube_client(target).map_err(|e| e.to_string())?;
+        let namespaces: kube::Api<Namespace> = kube::Api::all(client);
+        namespaces
+            .list(&ListParams::default().limit(1))
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::kube_cause(&e))
+    }
+
+    async fn optional_ready(
+        &self,
+        base: Option<&str>,
+        path: &str,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Option<Result<(), String>> {
+        let url = join(base?, path);
+        Some(bounded(deadline, timeout, self.ready(&url)).await)
+    }
+
+    /// `GET url` answered 2xx.
+    async fn ready(&self, url: &str) -> Result<(), String> {
+        let response = self
+            .http()
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| crate::cause_chain(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    }
+}
+
+async fn bounded(
+    deadline: Instant,
+    timeout: Duration,
+    call: impl Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    match tokio::time::timeout_at(deadline, call).await {
+        Ok(result) => result,
+        Err(_) => Err(crate::Error::Timeout { after: timeout }.to_string()),
+    }
+}
