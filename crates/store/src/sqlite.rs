@@ -158,6 +158,8 @@ impl WriteBackend for SqliteWriteBackend {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         Ok(Box::new(SqliteTx {
             conn: Some(conn),
+            taken: None,
+            clusters: Vec::new(),
             events: Vec::new(),
             audits: Vec::new(),
         }))
@@ -172,6 +174,15 @@ struct SqliteTx {
     // of one per write; each statement is a round trip to the worker thread).
     events: Vec<PendingEvent>,
     audits: Vec<PendingAudit>,
+    // Registrations of a batch are buffered the same way: `prepare_inserts`
+    // looks up which of the batch's names are taken (one statement), and while
+    // `taken` is known an insert is decided in memory and written with the
+    // others in one multi-row INSERT. Any other write first flushes the buffer
+    // (so it sees the rows) and a delete forgets `taken` (it may free a name).
+    // The UNIQUE constraint still stands behind this: a conflict fails the
+    // batch, which the writer then retries one write at a time.
+    taken: Option<std::collections::HashSet<String>>,
+    clusters: Vec<Cluster>,
 }
 
 /// A change-log row waiting for the commit, already encoded.
@@ -256,6 +267,55 @@ impl SqliteTx {
         Ok(())
     }
 
+    /// Writes the buffered registrations and their labels.
+    async fn flush_clusters(&mut self) -> Result<(), StoreError> {
+        if self.clusters.is_empty() {
+            return Ok(());
+        }
+        let clusters = std::mem::take(&mut self.clusters);
+        for chunk in clusters.chunks(ROWS_PER_INSERT) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO clusters (id, name, display_name, api_server_url, cluster_type, platform, platform_version, \
+                 region, environment, labels, endpoints, capabilities, status, state, health_score, revision, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, c| {
+                let created = ts(&c.created_at);
+                b.push_bind(c.id)
+                    .push_bind(c.name.as_str().to_owned())
+                    .push_bind(c.display_name.clone())
+                    .push_bind(c.api_server_url.clone())
+                    .push_bind(c.cluster_type.as_str())
+                    .push_bind(c.platform.as_str())
+                    .push_bind(c.platform_version.clone())
+                    .push_bind(c.region.clone())
+                    .push_bind(c.environment.as_str())
+                    .push_bind(Json(c.labels.clone()))
+                    .push_bind(Json(c.endpoints.clone()))
+                    .push("NULL")
+                    .push_bind(Json(c.status.clone()))
+                    .push_bind(state_str(&c.status))
+                    .push_bind(c.status.health_score)
+                    .push_bind(c.revision)
+                    .push_bind(created.clone())
+                    .push_bind(created);
+            });
+            qb.build().execute(self.conn()?).await?;
+        }
+        let labels: Vec<(&String, &String, Uuid)> = clusters
+            .iter()
+            .flat_map(|c| c.labels.iter().map(move |(k, v)| (k, v, c.id)))
+            .collect();
+        for chunk in labels.chunks(ROWS_PER_INSERT * 2) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO cluster_labels (key, value, cluster_id) ");
+            qb.push_values(chunk, |mut b, (key, value, id)| {
+                b.push_bind((*key).clone()).push_bind((*value).clone()).push_bind(*id);
+            });
+            qb.build().execute(self.conn()?).await?;
+        }
+        Ok(())
+    }
+
     async fn insert_labels(&mut self, cluster: &Cluster) -> Result<(), StoreError> {
         if cluster.labels.is_empty() {
             return Ok(());
@@ -290,7 +350,26 @@ impl WriteTx for SqliteTx {
         Ok(())
     }
 
+    async fn prepare_inserts(&mut self, names: &[&str]) -> Result<(), StoreError> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT name FROM clusters WHERE name IN (");
+        let mut list = qb.separated(", ");
+        for name in names {
+            list.push_bind(*name);
+        }
+        qb.push(")");
+        let taken: Vec<String> = qb.build_query_scalar().fetch_all(self.conn()?).await?;
+        self.taken = Some(taken.into_iter().collect());
+        Ok(())
+    }
+
     async fn insert_cluster(&mut self, c: &Cluster) -> Result<bool, StoreError> {
+        if let Some(taken) = self.taken.as_mut() {
+            if !taken.insert(c.name.as_str().to_owned()) {
+                return Ok(false);
+            }
+            self.clusters.push(c.clone());
+            return Ok(true);
+        }
         let inserted = sqlx::query(
             "INSERT INTO clusters (id, name, display_name, api_server_url, cluster_type, platform, platform_version, \
              region, environment, labels, endpoints, capabilities, status, state, health_score, revision, created_at, updated_at) \
@@ -324,6 +403,7 @@ impl WriteTx for SqliteTx {
     }
 
     async fn load_cluster(&mut self, id: Uuid) -> Result<Option<Cluster>, StoreError> {
+        self.flush_clusters().await?;
         let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
@@ -333,6 +413,7 @@ impl WriteTx for SqliteTx {
     }
 
     async fn update_cluster(&mut self, c: &Cluster) -> Result<(), StoreError> {
+        self.flush_clusters().await?;
         sqlx::query(
             "UPDATE clusters SET display_name = $2, api_server_url = $3, cluster_type = $4, platform = $5, \
              platform_version = $6, region = $7, environment = $8, labels = $9, endpoints = $10, revision = $11, \
@@ -360,6 +441,8 @@ impl WriteTx for SqliteTx {
     }
 
     async fn delete_cluster(&mut self, id: Uuid) -> Result<(), StoreError> {
+        self.flush_clusters().await?;
+        self.taken = None;
         sqlx::query("DELETE FROM cluster_labels WHERE cluster_id = $1")
             .bind(id)
             .execute(self.conn()?)
@@ -377,6 +460,7 @@ impl WriteTx for SqliteTx {
         status: &ClusterStatus,
         last_seen_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
+        self.flush_clusters().await?;
         sqlx::query("UPDATE clusters SET status = $2, state = $3, health_score = $4, last_seen_at = $5 WHERE id = $1")
             .bind(id)
             .bind(Json(status))
@@ -393,6 +477,7 @@ impl WriteTx for SqliteTx {
         id: Uuid,
         caps: &Capabilities,
     ) -> Result<(), StoreError> {
+        self.flush_clusters().await?;
         sqlx::query("UPDATE clusters SET capabilities = $2, has_gpu = $3, gpu_count = $4, has_cnf = $5 WHERE id = $1")
             .bind(id)
             .bind(Json(caps))
@@ -437,6 +522,7 @@ impl WriteTx for SqliteTx {
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         // On failure the transaction is dropped: rolled back, connection closed.
+        self.flush_clusters().await?;
         self.flush_appends().await?;
         let mut conn = self.conn.take().ok_or(StoreError::Closed)?;
         match sqlx::query("COMMIT").execute(&mut *conn).await {

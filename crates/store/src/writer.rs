@@ -68,6 +68,11 @@ pub(crate) struct AuditRecord<'a> {
 pub(crate) trait WriteTx: Send {
     /// Locks and reads the last assigned revision.
     async fn lock_revision(&mut self) -> Result<i64, StoreError>;
+    /// Told the names a batch is about to insert, a backend may look them up
+    /// at once and then buffer the inserts (see `SqliteTx`); by default a no-op.
+    async fn prepare_inserts(&mut self, _names: &[&str]) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Stores the last assigned revision.
     async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError>;
     /// Inserts a cluster; `false` when the name is taken (nothing written).
@@ -213,6 +218,16 @@ async fn apply_batch(
 ) -> Result<BatchResult, StoreError> {
     let mut tx = backend.begin().await?;
     let start = tx.lock_revision().await?;
+    let names: Vec<&str> = ops
+        .iter()
+        .filter_map(|(op, _)| match op {
+            WriteOp::Insert(new) => Some(new.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if names.len() > 1 {
+        tx.prepare_inserts(&names).await?;
+    }
     let mut revision = start;
     let mut results = Vec::with_capacity(ops.len());
     for (op, audit) in ops {
