@@ -8,6 +8,11 @@ mod output;
 mod serve;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the server allocates many short-lived buffers per request; glibc
+/// malloc took ~15% of server CPU under write load (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 const EXAMPLES: &str = "Examples:

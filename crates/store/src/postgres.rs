@@ -8,7 +8,7 @@ use crate::decode::{
     CLUSTER_COLUMNS, EVENT_COLUMNS,
 };
 use crate::query::{push_audit_filter, push_cluster_filter, LabelMatch};
-use crate::writer::{AuditRecord, WriteBackend, WriteOp, WriteOutcome, WriteTx, Writer};
+use crate::writer::{AuditRecord, WriteBackend, WriteTx, Writer};
 use crate::{AuditQuery, Backend, ClusterList, EventPage, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -290,10 +290,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_cluster(&self, new: NewCluster, audit: &Audit) -> Result<Cluster, StoreError> {
-        match self.writer.write(WriteOp::Insert(new), audit).await? {
-            WriteOutcome::Cluster(c) => Ok(*c),
-            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
-        }
+        self.writer.insert_cluster(new, audit).await
     }
 
     async fn get_cluster(&self, id: Uuid) -> Result<Cluster, StoreError> {
@@ -392,21 +389,9 @@ impl Store for PostgresStore {
         patch: ClusterPatch,
         audit: &Audit,
     ) -> Result<Cluster, StoreError> {
-        match self
-            .writer
-            .write(
-                WriteOp::Update {
-                    id,
-                    expected_revision,
-                    patch,
-                },
-                audit,
-            )
-            .await?
-        {
-            WriteOutcome::Cluster(c) => Ok(*c),
-            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
-        }
+        self.writer
+            .update_cluster(id, expected_revision, patch, audit)
+            .await
     }
 
     async fn delete_cluster(
@@ -416,15 +401,8 @@ impl Store for PostgresStore {
         audit: &Audit,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(
-                WriteOp::Delete {
-                    id,
-                    expected_revision,
-                },
-                audit,
-            )
+            .delete_cluster(id, expected_revision, audit)
             .await
-            .map(|_| ())
     }
 
     async fn record_status(
@@ -433,21 +411,7 @@ impl Store for PostgresStore {
         status: ClusterStatus,
         last_seen_at: Option<DateTime<Utc>>,
     ) -> Result<Option<Event>, StoreError> {
-        match self
-            .writer
-            .write(
-                WriteOp::RecordStatus {
-                    id,
-                    status,
-                    last_seen_at,
-                },
-                &Audit::system("health"),
-            )
-            .await?
-        {
-            WriteOutcome::Event(e) => Ok(e),
-            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
-        }
+        self.writer.record_status(id, status, last_seen_at).await
     }
 
     async fn set_capabilities(
@@ -455,17 +419,7 @@ impl Store for PostgresStore {
         id: Uuid,
         capabilities: Capabilities,
     ) -> Result<Option<Event>, StoreError> {
-        match self
-            .writer
-            .write(
-                WriteOp::SetCapabilities { id, capabilities },
-                &Audit::system("discovery"),
-            )
-            .await?
-        {
-            WriteOutcome::Event(e) => Ok(e),
-            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
-        }
+        self.writer.set_capabilities(id, capabilities).await
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<EventPage, StoreError> {

@@ -7,7 +7,7 @@ use crate::decode::{
     CLUSTER_COLUMNS, EVENT_COLUMNS,
 };
 use crate::query::{push_audit_filter, push_cluster_filter, LabelMatch};
-use crate::writer::{AuditRecord, WriteBackend, WriteOp, WriteOutcome, WriteTx, Writer};
+use crate::writer::{AuditRecord, WriteBackend, WriteTx, Writer};
 use crate::{AuditQuery, Backend, ClusterList, EventPage, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -309,7 +309,9 @@ impl SqliteTx {
             let mut qb: QueryBuilder<Sqlite> =
                 QueryBuilder::new("INSERT INTO cluster_labels (key, value, cluster_id) ");
             qb.push_values(chunk, |mut b, (key, value, id)| {
-                b.push_bind((*key).clone()).push_bind((*value).clone()).push_bind(*id);
+                b.push_bind((*key).clone())
+                    .push_bind((*value).clone())
+                    .push_bind(*id);
             });
             qb.build().execute(self.conn()?).await?;
         }
@@ -351,7 +353,8 @@ impl WriteTx for SqliteTx {
     }
 
     async fn prepare_inserts(&mut self, names: &[&str]) -> Result<(), StoreError> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT name FROM clusters WHERE name IN (");
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT name FROM clusters WHERE name IN (");
         let mut list = qb.separated(", ");
         for name in names {
             list.push_bind(*name);
@@ -559,10 +562,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_cluster(&self, new: NewCluster, audit: &Audit) -> Result<Cluster, StoreError> {
-        match self.writer.write(WriteOp::Insert(new), audit).await? {
-            WriteOutcome::Cluster(c) => Ok(*c),
-            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
-        }
+        self.writer.insert_cluster(new, audit).await
     }
 
     async fn get_cluster(&self, id: Uuid) -> Result<Cluster, StoreError> {
@@ -659,21 +659,9 @@ impl Store for SqliteStore {
         patch: ClusterPatch,
         audit: &Audit,
     ) -> Result<Cluster, StoreError> {
-        match self
-            .writer
-            .write(
-                WriteOp::Update {
-                    id,
-                    expected_revision,
-                    patch,
-                },
-                audit,
-            )
-            .await?
-        {
-            WriteOutcome::Cluster(c) => Ok(*c),
-            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
-        }
+        self.writer
+            .update_cluster(id, expected_revision, patch, audit)
+            .await
     }
 
     async fn delete_cluster(
@@ -683,15 +671,8 @@ impl Store for SqliteStore {
         audit: &Audit,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(
-                WriteOp::Delete {
-                    id,
-                    expected_revision,
-                },
-                audit,
-            )
+            .delete_cluster(id, expected_revision, audit)
             .await
-            .map(|_| ())
     }
 
     async fn record_status(
@@ -700,21 +681,7 @@ impl Store for SqliteStore {
         status: ClusterStatus,
         last_seen_at: Option<DateTime<Utc>>,
     ) -> Result<Option<Event>, StoreError> {
-        match self
-            .writer
-            .write(
-                WriteOp::RecordStatus {
-                    id,
-                    status,
-                    last_seen_at,
-                },
-                &Audit::system("health"),
-            )
-            .await?
-        {
-            WriteOutcome::Event(e) => Ok(e),
-            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
-        }
+        self.writer.record_status(id, status, last_seen_at).await
     }
 
     async fn set_capabilities(
@@ -722,17 +689,7 @@ impl Store for SqliteStore {
         id: Uuid,
         capabilities: Capabilities,
     ) -> Result<Option<Event>, StoreError> {
-        match self
-            .writer
-            .write(
-                WriteOp::SetCapabilities { id, capabilities },
-                &Audit::system("discovery"),
-            )
-            .await?
-        {
-            WriteOutcome::Event(e) => Ok(e),
-            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
-        }
+        self.writer.set_capabilities(id, capabilities).await
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<EventPage, StoreError> {

@@ -202,6 +202,105 @@ async fn run(
     }
 }
 
+impl Writer {
+    /// Registers a cluster.
+    pub(crate) async fn insert_cluster(
+        &self,
+        new: NewCluster,
+        audit: &Audit,
+    ) -> Result<Cluster, StoreError> {
+        into_cluster(self.write(WriteOp::Insert(new), audit).await?)
+    }
+
+    /// Applies a patch, optionally guarded by the expected revision.
+    pub(crate) async fn update_cluster(
+        &self,
+        id: Uuid,
+        expected_revision: Option<i64>,
+        patch: ClusterPatch,
+        audit: &Audit,
+    ) -> Result<Cluster, StoreError> {
+        into_cluster(
+            self.write(
+                WriteOp::Update {
+                    id,
+                    expected_revision,
+                    patch,
+                },
+                audit,
+            )
+            .await?,
+        )
+    }
+
+    /// Deletes a cluster, optionally guarded by the expected revision.
+    pub(crate) async fn delete_cluster(
+        &self,
+        id: Uuid,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        self.write(
+            WriteOp::Delete {
+                id,
+                expected_revision,
+            },
+            audit,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Records a health observation (see `Store::record_status`).
+    pub(crate) async fn record_status(
+        &self,
+        id: Uuid,
+        status: ClusterStatus,
+        last_seen_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<Event>, StoreError> {
+        into_event(
+            self.write(
+                WriteOp::RecordStatus {
+                    id,
+                    status,
+                    last_seen_at,
+                },
+                &Audit::system("health"),
+            )
+            .await?,
+        )
+    }
+
+    /// Records discovered capabilities (see `Store::set_capabilities`).
+    pub(crate) async fn set_capabilities(
+        &self,
+        id: Uuid,
+        capabilities: Capabilities,
+    ) -> Result<Option<Event>, StoreError> {
+        into_event(
+            self.write(
+                WriteOp::SetCapabilities { id, capabilities },
+                &Audit::system("discovery"),
+            )
+            .await?,
+        )
+    }
+}
+
+fn into_cluster(outcome: WriteOutcome) -> Result<Cluster, StoreError> {
+    match outcome {
+        WriteOutcome::Cluster(cluster) => Ok(*cluster),
+        _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
+    }
+}
+
+fn into_event(outcome: WriteOutcome) -> Result<Option<Event>, StoreError> {
+    match outcome {
+        WriteOutcome::Event(event) => Ok(event),
+        _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
+    }
+}
+
 /// Store errors hold non-clonable sources; give each waiter a description.
 fn clone_error(error: &StoreError) -> StoreError {
     match error {
