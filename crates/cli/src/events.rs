@@ -34,9 +34,9 @@ pub enum EventsCommand {
 /// `events list`.
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    /// Events with a revision above this.
-    #[arg(long, default_value_t = 0, value_name = "REVISION")]
-    after: i64,
+    /// Events with a revision above this [default: from the oldest retained event].
+    #[arg(long, value_name = "REVISION")]
+    after: Option<i64>,
     /// At most this many (1–1000).
     #[arg(long, default_value_t = 100, value_name = "N")]
     limit: u32,
@@ -109,10 +109,10 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
     match command {
         EventsCommand::List(args) => {
             let client = Client::from_args(&args.connect)?;
-            let query = [
-                ("after", args.after.to_string()),
-                ("limit", args.limit.to_string()),
-            ];
+            let mut query = vec![("limit", args.limit.to_string())];
+            if let Some(after) = args.after {
+                query.push(("after", after.to_string()));
+            }
             let page: Value = client
                 .send(client.request(Method::GET, "/api/v1/events").query(&query))
                 .await?;
@@ -120,7 +120,7 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
             if args.format == Format::Table && items.is_empty() {
                 eprintln!(
                     "no events after revision {} (latest revision {})",
-                    args.after, page["latest_revision"]
+                    page["next_after"], page["latest_revision"]
                 );
                 return Ok(());
             }

@@ -191,26 +191,31 @@ pub struct ObservabilityCapabilities {
     pub loki: bool,
 }
 
-/// Body of `POST /api/v1/clusters` as received; [`ClusterCreateRequest::validate`]
-/// turns it into a [`NewCluster`].
+/// Body of `POST /api/v1/clusters`: `name` and `api_server_url` are required,
+/// everything else defaults as in seed 7.1.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterCreateRequest {
     /// Required; `^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`.
+    #[schema(required = true, value_type = String, example = "prod-east-1")]
     pub name: Option<String>,
     /// At most 128 characters.
     pub display_name: Option<String>,
     /// Required; http(s) URL, at most 512 characters.
+    #[schema(required = true, value_type = String, example = "https://api.prod-east-1.example.com:6443")]
     pub api_server_url: Option<String>,
     /// HUB, SPOKE (default), EDGE or FAR_EDGE.
+    #[schema(value_type = Option<ClusterType>)]
     pub cluster_type: Option<String>,
     /// OPENSHIFT (default), KUBERNETES or MICROSHIFT.
+    #[schema(value_type = Option<Platform>)]
     pub platform: Option<String>,
     /// At most 64 characters; usually discovered.
     pub platform_version: Option<String>,
     /// At most 64 characters.
     pub region: Option<String>,
     /// PRODUCTION, STAGING, DEVELOPMENT (default) or LAB.
+    #[schema(value_type = Option<Environment>)]
     pub environment: Option<String>,
     /// Kubernetes-style labels.
     #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
@@ -386,7 +391,7 @@ impl ClusterCreateRequest {
 /// `endpoints` are replaced whole when given (`null` clears them); `null` clears
 /// `display_name`, `platform_version` and `region`. `name` is immutable: sending
 /// the current name is accepted, another is rejected. The read-only fields of a
-/// [`Cluster`] (`id`, `status`, `capabilities`, `revision`, timestamps) are
+/// cluster (`id`, `status`, `capabilities`, `revision`, timestamps) are
 /// accepted and ignored, so a GET body can be edited and sent back. Any other
 /// field is rejected.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]

@@ -140,6 +140,9 @@ impl ClusterFilter {
                 }
                 seen.push(key.to_owned());
             }
+            if value.chars().any(char::is_control) {
+                return Err(Error::invalid(key, "must not contain control characters"));
+            }
             match key {
                 "name" => filter.name = Some(value.to_lowercase()),
                 "cluster_type" => {
@@ -215,6 +218,8 @@ mod tests {
             (vec![("label", "bad key=v")], "label"),
             (vec![("enviroment", "LAB")], "enviroment"),
             (vec![("region", "a"), ("region", "b")], "region"),
+            (vec![("name", "a\u{0}b")], "name"),
+            (vec![("region", "\u{0}")], "region"),
         ] {
             assert_eq!(parse(&q).unwrap_err().field(), field, "{q:?}");
         }

@@ -10,6 +10,9 @@ pub(crate) fn validate_url(field: &str, value: &str, max_len: usize) -> Result<(
             format!("must be at most {max_len} characters"),
         ));
     }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
     let parsed = url::Url::parse(value)
         .map_err(|e| Error::invalid(field, format!("not a valid URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -39,6 +42,8 @@ mod tests {
         assert!(validate_url("u", "ftp://x", 512).is_err());
         assert!(validate_url("u", "https://user:pw@x", 512).is_err());
         assert!(validate_url("u", "https://", 512).is_err());
+        assert!(validate_url("u", "https://a.b/\u{0}", 512).is_err());
+        assert!(validate_url("u", "https://a.b/#\u{7}", 512).is_err());
         assert!(validate_url("u", &format!("https://{}.com", "a".repeat(600)), 512).is_err());
     }
 }

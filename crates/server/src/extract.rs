@@ -109,6 +109,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ClusterId {
     }
 }
 
+/// A cluster name from the path; a path that cannot be decoded is `CLUSTER_NOT_FOUND`.
+pub struct ClusterNameParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClusterNameParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw): axum::extract::Path<String> =
+            axum::extract::Path::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::cluster_not_found("(undecodable name)"))?;
+        Ok(ClusterNameParam(raw))
+    }
+}
+
 /// The raw query pairs, in order (for repeatable parameters such as `label`).
 pub struct QueryPairs(pub Vec<(String, String)>);
 

@@ -85,7 +85,7 @@ fn event_query(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
     Ok(query)
 }
 
-/// Events after a revision (`after`, default 0), at most `limit` (default 100, max 1000).
+/// Events after a revision (`after`; without it, from the oldest retained), at most `limit` (default 100, max 1000).
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     params(("after" = Option<i64>, Query), ("limit" = Option<u32>, Query)),
     responses((status = 200, body = EventList), (status = 410, description = "EVENTS_EXPIRED")))]
@@ -94,8 +94,14 @@ pub async fn list(
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<EventList>, ApiError> {
     let query = event_query(pairs)?;
-    let after = query.after.unwrap_or(0);
-    let page = state.store.events_after(after, query.limit).await?;
+    // Without `after`, read from the oldest retained event (never EVENTS_EXPIRED).
+    let (after, page) = match (query.after, state.store.events_after(query.after.unwrap_or(0), query.limit).await) {
+        (None, Err(StoreError::EventsExpired { oldest_revision, .. })) => {
+            let after = oldest_revision - 1;
+            (after, state.store.events_after(after, query.limit).await?)
+        }
+        (after, page) => (after.unwrap_or(0), page?),
+    };
     Ok(Json(EventList {
         next_after: page.items.last().map_or(after, |e| e.revision),
         items: page.items,

@@ -332,3 +332,22 @@ api_test!(unknown_routes_and_methods, |app| {
     )
     .await;
 });
+
+api_test!(control_characters_are_refused_not_stored, |app| {
+    for body in [
+        json!({ "name": "nul-url", "api_server_url": "https://a.b/\u{0}" }),
+        json!({ "name": "nul-frag", "api_server_url": "https://a.b/#\u{0}" }),
+        json!({ "name": "nul-ep", "api_server_url": "https://a.b", "endpoints": { "loki_url": "https://l/\u{0}" } }),
+        json!({ "name": "nul-region", "api_server_url": "https://a.b", "region": "r\u{0}" }),
+    ] {
+        assert_error(app.post_cluster(&body).await, 400, "VALIDATION_ERROR").await;
+    }
+    for query in ["?name=a%00b", "?region=%00"] {
+        assert_error(app.list(query).await, 400, "VALIDATION_ERROR").await;
+    }
+    for name in ["a%00b", "%ff", "UPPER"] {
+        assert_error(app.get(&format!("/api/v1/clusters/by-name/{name}")).await, 404, "CLUSTER_NOT_FOUND").await;
+    }
+    let list: Value = app.list("").await.json().await.unwrap();
+    assert_eq!(list["total"], 0);
+});
