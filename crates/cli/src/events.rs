@@ -176,7 +176,8 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let mut last = match args.after {
         Some(after) => Some(after),
         None => {
-            let query = [("after", i64::MAX.to_string()), ("limit", "1".to_owned())];
+            // Any page carries the latest revision; the smallest one is cheapest.
+            let query = [("limit", "1".to_owned())];
             let page: Value = client
                 .send(client.request(Method::GET, "/api/v1/events").query(&query))
                 .await?;

@@ -102,6 +102,13 @@ pub async fn list(
         }
         (after, page) => (after.unwrap_or(0), page?),
     };
+    if after > page.latest_revision {
+        // Following such a cursor would silently skip the revisions in between.
+        return Err(ApiError::validation(
+            "after",
+            format!("is beyond the latest revision {}", page.latest_revision),
+        ));
+    }
     Ok(Json(EventList {
         next_after: page.items.last().map_or(after, |e| e.revision),
         items: page.items,

@@ -918,3 +918,12 @@ api_test!(listing_without_after_starts_at_the_oldest_retained_event, |app| {
     assert_eq!(revisions, [kept["revision"].as_i64().unwrap()]);
     assert_eq!(page["next_after"], kept["revision"]);
 });
+
+api_test!(a_cursor_beyond_the_latest_revision_is_refused, |app| {
+    let created = app.register("cursor", json!({})).await;
+    let latest = created["revision"].as_i64().unwrap();
+    let ok: Value = app.get(&format!("/api/v1/events?after={latest}")).await.json().await.unwrap();
+    assert_eq!(ok["items"], json!([]));
+    let error = assert_error(app.get(&format!("/api/v1/events?after={}", latest + 1)).await, 400, "VALIDATION_ERROR").await;
+    assert_eq!(error["error"]["details"]["field"], "after");
+});
