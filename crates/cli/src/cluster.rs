@@ -38,6 +38,13 @@ const STATUS_EXAMPLES: &str = "Examples:
   fleetreg cluster status prod-east-1
   fleetreg cluster status prod-east-1 -o json";
 
+const REFRESH_EXAMPLES: &str = "Examples:
+  fleetreg cluster refresh prod-east-1
+  fleetreg cluster refresh prod-east-1 -o json
+
+An unreachable API server is `error: CLUSTER_UNREACHABLE: …` (the OFFLINE status
+is recorded); a failed discovery is `error: DISCOVERY_FAILED: …`.";
+
 const ALL_EXAMPLES: &str = "Examples:
   fleetreg cluster register prod-east-1 --api-server-url https://api.prod-east-1.example.com:6443 \\
       --type SPOKE --environment PRODUCTION --region us-east-1 --label team=platform
@@ -45,6 +52,7 @@ const ALL_EXAMPLES: &str = "Examples:
   fleetreg cluster get prod-east-1 -o yaml
   fleetreg cluster update prod-east-1 --region us-east-2 --add-label tier=gold
   fleetreg cluster status prod-east-1
+  fleetreg cluster refresh prod-east-1
   fleetreg cluster delete prod-east-1
 
 The server is --server, else $FLEETREG_URL, else http://127.0.0.1:8080.
@@ -72,6 +80,9 @@ pub enum ClusterCommand {
     /// Show a cluster's health status as of its last check.
     #[command(after_help = STATUS_EXAMPLES)]
     Status(TargetArgs),
+    /// Check a cluster and discover its capabilities now; shows the updated cluster.
+    #[command(after_help = REFRESH_EXAMPLES)]
+    Refresh(TargetArgs),
 }
 
 /// Output and connection flags.
@@ -828,6 +839,13 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 ),
                 format => print_one(format, &status, STATUS_DETAIL),
             }
+        }
+        ClusterCommand::Refresh(args) => {
+            let client = Client::from_args(&args.common.connect)?;
+            let current = fetch(&client, &args.cluster).await?;
+            let path = format!("/api/v1/clusters/{}/refresh", id_of(&current)?);
+            let cluster: Value = client.send(client.request(Method::POST, &path)).await?;
+            print_cluster(args.common.format, &cluster)
         }
     }
 }

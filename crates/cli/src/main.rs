@@ -4,6 +4,7 @@
 mod client;
 mod cluster;
 mod events;
+mod fleet;
 mod output;
 mod serve;
 
@@ -20,6 +21,7 @@ const EXAMPLES: &str = "Examples:
   fleetreg cluster register prod-east-1 --api-server-url https://api.prod-east-1.example.com:6443
   fleetreg cluster list --environment PRODUCTION -o json
   fleetreg events watch
+  fleetreg fleet summary
   fleetreg bench --help
 
 The client commands reach the server at --server, else FLEETREG_URL, else http://127.0.0.1:8080.";
@@ -42,6 +44,9 @@ enum Command {
     /// Read the change log or follow it live.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Fleet views: summary, health and capabilities across all clusters.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
     /// Drive a running server with load and print what was measured.
     Bench(fleetreg_bench::BenchArgs),
     /// Serve simulated clusters (Kubernetes API subset, Prometheus, Tempo, Loki)
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Cluster(command) => cluster::run(command).await,
             Command::Events(command) => events::run(command).await,
+            Command::Fleet(command) => fleet::run(command).await,
             Command::Bench(args) => fleetreg_bench::run(args).await.map_err(anyhow::Error::from),
             Command::Sim(args) => fleetreg_sim::run_cli(args).await.map_err(Into::into),
         }

@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Keep change-log events this many hours [default: 168].
     #[arg(long, env = "FLEETREG_EVENTS_RETENTION_HOURS")]
     events_retention_hours: Option<u64>,
+    /// Do not check cluster health in the background nor discover capabilities on
+    /// registration (`POST …/refresh` still works).
+    #[arg(long, env = "FLEETREG_NO_HEALTH_CHECKS")]
+    no_health_checks: bool,
     /// Log format.
     #[arg(long, env = "FLEETREG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -84,6 +88,10 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     }
     if let Some(hours) = args.events_retention_hours {
         settings.events_retention = Duration::from_secs(hours * 3600);
+    }
+    if args.no_health_checks {
+        settings.health_check.enabled = false;
+        settings.discovery.on_registration = false;
     }
     Ok(settings)
 }

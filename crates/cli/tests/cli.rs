@@ -38,7 +38,16 @@ impl Server {
     /// `fleetreg serve` on a free port with the SQLite file `db` (in `dir`).
     fn start(dir: &Path, db: &str) -> Server {
         let url = format!("sqlite://{}", dir.join(db).display());
-        Server::start_with(dir, &["--listen", "127.0.0.1:0", "--database-url", &url])
+        Server::start_with(
+            dir,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &url,
+                "--no-health-checks",
+            ],
+        )
     }
 
     /// `fleetreg serve ARGS`, waiting until it logs its address and `/health` answers.
@@ -439,6 +448,9 @@ fn register_get_update_status_delete() {
         .assert_error("CLUSTER_NOT_FOUND");
     server
         .run(&["cluster", "status", &id])
+        .assert_error("CLUSTER_NOT_FOUND");
+    server
+        .run(&["cluster", "refresh", &id])
         .assert_error("CLUSTER_NOT_FOUND");
     server
         .run(&["cluster", "update", "prod-east-1", "--region", "x"])
@@ -893,6 +905,7 @@ fn help_shows_examples() {
         &["cluster", "update", "--help"],
         &["cluster", "delete", "--help"],
         &["cluster", "status", "--help"],
+        &["cluster", "refresh", "--help"],
         &["events", "list", "--help"],
         &["events", "watch", "--help"],
         &["serve", "--help"],
@@ -905,4 +918,38 @@ fn help_shows_examples() {
             run.stdout
         );
     }
+}
+
+#[test]
+fn fleet_views_print_as_table_json_and_yaml() {
+    let dir = TempDir::new().unwrap();
+    let server = Server::start(dir.path(), "fleet.db");
+    for (name, kind) in [("fleet-hub", "HUB"), ("fleet-spoke", "SPOKE")] {
+        let url = format!("https://api.{name}.example.com:6443");
+        server.ok(&[
+            "cluster",
+            "register",
+            name,
+            "--api-server-url",
+            &url,
+            "--type",
+            kind,
+        ]);
+    }
+    let summary = server.json(&["fleet", "summary"]);
+    assert_eq!(summary["total_clusters"], 2);
+    assert_eq!(summary["by_type"]["HUB"], 1);
+    assert_eq!(summary["by_type"]["EDGE"], 0);
+    assert_eq!(summary["by_state"]["UNKNOWN"], 2);
+    let table = server.ok(&["fleet", "summary"]);
+    assert!(table.contains("TOTAL CLUSTERS:"), "{table}");
+    assert!(table.contains("SPOKE     1"), "{table}");
+    let health = server.json(&["fleet", "health", "--limit", "3"]);
+    assert_eq!(health["never_seen"], 2);
+    assert!(server.ok(&["fleet", "health"]).contains("Least healthy:"));
+    let yaml = server.ok(&["fleet", "capabilities", "-o", "yaml"]);
+    assert!(yaml.contains("clusters_discovered: 0"), "{yaml}");
+    server
+        .run(&["fleet", "health", "--limit", "0"])
+        .assert_error("VALIDATION_ERROR");
 }

@@ -42,6 +42,7 @@ impl Server {
                 &format!("127.0.0.1:{port}"),
                 "--database-url",
                 database_url,
+                "--no-health-checks",
             ])
             .env("RUST_LOG", "warn")
             .current_dir(log.parent().unwrap())

@@ -12,6 +12,7 @@ mod enums;
 mod error;
 mod event;
 mod filter;
+mod fleet;
 mod health;
 mod labels;
 mod name;
@@ -28,6 +29,10 @@ pub use enums::{ClusterState, ClusterType, Connectivity, Environment, Platform};
 pub use error::{Error, ErrorCode};
 pub use event::{Event, EventType};
 pub use filter::{ClusterFilter, LabelSelector, Page, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use fleet::{
+    CapabilityCounts, FleetCapabilities, FleetClusterHealth, FleetHealth, FleetSummary,
+    GpuTypeTotals, ObservabilityCoverage, ScoreBucket, SummaryGroup, SCORE_BUCKETS,
+};
 pub use health::{
     cluster_status, describe, health_score, next_state, CheckResults, CheckTiming, Component,
 };

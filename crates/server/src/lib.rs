@@ -11,6 +11,7 @@ pub mod api;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
@@ -20,6 +21,7 @@ pub mod state;
 
 use crate::error::{ApiError, InternalCause};
 use crate::events::EventHub;
+use crate::health::{HealthContext, HealthScheduler};
 use crate::retention::Retention;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -59,6 +61,9 @@ pub enum StartError {
     /// The Redis URL is invalid.
     #[error("invalid redis URL: {0}")]
     Redis(#[from] outbox::OutboxError),
+    /// The prober's HTTP clients could not be set up.
+    #[error("cannot set up health checks: {0}")]
+    Probe(#[from] fleetreg_probe::Error),
 }
 
 /// A built server: store opened, workers started, listener bound.
@@ -67,6 +72,7 @@ pub struct Application {
     router: Router,
     store: Arc<dyn Store>,
     retention: Retention,
+    health_scheduler: Option<HealthScheduler>,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
 }
@@ -102,11 +108,26 @@ impl Application {
                 .clone()
                 .run(settings.retention_interval, shutdown.clone()),
         ));
+        let health = HealthContext {
+            prober: fleetreg_probe::Prober::new()?,
+            config: settings.health_check.clone(),
+            discovery: settings.discovery.clone(),
+        };
+        let health_scheduler = if settings.health_check.enabled {
+            let scheduler = HealthScheduler::new(store.clone(), health.clone());
+            workers.push(tokio::spawn(scheduler.clone().run(shutdown.clone())));
+            tracing::info!("health scheduler started");
+            Some(scheduler)
+        } else {
+            tracing::info!("health checks disabled");
+            None
+        };
         let state = AppState {
             store: store.clone(),
             hub,
             metrics,
             shutdown: shutdown.clone(),
+            health,
         };
         let router = router(state, &settings);
         let listener =
@@ -121,6 +142,7 @@ impl Application {
             router,
             store,
             retention,
+            health_scheduler,
             shutdown,
             workers,
         })
@@ -147,6 +169,12 @@ impl Application {
     /// The retention worker, for tests that drive it.
     pub fn retention(&self) -> Retention {
         self.retention.clone()
+    }
+
+    /// The health scheduler (when `health_check.enabled`), for tests that drive
+    /// it with `tick_at`.
+    pub fn health_scheduler(&self) -> Option<HealthScheduler> {
+        self.health_scheduler.clone()
     }
 
     /// Serves until `signal` completes, then drains requests, ends streams,

@@ -26,6 +26,16 @@ pub const REDIS_FAILURES: &str = "fleetreg_redis_publish_failures_total";
 pub const REDIS_BACKLOG: &str = "fleetreg_redis_outbox_backlog";
 /// Events removed by retention.
 pub const EVENTS_PRUNED: &str = "fleetreg_events_pruned_total";
+/// Health checks by result (the state they produced: ONLINE, DEGRADED, OFFLINE).
+pub const HEALTH_CHECKS: &str = "fleetreg_health_checks_total";
+/// Health check duration histogram (the whole check, all calls).
+pub const HEALTH_CHECK_DURATION: &str = "fleetreg_health_check_duration_seconds";
+/// Time from a check's due time to its start.
+pub const HEALTH_SCHEDULER_LAG: &str = "fleetreg_health_scheduler_lag_seconds";
+/// Check intervals skipped because a check started or ran too late.
+pub const HEALTH_MISSED_INTERVALS: &str = "fleetreg_health_missed_intervals_total";
+/// Scheduled clusters by their last observed state.
+pub const CLUSTERS_BY_STATE: &str = "fleetreg_clusters_by_state";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -1,10 +1,14 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::api::{clusters, events, ops};
+use crate::api::{clusters, events, fleet, ops};
 use fleetreg_model::{
     Capabilities, Cluster, ClusterCreateRequest, ClusterState, ClusterStatus, ClusterType,
     ClusterUpdateRequest, Connectivity, Endpoints, Environment, Event, EventType,
     ObservabilityCapabilities, Platform,
+};
+use fleetreg_model::{
+    FleetCapabilities, FleetClusterHealth, FleetHealth, FleetSummary, GpuTypeTotals,
+    ObservabilityCoverage, ScoreBucket,
 };
 
 /// The fleetreg API.
@@ -22,8 +26,12 @@ use fleetreg_model::{
         clusters::update,
         clusters::delete,
         clusters::status,
+        clusters::refresh,
         events::list,
         events::stream,
+        fleet::summary,
+        fleet::health,
+        fleet::capabilities,
         ops::health,
         ops::ready,
         ops::metrics,
@@ -45,7 +53,14 @@ use fleetreg_model::{
         Event,
         EventType,
         clusters::ClusterPage,
-        events::EventList
+        events::EventList,
+        FleetSummary,
+        FleetHealth,
+        ScoreBucket,
+        FleetClusterHealth,
+        FleetCapabilities,
+        GpuTypeTotals,
+        ObservabilityCoverage
     ))
 )]
 pub struct ApiDoc;

@@ -1,6 +1,7 @@
 //! Shared state of the handlers.
 
 use crate::events::EventHub;
+use crate::health::HealthContext;
 use fleetreg_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -17,4 +18,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Cancelled when the server shuts down; long-lived streams end on it.
     pub shutdown: CancellationToken,
+    /// The prober and the health-check and discovery settings (refresh,
+    /// discovery on registration).
+    pub health: HealthContext,
 }

@@ -74,8 +74,6 @@ const NOT_YET_PRODUCED: &[&str] = &[
     "CREDENTIALS_NOT_FOUND", // credentials API (issue 5)
     "UNAUTHENTICATED",       // authentication (issue 5)
     "FORBIDDEN",             // authentication (issue 5)
-    "CLUSTER_UNREACHABLE",   // refresh (issue 4)
-    "DISCOVERY_FAILED",      // refresh (issue 4)
     "SERVICE_UNAVAILABLE",   // only when the store is down
     "INTERNAL_ERROR",        // only on unexpected failures
 ];

@@ -17,6 +17,7 @@
 mod count_cache;
 mod decode;
 mod error;
+mod fleet;
 mod postgres;
 mod query;
 mod sqlite;

@@ -805,4 +805,20 @@ impl Store for SqliteStore {
         self.read.close().await;
         self.write.close().await;
     }
+
+    async fn fleet_summary(&self) -> Result<fleetreg_model::FleetSummary, StoreError> {
+        crate::fleet::sqlite::fleet_summary(&self.read).await
+    }
+
+    async fn fleet_health(
+        &self,
+        stale_before: &[(fleetreg_model::ClusterType, DateTime<Utc>)],
+        limit: u32,
+    ) -> Result<fleetreg_model::FleetHealth, StoreError> {
+        crate::fleet::sqlite::fleet_health(&self.read, stale_before, limit).await
+    }
+
+    async fn fleet_capabilities(&self) -> Result<fleetreg_model::FleetCapabilities, StoreError> {
+        crate::fleet::sqlite::fleet_capabilities(&self.read).await
+    }
 }

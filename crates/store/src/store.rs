@@ -4,8 +4,8 @@ use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
-    Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus, Event,
-    NewCluster, Page,
+    Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus,
+    ClusterType, Event, FleetCapabilities, FleetHealth, FleetSummary, NewCluster, Page,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -160,4 +160,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stops the writer after pending writes and closes the pools.
     async fn close(&self);
+
+    /// The fleet summary of seed 4.2, aggregated in the database in one read.
+    async fn fleet_summary(&self) -> Result<FleetSummary, StoreError>;
+
+    /// The fleet health view, aggregated in the database in one read. A cluster
+    /// is stale when its `last_seen_at` is before the cutoff of its type in
+    /// `stale_before` (types not listed are never stale); both lists hold at
+    /// most `limit` clusters.
+    async fn fleet_health(
+        &self,
+        stale_before: &[(ClusterType, DateTime<Utc>)],
+        limit: u32,
+    ) -> Result<FleetHealth, StoreError>;
+
+    /// Discovered capabilities across the fleet, aggregated in the database.
+    async fn fleet_capabilities(&self) -> Result<FleetCapabilities, StoreError>;
 }

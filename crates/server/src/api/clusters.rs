@@ -1,19 +1,21 @@
-//! `/api/v1/clusters`: register, read, list, update, delete, status.
+//! `/api/v1/clusters`: register, read, list, update, delete, status, refresh.
 
 use super::{audit_of, etag, if_match, REVISION_HEADER};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ClusterId, Peer, QueryPairs};
+use crate::extract::{ApiJson, ClusterId, ClusterNameParam, Peer, QueryPairs};
+use crate::health::{check_and_record, discover_and_record, DiscoverError};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use fleetreg_model::{
-    Cluster, ClusterCreateRequest, ClusterFilter, ClusterStatus, ClusterUpdateRequest,
+    Cluster, ClusterCreateRequest, ClusterFilter, ClusterStatus, ClusterUpdateRequest, ErrorCode,
 };
 use serde::Serialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 /// The cluster routes.
@@ -26,6 +28,7 @@ pub fn router() -> Router<AppState> {
             get(get_one).put(update).delete(delete),
         )
         .route("/api/v1/clusters/{id}/status", get(status))
+        .route("/api/v1/clusters/{id}/refresh", post(refresh))
 }
 
 /// A page of clusters (seed 4.2).
@@ -65,6 +68,9 @@ pub async fn create(
         .store
         .insert_cluster(new, &audit_of(&headers, peer))
         .await?;
+    if state.health.discovery.on_registration {
+        discover_in_background(&state, cluster.clone());
+    }
     let location = HeaderValue::from_str(&format!("/api/v1/clusters/{}", cluster.id)).ok();
     let mut response = with_etag(StatusCode::CREATED, cluster);
     if let Some(location) = location {
@@ -119,8 +125,12 @@ pub async fn get_one(
     responses((status = 200, body = Cluster), (status = 404, description = "CLUSTER_NOT_FOUND")))]
 pub async fn get_by_name(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ClusterNameParam(name): ClusterNameParam,
 ) -> Result<Response, ApiError> {
+    // A string that is not a valid name cannot name a cluster: no query needed.
+    if fleetreg_model::ClusterName::parse(&name).is_err() {
+        return Err(ApiError::cluster_not_found(&name));
+    }
     match state.store.find_cluster_by_name(&name).await? {
         Some(cluster) => Ok(with_etag(StatusCode::OK, cluster)),
         None => Err(ApiError::cluster_not_found(&name)),
@@ -172,4 +182,65 @@ pub async fn status(
     ClusterId(id): ClusterId,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     Ok(Json(state.store.get_cluster(id).await?.status))
+}
+
+/// Discovery after a registration (`discovery.on_registration`): runs after the
+/// 201 is sent; a failure is only logged (the cluster stays registered).
+fn discover_in_background(state: &AppState, cluster: Cluster) {
+    let (store, health) = (state.store.clone(), state.health.clone());
+    tokio::spawn(async move {
+        match discover_and_record(store.as_ref(), &health, &cluster).await {
+            Ok(_) => {}
+            Err(DiscoverError::Store(fleetreg_store::StoreError::NotFound(_))) => {}
+            Err(error) => {
+                tracing::warn!(cluster = %cluster.id, %error, "discovery on registration failed");
+            }
+        }
+    });
+}
+
+/// Check the cluster and discover its capabilities now; returns the updated cluster.
+///
+/// The status is recorded first (a state change is a `CLUSTER_STATUS_CHANGED`
+/// event); when the API server is unreachable the answer is 503
+/// `CLUSTER_UNREACHABLE` with the cause in `details`; when discovery fails, 500
+/// `DISCOVERY_FAILED` with the cause. Discovered capabilities are stored (a
+/// `CLUSTER_CAPABILITIES_CHANGED` event only when they changed).
+#[utoipa::path(post, path = "/api/v1/clusters/{id}/refresh", tag = "clusters",
+    responses((status = 200, body = Cluster), (status = 404, description = "CLUSTER_NOT_FOUND"),
+              (status = 500, description = "DISCOVERY_FAILED"), (status = 503, description = "CLUSTER_UNREACHABLE")))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+) -> Result<Response, ApiError> {
+    let cluster = state.store.get_cluster(id).await?;
+    let outcome = check_and_record(state.store.as_ref(), &state.health, &cluster).await?;
+    if !outcome.report.results.api_server {
+        let cause = outcome.api_server_cause().unwrap_or("unreachable");
+        return Err(ApiError::new(
+            ErrorCode::ClusterUnreachable,
+            format!("the API server of cluster {} is unreachable", cluster.name),
+        )
+        .with_details(json!({
+            "cluster": id.to_string(),
+            "api_server_url": cluster.api_server_url,
+            "cause": cause,
+            "status": outcome.status,
+        })));
+    }
+    match discover_and_record(state.store.as_ref(), &state.health, &cluster).await {
+        Ok(_) => {}
+        Err(DiscoverError::Store(error)) => return Err(error.into()),
+        Err(DiscoverError::Probe(error)) => {
+            return Err(ApiError::new(
+                ErrorCode::DiscoveryFailed,
+                format!("discovery of cluster {} failed", cluster.name),
+            )
+            .with_details(json!({ "cluster": id.to_string(), "cause": error.to_string() })));
+        }
+    }
+    Ok(with_etag(
+        StatusCode::OK,
+        state.store.get_cluster(id).await?,
+    ))
 }

@@ -95,8 +95,19 @@ pub async fn list(
 ) -> Result<Json<EventList>, ApiError> {
     let query = event_query(pairs)?;
     // Without `after`, read from the oldest retained event (never EVENTS_EXPIRED).
-    let (after, page) = match (query.after, state.store.events_after(query.after.unwrap_or(0), query.limit).await) {
-        (None, Err(StoreError::EventsExpired { oldest_revision, .. })) => {
+    let (after, page) = match (
+        query.after,
+        state
+            .store
+            .events_after(query.after.unwrap_or(0), query.limit)
+            .await,
+    ) {
+        (
+            None,
+            Err(StoreError::EventsExpired {
+                oldest_revision, ..
+            }),
+        ) => {
             let after = oldest_revision - 1;
             (after, state.store.events_after(after, query.limit).await?)
         }

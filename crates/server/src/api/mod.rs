@@ -2,6 +2,7 @@
 
 pub mod clusters;
 pub mod events;
+pub mod fleet;
 pub mod ops;
 
 use crate::error::ApiError;
@@ -19,6 +20,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(clusters::router())
         .merge(events::router())
+        .merge(fleet::router())
         .merge(ops::router())
 }
 

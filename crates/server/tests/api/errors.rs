@@ -346,7 +346,12 @@ api_test!(control_characters_are_refused_not_stored, |app| {
         assert_error(app.list(query).await, 400, "VALIDATION_ERROR").await;
     }
     for name in ["a%00b", "%ff", "UPPER"] {
-        assert_error(app.get(&format!("/api/v1/clusters/by-name/{name}")).await, 404, "CLUSTER_NOT_FOUND").await;
+        assert_error(
+            app.get(&format!("/api/v1/clusters/by-name/{name}")).await,
+            404,
+            "CLUSTER_NOT_FOUND",
+        )
+        .await;
     }
     let list: Value = app.list("").await.json().await.unwrap();
     assert_eq!(list["total"], 0);

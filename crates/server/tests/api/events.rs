@@ -907,23 +907,50 @@ api_test!(poller_never_finds_a_revision_behind_its_cursor, |app| {
     );
 });
 
-api_test!(listing_without_after_starts_at_the_oldest_retained_event, |app| {
-    app.register("old-one", json!({})).await;
-    app.register("old-two", json!({})).await;
-    app.retention.prune_older_than(Duration::ZERO).await.unwrap();
-    let kept = app.register("kept", json!({})).await;
-    assert_error(app.get("/api/v1/events?after=0").await, 410, "EVENTS_EXPIRED").await;
-    let page: Value = app.get("/api/v1/events").await.json().await.unwrap();
-    let revisions: Vec<i64> = page["items"].as_array().unwrap().iter().map(|e| e["revision"].as_i64().unwrap()).collect();
-    assert_eq!(revisions, [kept["revision"].as_i64().unwrap()]);
-    assert_eq!(page["next_after"], kept["revision"]);
-});
+api_test!(
+    listing_without_after_starts_at_the_oldest_retained_event,
+    |app| {
+        app.register("old-one", json!({})).await;
+        app.register("old-two", json!({})).await;
+        app.retention
+            .prune_older_than(Duration::ZERO)
+            .await
+            .unwrap();
+        let kept = app.register("kept", json!({})).await;
+        assert_error(
+            app.get("/api/v1/events?after=0").await,
+            410,
+            "EVENTS_EXPIRED",
+        )
+        .await;
+        let page: Value = app.get("/api/v1/events").await.json().await.unwrap();
+        let revisions: Vec<i64> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["revision"].as_i64().unwrap())
+            .collect();
+        assert_eq!(revisions, [kept["revision"].as_i64().unwrap()]);
+        assert_eq!(page["next_after"], kept["revision"]);
+    }
+);
 
 api_test!(a_cursor_beyond_the_latest_revision_is_refused, |app| {
     let created = app.register("cursor", json!({})).await;
     let latest = created["revision"].as_i64().unwrap();
-    let ok: Value = app.get(&format!("/api/v1/events?after={latest}")).await.json().await.unwrap();
+    let ok: Value = app
+        .get(&format!("/api/v1/events?after={latest}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ok["items"], json!([]));
-    let error = assert_error(app.get(&format!("/api/v1/events?after={}", latest + 1)).await, 400, "VALIDATION_ERROR").await;
+    let error = assert_error(
+        app.get(&format!("/api/v1/events?after={}", latest + 1))
+            .await,
+        400,
+        "VALIDATION_ERROR",
+    )
+    .await;
     assert_eq!(error["error"]["details"]["field"], "after");
 });

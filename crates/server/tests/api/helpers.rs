@@ -49,6 +49,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub retention: fleetreg_server::retention::Retention,
+    /// The health scheduler, when the settings enable it.
+    pub health: Option<fleetreg_server::health::HealthScheduler>,
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -129,13 +131,18 @@ pub async fn create_postgres_database() -> Option<(String, TestResources)> {
     Some((url, TestResources::PgDatabase { admin_url, name }))
 }
 
-/// Settings for a test server on a random port with the given store.
+/// Settings for a test server on a random port with the given store. Health
+/// checks and discovery on registration are off (test clusters point at hosts
+/// that do not exist); `health.rs` turns them on where it needs them.
 pub fn test_settings(database_url: &str) -> Settings {
-    Settings {
+    let mut settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.to_owned(),
         ..Settings::default()
-    }
+    };
+    settings.health_check.enabled = false;
+    settings.discovery.on_registration = false;
+    settings
 }
 
 /// Starts a server on a random port with a fresh store.
@@ -172,6 +179,7 @@ async fn start(
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
     let retention = app.retention();
+    let health = app.health_scheduler();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -182,6 +190,7 @@ async fn start(
         client: reqwest::Client::new(),
         store,
         retention,
+        health,
         database_url,
         stop: Some(stop),
         server: Some(server),

@@ -7,6 +7,8 @@ mod clusters;
 mod concurrency;
 mod errors;
 mod events;
+mod fleet;
+mod health;
 mod listing;
 mod operations;
 mod redis;

@@ -1,0 +1,114 @@
+//! One check of one cluster, and one discovery, each recorded in the store.
+
+use super::HealthContext;
+use crate::metrics;
+use fleetreg_model::{Cluster, ClusterStatus, Component, Event};
+use fleetreg_probe::{Discovery, HealthReport, Target};
+use fleetreg_store::{Store, StoreError};
+use tracing::instrument;
+
+/// What one recorded check produced.
+#[derive(Debug, Clone)]
+pub struct CheckOutcome {
+    /// The probe's report (results, causes, elapsed time).
+    pub report: HealthReport,
+    /// The status that was stored.
+    pub status: ClusterStatus,
+    /// The `last_seen_at` that was stored.
+    pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `CLUSTER_STATUS_CHANGED`, when the state changed.
+    pub event: Option<Event>,
+}
+
+impl CheckOutcome {
+    /// The sanitised cause of an unreachable API server, if it was.
+    pub fn api_server_cause(&self) -> Option<&str> {
+        self.report
+            .failures
+            .iter()
+            .find(|f| f.component == Component::ApiServer)
+            .map(|f| f.cause.as_str())
+    }
+}
+
+/// Checks `cluster` (seed 8.1) within its type's timeout and records the status;
+/// `last_seen_at` moves only when the API server answered.
+#[instrument(skip_all, fields(cluster = %cluster.id))]
+pub async fn check_and_record(
+    store: &dyn Store,
+    health: &HealthContext,
+    cluster: &Cluster,
+) -> Result<CheckOutcome, StoreError> {
+    let timeout = health.timing(cluster.cluster_type).timeout;
+    let report = health
+        .prober
+        .check(&Target::from_cluster(cluster), timeout)
+        .await;
+    let checked_at = fleetreg_model::now();
+    let status = report.status(cluster.status.state, checked_at);
+    let last_seen_at = if report.results.api_server {
+        Some(checked_at)
+    } else {
+        cluster.last_seen_at
+    };
+    ::metrics::counter!(metrics::HEALTH_CHECKS, "result" => status.state.as_str()).increment(1);
+    ::metrics::histogram!(metrics::HEALTH_CHECK_DURATION).record(report.elapsed.as_secs_f64());
+    let event = store
+        .record_status(cluster.id, status.clone(), last_seen_at)
+        .await?;
+    if let Some(event) = &event {
+        tracing::info!(
+            revision = event.revision,
+            state = status.state.as_str(),
+            score = status.health_score,
+            reason = status.reason.as_deref().unwrap_or_default(),
+            "cluster state changed"
+        );
+    } else {
+        tracing::debug!(
+            state = status.state.as_str(),
+            score = status.health_score,
+            "cluster checked"
+        );
+    }
+    Ok(CheckOutcome {
+        report,
+        status,
+        last_seen_at,
+        event,
+    })
+}
+
+/// Why a discovery could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    /// The probe failed (sanitised cause: never a credential).
+    #[error("discovery failed: {0}")]
+    Probe(#[from] fleetreg_probe::Error),
+    /// The store refused the capabilities.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Discovers `cluster`'s capabilities (seed 9) within its type's timeout and
+/// records them (an event only when they changed). `platform_version` is returned
+/// in the [`Discovery`] but not stored (no store write for it yet).
+#[instrument(skip_all, fields(cluster = %cluster.id))]
+pub async fn discover_and_record(
+    store: &dyn Store,
+    health: &HealthContext,
+    cluster: &Cluster,
+) -> Result<Discovery, DiscoverError> {
+    let timeout = health.timing(cluster.cluster_type).timeout;
+    let discovery = health
+        .prober
+        .discover(&Target::from_cluster(cluster), timeout)
+        .await?;
+    let event = store
+        .set_capabilities(cluster.id, discovery.capabilities.clone())
+        .await?;
+    if let Some(event) = event {
+        tracing::info!(revision = event.revision, "cluster capabilities changed");
+    }
+    Ok(discovery)
+}

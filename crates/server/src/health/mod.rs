@@ -1,0 +1,51 @@
+//! Health checking (seed 8): the background [`HealthScheduler`] and the single
+//! check both it and `POST /api/v1/clusters/{id}/refresh` run ([`check_and_record`]).
+//!
+//! Invariant: the probe only observes; every observation reaches the store through
+//! `Store::record_status` / `Store::set_capabilities`, which decide what becomes an
+//! event.
+
+mod check;
+mod scheduler;
+
+pub use check::{check_and_record, discover_and_record, CheckOutcome, DiscoverError};
+pub use scheduler::{HealthScheduler, Tick};
+
+use crate::settings::{DiscoveryConfig, HealthCheckConfig};
+use fleetreg_model::{CheckTiming, ClusterType};
+use fleetreg_probe::Prober;
+use std::time::Duration;
+
+/// What checks need besides the store: the shared prober and the configuration.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct HealthContext {
+    /// The process's prober (pooled clients).
+    pub prober: Prober,
+    /// The `health_check:` settings.
+    pub config: HealthCheckConfig,
+    /// The `discovery:` settings.
+    pub discovery: DiscoveryConfig,
+}
+
+impl HealthContext {
+    /// The interval and timeout for clusters of `cluster_type`: the interval from
+    /// the settings (at least one second), the timeout from `timeout_seconds` or
+    /// else seed 8.3's default for the type.
+    pub fn timing(&self, cluster_type: ClusterType) -> CheckTiming {
+        let defaults = CheckTiming::default_for(cluster_type);
+        let interval = match cluster_type {
+            ClusterType::Hub => self.config.hub_interval_seconds,
+            ClusterType::Spoke => self.config.spoke_interval_seconds,
+            ClusterType::Edge => self.config.edge_interval_seconds,
+            ClusterType::FarEdge => self.config.far_edge_interval_seconds,
+        };
+        CheckTiming {
+            interval: Duration::from_secs(interval.max(1)),
+            timeout: self
+                .config
+                .timeout_seconds
+                .map_or(defaults.timeout, |s| Duration::from_secs(s.max(1))),
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! Health checks against the simulator: `POST /clusters/{id}/refresh` (status,
+//! capabilities, `CLUSTER_UNREACHABLE`, `DISCOVERY_FAILED`), state-change events
+//! only on transitions, and the background scheduler picking up new clusters and
+//! dropping deleted ones.
+
+use crate::helpers::{assert_error, TestApp};
+use fleetreg_server::settings::Settings;
+use fleetreg_sim::{ClusterSpec, ClusterView, FaultsPatch, ObservabilitySpec, SpawnedSim};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Refresh tests: no background checks, so every status comes from a refresh.
+fn manual(settings: &mut Settings) {
+    settings.health_check.enabled = false;
+    settings.health_check.timeout_seconds = Some(3);
+}
+
+/// Scheduler tests: every type checked each second.
+fn every_second(settings: &mut Settings) {
+    let h = &mut settings.health_check;
+    h.enabled = true;
+    h.hub_interval_seconds = 1;
+    h.spoke_interval_seconds = 1;
+    h.edge_interval_seconds = 1;
+    h.far_edge_interval_seconds = 1;
+    h.timeout_seconds = Some(2);
+}
+
+fn rich_spec() -> ClusterSpec {
+    ClusterSpec {
+        nodes: 4,
+        gpu_count: 12,
+        gpu_nodes: 2,
+        gpu_type: "NVIDIA-H100-80GB-HBM3".into(),
+        gpu_operator: true,
+        dcgm: true,
+        cnf_namespaces: vec!["du-site1".into(), "upf-core".into()],
+        sriov_policies: 2,
+        ptp: true,
+        observability: ObservabilitySpec {
+            prometheus: true,
+            thanos: true,
+            tempo: true,
+            loki: true,
+        },
+        kubernetes_version: "v1.28.9+416ecaf".into(),
+        openshift_version: Some("4.15.12".into()),
+        token: None,
+    }
+}
+
+/// Registers `view` with its API server and all three endpoints.
+async fn register_sim_cluster(app: &TestApp, view: &ClusterView) -> String {
+    let body = app
+        .register(
+            &view.name,
+            json!({
+                "api_server_url": view.api_server_url,
+                "endpoints": {
+                    "prometheus_url": view.prometheus_url,
+                    "tempo_url": view.tempo_url,
+                    "loki_url": view.loki_url,
+                },
+            }),
+        )
+        .await;
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn refresh(app: &TestApp, id: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/v1/clusters/{id}/refresh")))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn refresh_ok(app: &TestApp, id: &str) -> Value {
+    let response = refresh(app, id).await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "refresh: {body}");
+    body
+}
+
+fn faults(api_down: bool, prometheus_down: bool) -> FaultsPatch {
+    FaultsPatch {
+        api_down: Some(api_down),
+        api_latency_ms: Some(0),
+        prometheus_down: Some(prometheus_down),
+        tempo_down: Some(false),
+        loki_down: Some(false),
+    }
+}
+
+async fn events_of(app: &TestApp, id: &str, event_type: &str) -> Vec<Value> {
+    let mut cursor = 0;
+    let mut found = Vec::new();
+    loop {
+        let page: Value = app
+            .get(&format!("/api/v1/events?after={cursor}&limit=1000"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            return found;
+        }
+        cursor = page["next_after"].as_i64().unwrap();
+        found.extend(
+            items
+                .into_iter()
+                .filter(|e| e["type"] == event_type && e["resource_id"] == id),
+        );
+    }
+}
+
+fn transitions(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e["payload"]["old_state"].as_str().unwrap().to_owned(),
+                e["payload"]["new_state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Polls `cond` on the cluster every 100 ms for up to 20 s.
+async fn wait_for_cluster(app: &TestApp, id: &str, what: &str, cond: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cluster: Value = app.get_cluster(id).await.json().await.unwrap();
+        if cond(&cluster) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {cluster}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+mod refresh_follows_faults {
+    use super::*;
+
+    async fn body(app: TestApp) {
+        let sim = SpawnedSim::start().await.unwrap();
+        let admin = sim.admin();
+        let view = admin.create_cluster("alpha", rich_spec()).await.unwrap();
+        let id = register_sim_cluster(&app, &view).await;
+
+        // Healthy: ONLINE, 100, and the capabilities the sim holds.
+        let cluster = refresh_ok(&app, &id).await;
+        assert_eq!(cluster["status"]["state"], "ONLINE", "{cluster}");
+        assert_eq!(cluster["status"]["health_score"], 100);
+        assert!(cluster["last_seen_at"].is_string(), "{cluster}");
+        let caps = &cluster["capabilities"];
+        assert_eq!(caps["has_gpu_nodes"], true, "{caps}");
+        assert_eq!(caps["gpu_count"], 12);
+        assert_eq!(caps["gpu_types"], json!(["NVIDIA-H100-80GB-HBM3"]));
+        assert_eq!(caps["has_cnf"], true);
+        assert_eq!(caps["cnf_types"], json!(["vDU", "UPF"]));
+        assert_eq!(caps["has_sriov"], true);
+        assert_eq!(caps["has_ptp"], true);
+        assert_eq!(
+            caps["observability"],
+            json!({ "prometheus": true, "thanos": true, "tempo": true, "loki": true })
+        );
+        assert!(caps["discovered_at"].is_string(), "{caps}");
+
+        // Same again: no transition, no capability change.
+        let cluster = refresh_ok(&app, &id).await;
+        assert_eq!(cluster["status"]["state"], "ONLINE");
+        assert_eq!(
+            events_of(&app, &id, "CLUSTER_CAPABILITIES_CHANGED")
+                .await
+                .len(),
+            1
+        );
+
+        // Prometheus down: DEGRADED, 80.
+        admin
+            .set_faults("alpha", &faults(false, true))
+            .await
+            .unwrap();
+        let cluster = refresh_ok(&app, &id).await;
+        assert_eq!(cluster["status"]["state"], "DEGRADED", "{cluster}");
+        assert_eq!(cluster["status"]["health_score"], 80);
+        assert_eq!(cluster["status"]["prometheus_healthy"], false);
+
+        // API server down: 503 CLUSTER_UNREACHABLE, and the status is recorded.
+        admin
+            .set_faults("alpha", &faults(true, false))
+            .await
+            .unwrap();
+        let error = assert_error(refresh(&app, &id).await, 503, "CLUSTER_UNREACHABLE").await;
+        let cause = error["error"]["details"]["cause"].as_str().unwrap();
+        assert!(!cause.is_empty(), "{error}");
+        let status: Value = app
+            .get(&format!("/api/v1/clusters/{id}/status"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(status["state"], "OFFLINE", "{status}");
+        assert_eq!(status["health_score"], 50);
+        assert_eq!(status["connectivity"], "DISCONNECTED");
+
+        // Repaired: ONLINE again.
+        admin
+            .set_faults("alpha", &faults(false, false))
+            .await
+            .unwrap();
+        let cluster = refresh_ok(&app, &id).await;
+        assert_eq!(cluster["status"]["state"], "ONLINE");
+        assert_eq!(cluster["status"]["health_score"], 100);
+
+        // One event per transition, none for the repeated ONLINE.
+        let changes = events_of(&app, &id, "CLUSTER_STATUS_CHANGED").await;
+        let expected: Vec<(String, String)> = [
+            ("UNKNOWN", "ONLINE"),
+            ("ONLINE", "DEGRADED"),
+            ("DEGRADED", "OFFLINE"),
+            ("OFFLINE", "ONLINE"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(transitions(&changes), expected);
+        assert_eq!(
+            events_of(&app, &id, "CLUSTER_CAPABILITIES_CHANGED")
+                .await
+                .len(),
+            1,
+            "capabilities did not change after the first refresh"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, manual)
+            .await
+            .expect("sqlite app");
+        body(app).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        if let Some(app) =
+            crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, manual).await
+        {
+            body(app).await;
+        }
+    }
+}
+
+api_test!(refresh_of_an_unknown_cluster_is_404, |app| {
+    let response = refresh(&app, &uuid::Uuid::new_v4().to_string()).await;
+    assert_error(response, 404, "CLUSTER_NOT_FOUND").await;
+    let response = refresh(&app, "not-a-uuid").await;
+    assert_error(response, 404, "CLUSTER_NOT_FOUND").await;
+});
+
+/// An API server that lists namespaces (so the check passes) and fails
+/// everything else (so discovery fails).
+async fn half_broken_api_server() -> String {
+    use axum::routing::get;
+    let router = axum::Router::new()
+        .route(
+            "/api/v1/namespaces",
+            get(|| async {
+                axum::Json(json!({
+                    "kind": "NamespaceList",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "items": [],
+                }))
+            }),
+        )
+        .fallback(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "broken") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+api_test!(refresh_reports_a_failed_discovery, |app| {
+    let url = half_broken_api_server().await;
+    let body = app
+        .register("half-broken", json!({ "api_server_url": url }))
+        .await;
+    let id = body["id"].as_str().unwrap();
+    let error = assert_error(refresh(&app, id).await, 500, "DISCOVERY_FAILED").await;
+    let cause = error["error"]["details"]["cause"].as_str().unwrap();
+    assert!(!cause.is_empty(), "{error}");
+    // The check itself passed and was recorded.
+    let cluster: Value = app.get_cluster(id).await.json().await.unwrap();
+    assert_eq!(cluster["status"]["state"], "ONLINE", "{cluster}");
+});
+
+mod scheduler_follows_registrations_and_deletions {
+    use super::*;
+
+    async fn body(app: TestApp) {
+        let sim = SpawnedSim::start().await.unwrap();
+        let admin = sim.admin();
+        let view = admin
+            .create_cluster("beta", ClusterSpec::default())
+            .await
+            .unwrap();
+        let id = register_sim_cluster(&app, &view).await;
+
+        // Checked promptly, without any refresh.
+        wait_for_cluster(&app, &id, "the first scheduled check", |c| {
+            c["status"]["state"] == "ONLINE"
+        })
+        .await;
+        // And again on the next interval: the fault shows up by itself.
+        admin
+            .set_faults("beta", &faults(false, true))
+            .await
+            .unwrap();
+        wait_for_cluster(&app, &id, "DEGRADED", |c| {
+            c["status"]["state"] == "DEGRADED" && c["status"]["health_score"] == 80
+        })
+        .await;
+        let log = admin.requests(0, Some("beta")).await.unwrap();
+        assert!(!log.items.is_empty());
+
+        // Deleted: after any check in flight ends, the sim sees no more requests.
+        assert_eq!(app.delete_cluster(&id).await.status(), 204);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let after = admin.requests(0, Some("beta")).await.unwrap().next_after;
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let late = admin.requests(after, Some("beta")).await.unwrap();
+        assert!(
+            late.items.is_empty(),
+            "a deleted cluster is still checked: {:?}",
+            late.items
+        );
+        let scheduler = app.health.as_ref().expect("scheduler enabled");
+        assert!(scheduler.scheduled().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, every_second)
+            .await
+            .expect("sqlite app");
+        body(app).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        if let Some(app) =
+            crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, every_second).await
+        {
+            body(app).await;
+        }
+    }
+}
+
+mod tick_checks_every_due_cluster {
+    use super::*;
+
+    /// Hourly checks: nothing is due in the test's lifetime unless a tick says so.
+    fn hourly(settings: &mut Settings) {
+        let h = &mut settings.health_check;
+        h.enabled = true;
+        h.hub_interval_seconds = 3600;
+        h.spoke_interval_seconds = 3600;
+        h.edge_interval_seconds = 3600;
+        h.far_edge_interval_seconds = 3600;
+        h.timeout_seconds = Some(2);
+    }
+
+    async fn body(app: TestApp) {
+        let sim = SpawnedSim::start().await.unwrap();
+        let admin = sim.admin();
+        let mut ids = Vec::new();
+        for name in ["gamma", "delta"] {
+            let view = admin
+                .create_cluster(name, ClusterSpec::default())
+                .await
+                .unwrap();
+            ids.push(register_sim_cluster(&app, &view).await);
+        }
+        admin
+            .set_faults("delta", &faults(true, false))
+            .await
+            .unwrap();
+        let scheduler = app.health.clone().expect("scheduler enabled");
+        // A tick two hours ahead: every cluster is due, whatever its jitter.
+        let round = scheduler
+            .tick_at(Instant::now() + Duration::from_secs(7200))
+            .await;
+        round.finish().await;
+        let mut scheduled = scheduler.scheduled();
+        scheduled.sort();
+        let mut expected: Vec<uuid::Uuid> = ids.iter().map(|i| i.parse().unwrap()).collect();
+        expected.sort();
+        assert_eq!(scheduled, expected);
+        let gamma: Value = app.get_cluster(&ids[0]).await.json().await.unwrap();
+        assert_eq!(gamma["status"]["state"], "ONLINE", "{gamma}");
+        let delta: Value = app.get_cluster(&ids[1]).await.json().await.unwrap();
+        assert_eq!(delta["status"]["state"], "OFFLINE", "{delta}");
+
+        // An update reaches the scheduler: gamma now points at delta's API server.
+        let delta_url = delta["api_server_url"].as_str().unwrap();
+        let response = app
+            .put_cluster(&ids[0], &json!({ "api_server_url": delta_url }))
+            .await;
+        assert_eq!(response.status(), 200);
+        scheduler
+            .tick_at(Instant::now() + Duration::from_secs(4 * 3600))
+            .await
+            .finish()
+            .await;
+        let gamma: Value = app.get_cluster(&ids[0]).await.json().await.unwrap();
+        assert_eq!(gamma["status"]["state"], "OFFLINE", "{gamma}");
+
+        // A deletion too.
+        assert_eq!(app.delete_cluster(&ids[1]).await.status(), 204);
+        let round = scheduler
+            .tick_at(Instant::now() + Duration::from_secs(6 * 3600))
+            .await;
+        assert_eq!(round.started(), 1, "only gamma is left to check");
+        round.finish().await;
+        assert_eq!(
+            scheduler.scheduled(),
+            vec![ids[0].parse::<uuid::Uuid>().unwrap()]
+        );
+
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains("fleetreg_health_checks_total"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, hourly)
+            .await
+            .expect("sqlite app");
+        body(app).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        if let Some(app) =
+            crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, hourly).await
+        {
+            body(app).await;
+        }
+    }
+}
+
+mod discovery_on_registration {
+    use super::*;
+
+    fn on(settings: &mut Settings) {
+        manual(settings);
+        settings.discovery.on_registration = true;
+    }
+
+    async fn body(app: TestApp) {
+        let sim = SpawnedSim::start().await.unwrap();
+        let view = sim
+            .admin()
+            .create_cluster("epsilon", rich_spec())
+            .await
+            .unwrap();
+        let id = register_sim_cluster(&app, &view).await;
+        wait_for_cluster(&app, &id, "discovery after registration", |c| {
+            c["capabilities"]["gpu_count"] == 12 && c["capabilities"]["has_ptp"] == true
+        })
+        .await;
+        // A registration whose discovery fails still stands.
+        let body = app
+            .register("nowhere", json!({ "api_server_url": "http://127.0.0.1:9" }))
+            .await;
+        assert_eq!(body["status"]["state"], "UNKNOWN");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, on)
+            .await
+            .expect("sqlite app");
+        body(app).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        if let Some(app) =
+            crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, on).await
+        {
+            body(app).await;
+        }
+    }
+}
