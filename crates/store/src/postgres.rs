@@ -210,15 +210,20 @@ impl WriteTx for PgTx {
         &mut self,
         id: Uuid,
         caps: &Capabilities,
+        platform_version: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clusters SET capabilities = $2, has_gpu = $3, gpu_count = $4, has_cnf = $5 WHERE id = $1")
-            .bind(id)
-            .bind(Json(caps))
-            .bind(caps.has_gpu_nodes)
-            .bind(caps.gpu_count)
-            .bind(caps.has_cnf)
-            .execute(&mut *self.tx)
-            .await?;
+        sqlx::query(
+            "UPDATE clusters SET capabilities = $2, has_gpu = $3, gpu_count = $4, has_cnf = $5, \
+             platform_version = COALESCE($6, platform_version) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(Json(caps))
+        .bind(caps.has_gpu_nodes)
+        .bind(caps.gpu_count)
+        .bind(caps.has_cnf)
+        .bind(platform_version)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -418,8 +423,11 @@ impl Store for PostgresStore {
         &self,
         id: Uuid,
         capabilities: Capabilities,
+        platform_version: Option<String>,
     ) -> Result<Option<Event>, StoreError> {
-        self.writer.set_capabilities(id, capabilities).await
+        self.writer
+            .set_capabilities(id, capabilities, platform_version)
+            .await
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<EventPage, StoreError> {

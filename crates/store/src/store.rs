@@ -133,6 +133,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: Uuid,
         capabilities: Capabilities,
+        platform_version: Option<String>,
     ) -> Result<Option<Event>, StoreError>;
 
     /// Events with revision above `after`, at most `limit`. Fails with

@@ -40,6 +40,7 @@ pub(crate) enum WriteOp {
     SetCapabilities {
         id: Uuid,
         capabilities: Capabilities,
+        platform_version: Option<String>,
     },
 }
 
@@ -95,6 +96,7 @@ pub(crate) trait WriteTx: Send {
         &mut self,
         id: Uuid,
         capabilities: &Capabilities,
+        platform_version: Option<&str>,
     ) -> Result<(), StoreError>;
     /// Appends a change-log entry.
     async fn append_event(&mut self, event: &Event) -> Result<(), StoreError>;
@@ -276,10 +278,15 @@ impl Writer {
         &self,
         id: Uuid,
         capabilities: Capabilities,
+        platform_version: Option<String>,
     ) -> Result<Option<Event>, StoreError> {
         into_event(
             self.write(
-                WriteOp::SetCapabilities { id, capabilities },
+                WriteOp::SetCapabilities {
+                    id,
+                    capabilities,
+                    platform_version,
+                },
                 &Audit::system("discovery"),
             )
             .await?,
@@ -518,11 +525,16 @@ async fn apply_op(
             tx.append_event(&event).await?;
             return Ok(Ok(WriteOutcome::Event(Some(event))));
         }
-        WriteOp::SetCapabilities { id, capabilities } => {
+        WriteOp::SetCapabilities {
+            id,
+            capabilities,
+            platform_version,
+        } => {
             let Some(current) = tx.load_cluster(*id).await? else {
                 return Ok(Err(StoreError::NotFound(id.to_string())));
             };
-            tx.update_capabilities(*id, capabilities).await?;
+            tx.update_capabilities(*id, capabilities, platform_version.as_deref())
+                .await?;
             let unchanged = current.capabilities.as_ref().is_some_and(|old| {
                 Capabilities {
                     discovered_at: None,

@@ -105,7 +105,11 @@ pub async fn discover_and_record(
         .discover(&Target::from_cluster(cluster), timeout)
         .await?;
     let event = store
-        .set_capabilities(cluster.id, discovery.capabilities.clone())
+        .set_capabilities(
+            cluster.id,
+            discovery.capabilities.clone(),
+            discovery.platform_version.clone(),
+        )
         .await?;
     if let Some(event) = event {
         tracing::info!(revision = event.revision, "cluster capabilities changed");

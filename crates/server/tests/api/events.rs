@@ -501,7 +501,7 @@ api_test!(capability_events_only_on_change, |app| {
     let first = capabilities(2);
     assert!(
         app.store
-            .set_capabilities(uuid, first.clone())
+            .set_capabilities(uuid, first.clone(), None)
             .await
             .unwrap()
             .is_some(),
@@ -513,7 +513,7 @@ api_test!(capability_events_only_on_change, |app| {
     };
     assert!(
         app.store
-            .set_capabilities(uuid, rediscovered)
+            .set_capabilities(uuid, rediscovered, None)
             .await
             .unwrap()
             .is_none(),
@@ -522,7 +522,7 @@ api_test!(capability_events_only_on_change, |app| {
     let more_gpus = capabilities(4);
     assert!(app
         .store
-        .set_capabilities(uuid, more_gpus.clone())
+        .set_capabilities(uuid, more_gpus.clone(), None)
         .await
         .unwrap()
         .is_some());

@@ -116,7 +116,10 @@ async fn seed(app: &TestApp, n: usize, at: DateTime<Utc>) -> Vec<Seeded> {
             app.store.record_status(id, status, seen).await.unwrap();
         }
         if let Some(caps) = &s.capabilities {
-            app.store.set_capabilities(id, caps.clone()).await.unwrap();
+            app.store
+                .set_capabilities(id, caps.clone(), None)
+                .await
+                .unwrap();
         }
         all.push(s);
     }

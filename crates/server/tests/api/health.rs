@@ -172,6 +172,10 @@ mod refresh_follows_faults {
             json!({ "prometheus": true, "thanos": true, "tempo": true, "loki": true })
         );
         assert!(caps["discovered_at"].is_string(), "{caps}");
+        assert_eq!(
+            cluster["platform_version"], "4.15.12",
+            "discovered platform version is stored"
+        );
 
         // Same again: no transition, no capability change.
         let cluster = refresh_ok(&app, &id).await;

@@ -92,7 +92,10 @@ async fn seed(app: &TestApp, n: usize) -> Vec<Seeded> {
                 has_cnf: s.cnf.unwrap_or(false),
                 ..Capabilities::default()
             };
-            app.store.set_capabilities(id, capabilities).await.unwrap();
+            app.store
+                .set_capabilities(id, capabilities, None)
+                .await
+                .unwrap();
         }
         all.push(s);
     }
