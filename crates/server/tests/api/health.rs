@@ -245,22 +245,7 @@ mod refresh_follows_faults {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, manual)
-            .await
-            .expect("sqlite app");
-        body(app).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        if let Some(app) =
-            crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, manual).await
-        {
-            body(app).await;
-        }
-    }
+    on_both_stores!(manual);
 }
 
 api_test!(refresh_of_an_unknown_cluster_is_404, |app| {
@@ -353,22 +338,7 @@ mod scheduler_follows_registrations_and_deletions {
         assert!(scheduler.scheduled().is_empty());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, every_second)
-            .await
-            .expect("sqlite app");
-        body(app).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        if let Some(app) =
-            crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, every_second).await
-        {
-            body(app).await;
-        }
-    }
+    on_both_stores!(every_second);
 }
 
 mod tick_checks_every_due_cluster {
@@ -449,22 +419,7 @@ mod tick_checks_every_due_cluster {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, hourly)
-            .await
-            .expect("sqlite app");
-        body(app).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        if let Some(app) =
-            crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, hourly).await
-        {
-            body(app).await;
-        }
-    }
+    on_both_stores!(hourly);
 }
 
 mod discovery_on_registration {
@@ -494,20 +449,5 @@ mod discovery_on_registration {
         assert_eq!(body["status"]["state"], "UNKNOWN");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, on)
-            .await
-            .expect("sqlite app");
-        body(app).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        if let Some(app) =
-            crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, on).await
-        {
-            body(app).await;
-        }
-    }
+    on_both_stores!(on);
 }

@@ -42,6 +42,29 @@ macro_rules! api_test {
     };
 }
 
+/// Inside a module with `async fn body(app: TestApp)`: emits its `sqlite` and
+/// `postgres` tests on an app whose settings `$adjust` changed first.
+macro_rules! on_both_stores {
+    ($adjust:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sqlite() {
+            let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, $adjust)
+                .await
+                .expect("sqlite app");
+            body(app).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres() {
+            if let Some(app) =
+                crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, $adjust).await
+            {
+                body(app).await;
+            }
+        }
+    };
+}
+
 /// A running server and a client for it.
 pub struct TestApp {
     pub address: String,
