@@ -38,6 +38,13 @@ const STATUS_EXAMPLES: &str = "Examples:
   fleetreg cluster status prod-east-1
   fleetreg cluster status prod-east-1 -o json";
 
+const HISTORY_EXAMPLES: &str = "Examples:
+  fleetreg cluster history prod-east-1
+  fleetreg cluster history prod-east-1 --since 2026-01-01T00:00:00Z --limit 20
+  fleetreg cluster history prod-east-1 -o json
+
+Samples are newest first: every state change plus one sample per 5 minutes.";
+
 const REFRESH_EXAMPLES: &str = "Examples:
   fleetreg cluster refresh prod-east-1
   fleetreg cluster refresh prod-east-1 -o json
@@ -52,6 +59,7 @@ const ALL_EXAMPLES: &str = "Examples:
   fleetreg cluster get prod-east-1 -o yaml
   fleetreg cluster update prod-east-1 --region us-east-2 --add-label tier=gold
   fleetreg cluster status prod-east-1
+  fleetreg cluster history prod-east-1 --limit 20
   fleetreg cluster refresh prod-east-1
   fleetreg cluster delete prod-east-1
 
@@ -80,6 +88,9 @@ pub enum ClusterCommand {
     /// Show a cluster's health status as of its last check.
     #[command(after_help = STATUS_EXAMPLES)]
     Status(TargetArgs),
+    /// Show a cluster's health history (newest first).
+    #[command(after_help = HISTORY_EXAMPLES)]
+    History(HistoryArgs),
     /// Check a cluster and discover its capabilities now; shows the updated cluster.
     #[command(after_help = REFRESH_EXAMPLES)]
     Refresh(TargetArgs),
@@ -215,6 +226,21 @@ pub struct ListArgs {
 pub struct TargetArgs {
     /// Cluster id or name.
     cluster: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `cluster history`.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Cluster id or name.
+    cluster: String,
+    /// Only samples checked at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Most samples to show (server default 100, max 1000).
+    #[arg(long)]
+    limit: Option<u32>,
     #[command(flatten)]
     common: Common,
 }
@@ -508,6 +534,29 @@ const DETAIL_FIELDS: &[Column] = &[
     Column {
         header: "Updated",
         pointer: "/updated_at",
+    },
+];
+
+const HISTORY_COLUMNS: &[Column] = &[
+    Column {
+        header: "Checked at",
+        pointer: "/checked_at",
+    },
+    Column {
+        header: "State",
+        pointer: "/state",
+    },
+    Column {
+        header: "Health score",
+        pointer: "/health_score",
+    },
+    Column {
+        header: "Connectivity",
+        pointer: "/status/connectivity",
+    },
+    Column {
+        header: "Reason",
+        pointer: "/status/reason",
     },
 ];
 
@@ -838,6 +887,29 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                     STATUS_CSV,
                 ),
                 format => print_one(format, &status, STATUS_DETAIL),
+            }
+        }
+        ClusterCommand::History(args) => {
+            let client = Client::from_args(&args.common.connect)?;
+            let current = fetch(&client, &args.cluster).await?;
+            let path = format!("/api/v1/clusters/{}/health/history", id_of(&current)?);
+            let query: Vec<(&str, String)> = [
+                ("since", args.since),
+                ("limit", args.limit.map(|n| n.to_string())),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            let samples: Value = client
+                .send(client.request(Method::GET, &path).query(&query))
+                .await?;
+            let items = samples.as_array().cloned().unwrap_or_default();
+            match args.common.format {
+                Format::Table if items.is_empty() => {
+                    eprintln!("no health history");
+                    Ok(())
+                }
+                format => print(format, &samples, &items, HISTORY_COLUMNS),
             }
         }
         ClusterCommand::Refresh(args) => {

@@ -14,6 +14,7 @@ mod event;
 mod filter;
 mod fleet;
 mod health;
+mod history;
 mod labels;
 mod name;
 mod nullable;
@@ -36,6 +37,7 @@ pub use fleet::{
 pub use health::{
     cluster_status, describe, health_score, next_state, CheckResults, CheckTiming, Component,
 };
+pub use history::HealthSample;
 pub use labels::{validate_label_key, validate_label_value, Labels};
 pub use name::ClusterName;
 pub use time::{format_timestamp, now};

@@ -102,7 +102,8 @@ impl Application {
             store.clone(),
             settings.events_retention,
             settings.redis_url.is_some(),
-        );
+        )
+        .with_history_retention(settings.history_retention);
         workers.push(tokio::spawn(
             retention
                 .clone()

@@ -3,7 +3,7 @@
 use crate::api::{clusters, events, fleet, ops};
 use fleetreg_model::{
     Capabilities, Cluster, ClusterCreateRequest, ClusterState, ClusterStatus, ClusterType,
-    ClusterUpdateRequest, Connectivity, Endpoints, Environment, Event, EventType,
+    ClusterUpdateRequest, Connectivity, Endpoints, Environment, Event, EventType, HealthSample,
     ObservabilityCapabilities, Platform,
 };
 use fleetreg_model::{
@@ -26,6 +26,7 @@ use fleetreg_model::{
         clusters::update,
         clusters::delete,
         clusters::status,
+        clusters::history,
         clusters::refresh,
         events::list,
         events::stream,
@@ -42,6 +43,7 @@ use fleetreg_model::{
         ClusterCreateRequest,
         ClusterUpdateRequest,
         ClusterStatus,
+        HealthSample,
         Capabilities,
         ObservabilityCapabilities,
         Endpoints,

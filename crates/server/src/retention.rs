@@ -1,5 +1,6 @@
 //! Removes change-log events older than the retention period, in batches,
-//! never ones the Redis outbox has yet to publish.
+//! never ones the Redis outbox has yet to publish; and health history samples
+//! older than their retention period, in batches.
 
 use crate::metrics::EVENTS_PRUNED;
 use fleetreg_store::{Store, StoreError};
@@ -13,6 +14,21 @@ pub struct Retention {
     store: Arc<dyn Store>,
     retention: Duration,
     outbox_enabled: bool,
+    history_retention: Duration,
+}
+
+/// Default health history retention: 7 days.
+const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `now - age`, clamped to the epoch (a huge age keeps everything).
+fn cutoff(age: Duration) -> chrono::DateTime<chrono::Utc> {
+    // Plain subtraction would panic and kill the worker, and dates before 1970
+    // (nothing is older) may be out of the database's range.
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| fleetreg_model::now().checked_sub_signed(age))
+        .map_or(epoch, |before| before.max(epoch))
 }
 
 impl Retention {
@@ -22,7 +38,22 @@ impl Retention {
             store,
             retention,
             outbox_enabled,
+            history_retention: DEFAULT_HISTORY_RETENTION,
         }
+    }
+
+    /// Keeps `retention` of health history (default 7 days).
+    pub fn with_history_retention(mut self, retention: Duration) -> Self {
+        self.history_retention = retention;
+        self
+    }
+
+    /// Prunes health history samples older than the history retention once;
+    /// returns how many were removed.
+    pub async fn prune_history(&self) -> Result<u64, StoreError> {
+        self.store
+            .prune_health_history(cutoff(self.history_retention))
+            .await
     }
 
     /// Prunes once; returns how many events were removed.
@@ -32,14 +63,7 @@ impl Retention {
 
     /// Prunes events older than `age` (tests use zero).
     pub async fn prune_older_than(&self, age: Duration) -> Result<u64, StoreError> {
-        // A huge retention keeps everything: plain subtraction would panic and
-        // kill the worker, and dates before 1970 (no event is older) may be out
-        // of the database's range.
-        let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-        let before = chrono::Duration::from_std(age)
-            .ok()
-            .and_then(|age| fleetreg_model::now().checked_sub_signed(age))
-            .map_or(epoch, |before| before.max(epoch));
+        let before = cutoff(age);
         let keep_from = if self.outbox_enabled {
             self.store.outbox_cursor().await?
         } else {
@@ -61,6 +85,11 @@ impl Retention {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(removed = n, "pruned old events"),
                         Err(error) => tracing::warn!(%error, "event retention failed"),
+                    }
+                    match self.prune_history().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(removed = n, "pruned old health history"),
+                        Err(error) => tracing::warn!(%error, "health history retention failed"),
                     }
                 }
             }

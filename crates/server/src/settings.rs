@@ -17,6 +17,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// How long change-log events are kept.
     pub events_retention: Duration,
+    /// How long health history samples are kept.
+    pub history_retention: Duration,
     /// How often the retention worker runs.
     pub retention_interval: Duration,
     /// The file's `health_check` block (used by the health scheduler).
@@ -36,6 +38,7 @@ impl Default for Settings {
             database_url: "sqlite://fleetreg.db".into(),
             redis_url: None,
             events_retention: Duration::from_secs(7 * 24 * 3600),
+            history_retention: Duration::from_secs(7 * 24 * 3600),
             retention_interval: Duration::from_secs(300),
             health_check: HealthCheckConfig::default(),
             discovery: DiscoveryConfig::default(),
@@ -67,6 +70,8 @@ struct RegistryConfig {
     credentials: CredentialsConfig,
     #[serde(default)]
     events: EventsConfig,
+    #[serde(default)]
+    history: HistoryConfig,
 }
 
 /// `health_check:` (seed 11).
@@ -153,6 +158,19 @@ impl Default for EventsConfig {
     }
 }
 
+/// `history:` (fleetreg's own).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HistoryConfig {
+    retention_days: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig { retention_days: 7 }
+    }
+}
+
 /// Reading the configuration file failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -197,6 +215,9 @@ impl Settings {
             database_url: c.database_url.unwrap_or(defaults.database_url),
             redis_url: c.redis_url,
             events_retention: Duration::from_secs(c.events.retention_hours * 3600),
+            history_retention: Duration::from_secs(
+                c.history.retention_days.saturating_mul(24 * 3600),
+            ),
             health_check: c.health_check,
             discovery: c.discovery,
             credentials: c.credentials,

@@ -14,10 +14,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
     Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus, Event,
-    NewCluster, Page,
+    HealthSample, NewCluster, Page,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
+use sqlx::Row;
 use sqlx::{Postgres, QueryBuilder, Transaction};
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -222,6 +223,36 @@ impl WriteTx for PgTx {
         .bind(caps.gpu_count)
         .bind(caps.has_cnf)
         .bind(platform_version)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_history_at(&mut self, id: Uuid) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT checked_at FROM cluster_health_history WHERE cluster_id = $1 \
+             ORDER BY checked_at DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn append_history(
+        &mut self,
+        id: Uuid,
+        status: &ClusterStatus,
+        checked_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cluster_health_history (cluster_id, status, state, health_score, checked_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(Json(status))
+        .bind(state_str(status))
+        .bind(status.health_score)
+        .bind(checked_at)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -492,6 +523,61 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            removed += n;
+            if n < 5000 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    async fn list_health_history(
+        &self,
+        id: Uuid,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<HealthSample>, StoreError> {
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM clusters WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        let rows = sqlx::query(
+            "SELECT status, checked_at FROM cluster_health_history \
+             WHERE cluster_id = $1 AND ($2::timestamptz IS NULL OR checked_at >= $2) \
+             ORDER BY checked_at DESC, id DESC LIMIT $3",
+        )
+        .bind(id)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status = row.try_get::<Json<ClusterStatus>, _>("status")?.0;
+                Ok(HealthSample {
+                    checked_at: row.try_get("checked_at")?,
+                    state: status.state,
+                    health_score: status.health_score,
+                    status,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_health_history(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        loop {
+            // Batched deletes keep each transaction short.
+            let n = sqlx::query(
+                "DELETE FROM cluster_health_history WHERE id IN \
+                 (SELECT id FROM cluster_health_history WHERE checked_at < $1 LIMIT 5000)",
+            )
+            .bind(before)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
             removed += n;
             if n < 5000 {
                 return Ok(removed);

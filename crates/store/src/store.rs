@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
     Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus,
-    ClusterType, Event, FleetCapabilities, FleetHealth, FleetSummary, NewCluster, Page,
+    ClusterType, Event, FleetCapabilities, FleetHealth, FleetSummary, HealthSample, NewCluster,
+    Page,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -146,6 +147,19 @@ pub trait Store: Send + Sync + 'static {
     /// Removes events that occurred before `before`, never above `keep_from`
     /// (the outbox cursor); returns how many were removed.
     async fn prune_events(&self, before: DateTime<Utc>, keep_from: i64) -> Result<u64, StoreError>;
+
+    /// Health history samples of a cluster taken at or after `since`, newest
+    /// first, at most `limit`; `NotFound` when the cluster does not exist.
+    async fn list_health_history(
+        &self,
+        id: Uuid,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<HealthSample>, StoreError>;
+
+    /// Removes health history samples taken before `before`, in batches;
+    /// returns how many were removed.
+    async fn prune_health_history(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// The revision up to which events were published to Redis.
     async fn outbox_cursor(&self) -> Result<i64, StoreError>;

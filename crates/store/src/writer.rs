@@ -19,6 +19,10 @@ use uuid::Uuid;
 /// Most writes grouped into one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Without a state change, a cluster gets at most one health history sample
+/// per this period (`history_sample_minutes`, DESIGN.md data rules).
+const HISTORY_SAMPLE_MINUTES: i64 = 5;
+
 /// One write, as queued for the writer.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
@@ -97,6 +101,15 @@ pub(crate) trait WriteTx: Send {
         id: Uuid,
         capabilities: &Capabilities,
         platform_version: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// When the newest health history sample of a cluster was taken.
+    async fn last_history_at(&mut self, id: Uuid) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Appends a health history sample.
+    async fn append_history(
+        &mut self,
+        id: Uuid,
+        status: &ClusterStatus,
+        checked_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Appends a change-log entry.
     async fn append_event(&mut self, event: &Event) -> Result<(), StoreError>;
@@ -515,7 +528,16 @@ async fn apply_op(
             };
             tx.update_status(*id, status, last_seen_at.or(current.last_seen_at))
                 .await?;
-            if current.status.state == status.state {
+            let changed = current.status.state != status.state;
+            let checked_at = status.checked_at.or(*last_seen_at).unwrap_or(at);
+            let sample_due = changed
+                || tx.last_history_at(*id).await?.is_none_or(|last| {
+                    checked_at - last >= chrono::Duration::minutes(HISTORY_SAMPLE_MINUTES)
+                });
+            if sample_due {
+                tx.append_history(*id, status, checked_at).await?;
+            }
+            if !changed {
                 return Ok(Ok(WriteOutcome::Event(None)));
             }
             let next = *revision + 1;

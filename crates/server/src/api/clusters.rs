@@ -1,4 +1,5 @@
-//! `/api/v1/clusters`: register, read, list, update, delete, status, refresh.
+//! `/api/v1/clusters`: register, read, list, update, delete, status, health
+//! history, refresh.
 
 use super::{audit_of, etag, if_match, REVISION_HEADER};
 use crate::error::ApiError;
@@ -13,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fleetreg_model::{
     Cluster, ClusterCreateRequest, ClusterFilter, ClusterStatus, ClusterUpdateRequest, ErrorCode,
+    HealthSample,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -28,6 +30,7 @@ pub fn router() -> Router<AppState> {
             get(get_one).put(update).delete(delete),
         )
         .route("/api/v1/clusters/{id}/status", get(status))
+        .route("/api/v1/clusters/{id}/health/history", get(history))
         .route("/api/v1/clusters/{id}/refresh", post(refresh))
 }
 
@@ -182,6 +185,54 @@ pub async fn status(
     ClusterId(id): ClusterId,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     Ok(Json(state.store.get_cluster(id).await?.status))
+}
+
+/// Default number of health history samples returned.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 100;
+/// Most health history samples returned at once.
+pub const MAX_HISTORY_LIMIT: u32 = 1000;
+
+/// The cluster's health history, newest first: every state change plus one
+/// sample per sampling period, kept for the history retention period.
+#[utoipa::path(get, path = "/api/v1/clusters/{id}/health/history", tag = "clusters",
+    params(("since" = Option<String>, Query, description = "RFC 3339; only samples checked at or after it"),
+           ("limit" = Option<u32>, Query, description = "default 100, max 1000")),
+    responses((status = 200, body = [HealthSample]), (status = 400, description = "VALIDATION_ERROR"),
+              (status = 404, description = "CLUSTER_NOT_FOUND")))]
+pub async fn history(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<Vec<HealthSample>>, ApiError> {
+    let mut since = None;
+    let mut limit = DEFAULT_HISTORY_LIMIT;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "since" => {
+                let at = chrono::DateTime::parse_from_rfc3339(&value)
+                    .map_err(|_| ApiError::validation("since", "must be an RFC 3339 timestamp"))?;
+                since = Some(at.with_timezone(&chrono::Utc));
+            }
+            "limit" => {
+                limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_HISTORY_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::validation(
+                            "limit",
+                            format!("must be an integer from 1 to {MAX_HISTORY_LIMIT}"),
+                        )
+                    })?;
+            }
+            other => {
+                return Err(ApiError::validation(other, "unknown query parameter"));
+            }
+        }
+    }
+    Ok(Json(
+        state.store.list_health_history(id, since, limit).await?,
+    ))
 }
 
 /// Discovery after a registration (`discovery.on_registration`): runs after the

@@ -9,6 +9,7 @@ mod errors;
 mod events;
 mod fleet;
 mod health;
+mod history;
 mod listing;
 mod operations;
 mod redis;

@@ -76,6 +76,7 @@ api_test!(openapi_document_lists_every_route, |app| {
             "/api/v1/clusters",
             "/api/v1/clusters/by-name/{name}",
             "/api/v1/clusters/{id}",
+            "/api/v1/clusters/{id}/health/history",
             "/api/v1/clusters/{id}/refresh",
             "/api/v1/clusters/{id}/status",
             "/api/v1/events",
