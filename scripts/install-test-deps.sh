@@ -6,6 +6,8 @@ set -euo pipefail
 
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+# A real readiness target for the health-check tests (crates/server/tests/api/prometheus.rs).
+command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
 
 if [ ${#packages[@]} -eq 0 ]; then
   echo "install-test-deps: all test packages present"

@@ -9,9 +9,14 @@
 mod fanout;
 mod load;
 mod procfs;
+mod promtext;
 mod report;
 mod scenarios;
+mod schedule;
+mod scheduler;
+mod simlog;
 mod stats;
+mod summary;
 
 use clap::ValueEnum;
 use std::time::Duration;
@@ -21,7 +26,11 @@ use std::time::Duration;
 #[command(after_help = "Examples:\n  \
     fleetreg bench --server http://127.0.0.1:8080\n  \
     fleetreg bench --scenario register-1,register-64 --duration-secs 5\n  \
-    fleetreg bench --scenario seed,get,list,rss --clusters 100000 --json")]
+    fleetreg bench --scenario seed,get,list,rss --clusters 100000 --json\n  \
+    fleetreg bench --scenario seed,fleet-summary --clusters 100000\n  \
+    fleetreg bench --scenario scheduler --sim http://127.0.0.1:9000 --sched-interval-secs 30\n\n\
+    The scheduler scenario is not part of `all`; crates/bench/scripts/scheduler-sweep.sh\n\
+    runs it at several intervals (docs/BENCHMARKS.md).")]
 pub struct BenchArgs {
     /// The running server to drive (loopback only unless --allow-remote).
     #[arg(long, env = "FLEETREG_URL", default_value = "http://127.0.0.1:8080")]
@@ -30,17 +39,19 @@ pub struct BenchArgs {
     #[arg(long, env = "FLEETREG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Scenarios to run, comma-separated, in this order: register-1, register-64,
-    /// seed, get, list, rss, fanout; or `all`.
+    /// seed, get, list, fleet-summary, rss, fanout, scheduler; or `all` (every
+    /// one but scheduler).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub scenario: Vec<Scenario>,
     /// Clusters the store should hold for get/list/rss (`seed` registers the rest
     /// at 64 connections; the register scenarios stop when it is reached).
     #[arg(long, default_value_t = 100_000)]
     pub clusters: u64,
-    /// Length of each timed scenario (register-1, register-64, get, list), seconds.
+    /// Length of each timed scenario (register-1, register-64, get, list,
+    /// fleet-summary), seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub duration_secs: u64,
-    /// Connections used by the get and list scenarios.
+    /// Connections used by the get, list and fleet-summary scenarios.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub read_concurrency: u64,
     /// The list scenario reads a random page among the first N of the filter.
@@ -56,6 +67,38 @@ pub struct BenchArgs {
     /// listening port when omitted.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// scheduler: the running `fleetreg sim` whose clusters the server checks.
+    #[arg(long)]
+    pub sim: Option<String>,
+    /// scheduler: the simulator's process id, for its CPU time; found from the
+    /// --sim port when omitted.
+    #[arg(long)]
+    pub sim_pid: Option<u32>,
+    /// scheduler: simulated SPOKE clusters to create and register (names
+    /// `{prefix}-00000`…; what exists is kept).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=99_999))]
+    pub sched_clusters: u64,
+    /// scheduler: name prefix of its simulated clusters.
+    #[arg(long, default_value = "sched")]
+    pub sched_prefix: String,
+    /// scheduler: the server's `health_check.spoke_interval_seconds` (the
+    /// benchmark cannot change it).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sched_interval_secs: u64,
+    /// scheduler: length of the measured window, seconds (best a multiple of the interval).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sched_window_secs: u64,
+    /// scheduler: wait before the window, seconds [default: one interval, so the
+    /// first checks after a server start are spread].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub sched_warmup_secs: Option<u64>,
+    /// scheduler: the p99 lateness a sustained rate may have, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub sched_max_p99_ms: u64,
+    /// scheduler: only create and register the clusters (then restart serve so
+    /// its first checks are spread over one interval).
+    #[arg(long)]
+    pub sched_setup_only: bool,
     /// Print the results as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -79,11 +122,16 @@ pub enum Scenario {
     Get,
     /// Filtered list: environment + label, page_size 20, exact total checked.
     List,
+    /// GET /api/v1/fleet/summary; total checked against the stored count.
+    #[value(name = "fleet-summary")]
+    FleetSummary,
     /// The server's resident memory.
     Rss,
     /// Event fan-out to many stream subscribers.
     Fanout,
-    /// Everything above, in that order.
+    /// Health-scheduler timeliness from a simulator's request log (needs --sim).
+    Scheduler,
+    /// Everything above but scheduler, in that order.
     All,
 }
 
@@ -130,6 +178,7 @@ impl BenchArgs {
                 Scenario::Seed,
                 Scenario::Get,
                 Scenario::List,
+                Scenario::FleetSummary,
                 Scenario::Rss,
                 Scenario::Fanout,
             ]
@@ -154,8 +203,10 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
             Scenario::Seed => vec![scenarios::seed(&mut ctx).await?],
             Scenario::Get => vec![scenarios::get_by_id(&mut ctx).await?],
             Scenario::List => vec![scenarios::filtered_list(&mut ctx).await?],
+            Scenario::FleetSummary => vec![summary::run(&mut ctx).await?],
             Scenario::Rss => vec![scenarios::rss(&mut ctx).await?],
             Scenario::Fanout => fanout::run(&mut ctx).await?,
+            Scenario::Scheduler => vec![scheduler::run(&mut ctx).await?],
             Scenario::All => Vec::new(),
         };
         if scenario != Scenario::Fanout {

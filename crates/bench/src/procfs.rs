@@ -1,6 +1,12 @@
-//! Reading the server's memory and this process's limits from `/proc` (Linux).
+//! Reading the server's memory and CPU time, the machine's CPU time and this
+//! process's limits from `/proc` (Linux).
 
 use std::path::Path;
+use std::time::Duration;
+
+/// Clock ticks per second of the CPU times in `/proc` (`USER_HZ`, fixed at 100
+/// by the kernel's user-space ABI on every architecture Linux reports it for).
+const USER_HZ: u64 = 100;
 
 /// Resident memory of a process, bytes.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +37,60 @@ pub fn memory(pid: u32) -> Option<Memory> {
         rss: field("VmRSS:")?,
         hwm: field("VmHWM:")?,
     })
+}
+
+/// CPU time (user + system, all threads) a process has used so far, from
+/// fields 14 and 15 of `/proc/PID/stat`; 10 ms resolution.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_process_cpu(&stat)
+}
+
+/// `utime + stime` of a `/proc/PID/stat` line. The command name (field 2) may
+/// hold spaces and parentheses, so fields are counted after its last `)`.
+fn parse_process_cpu(stat: &str) -> Option<Duration> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11); // field 3 is index 0
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(ticks(utime + stime))
+}
+
+/// CPU time of the whole machine so far, summed over all cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineCpu {
+    /// Time spent running anything (everything but idle and iowait).
+    pub busy: Duration,
+    /// All time, busy or not.
+    pub total: Duration,
+}
+
+/// Reads the machine's CPU time from the `cpu` line of `/proc/stat`.
+pub fn machine_cpu() -> Option<MachineCpu> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_cpu(&stat)
+}
+
+/// The aggregate `cpu` line of `/proc/stat`: user nice system idle iowait irq
+/// softirq steal (guest time is already inside user and nice).
+fn parse_machine_cpu(stat: &str) -> Option<MachineCpu> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let total: u64 = values.iter().sum();
+    let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
+    Some(MachineCpu {
+        busy: ticks(total.saturating_sub(idle)),
+        total: ticks(total),
+    })
+}
+
+fn ticks(n: u64) -> Duration {
+    Duration::from_millis(n.saturating_mul(1000 / USER_HZ))
 }
 
 /// The soft limit on open files of this process, from `/proc/self/limits`.
@@ -105,6 +165,32 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn reads_cpu_time_after_the_command_name() {
+        let stat =
+            "4242 (fleet reg (x)) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9 0 100 0 0";
+        assert_eq!(
+            super::parse_process_cpu(stat),
+            Some(Duration::from_millis(3250))
+        );
+        assert_eq!(super::parse_process_cpu("4242 (x) S 1"), None);
+    }
+
+    #[test]
+    fn reads_machine_busy_and_total() {
+        let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
+        let cpu = super::parse_machine_cpu(stat);
+        assert_eq!(
+            cpu,
+            Some(super::MachineCpu {
+                busy: Duration::from_millis(1600),
+                total: Duration::from_millis(10000),
+            })
+        );
+    }
+
     #[test]
     fn finds_listening_inode() {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\

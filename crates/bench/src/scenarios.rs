@@ -259,7 +259,8 @@ pub(crate) fn registration_body(run: &str, tag: &str, index: u64) -> String {
     .to_string()
 }
 
-fn row_from(scenario: &str, how: String, mut outcome: Outcome) -> Row {
+/// A report row from a load run's outcome.
+pub(crate) fn row_from(scenario: &str, how: String, mut outcome: Outcome) -> Row {
     let mut row = Row::new(scenario, how);
     row.requests = outcome.requests;
     row.failed = outcome.failed;

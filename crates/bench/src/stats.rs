@@ -55,7 +55,7 @@ impl Latencies {
 }
 
 /// Zero-based index of the nearest-rank `p`-th percentile among `n` sorted samples (`n > 0`).
-fn nearest_rank_index(n: usize, p: f64) -> usize {
+pub(crate) fn nearest_rank_index(n: usize, p: f64) -> usize {
     let p = if p.is_nan() {
         100.0
     } else {
@@ -97,6 +97,9 @@ pub struct Row {
     pub met: Option<bool>,
     /// Extra observations.
     pub notes: Vec<String>,
+    /// Scenario-specific numbers for `--json` readers (e.g. the scheduler's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl Row {
@@ -116,6 +119,7 @@ impl Row {
             target: None,
             met: None,
             notes: Vec::new(),
+            details: None,
         }
     }
 

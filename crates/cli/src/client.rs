@@ -21,7 +21,8 @@ pub struct ConnectArgs {
     /// Server URL [env: FLEETREG_URL] [default: http://127.0.0.1:8080].
     #[arg(long, global = true, value_name = "URL")]
     pub server: Option<String>,
-    /// Bearer token [env: FLEETREG_TOKEN, then FLEETREG_ADMIN_TOKEN].
+    /// Bearer token [env: FLEETREG_TOKEN, then FLEETREG_ADMIN_TOKEN, then the
+    /// file ./fleetreg-admin.token that `serve` writes on first start].
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
 }
@@ -36,6 +37,8 @@ pub struct ServerError {
     pub message: String,
     /// The HTTP status.
     pub status: StatusCode,
+    /// The envelope's `details` (`null` when absent).
+    pub details: Value,
 }
 
 /// The resolved connection: where to send requests and with which token.
@@ -43,6 +46,17 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+}
+
+/// The admin token `serve` wrote in this directory, if any
+/// (`FLEETREG_ADMIN_TOKEN_FILE` names another file).
+fn admin_token_file() -> Option<String> {
+    let path =
+        non_empty_env("FLEETREG_ADMIN_TOKEN_FILE").unwrap_or_else(|| "fleetreg-admin.token".into());
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
@@ -69,7 +83,8 @@ impl Client {
             .clone()
             .filter(|s| !s.trim().is_empty())
             .or_else(|| non_empty_env("FLEETREG_TOKEN"))
-            .or_else(|| non_empty_env("FLEETREG_ADMIN_TOKEN"));
+            .or_else(|| non_empty_env("FLEETREG_ADMIN_TOKEN"))
+            .or_else(admin_token_file);
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("fleetreg-cli/", env!("CARGO_PKG_VERSION")))
@@ -142,6 +157,7 @@ impl Client {
             code,
             message,
             status,
+            details: body["error"]["details"].clone(),
         }
         .into())
     }

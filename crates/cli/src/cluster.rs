@@ -43,7 +43,15 @@ const HISTORY_EXAMPLES: &str = "Examples:
   fleetreg cluster history prod-east-1 --since 2026-01-01T00:00:00Z --limit 20
   fleetreg cluster history prod-east-1 -o json
 
-Samples are newest first: every state change plus one sample per 5 minutes.";
+Samples are newest first: every state change plus one sample per 5 minutes
+(history.sample_minutes).";
+
+const HEALTH_EXAMPLES: &str = "Examples:
+  fleetreg cluster health prod-east-1
+  fleetreg cluster health prod-east-1 -o json
+
+Shows the last check's state, score and per-component results, when the API
+server last answered, and the last few history samples.";
 
 const REFRESH_EXAMPLES: &str = "Examples:
   fleetreg cluster refresh prod-east-1
@@ -88,6 +96,9 @@ pub enum ClusterCommand {
     /// Show a cluster's health status as of its last check.
     #[command(after_help = STATUS_EXAMPLES)]
     Status(TargetArgs),
+    /// Show a cluster's health at a glance: state, components, recent history.
+    #[command(after_help = HEALTH_EXAMPLES)]
+    Health(TargetArgs),
     /// Show a cluster's health history (newest first).
     #[command(after_help = HISTORY_EXAMPLES)]
     History(HistoryArgs),
@@ -597,6 +608,18 @@ const STATUS_DETAIL: &[Column] = &[
         header: "Reason",
         pointer: "/reason",
     },
+    Column {
+        header: "Credentials stored",
+        pointer: "/credentials/stored",
+    },
+    Column {
+        header: "Credentials expiry",
+        pointer: "/credentials/expiry",
+    },
+    Column {
+        header: "Credentials expire at",
+        pointer: "/credentials/expires_at",
+    },
 ];
 
 const STATUS_CSV: &[Column] = &[
@@ -635,6 +658,18 @@ const STATUS_CSV: &[Column] = &[
     Column {
         header: "reason",
         pointer: "/reason",
+    },
+    Column {
+        header: "credentials_stored",
+        pointer: "/credentials/stored",
+    },
+    Column {
+        header: "credentials_expiry",
+        pointer: "/credentials/expiry",
+    },
+    Column {
+        header: "credentials_expires_at",
+        pointer: "/credentials/expires_at",
     },
 ];
 
@@ -689,7 +724,7 @@ fn is_not_found(error: &anyhow::Error) -> bool {
 ///
 /// A UUID is tried as an id first and then as a name, since a valid name can
 /// look like a UUID.
-async fn fetch(client: &Client, cluster: &str) -> anyhow::Result<Value> {
+pub(crate) async fn fetch(client: &Client, cluster: &str) -> anyhow::Result<Value> {
     if uuid::Uuid::parse_str(cluster).is_ok() {
         match client
             .send(client.request(Method::GET, &format!("/api/v1/clusters/{cluster}")))
@@ -703,7 +738,7 @@ async fn fetch(client: &Client, cluster: &str) -> anyhow::Result<Value> {
     client.send(client.request(Method::GET, &path)).await
 }
 
-fn id_of(cluster: &Value) -> anyhow::Result<&str> {
+pub(crate) fn id_of(cluster: &Value) -> anyhow::Result<&str> {
     cluster["id"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("the server answered a cluster without an id"))
@@ -888,6 +923,17 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 ),
                 format => print_one(format, &status, STATUS_DETAIL),
             }
+        }
+        ClusterCommand::Health(args) => {
+            let client = Client::from_args(&args.common.connect)?;
+            let cluster = fetch(&client, &args.cluster).await?;
+            let path = format!("/api/v1/clusters/{}/health/history", id_of(&cluster)?);
+            let limit = [("limit", crate::cluster_health::RECENT_SAMPLES.to_string())];
+            let recent: Value = client
+                .send(client.request(Method::GET, &path).query(&limit))
+                .await?;
+            let report = crate::cluster_health::report(&cluster, &recent);
+            crate::cluster_health::print_report(args.common.format, &report)
         }
         ClusterCommand::History(args) => {
             let client = Client::from_args(&args.common.connect)?;

@@ -130,6 +130,8 @@ fn health_text(body: &Value) -> String {
             col("TOTAL CLUSTERS", "/total_clusters"),
             col("STALE", "/stale_count"),
             col("NEVER SEEN", "/never_seen"),
+            col("CREDENTIALS EXPIRING", "/credentials_expiring_count"),
+            col("CREDENTIALS EXPIRED", "/credentials_expired_count"),
         ],
     );
     out.push('\n');
@@ -143,6 +145,16 @@ fn health_text(body: &Value) -> String {
     out.push_str(&table(&rows(&body["least_healthy"]), CLUSTER_COLUMNS));
     out.push_str("\nNot seen within twice their check interval:\n");
     out.push_str(&table(&rows(&body["stale"]), CLUSTER_COLUMNS));
+    out.push_str("\nCredentials expiring soon or expired:\n");
+    out.push_str(&table(
+        &rows(&body["credentials_expiring"]),
+        &[
+            col("NAME", "/cluster_name"),
+            col("AUTH TYPE", "/auth_type"),
+            col("EXPIRES AT", "/expires_at"),
+            col("EXPIRED", "/expired"),
+        ],
+    ));
     out
 }
 

@@ -24,7 +24,8 @@ Flags override environment variables, which override the configuration file:
 SIGTERM or Ctrl-C stops gracefully (in-flight requests finish); a second one stops at once.";
 
 /// Flags of `serve`; each also reads an environment variable and overrides the config file.
-#[derive(Args, Debug)]
+// No `Debug`: it holds the master key.
+#[derive(Args)]
 #[command(after_help = SERVE_EXAMPLES)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -46,6 +47,35 @@ pub struct ServeArgs {
     /// registration (`POST …/refresh` still works).
     #[arg(long, env = "FLEETREG_NO_HEALTH_CHECKS")]
     no_health_checks: bool,
+    /// The master key file that seals stored credentials (created with mode 0600
+    /// on first start; back it up) [default: fleetreg-master.key].
+    #[arg(long, env = "FLEETREG_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// The master key itself, base64 (instead of the file; for CI and containers).
+    #[arg(long, env = "FLEETREG_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
+    /// Where the audit chain's head is recorded after each commit (checked by
+    /// `fleetreg audit verify`) [default: fleetreg-audit.head next to the master key file].
+    #[arg(long, env = "FLEETREG_AUDIT_HEAD_FILE")]
+    audit_head_file: Option<PathBuf>,
+    /// Where the bootstrap admin token is written (mode 0600) when `serve`
+    /// creates one; the CLI on this machine reads it [default: fleetreg-admin.token].
+    #[arg(long, env = "FLEETREG_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Use this value as the bootstrap admin token instead (CI, containers;
+    /// at least 16 characters).
+    #[arg(long, env = "FLEETREG_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "FLEETREG_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FLEETREG_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (only behind a TLS-terminating
+    /// proxy: tokens would otherwise cross the network in the clear).
+    #[arg(long, env = "FLEETREG_ALLOW_INSECURE_LISTEN")]
+    allow_insecure_listen: bool,
     /// Log format.
     #[arg(long, env = "FLEETREG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -89,6 +119,28 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     if let Some(hours) = args.events_retention_hours {
         settings.events_retention = Duration::from_secs(hours * 3600);
     }
+    if let Some(file) = &args.master_key_file {
+        settings.credentials.master_key_file = file.clone();
+    }
+    if let Some(key) = &args.master_key {
+        settings.credentials.master_key = Some(key.clone());
+    }
+    if let Some(file) = &args.audit_head_file {
+        settings.audit.head_file = Some(file.clone());
+    }
+    if let Some(file) = &args.admin_token_file {
+        settings.auth.admin_token_file = file.clone();
+    }
+    if let Some(token) = &args.admin_token {
+        settings.auth.admin_token = Some(token.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        settings.tls = Some(fleetreg_server::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    settings.allow_insecure_listen |= args.allow_insecure_listen;
     if args.no_health_checks {
         settings.health_check.enabled = false;
         settings.discovery.on_registration = false;

@@ -24,8 +24,14 @@ fn fleetreg() -> Command {
         }
     }
     command.stdin(Stdio::null());
+    // The bootstrap admin token: `serve` takes it as FLEETREG_ADMIN_TOKEN and the
+    // client commands send it.
+    command.env("FLEETREG_ADMIN_TOKEN", ADMIN_TOKEN);
     command
 }
+
+/// The admin token of every server these tests start.
+const ADMIN_TOKEN: &str = "frg_cli-test-admin-token-0123456789";
 
 /// A `fleetreg serve` child, killed on drop.
 struct Server {
@@ -765,13 +771,14 @@ fn server_comes_from_flag_then_env_then_default() {
     assert!(run.stderr.contains(&dead), "{}", run.stderr);
     let run = list(None, Some(dead.as_str()));
     assert!(run.stderr.contains(&dead), "{}", run.stderr);
-    // Tokens are sent but not yet required.
+    // A wrong --token overrides the admin token and is refused.
     let run = Run::of(
         fleetreg()
             .args(["cluster", "list", "--token", "t0ken"])
             .env("FLEETREG_URL", &server.url),
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("UNAUTHENTICATED"), "{}", run.stderr);
 }
 
 #[test]

@@ -45,6 +45,7 @@ impl Server {
                 "--no-health-checks",
             ])
             .env("RUST_LOG", "warn")
+            .env("FLEETREG_ADMIN_TOKEN", ADMIN_TOKEN)
             .current_dir(log.parent().unwrap())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -123,7 +124,7 @@ fn start_writers(
             let url = format!("{base}/api/v1/clusters");
             let (acked, count, stop) = (acked.clone(), count.clone(), stop.clone());
             tokio::spawn(async move {
-                let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+                let client = authed().timeout(Duration::from_secs(10)).build().unwrap();
                 for i in 0.. {
                     if stop.load(Ordering::SeqCst) {
                         return;
@@ -209,7 +210,7 @@ async fn kill_mid_registrations_loses_nothing(database_url: &str, dir: &Path) {
 
     // Same database, same port.
     let server = Server::start(database_url, port, &log).await;
-    let client = reqwest::Client::new();
+    let client = authed().build().unwrap();
     let events = all_events(&client, &server.base).await;
     let registered: HashSet<&str> = events
         .iter()
@@ -359,4 +360,17 @@ async fn sigkill_loses_no_acknowledged_registration_postgres() {
     let _database = PgDatabase { admin_url, name };
     let dir = tempfile::tempdir().unwrap();
     kill_mid_registrations_loses_nothing(&url, dir.path()).await;
+}
+
+/// The admin token the servers of these tests start with.
+const ADMIN_TOKEN: &str = "frg_durability-admin-token-0123456789";
+
+/// A client builder that sends the admin token.
+fn authed() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder().default_headers(headers)
 }

@@ -41,6 +41,16 @@ macro_rules! wire_enum {
 }
 
 wire_enum! {
+    /// How the registry authenticates to a cluster's API server.
+    AuthType {
+        /// A kubeconfig with inline data only (client certificate or token).
+        Kubeconfig => "KUBECONFIG",
+        /// A bearer token (e.g. a service account's), with the API server's CA.
+        Token => "TOKEN",
+    }
+}
+
+wire_enum! {
     /// The role of a cluster in the fleet.
     ClusterType {
         /// The hub that manages spokes.
@@ -101,6 +111,21 @@ wire_enum! {
         Connected => "CONNECTED",
         /// The API server did not answer.
         Disconnected => "DISCONNECTED",
+    }
+}
+
+wire_enum! {
+    /// How close stored credentials are to their expiry, judged when read
+    /// against `credentials.rotation_warning_days`.
+    CredentialExpiry {
+        /// They expire later than the warning window.
+        Ok => "OK",
+        /// They expire within the warning window.
+        Expiring => "EXPIRING",
+        /// Their expiry has passed.
+        Expired => "EXPIRED",
+        /// Neither the credential nor the upload said when they expire.
+        Unknown => "UNKNOWN",
     }
 }
 

@@ -38,6 +38,8 @@ pub enum ErrorCode {
     EventsExpired,
     /// No route matches the path (404).
     NotFound,
+    /// No active API token with that id (404).
+    TokenNotFound,
     /// The route exists but not with this method (405).
     MethodNotAllowed,
     /// The body is not `application/json` (415).
@@ -68,6 +70,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::EventsExpired => "EVENTS_EXPIRED",
             ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::TokenNotFound => "TOKEN_NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",

@@ -122,6 +122,17 @@ pub struct FleetHealth {
     /// Clusters no check has ever reached (`last_seen_at` null), including
     /// clusters not checked yet; these are not counted as stale.
     pub never_seen: u64,
+    /// Clusters whose credentials expire within `credentials.rotation_warning_days`
+    /// and have not expired yet.
+    #[serde(default)]
+    pub credentials_expiring_count: u64,
+    /// Clusters whose credentials have expired.
+    #[serde(default)]
+    pub credentials_expired_count: u64,
+    /// The credentials of both counts, soonest expiry first (expired ones
+    /// first), at most `limit`.
+    #[serde(default)]
+    pub credentials_expiring: Vec<crate::ExpiringCredentials>,
 }
 
 /// The clusters whose health score falls in `[min, max]`.
@@ -157,7 +168,8 @@ pub struct FleetClusterHealth {
 impl FleetHealth {
     /// Builds the health view from the store's aggregates: `(state, bucket
     /// index or None for UNKNOWN, clusters)` rows, the two lists, the stale and
-    /// never-seen counts.
+    /// never-seen counts. The credential expiry fields start empty; the server
+    /// fills them with its warning window.
     pub fn from_parts(
         groups: &[(String, Option<usize>, i64)],
         least_healthy: Vec<FleetClusterHealth>,
@@ -192,6 +204,9 @@ impl FleetHealth {
             stale_count: count(stale_count),
             stale,
             never_seen: count(never_seen),
+            credentials_expiring_count: 0,
+            credentials_expired_count: 0,
+            credentials_expiring: Vec::new(),
         }
     }
 }

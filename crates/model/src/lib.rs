@@ -7,7 +7,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod audit;
+mod auth;
 mod cluster;
+mod credentials;
 mod enums;
 mod error;
 mod event;
@@ -22,11 +24,19 @@ mod time;
 mod url_field;
 
 pub use audit::{Audit, AuditEntry, AuditResult};
+pub use auth::{ApiToken, CreatedToken, Role, TokenCreateRequest};
 pub use cluster::{
     Capabilities, Cluster, ClusterCreateRequest, ClusterPatch, ClusterStatus, ClusterUpdateRequest,
     Endpoints, NewCluster, ObservabilityCapabilities, FIELD_LIMITS,
 };
-pub use enums::{ClusterState, ClusterType, Connectivity, Environment, Platform};
+pub use credentials::{
+    ClusterStatusDetail, CredentialInput, CredentialStatus, CredentialValidation, CredentialWrite,
+    CredentialsSummary, ExpiringCredentials, ExpiringCredentialsList, StoredCredentials,
+    ValidationOutcome, SECRET_FIELDS,
+};
+pub use enums::{
+    AuthType, ClusterState, ClusterType, Connectivity, CredentialExpiry, Environment, Platform,
+};
 pub use error::{Error, ErrorCode};
 pub use event::{Event, EventType};
 pub use filter::{ClusterFilter, LabelSelector, Page, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

@@ -2,6 +2,7 @@
 //! the platform version, read from the API server (and Prometheus for DCGM).
 
 use crate::error::Error;
+use crate::observability::Observability;
 use crate::prober::{join, Prober};
 use crate::target::Target;
 use fleetreg_model::{Capabilities, ObservabilityCapabilities, FIELD_LIMITS};
@@ -78,7 +79,7 @@ impl Prober {
 
     async fn discover_unbounded(&self, target: &Target) -> Result<Discovery, Error> {
         let client = self.kube_client(target)?;
-        let kube = |what: &'static str| move |source: kube::Error| Error::Kube { what, source };
+        let kube = |what: &'static str| move |source: kube::Error| Error::kube(what, source);
         let all = ListParams::default();
 
         let version = async {
@@ -148,7 +149,7 @@ impl Prober {
                 .await
                 .map_err(kube("list pods in openshift-logging"))
         };
-        let dcgm = self.dcgm_gpu_count(target.endpoints.prometheus_url.as_deref());
+        let dcgm = self.dcgm_gpu_count(target);
 
         let (
             version,
@@ -257,16 +258,20 @@ impl Prober {
         })
     }
 
-    /// `count(DCGM_FI_DEV_GPU_UTIL)` from Prometheus; `None` when not configured, not
-    /// answering, or without DCGM series. Never fails discovery.
-    async fn dcgm_gpu_count(&self, prometheus_url: Option<&str>) -> Option<i64> {
-        let url = join(prometheus_url?, "/api/v1/query");
-        let response = self
-            .http()
-            .get(&url)
-            .query(&[("query", DCGM_QUERY)])
-            .send()
-            .await;
+    /// `count(DCGM_FI_DEV_GPU_UTIL)` from Prometheus (with its token); `None` when
+    /// not configured, not answering, or without DCGM series. Never fails
+    /// discovery.
+    async fn dcgm_gpu_count(&self, target: &Target) -> Option<i64> {
+        let prometheus = Observability::Prometheus;
+        let url = join(prometheus.base(target)?, "/api/v1/query");
+        let request = match self.get(target, &url, prometheus.token(target)) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::debug!(%error, "DCGM query not sent");
+                return None;
+            }
+        };
+        let response = request.query(&[("query", DCGM_QUERY)]).send().await;
         let body: serde_json::Value = match response {
             Ok(r) if r.status().is_success() => r.json().await.ok()?,
             Ok(r) => {

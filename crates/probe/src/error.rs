@@ -1,6 +1,8 @@
 //! The probe's error type. Messages name the URL and the cause but never a
 //! credential.
 
+use crate::egress::{describe, BlockReason, Blocked, PolicyError};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Why talking to a cluster failed.
@@ -30,10 +32,63 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// `health_check.allowed_networks` refused the address a URL denotes or
+    /// resolved to; nothing was sent to it.
+    #[error("{}", describe(host.as_deref(), *address, *reason))]
+    Blocked {
+        /// The host name the address was resolved from (`None` for an IP literal).
+        host: Option<String>,
+        /// The refused address, canonical.
+        address: IpAddr,
+        /// Why it was refused.
+        reason: BlockReason,
+    },
+    /// `health_check.allowed_networks` holds an invalid entry.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A Kubernetes object name given to the probe is not one.
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        /// What it names, e.g. `namespace`.
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The cluster answered, but not with what the call needs.
+    #[error("unexpected {what} response: {reason}")]
+    UnexpectedResponse {
+        /// What was asked for, e.g. `TokenRequest`.
+        what: &'static str,
+        /// What was wrong (never a secret).
+        reason: String,
+    },
     /// The whole operation ran past its time bound.
     #[error("timed out after {:.1} s", after.as_secs_f64())]
     Timeout {
         /// The bound.
         after: Duration,
     },
+}
+
+impl From<Blocked> for Error {
+    fn from(blocked: Blocked) -> Error {
+        Error::Blocked {
+            host: blocked.host,
+            address: blocked.address,
+            reason: blocked.reason,
+        }
+    }
+}
+
+impl Error {
+    /// A failed Kubernetes read: [`Error::Blocked`] when the connection was refused
+    /// by the egress policy, [`Error::Kube`] otherwise.
+    pub(crate) fn kube(what: &'static str, source: kube::Error) -> Error {
+        match crate::find_blocked(&source) {
+            Some(blocked) => blocked.clone().into(),
+            None => Error::Kube { what, source },
+        }
+    }
 }

@@ -1,12 +1,14 @@
 //! The health check of seed 8.1: API server, Prometheus, Tempo, Loki, all at once,
 //! bounded together by the cluster type's timeout.
 
+use crate::observability::Observability;
 use crate::prober::{join, Prober};
 use crate::target::Target;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{cluster_status, CheckResults, ClusterState, ClusterStatus, Component};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
+use secrecy::SecretString;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,7 +30,7 @@ pub struct HealthReport {
 pub struct Failure {
     /// Which component.
     pub component: Component,
-    /// What happened, e.g. `HTTP 503` or `timed out after 10.0 s`.
+    /// What happened, e.g. `HTTP 503 Service Unavailable` or `timed out after 10.0 s`.
     pub cause: String,
 }
 
@@ -53,22 +55,23 @@ impl HealthReport {
 impl Prober {
     /// Checks a cluster (seed 8.1): lists namespaces on the API server and calls
     /// `GET {prometheus_url}/-/ready`, `{tempo_url}/ready` and `{loki_url}/ready`
-    /// for the endpoints configured, all concurrently. Whatever has not answered
+    /// for the endpoints configured, all concurrently, each with its own token
+    /// from the target's credential. Whatever has not answered
     /// when `timeout` runs out counts as failed, so the check ends within it.
     pub async fn check(&self, target: &Target, timeout: Duration) -> HealthReport {
         let started = Instant::now();
         let deadline = started + timeout;
-        let endpoints = &target.endpoints;
         let api = bounded(deadline, timeout, self.api_server_ready(target));
-        let prometheus = self.optional_ready(
-            endpoints.prometheus_url.as_deref(),
-            "/-/ready",
-            deadline,
-            timeout,
-        );
-        let tempo =
-            self.optional_ready(endpoints.tempo_url.as_deref(), "/ready", deadline, timeout);
-        let loki = self.optional_ready(endpoints.loki_url.as_deref(), "/ready", deadline, timeout);
+        let [prometheus, tempo, loki] = Observability::ALL.map(|endpoint| {
+            let url = endpoint
+                .base(target)
+                .map(|base| join(base, endpoint.ready_path()));
+            async move {
+                let url = url?;
+                let call = self.ready(target, &url, endpoint.token(target));
+                Some(bounded(deadline, timeout, call).await)
+            }
+        });
         let (api, prometheus, tempo, loki) = tokio::join!(api, prometheus, tempo, loki);
 
         let mut failures = Vec::new();
@@ -94,7 +97,8 @@ impl Prober {
         }
     }
 
-    async fn api_server_ready(&self, target: &Target) -> Result<(), String> {
+    /// Lists at most one namespace with the target's credential.
+    pub(crate) async fn api_server_ready(&self, target: &Target) -> Result<(), String> {
         let client = self.kube_client(target).map_err(|e| e.to_string())?;
         let namespaces: kube::Api<Namespace> = kube::Api::all(client);
         namespaces
@@ -104,22 +108,16 @@ impl Prober {
             .map_err(|e| crate::kube_cause(&e))
     }
 
-    async fn optional_ready(
+    /// `GET url` (with `token` as a bearer token) answered 2xx.
+    pub(crate) async fn ready(
         &self,
-        base: Option<&str>,
-        path: &str,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Option<Result<(), String>> {
-        let url = join(base?, path);
-        Some(bounded(deadline, timeout, self.ready(&url)).await)
-    }
-
-    /// `GET url` answered 2xx.
-    async fn ready(&self, url: &str) -> Result<(), String> {
+        target: &Target,
+        url: &str,
+        token: Option<&SecretString>,
+    ) -> Result<(), String> {
         let response = self
-            .http()
-            .get(url)
+            .get(target, url, token)
+            .map_err(|e| e.to_string())?
             .send()
             .await
             .map_err(|e| crate::cause_chain(&e))?;
@@ -127,12 +125,21 @@ impl Prober {
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("HTTP {}", status.as_u16()))
+            Err(http_cause(status))
         }
     }
 }
 
-async fn bounded(
+/// `HTTP 401 Unauthorized`: the code and its canonical reason.
+pub(crate) fn http_cause(status: reqwest::StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("HTTP {} {reason}", status.as_u16()),
+        None => format!("HTTP {}", status.as_u16()),
+    }
+}
+
+/// `call`, failed with [`crate::Error::Timeout`] when `deadline` passes first.
+pub(crate) async fn bounded(
     deadline: Instant,
     timeout: Duration,
     call: impl Future<Output = Result<(), String>>,

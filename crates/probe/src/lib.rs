@@ -9,26 +9,58 @@
 //! URL path is kept as a prefix (never a kubeconfig file); readiness endpoints and
 //! Prometheus queries through reqwest.
 //!
+//! Every connection goes only where the [`EgressPolicy`]
+//! (`health_check.allowed_networks`) allows: IP literals in a URL (or a redirect
+//! target) are checked before sending, names are resolved by a resolver that drops
+//! refused addresses, and both clients connect only to what it returned.
+//!
+//! Credentials (seed 4.2, 13): a [`ClusterCredential`] is built from a token
+//! ([`ClusterCredential::from_token`]) or an uploaded kubeconfig
+//! ([`ClusterCredential::from_kubeconfig`], inline data only: nothing in it can
+//! make the probe run a command or read a file), plus optional Prometheus, Tempo
+//! and Loki tokens. [`Prober::validate`] tries one on every component;
+//! [`Prober::request_token`] gets a fresh service account token for rotation.
+//!
 //! Invariant: never writes to the store; it only observes clusters and returns
-//! values. Credentials are sent to the API server only.
+//! values. The API server's credential goes to the API server only, each
+//! observability token to its own endpoint only, and no secret appears in a
+//! `Debug` output or an error message.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod client_cache;
+mod credential;
+mod credential_error;
 mod discovery;
+mod egress;
 mod error;
 mod health;
+mod jwt;
+pub mod kubeconfig;
+mod observability;
+mod pki;
 mod prober;
+mod resolver;
 mod target;
+mod token_request;
+mod validate;
 
+pub use credential::{ApiAuth, ClusterCredential, TlsTrust};
+pub use credential_error::CredentialError;
 pub use discovery::{Discovery, GpuEvidence};
+pub use egress::{canonical, BlockReason, Blocked, EgressPolicy, PolicyError};
 pub use error::Error;
 pub use health::{Failure, HealthReport};
 pub use prober::Prober;
-pub use target::{Credential, Target};
+pub use target::Target;
 
 /// An error and its sources, joined by `": "` (reqwest and hyper hide the useful
-/// part in the source chain).
-pub(crate) fn cause_chain(error: &dyn std::error::Error) -> String {
+/// part in the source chain); only the block when the egress policy refused the
+/// connection.
+pub(crate) fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(blocked) = find_blocked(error) {
+        return blocked.to_string();
+    }
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
@@ -40,6 +72,20 @@ pub(crate) fn cause_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// The egress policy's refusal somewhere in `error`'s source chain.
+pub(crate) fn find_blocked<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a Blocked> {
+    let mut current = Some(error);
+    while let Some(inner) = current {
+        if let Some(blocked) = inner.downcast_ref::<Blocked>() {
+            return Some(blocked);
+        }
+        current = inner.source();
+    }
+    None
 }
 
 /// A kube-rs error in words: `HTTP 503 ServiceUnavailable: message` for API

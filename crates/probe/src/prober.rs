@@ -1,55 +1,141 @@
-//! [`Prober`]: the pooled HTTP clients every check and discovery shares.
+//! [`Prober`]: the pooled HTTP clients every check and discovery shares, plus
+//! per-credential ones for credentials with TLS settings of their own, all
+//! bound by one [`EgressPolicy`].
 
+use crate::client_cache::ClientCache;
+use crate::credential::ClusterCredential;
+use crate::egress::{literal_address, EgressPolicy};
 use crate::error::Error;
-use crate::target::{Credential, Target};
+use crate::resolver::FilteringResolver;
+use crate::target::Target;
 use http::header::{HeaderValue, AUTHORIZATION};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::client::ConfigExt;
+use secrecy::{ExposeSecret, SecretString};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 type KubeHttp = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<HttpConnector>,
+    hyper_rustls::HttpsConnector<HttpConnector<FilteringResolver>>,
     kube::client::Body,
 >;
 
-/// Talks to clusters. Create one per process and share it: both of its clients
-/// keep one keep-alive pool per host across every cluster it checks.
+/// Most redirects a readiness or Prometheus request follows.
+const MAX_REDIRECTS: usize = 5;
+/// How long an idle keep-alive connection stays in a pool.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// Talks to clusters. Create one per process and share it: its clients keep
+/// keep-alive pools across every cluster it checks.
+///
+/// Uncredentialed targets, and targets with only a bearer token over the
+/// platform's roots, share one pool per client. A credential with TLS settings
+/// of its own (a CA, skipped verification, a client certificate, a server
+/// name) gets its own pools, cached by [`ClusterCredential::id`] (see
+/// `client_cache`: dropped after 10 minutes unused, at most 4096). Every client
+/// resolves names through the same filtering resolver, so the egress policy
+/// binds them all.
 #[derive(Clone)]
 pub struct Prober {
     http: reqwest::Client,
     kube_http: KubeHttp,
+    policy: Arc<EgressPolicy>,
+    resolver: FilteringResolver,
+    pools: Arc<ClientCache<CredentialClients>>,
+}
+
+/// The clients one credential's TLS set-up needs; `None` where the shared one
+/// serves.
+#[derive(Clone)]
+pub(crate) struct CredentialClients {
+    /// The API server's, with the credential's trust and client identity.
+    kube_http: Option<KubeHttp>,
+    /// The observability endpoints', trusting the credential's CA besides the
+    /// platform's roots.
+    http: Option<reqwest::Client>,
 }
 
 impl Prober {
-    /// Sets up the pooled clients (TLS roots from the platform).
-    pub fn new() -> Result<Prober, Error> {
-        let setup = |reason: String| Error::Setup { reason };
-        let http = reqwest::Client::builder()
-            // A readiness endpoint that redirects is not ready; following redirects
-            // would also let a user-supplied URL steer the probe elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| setup(crate::cause_chain(&e)))?;
+    /// Sets up the pooled clients (TLS roots from the platform), connecting only
+    /// where `policy` allows. No client uses a proxy: the policy judges the
+    /// address actually connected to.
+    pub fn new(policy: EgressPolicy) -> Result<Prober, Error> {
+        let policy = Arc::new(policy);
+        let resolver = FilteringResolver::new(policy.clone());
+        let http = build_http(&policy, &resolver, &[])?;
         let base = kube::Config::new(http::Uri::from_static("http://localhost"));
-        let connector = base
-            .rustls_https_connector()
-            .map_err(|e| setup(crate::cause_chain(&e)))?;
-        let kube_http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        Ok(Prober { http, kube_http })
+        let kube_http = build_kube_http(&base, &resolver)?;
+        Ok(Prober {
+            http,
+            kube_http,
+            policy,
+            resolver,
+            pools: Arc::new(ClientCache::new()),
+        })
     }
 
-    /// The plain HTTP client (readiness endpoints, Prometheus queries).
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// How many per-credential connection pools are cached (for metrics).
+    pub fn credential_pools(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// The clients for `credential`: its cached own ones where its TLS set-up
+    /// differs from the shared clients', built on first use.
+    fn clients_for(&self, credential: &ClusterCredential) -> Result<CredentialClients, Error> {
+        let own_kube = credential.needs_own_tls();
+        let own_http = !credential.ca_certificates().is_empty();
+        if !own_kube && !own_http {
+            return Ok(CredentialClients {
+                kube_http: None,
+                http: None,
+            });
+        }
+        self.pools.get_or_try_insert(credential.id(), || {
+            let kube_http = own_kube
+                .then(|| build_kube_http(&credential.kube_tls_config(), &self.resolver))
+                .transpose()?;
+            let http = own_http
+                .then(|| build_http(&self.policy, &self.resolver, credential.ca_certificates()))
+                .transpose()?;
+            Ok(CredentialClients { kube_http, http })
+        })
+    }
+
+    /// `GET url` to an observability endpoint of `target`, with `token` as
+    /// `Authorization: Bearer` (marked sensitive; reqwest drops it on a redirect
+    /// to another host or port). Refused before sending when the URL's host is
+    /// an IP literal the policy does not allow (names are judged by the
+    /// resolver).
+    pub(crate) fn get(
+        &self,
+        target: &Target,
+        url: &str,
+        token: Option<&SecretString>,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        if let Ok(parsed) = reqwest::Url::parse(url) {
+            if let Some(addr) = url_host_address(&parsed) {
+                self.policy.check(None, addr)?;
+            }
+        }
+        let own = match target.credential.as_deref() {
+            Some(credential) => self.clients_for(credential)?.http,
+            None => None,
+        };
+        let request = own.as_ref().unwrap_or(&self.http).get(url);
+        Ok(match token {
+            Some(token) => request.bearer_auth(token.expose_secret()),
+            None => request,
+        })
     }
 
     /// A kube-rs client for the target's API server, built from an in-memory
-    /// `Config` (never a kubeconfig file) over the shared pool. The URL's path is
-    /// kept as a prefix of every request.
+    /// `Config` (never a kubeconfig file) over the shared pool, or the
+    /// credential's own when its TLS set-up differs. The URL's path is kept as a
+    /// prefix of every request; a bearer token goes in a sensitive header. A
+    /// host that is an IP literal the policy refuses is [`Error::Blocked`] here
+    /// (the connector never resolves literals).
     pub(crate) fn kube_client(&self, target: &Target) -> Result<kube::Client, Error> {
         let url = &target.api_server_url;
         let invalid = |reason: &str| Error::InvalidUrl {
@@ -60,14 +146,21 @@ impl Prober {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
             return Err(invalid("expected http:// or https:// with a host"));
         }
+        if let Some(addr) = uri.host().and_then(literal_address) {
+            self.policy.check(None, addr)?;
+        }
         let mut config = kube::Config::new(uri);
-        if let Credential::BearerToken(token) = &target.credential {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::Setup {
-                    reason: "the bearer token is not a valid header value".into(),
-                })?;
-            value.set_sensitive(true);
-            config.headers.push((AUTHORIZATION, value));
+        let mut pool = None;
+        if let Some(credential) = target.credential.as_deref() {
+            pool = self.clients_for(credential)?.kube_http;
+            if let Some(token) = credential.api_token() {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                    .map_err(|_| Error::Setup {
+                        reason: "the bearer token is not a valid header value".into(),
+                    })?;
+                value.set_sensitive(true);
+                config.headers.push((AUTHORIZATION, value));
+            }
         }
         let headers = config.extra_headers_layer().map_err(|e| Error::Setup {
             reason: crate::cause_chain(&e),
@@ -75,15 +168,90 @@ impl Prober {
         let service = tower::ServiceBuilder::new()
             .layer(config.base_uri_layer())
             .layer(headers)
-            .service(self.kube_http.clone());
+            .service(pool.unwrap_or_else(|| self.kube_http.clone()));
         Ok(kube::Client::new(service, "default"))
     }
+}
+
+/// A reqwest client resolving through `resolver`, following redirects only as
+/// [`redirect_policy`] allows, trusting `extra_roots` (DER) besides the
+/// built-in roots.
+fn build_http(
+    policy: &Arc<EgressPolicy>,
+    resolver: &FilteringResolver,
+    extra_roots: &[Vec<u8>],
+) -> Result<reqwest::Client, Error> {
+    let setup = |e: reqwest::Error| Error::Setup {
+        reason: crate::cause_chain(&e),
+    };
+    let mut builder = reqwest::Client::builder()
+        .redirect(redirect_policy(policy.clone()))
+        .dns_resolver(Arc::new(resolver.clone()))
+        .no_proxy()
+        .pool_idle_timeout(POOL_IDLE);
+    for der in extra_roots {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_der(der).map_err(setup)?);
+    }
+    builder.build().map_err(setup)
+}
+
+/// A hyper client for kube-rs with the TLS settings of `config` (trust, client
+/// identity, server name), connecting through `resolver`.
+fn build_kube_http(config: &kube::Config, resolver: &FilteringResolver) -> Result<KubeHttp, Error> {
+    let mut tcp = HttpConnector::new_with_resolver(resolver.clone());
+    tcp.enforce_http(false);
+    let connector = config
+        .rustls_https_connector_with_connector(tcp)
+        .map_err(|e| Error::Setup {
+            reason: crate::cause_chain(&e),
+        })?;
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .build(connector),
+    )
 }
 
 impl std::fmt::Debug for Prober {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prober").finish_non_exhaustive()
     }
+}
+
+/// The address a parsed URL's host denotes, when it is an IP literal.
+fn url_host_address(url: &reqwest::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, to http(s) only and never from
+/// https down to http (a token would then cross the network in the clear to
+/// the same host and port, where reqwest keeps it), refusing a target whose
+/// host is an IP literal the policy does not allow (a name goes through the
+/// filtering resolver like any other).
+fn redirect_policy(policy: Arc<EgressPolicy>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        if !matches!(attempt.url().scheme(), "http" | "https") {
+            return attempt.error("redirect to a scheme other than http(s)");
+        }
+        let from_https = attempt
+            .previous()
+            .last()
+            .is_some_and(|previous| previous.scheme() == "https");
+        if from_https && attempt.url().scheme() == "http" {
+            return attempt.error("redirect from https to http");
+        }
+        match url_host_address(attempt.url()).map(|addr| policy.check(None, addr)) {
+            Some(Err(blocked)) => attempt.error(blocked),
+            _ => attempt.follow(),
+        }
+    })
 }
 
 /// `base` + `path`, without a doubled slash.

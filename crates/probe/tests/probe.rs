@@ -5,7 +5,7 @@
 use fleetreg_model::{
     Capabilities, CheckResults, ClusterState, Connectivity, Endpoints, ObservabilityCapabilities,
 };
-use fleetreg_probe::{Credential, Prober, Target};
+use fleetreg_probe::{ClusterCredential, EgressPolicy, Prober, Target};
 use fleetreg_sim::{
     ClusterSpec, ClusterView, FaultsPatch, ObservabilitySpec, Service, SimAdmin, SpawnedSim,
 };
@@ -21,7 +21,7 @@ fn target(view: &ClusterView, prometheus: bool, tempo: bool, loki: bool) -> Targ
             tempo_url: tempo.then(|| view.tempo_url.clone()),
             loki_url: loki.then(|| view.loki_url.clone()),
         },
-        credential: Credential::None,
+        credential: None,
     }
 }
 
@@ -47,7 +47,7 @@ fn faults(f: impl FnOnce(&mut FaultsPatch)) -> FaultsPatch {
 #[tokio::test]
 async fn every_score_deduction() {
     let (_sim, admin, view) = start("score", ClusterSpec::default()).await;
-    let prober = Prober::new().unwrap();
+    let prober = Prober::new(EgressPolicy::default()).unwrap();
     let all = target(&view, true, true, true);
     let cases: [(&str, FaultsPatch, i32); 6] = [
         ("healthy", faults(|_| {}), 100),
@@ -122,7 +122,7 @@ async fn every_score_deduction() {
 #[tokio::test]
 async fn every_transition_of_seed_8_2() {
     let (_sim, admin, view) = start("states", ClusterSpec::default()).await;
-    let prober = Prober::new().unwrap();
+    let prober = Prober::new(EgressPolicy::default()).unwrap();
     let target = target(&view, true, true, true);
     let degraded = || faults(|f| f.tempo_down = Some(true));
     let offline = || faults(|f| f.api_down = Some(true));
@@ -168,7 +168,7 @@ async fn every_transition_of_seed_8_2() {
 #[tokio::test]
 async fn a_slow_api_server_is_down_within_the_timeout() {
     let (_sim, admin, view) = start("slow", ClusterSpec::default()).await;
-    let prober = Prober::new().unwrap();
+    let prober = Prober::new(EgressPolicy::default()).unwrap();
     admin
         .set_faults("slow", &faults(|f| f.api_latency_ms = Some(5_000)))
         .await
@@ -224,7 +224,7 @@ async fn the_base_path_is_kept_and_the_token_sent_to_the_api_server_only() {
         ..ClusterSpec::default()
     };
     let (_sim, admin, view) = start("auth", spec).await;
-    let prober = Prober::new().unwrap();
+    let prober = Prober::new(EgressPolicy::default()).unwrap();
     let anonymous = target(&view, true, false, false);
     let report = prober.check(&anonymous, TIMEOUT).await;
     assert!(!report.results.api_server);
@@ -235,7 +235,8 @@ async fn the_base_path_is_kept_and_the_token_sent_to_the_api_server_only() {
     );
 
     let after = admin.requests(0, None).await.unwrap().next_after;
-    let with_token = anonymous.with_credential(Credential::BearerToken("tok-123".into()));
+    let credential = ClusterCredential::from_token("tok-123".into(), None, false).unwrap();
+    let with_token = anonymous.with_credential(std::sync::Arc::new(credential));
     assert!(prober.check(&with_token, TIMEOUT).await.results.all_pass());
     let log = admin.requests(after, Some("auth")).await.unwrap().items;
     let api = log
@@ -258,7 +259,7 @@ async fn the_base_path_is_kept_and_the_token_sent_to_the_api_server_only() {
 async fn discovery_reports_exactly_what_the_sim_holds() {
     let sim = SpawnedSim::start().await.unwrap();
     let admin = sim.admin();
-    let prober = Prober::new().unwrap();
+    let prober = Prober::new(EgressPolicy::default()).unwrap();
     let full = ClusterSpec {
         nodes: 4,
         gpu_count: 12,
@@ -368,11 +369,11 @@ async fn discovery_reports_exactly_what_the_sim_holds() {
 
 #[tokio::test]
 async fn an_invalid_url_is_reported_without_contact() {
-    let prober = Prober::new().unwrap();
+    let prober = Prober::new(EgressPolicy::default()).unwrap();
     let target = Target {
         api_server_url: "ftp://example".into(),
         endpoints: Endpoints::default(),
-        credential: Credential::None,
+        credential: None,
     };
     let report = prober.check(&target, TIMEOUT).await;
     assert!(!report.results.api_server);

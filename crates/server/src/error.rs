@@ -24,7 +24,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::EventsExpired => StatusCode::GONE,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::NotFound | ErrorCode::TokenNotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,6 +131,11 @@ impl From<StoreError> for ApiError {
                 format!("events after revision {after} were removed by retention; list again and resume from the list's revision"),
             )
             .with_details(json!({ "oldest_revision": oldest_revision, "latest_revision": latest_revision })),
+            StoreError::CredentialsNotFound(id) => ApiError::new(
+                ErrorCode::CredentialsNotFound,
+                format!("cluster {id} has no stored credentials"),
+            )
+            .with_details(json!({ "cluster": id.to_string() })),
             StoreError::Closed => ApiError::new(ErrorCode::ServiceUnavailable, "the server is shutting down"),
             other => ApiError::internal(other),
         }

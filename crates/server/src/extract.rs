@@ -140,18 +140,29 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
     }
 }
 
-/// The client's address, when the server was started with connect info.
-pub struct Peer(pub Option<std::net::SocketAddr>);
+/// Who is calling and from where: the source address and the authenticated
+/// principal (set by `auth::authorize`), for the audit log.
+pub struct Peer(pub Caller);
+
+/// The caller of a request.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The source address.
+    pub addr: Option<std::net::SocketAddr>,
+    /// The token's name and role, when authenticated.
+    pub principal: Option<crate::auth::Principal>,
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(
-            parts
+        Ok(Peer(Caller {
+            addr: parts
                 .extensions
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                 .map(|info| info.0),
-        ))
+            principal: parts.extensions.get::<crate::auth::Principal>().cloned(),
+        }))
     }
 }

@@ -8,6 +8,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -18,10 +21,11 @@ pub mod outbox;
 pub mod retention;
 pub mod settings;
 pub mod state;
+pub mod tls;
 
 use crate::error::{ApiError, InternalCause};
 use crate::events::EventHub;
-use crate::health::{HealthContext, HealthScheduler};
+use crate::health::{ClusterLocks, HealthContext, HealthScheduler};
 use crate::retention::Retention;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -61,27 +65,63 @@ pub enum StartError {
     /// The Redis URL is invalid.
     #[error("invalid redis URL: {0}")]
     Redis(#[from] outbox::OutboxError),
+    /// The master key is missing, unreadable or not the one the stored
+    /// credentials were sealed with.
+    #[error("cannot open the credential vault: {0}")]
+    Vault(#[from] credentials::KeyError),
+    /// The TLS certificate or key is unusable.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// A non-loopback address without TLS (tokens would cross the network in
+    /// the clear) and without `--allow-insecure-listen`.
+    #[error(
+        "refusing to listen on {0} without TLS: give --tls-cert and --tls-key, or \
+         --allow-insecure-listen behind a TLS-terminating proxy"
+    )]
+    InsecureListen(SocketAddr),
+    /// The bootstrap admin token could not be set up.
+    #[error("cannot set up the admin token: {0}")]
+    Auth(#[from] auth::BootstrapError),
     /// The prober's HTTP clients could not be set up.
     #[error("cannot set up health checks: {0}")]
     Probe(#[from] fleetreg_probe::Error),
+    /// The audit log no longer reaches its head file (or the file is unreadable).
+    #[error("audit log: {0}")]
+    Audit(#[from] audit::AuditError),
 }
 
 /// A built server: store opened, workers started, listener bound.
 pub struct Application {
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     store: Arc<dyn Store>,
     retention: Retention,
     health_scheduler: Option<HealthScheduler>,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
+    audit_head: audit::HeadWriter,
 }
 
 impl Application {
     /// Opens the store, starts the workers and binds the listener.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let metrics = metrics::install();
-        let store = fleetreg_store::connect(&settings.database_url).await?;
+        // The keyring first: the store seals audit entries with a key derived from it.
+        let keyring = credentials::load_keyring(
+            settings.credentials.master_key.as_deref(),
+            &settings.credentials.master_key_file,
+        )?;
+        let store = fleetreg_store::connect_with(
+            &settings.database_url,
+            fleetreg_store::StoreOptions {
+                history_sample: settings.history_sample,
+                audit_keys: Some(Arc::new(audit::audit_keys(&keyring))),
+            },
+        )
+        .await?;
+        let head_file = audit::HeadFile::new(settings.audit_head_file());
+        audit::check_head(store.as_ref(), &head_file).await?;
         tracing::info!(
             backend = store.backend().as_str(),
             durability = store.durability(),
@@ -91,6 +131,8 @@ impl Application {
         ::metrics::gauge!(metrics::STORE_INFO, "backend" => store.backend().as_str(), "durability" => store.durability().to_owned()).set(1.0);
         let shutdown = CancellationToken::new();
         let mut workers = Vec::new();
+        let audit_head = audit::HeadWriter::new(head_file, store.as_ref());
+        workers.push(tokio::spawn(audit_head.clone().run(shutdown.clone())));
         let (hub, hub_task) = EventHub::start(store.clone(), shutdown.clone()).await?;
         workers.push(hub_task);
         if let Some(redis_url) = &settings.redis_url {
@@ -109,10 +151,22 @@ impl Application {
                 .clone()
                 .run(settings.retention_interval, shutdown.clone()),
         ));
+        let mut credentials = credentials::Credentials::open(store.clone(), keyring)
+            .await?
+            .with_rotation_warning_days(settings.credentials.rotation_warning_days);
+        if settings.credentials.master_key.is_none() {
+            // Picks up `fleetreg vault rotate-master-key` while running.
+            credentials = credentials.with_key_file(settings.credentials.master_key_file.clone());
+        }
         let health = HealthContext {
-            prober: fleetreg_probe::Prober::new()?,
+            prober: fleetreg_probe::Prober::new(
+                fleetreg_probe::EgressPolicy::parse(&settings.health_check.allowed_networks)
+                    .map_err(fleetreg_probe::Error::from)?,
+            )?,
             config: settings.health_check.clone(),
             discovery: settings.discovery.clone(),
+            locks: ClusterLocks::default(),
+            credentials,
         };
         let health_scheduler = if settings.health_check.enabled {
             let scheduler = HealthScheduler::new(store.clone(), health.clone());
@@ -123,7 +177,14 @@ impl Application {
             tracing::info!("health checks disabled");
             None
         };
+        auth::ensure_admin_token(
+            store.as_ref(),
+            settings.auth.admin_token.as_deref(),
+            &settings.auth.admin_token_file,
+        )
+        .await?;
         let state = AppState {
+            auth: auth::AuthState::new(store.clone(), settings.auth.metrics_open),
             store: store.clone(),
             hub,
             metrics,
@@ -131,6 +192,13 @@ impl Application {
             health,
         };
         let router = router(state, &settings);
+        let tls = match &settings.tls {
+            Some(files) => Some(tls::server_config(files)?),
+            None if !settings.listen.ip().is_loopback() && !settings.allow_insecure_listen => {
+                return Err(StartError::InsecureListen(settings.listen));
+            }
+            None => None,
+        };
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -140,12 +208,14 @@ impl Application {
                 })?;
         Ok(Application {
             listener,
+            tls,
             router,
             store,
             retention,
             health_scheduler,
             shutdown,
             workers,
+            audit_head,
         })
     }
 
@@ -190,17 +260,24 @@ impl Application {
             tracing::info!("shutting down: draining requests");
             shutdown.cancel();
         };
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service)
-            .with_graceful_shutdown(graceful)
-            .await;
+        let result = match self.tls {
+            Some(config) => tls::serve(self.listener, self.router, config, graceful).await,
+            None => {
+                let service = self
+                    .router
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(self.listener, service)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }
+        };
         self.shutdown.cancel();
         for worker in self.workers {
             let _ = worker.await;
         }
         self.store.close().await;
+        // The store's last head, in case a worker wrote after the head writer stopped.
+        self.audit_head.flush().await;
         tracing::info!("stopped");
         result
     }
@@ -220,7 +297,9 @@ fn router(state: AppState, settings: &Settings) -> Router {
             .map_or(request.uri().path(), |p| p.as_str());
         tracing::info_span!("request", %request_id, method = %request.method(), route)
     });
+    let authorize = middleware::from_fn_with_state(state.auth.clone(), auth::authorize);
     api::router()
+        .route_layer(authorize)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

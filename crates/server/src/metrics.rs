@@ -36,6 +36,30 @@ pub const HEALTH_SCHEDULER_LAG: &str = "fleetreg_health_scheduler_lag_seconds";
 pub const HEALTH_MISSED_INTERVALS: &str = "fleetreg_health_missed_intervals_total";
 /// Scheduled clusters by their last observed state.
 pub const CLUSTERS_BY_STATE: &str = "fleetreg_clusters_by_state";
+/// Counter: periodic rediscoveries by the scheduler, by `result` (`ok`, `failed`).
+pub const DISCOVERIES: &str = "fleetreg_discoveries_total";
+/// Gauge: clusters whose credentials expire within
+/// `credentials.rotation_warning_days` and have not expired (computed at scrape).
+pub const CREDENTIALS_EXPIRING: &str = "fleetreg_credentials_expiring";
+/// Gauge: clusters whose credentials have expired (computed at scrape).
+pub const CREDENTIALS_EXPIRED: &str = "fleetreg_credentials_expired";
+
+/// The credential expiry gauges in Prometheus text format.
+///
+/// They are computed on each scrape from two counts over the store's
+/// `expires_at` index rather than by a worker through the process-wide
+/// recorder: always current, no task to run, and each server (several share a
+/// process in tests) reports its own store.
+pub fn credential_expiry_text(expiring: u64, expired: u64) -> String {
+    format!(
+        "# HELP {CREDENTIALS_EXPIRING} Clusters whose credentials expire within the rotation warning window.\n\
+         # TYPE {CREDENTIALS_EXPIRING} gauge\n\
+         {CREDENTIALS_EXPIRING} {expiring}\n\
+         # HELP {CREDENTIALS_EXPIRED} Clusters whose credentials have expired.\n\
+         # TYPE {CREDENTIALS_EXPIRED} gauge\n\
+         {CREDENTIALS_EXPIRED} {expired}\n"
+    )
+}
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -1,10 +1,17 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::api::{clusters, events, fleet, ops};
+use crate::api::{clusters, credentials, events, fleet, ops, tokens};
+use fleetreg_model::{
+    AuthType, CredentialInput, CredentialStatus, CredentialValidation, ValidationOutcome,
+};
 use fleetreg_model::{
     Capabilities, Cluster, ClusterCreateRequest, ClusterState, ClusterStatus, ClusterType,
     ClusterUpdateRequest, Connectivity, Endpoints, Environment, Event, EventType, HealthSample,
     ObservabilityCapabilities, Platform,
+};
+use fleetreg_model::{
+    ClusterStatusDetail, CredentialExpiry, CredentialsSummary, ExpiringCredentials,
+    ExpiringCredentialsList,
 };
 use fleetreg_model::{
     FleetCapabilities, FleetClusterHealth, FleetHealth, FleetSummary, GpuTypeTotals,
@@ -28,8 +35,17 @@ use fleetreg_model::{
         clusters::status,
         clusters::history,
         clusters::refresh,
+        credentials::store,
+        credentials::rotate,
+        credentials::validate,
+        credentials::delete,
+        credentials::expiring,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
         events::list,
         events::stream,
+        crate::api::audit::list,
         fleet::summary,
         fleet::health,
         fleet::capabilities,
@@ -39,6 +55,9 @@ use fleetreg_model::{
         ops::openapi
     ),
     components(schemas(
+        fleetreg_model::AuditEntry,
+        fleetreg_model::AuditResult,
+        crate::api::audit::AuditList,
         Cluster,
         ClusterCreateRequest,
         ClusterUpdateRequest,
@@ -62,7 +81,21 @@ use fleetreg_model::{
         FleetClusterHealth,
         FleetCapabilities,
         GpuTypeTotals,
-        ObservabilityCoverage
+        ObservabilityCoverage,
+        AuthType,
+        CredentialInput,
+        CredentialStatus,
+        CredentialValidation,
+        ValidationOutcome,
+        CredentialsSummary,
+        CredentialExpiry,
+        ExpiringCredentials,
+        ExpiringCredentialsList,
+        ClusterStatusDetail,
+        fleetreg_model::Role,
+        fleetreg_model::ApiToken,
+        fleetreg_model::CreatedToken,
+        fleetreg_model::TokenCreateRequest
     ))
 )]
 pub struct ApiDoc;

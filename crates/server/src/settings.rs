@@ -19,6 +19,9 @@ pub struct Settings {
     pub events_retention: Duration,
     /// How long health history samples are kept.
     pub history_retention: Duration,
+    /// At most one history sample per cluster per this period without a state
+    /// change (`history.sample_minutes`).
+    pub history_sample: Duration,
     /// How often the retention worker runs.
     pub retention_interval: Duration,
     /// The file's `health_check` block (used by the health scheduler).
@@ -29,6 +32,87 @@ pub struct Settings {
     pub credentials: CredentialsConfig,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// The `auth:` block.
+    pub auth: AuthConfig,
+    /// The `audit:` block.
+    pub audit: AuditConfig,
+    /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Allow plain HTTP on a non-loopback address (behind a TLS proxy).
+    pub allow_insecure_listen: bool,
+}
+
+/// `audit:` (fleetreg's own).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Where the audit chain's head (last id and MAC) is written after each
+    /// commit; default `fleetreg-audit.head` next to the master key file.
+    pub head_file: Option<std::path::PathBuf>,
+}
+
+/// The audit head file's name when `audit.head_file` is not set.
+pub const DEFAULT_AUDIT_HEAD_FILE: &str = "fleetreg-audit.head";
+
+/// `audit.head_file`, else [`DEFAULT_AUDIT_HEAD_FILE`] in the directory of
+/// `master_key_file`.
+pub fn audit_head_file(head_file: Option<&Path>, master_key_file: &Path) -> std::path::PathBuf {
+    match head_file {
+        Some(path) => path.to_path_buf(),
+        None => master_key_file
+            .parent()
+            .unwrap_or_else(|| Path::new(""))
+            .join(DEFAULT_AUDIT_HEAD_FILE),
+    }
+}
+
+impl Settings {
+    /// The audit head file in force (see [`audit_head_file`]).
+    pub fn audit_head_file(&self) -> std::path::PathBuf {
+        audit_head_file(
+            self.audit.head_file.as_deref(),
+            &self.credentials.master_key_file,
+        )
+    }
+}
+
+/// `auth:` (fleetreg's own).
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Where `serve` writes the bootstrap admin token (mode 0600) when it
+    /// creates one.
+    pub admin_token_file: std::path::PathBuf,
+    /// The bootstrap admin token itself, from `FLEETREG_ADMIN_TOKEN`; never
+    /// read from the file.
+    #[serde(skip)]
+    pub admin_token: Option<String>,
+    /// Serve `/metrics` without a token (the default, for scrapers); when false
+    /// it needs a viewer, operator or admin token.
+    pub metrics_open: bool,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("admin_token_file", &self.admin_token_file)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("metrics_open", &self.metrics_open)
+            .finish()
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            admin_token_file: "fleetreg-admin.token".into(),
+            admin_token: None,
+            metrics_open: true,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -39,11 +123,16 @@ impl Default for Settings {
             redis_url: None,
             events_retention: Duration::from_secs(7 * 24 * 3600),
             history_retention: Duration::from_secs(7 * 24 * 3600),
+            history_sample: Duration::from_secs(300),
             retention_interval: Duration::from_secs(300),
             health_check: HealthCheckConfig::default(),
             discovery: DiscoveryConfig::default(),
             credentials: CredentialsConfig::default(),
             request_timeout: Duration::from_secs(30),
+            auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
+            tls: None,
+            allow_insecure_listen: false,
         }
     }
 }
@@ -72,6 +161,10 @@ struct RegistryConfig {
     events: EventsConfig,
     #[serde(default)]
     history: HistoryConfig,
+    #[serde(default)]
+    auth: AuthConfig,
+    #[serde(default)]
+    audit: AuditConfig,
 }
 
 /// `health_check:` (seed 11).
@@ -90,6 +183,10 @@ pub struct HealthCheckConfig {
     pub far_edge_interval_seconds: u64,
     /// One timeout for every type; when absent each type uses seed 8.3's.
     pub timeout_seconds: Option<u64>,
+    /// Where health checks and discovery may connect: CIDRs, IP addresses and
+    /// host patterns (`*.example.com`); empty allows everything but link-local,
+    /// cloud metadata and unspecified addresses (see `fleetreg_probe::EgressPolicy`).
+    pub allowed_networks: Vec<String>,
 }
 
 impl Default for HealthCheckConfig {
@@ -101,6 +198,7 @@ impl Default for HealthCheckConfig {
             edge_interval_seconds: 60,
             far_edge_interval_seconds: 120,
             timeout_seconds: None,
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -125,13 +223,34 @@ impl Default for DiscoveryConfig {
 }
 
 /// `credentials:` (seed 11).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CredentialsConfig {
     /// Namespace of the Kubernetes Secrets backend.
     pub secret_namespace: String,
     /// Warn this many days before credentials expire.
     pub rotation_warning_days: u64,
+    /// The master key file (base64 keys, one per line, first active; mode 0600),
+    /// created on first start when missing.
+    pub master_key_file: std::path::PathBuf,
+    /// The master key(s) themselves (base64), from `FLEETREG_MASTER_KEY`; when
+    /// set, the file is not used. Never read from the config file.
+    #[serde(skip)]
+    pub master_key: Option<String>,
+}
+
+impl std::fmt::Debug for CredentialsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsConfig")
+            .field("secret_namespace", &self.secret_namespace)
+            .field("rotation_warning_days", &self.rotation_warning_days)
+            .field("master_key_file", &self.master_key_file)
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Default for CredentialsConfig {
@@ -139,6 +258,8 @@ impl Default for CredentialsConfig {
         CredentialsConfig {
             secret_namespace: "aiops-nextgen".into(),
             rotation_warning_days: 7,
+            master_key_file: "fleetreg-master.key".into(),
+            master_key: None,
         }
     }
 }
@@ -163,11 +284,15 @@ impl Default for EventsConfig {
 #[serde(deny_unknown_fields, default)]
 struct HistoryConfig {
     retention_days: u64,
+    sample_minutes: u64,
 }
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        HistoryConfig { retention_days: 7 }
+        HistoryConfig {
+            retention_days: 7,
+            sample_minutes: 5,
+        }
     }
 }
 
@@ -209,6 +334,8 @@ impl Settings {
     pub fn from_yaml(text: &str) -> Result<Settings, String> {
         let file: ConfigFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
         let c = file.cluster_registry;
+        fleetreg_probe::EgressPolicy::parse(&c.health_check.allowed_networks)
+            .map_err(|e| e.to_string())?;
         let defaults = Settings::default();
         Ok(Settings {
             listen: c.listen.unwrap_or(defaults.listen),
@@ -218,9 +345,12 @@ impl Settings {
             history_retention: Duration::from_secs(
                 c.history.retention_days.saturating_mul(24 * 3600),
             ),
+            history_sample: Duration::from_secs(c.history.sample_minutes.saturating_mul(60)),
             health_check: c.health_check,
             discovery: c.discovery,
             credentials: c.credentials,
+            auth: c.auth,
+            audit: c.audit,
             ..defaults
         })
     }
@@ -255,6 +385,44 @@ cluster_registry:
         .unwrap();
         assert_eq!(s.redis_url.as_deref(), Some("redis://redis:6379/0"));
         assert_eq!(s.health_check.timeout_seconds, Some(10));
+    }
+
+    #[test]
+    fn reads_and_validates_allowed_networks() {
+        let s = Settings::from_yaml(
+            "cluster_registry:\n  health_check:\n    allowed_networks: [\"10.0.0.0/8\", \"fd00::/8\", \"192.0.2.7\", \"*.example.com\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.health_check.allowed_networks,
+            ["10.0.0.0/8", "fd00::/8", "192.0.2.7", "*.example.com"]
+        );
+        assert!(Settings::from_yaml("cluster_registry: {}\n")
+            .unwrap()
+            .health_check
+            .allowed_networks
+            .is_empty());
+        let err = Settings::from_yaml(
+            "cluster_registry:\n  health_check:\n    allowed_networks: [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("health_check.allowed_networks"), "{err}");
+        assert!(err.contains("\"10.0.0.0/33\""), "{err}");
+    }
+
+    #[test]
+    fn audit_head_file_defaults_next_to_the_key_file() {
+        let mut s = Settings::from_yaml("cluster_registry: {}\n").unwrap();
+        assert_eq!(s.audit_head_file(), Path::new("fleetreg-audit.head"));
+        s.credentials.master_key_file = "/etc/fleetreg/master.key".into();
+        assert_eq!(
+            s.audit_head_file(),
+            Path::new("/etc/fleetreg/fleetreg-audit.head")
+        );
+        let s = Settings::from_yaml("cluster_registry:\n  audit:\n    head_file: /var/lib/h\n")
+            .unwrap();
+        assert_eq!(s.audit_head_file(), Path::new("/var/lib/h"));
+        assert!(Settings::from_yaml("cluster_registry:\n  audit:\n    head: x\n").is_err());
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Cancelled when the server shuts down; long-lived streams end on it.
     pub shutdown: CancellationToken,
+    /// Token checks (its cache is cleared on revocation).
+    pub auth: crate::auth::AuthState,
     /// The prober and the health-check and discovery settings (refresh,
     /// discovery on registration).
     pub health: HealthContext,

@@ -1,19 +1,24 @@
-//! `/c/{name}/…`: what one simulated cluster answers. The API server subset at the
-//! prefix itself, Prometheus under `prometheus/`, Tempo under `tempo/`, Loki under
-//! `loki/`. Every request goes to the request log.
+//! `/c/{name}/…`: what one simulated cluster answers. The API server at the prefix
+//! itself (reads in [`crate::reads`], Secrets, TokenRequest), Prometheus under
+//! `prometheus/`, Tempo under `tempo/`, Loki under `loki/`. Every request goes to
+//! the request log with the credential it carried.
 
+use crate::auth::{self, Presented};
+use crate::kube_status::KubeError;
 use crate::log::{LogEntry, Service};
-use crate::objects::{self, Namespaced};
 use crate::observability::{prometheus, readiness};
+use crate::reads::kube_get;
 use crate::selector::Selector;
-use crate::spec::ClusterSpec;
-use crate::state::{Sim, Snapshot};
+use crate::state::{lock, Sim, Snapshot};
+use crate::tls::PeerCert;
+use crate::token_request;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::{json, Value};
+use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use std::time::Duration;
 
 /// Serves every request under `/c/{name}/`.
@@ -23,27 +28,46 @@ pub async fn handle(
     method: Method,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    peer: Option<Extension<PeerCert>>,
     body: Bytes,
 ) -> Response {
-    let time = chrono::Utc::now();
+    let now = sim.now();
     let (service, sub_path) = split_service(&rest);
     let bearer_token = bearer(&headers);
+    let peer = peer.map(|Extension(peer)| peer);
     let response = match sim.snapshot(&cluster) {
-        None => kube_error(
+        None => KubeError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
             "no such simulated cluster",
-        ),
+        )
+        .into_response(),
         Some(snapshot) => {
             let request = Request {
                 method: &method,
                 path: sub_path,
                 query: query.as_deref().unwrap_or(""),
+                headers: &headers,
                 body: &body,
-                bearer_token: bearer_token.as_deref(),
+                presented: Presented {
+                    bearer: bearer_token.as_deref(),
+                    cert: peer.as_ref(),
+                },
+                now,
             };
+            let auth = &snapshot.auth;
+            let bearer = request.presented.bearer;
             match service {
                 Service::ApiServer => api_server(&snapshot, &request).await,
+                Service::Prometheus if !auth::endpoint_allows(&auth.prometheus_tokens, bearer) => {
+                    unauthorized_text()
+                }
+                Service::Tempo if !auth::endpoint_allows(&auth.tempo_tokens, bearer) => {
+                    unauthorized_text()
+                }
+                Service::Loki if !auth::endpoint_allows(&auth.loki_tokens, bearer) => {
+                    unauthorized_text()
+                }
                 Service::Prometheus => prometheus(&snapshot, &request),
                 Service::Tempo => readiness(snapshot.faults.tempo_down, sub_path),
                 Service::Loki => readiness(snapshot.faults.loki_down, sub_path),
@@ -56,13 +80,13 @@ pub async fn handle(
     };
     sim.record(LogEntry {
         seq: 0,
-        time,
+        time: now,
         cluster,
         service,
         method: method.to_string(),
         path,
         bearer_token,
-        client_cert_subject: None,
+        client_cert_subject: peer.and_then(|p| p.common_name),
         status: response.status().as_u16(),
     });
     response
@@ -72,8 +96,10 @@ pub(crate) struct Request<'a> {
     method: &'a Method,
     pub(crate) path: &'a str,
     query: &'a str,
+    headers: &'a HeaderMap,
     body: &'a [u8],
-    bearer_token: Option<&'a str>,
+    presented: Presented<'a>,
+    now: DateTime<Utc>,
 }
 
 impl Request<'_> {
@@ -85,6 +111,26 @@ impl Request<'_> {
                 .map(|(_, v)| v.into_owned())
         };
         from(self.query.as_bytes()).or_else(|| from(self.body))
+    }
+
+    fn query_param(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap_or("")
+            .trim()
+    }
+
+    fn json_body(&self) -> Result<Value, KubeError> {
+        serde_json::from_slice(self.body)
+            .map_err(|e| KubeError::bad_request(format!("the request body is not JSON: {e}")))
     }
 }
 
@@ -111,20 +157,9 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
     Some(token.trim().to_owned())
 }
 
-fn kube_error(status: StatusCode, reason: &str, message: &str) -> Response {
-    (
-        status,
-        Json(objects::status(status.as_u16(), reason, message)),
-    )
-        .into_response()
-}
-
-fn not_found() -> Response {
-    kube_error(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        "the server could not find the requested resource",
-    )
+/// What Prometheus, Tempo and Loki behind an auth proxy answer without a token.
+fn unauthorized_text() -> Response {
+    (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response()
 }
 
 async fn api_server(snapshot: &Snapshot, request: &Request<'_>) -> Response {
@@ -132,203 +167,127 @@ async fn api_server(snapshot: &Snapshot, request: &Request<'_>) -> Response {
         tokio::time::sleep(Duration::from_millis(snapshot.faults.api_latency_ms)).await;
     }
     if snapshot.faults.api_down {
-        return kube_error(
+        return KubeError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             "the API server is down (simulated)",
+        )
+        .into_response();
+    }
+    let allowed = !auth::required(&snapshot.spec, &snapshot.auth)
+        || auth::api_server_allows(
+            &snapshot.spec,
+            &snapshot.auth,
+            &lock(&snapshot.credentials),
+            request.presented,
+            request.now,
         );
+    if !allowed {
+        return KubeError::unauthorized().into_response();
     }
-    if let Some(expected) = &snapshot.spec.token {
-        if request.bearer_token != Some(expected.as_str()) {
-            return kube_error(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
-        }
-    }
-    if request.method != Method::GET {
-        return kube_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "the simulator serves reads only",
-        );
-    }
-    let selector = match request.param("labelSelector") {
-        None => Selector::default(),
-        Some(text) => match Selector::parse(&text) {
-            Some(selector) => selector,
-            None => {
-                let message = format!("unable to parse requirement: {text:?}");
-                return kube_error(StatusCode::BAD_REQUEST, "BadRequest", &message);
-            }
-        },
-    };
     let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
-    match kube_get(&snapshot.spec, &segments, &selector) {
-        Some(body) => Json(body).into_response(),
-        None => not_found(),
+    match api_call(snapshot, request, &segments) {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(error) => error.into_response(),
     }
 }
 
-const SRIOV_GROUP: &str = "sriovnetwork.openshift.io";
-const PTP_GROUP: &str = "ptp.openshift.io";
-const CONFIG_GROUP: &str = "config.openshift.io";
-
-/// The custom resource groups installed on a cluster: (group, plural, kind, namespaced).
-fn installed_groups(spec: &ClusterSpec) -> Vec<(&'static str, &'static str, &'static str, bool)> {
-    let mut groups = Vec::new();
-    if spec.sriov_policies > 0 {
-        groups.push((
-            SRIOV_GROUP,
-            "sriovnetworknodepolicies",
-            "SriovNetworkNodePolicy",
-            true,
-        ));
+fn selector(request: &Request<'_>) -> Result<Selector, KubeError> {
+    match request.query_param("labelSelector") {
+        None => Ok(Selector::default()),
+        Some(text) => Selector::parse(&text).ok_or_else(|| {
+            KubeError::bad_request(format!("unable to parse requirement: {text:?}"))
+        }),
     }
-    if spec.ptp {
-        groups.push((PTP_GROUP, "ptpconfigs", "PtpConfig", true));
-    }
-    if spec.openshift_version.is_some() {
-        groups.push((CONFIG_GROUP, "clusterversions", "ClusterVersion", false));
-    }
-    groups
 }
 
-/// The body of a GET on the API server, or `None` for 404.
-fn kube_get(spec: &ClusterSpec, segments: &[&str], selector: &Selector) -> Option<Value> {
-    let namespaced_list =
-        |api_version: &str, kind: &str, objects: Vec<Namespaced>, ns: Option<&str>| {
-            let items = objects
-                .into_iter()
-                .filter(|o| ns.is_none_or(|ns| o.namespace == ns) && selector.matches(&o.labels))
-                .map(|o| o.object)
-                .collect();
-            objects::list(api_version, kind, items)
-        };
+/// Routes one authenticated API server request.
+fn api_call(
+    snapshot: &Snapshot,
+    request: &Request<'_>,
+    segments: &[&str],
+) -> Result<(StatusCode, Value), KubeError> {
+    let method = request.method;
     match segments {
-        ["version"] => Some(objects::version(spec)),
-        ["api"] => Some(
-            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        ["api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"] => {
+            if method != Method::POST {
+                return Err(method_not_allowed());
+            }
+            if snapshot.faults.token_request_fail {
+                return Err(KubeError::internal(
+                    "Internal error occurred: failed to create token (simulated TokenRequest failure)",
+                ));
+            }
+            let mut credentials = lock(&snapshot.credentials);
+            let answer =
+                token_request::create(&mut credentials, ns, sa, request.body, request.now)?;
+            Ok((StatusCode::CREATED, answer))
+        }
+        ["api", "v1", "secrets"] if method == Method::GET => {
+            let selector = selector(request)?;
+            Ok((
+                StatusCode::OK,
+                lock(&snapshot.secrets).list(None, &selector),
+            ))
+        }
+        ["api", "v1", "namespaces", ns, "secrets"] => match *method {
+            Method::GET => {
+                let selector = selector(request)?;
+                Ok((
+                    StatusCode::OK,
+                    lock(&snapshot.secrets).list(Some(ns), &selector),
+                ))
+            }
+            Method::POST => {
+                let body = request.json_body()?;
+                let created = lock(&snapshot.secrets).create(ns, body, request.now)?;
+                Ok((StatusCode::CREATED, created))
+            }
+            _ => Err(method_not_allowed()),
+        },
+        ["api", "v1", "namespaces", ns, "secrets", name] => {
+            let mut secrets = lock(&snapshot.secrets);
+            let answer = match *method {
+                Method::GET => secrets.get(ns, name)?,
+                Method::PUT => secrets.replace(ns, name, request.json_body()?)?,
+                Method::PATCH => match request.content_type() {
+                    "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                        secrets.merge_patch(ns, name, &request.json_body()?)?
+                    }
+                    other => return Err(unsupported_patch(other)),
+                },
+                Method::DELETE => secrets.delete(ns, name)?,
+                _ => return Err(method_not_allowed()),
+            };
+            Ok((StatusCode::OK, answer))
+        }
+        _ if method == Method::GET => {
+            let selector = selector(request)?;
+            kube_get(&snapshot.spec, segments, &selector)
+                .map(|body| (StatusCode::OK, body))
+                .ok_or_else(KubeError::no_route)
+        }
+        _ => Err(method_not_allowed()),
+    }
+}
+
+fn method_not_allowed() -> KubeError {
+    KubeError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "the simulator serves reads only, besides Secrets and TokenRequest",
+    )
+}
+
+fn unsupported_patch(content_type: &str) -> KubeError {
+    KubeError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UnsupportedMediaType",
+        format!(
+            "the body of the request was in an unknown format ({content_type:?}) - the simulator \
+             accepts application/merge-patch+json, application/strategic-merge-patch+json"
         ),
-        ["api", "v1"] => Some(resource_list(
-            "v1",
-            &[
-                ("namespaces", "Namespace", false),
-                ("nodes", "Node", false),
-                ("pods", "Pod", true),
-                ("services", "Service", true),
-            ],
-        )),
-        ["apis"] => {
-            let groups: Vec<Value> = installed_groups(spec)
-                .iter()
-                .map(|(group, ..)| {
-                    let version = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
-                    json!({"name": group, "versions": [version], "preferredVersion": version})
-                })
-                .collect();
-            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
-        }
-        ["apis", group, "v1"] => {
-            let installed = installed_groups(spec);
-            let (_, plural, kind, namespaced) = installed.iter().find(|(g, ..)| g == group)?;
-            Some(resource_list(
-                &format!("{group}/v1"),
-                &[(plural, kind, *namespaced)],
-            ))
-        }
-        ["api", "v1", "namespaces"] => {
-            let items = objects::namespace_names(spec)
-                .iter()
-                .filter(|ns| {
-                    selector.matches(&[("kubernetes.io/metadata.name".to_owned(), (*ns).clone())])
-                })
-                .map(|ns| objects::namespace(ns))
-                .collect();
-            Some(objects::list("v1", "NamespaceList", items))
-        }
-        ["api", "v1", "namespaces", ns] => objects::namespace_names(spec)
-            .iter()
-            .any(|n| n == ns)
-            .then(|| objects::namespace(ns)),
-        ["api", "v1", "nodes"] => Some(objects::list("v1", "NodeList", objects::nodes(spec))),
-        ["api", "v1", "nodes", name] => objects::nodes(spec)
-            .into_iter()
-            .find(|n| n["metadata"]["name"] == *name),
-        ["api", "v1", "pods"] => Some(namespaced_list("v1", "PodList", objects::pods(spec), None)),
-        ["api", "v1", "namespaces", ns, "pods"] => Some(namespaced_list(
-            "v1",
-            "PodList",
-            objects::pods(spec),
-            Some(ns),
-        )),
-        ["api", "v1", "services"] => Some(namespaced_list(
-            "v1",
-            "ServiceList",
-            objects::services(spec),
-            None,
-        )),
-        ["api", "v1", "namespaces", ns, "services"] => Some(namespaced_list(
-            "v1",
-            "ServiceList",
-            objects::services(spec),
-            Some(ns),
-        )),
-        ["apis", SRIOV_GROUP, "v1", rest @ ..] if spec.sriov_policies > 0 => {
-            let ns = custom_list_namespace(rest, "sriovnetworknodepolicies")?;
-            let api_version = format!("{SRIOV_GROUP}/v1");
-            Some(namespaced_list(
-                &api_version,
-                "SriovNetworkNodePolicyList",
-                objects::sriov_policies(spec),
-                ns,
-            ))
-        }
-        ["apis", PTP_GROUP, "v1", rest @ ..] if spec.ptp => {
-            let ns = custom_list_namespace(rest, "ptpconfigs")?;
-            let api_version = format!("{PTP_GROUP}/v1");
-            Some(namespaced_list(
-                &api_version,
-                "PtpConfigList",
-                objects::ptp_configs(spec),
-                ns,
-            ))
-        }
-        ["apis", CONFIG_GROUP, "v1", "clusterversions"] => {
-            let version = objects::cluster_version(spec)?;
-            Some(objects::list(
-                &format!("{CONFIG_GROUP}/v1"),
-                "ClusterVersionList",
-                vec![version],
-            ))
-        }
-        ["apis", CONFIG_GROUP, "v1", "clusterversions", "version"] => {
-            objects::cluster_version(spec)
-        }
-        _ => None,
-    }
-}
-
-/// For `[plural]` → all namespaces; `["namespaces", ns, plural]` → that namespace.
-fn custom_list_namespace<'a>(rest: &[&'a str], plural: &str) -> Option<Option<&'a str>> {
-    match rest {
-        [p] if *p == plural => Some(None),
-        ["namespaces", ns, p] if *p == plural => Some(Some(ns)),
-        _ => None,
-    }
-}
-
-fn resource_list(group_version: &str, resources: &[(&str, &str, bool)]) -> Value {
-    let resources: Vec<Value> = resources
-        .iter()
-        .map(|(plural, kind, namespaced)| {
-            json!({
-                "name": plural,
-                "singularName": kind.to_lowercase(),
-                "namespaced": namespaced,
-                "kind": kind,
-                "verbs": ["get", "list", "watch"],
-            })
-        })
-        .collect();
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+    )
 }
 
 #[cfg(test)]
@@ -350,28 +309,5 @@ mod tests {
             split_service("tempology"),
             (Service::ApiServer, "tempology")
         );
-    }
-
-    #[test]
-    fn absent_custom_resources_are_not_found() {
-        let spec = ClusterSpec::default();
-        let all = Selector::default();
-        assert!(kube_get(
-            &spec,
-            &["apis", SRIOV_GROUP, "v1", "sriovnetworknodepolicies"],
-            &all
-        )
-        .is_none());
-        let spec = ClusterSpec {
-            sriov_policies: 2,
-            ..ClusterSpec::default()
-        };
-        let list = kube_get(
-            &spec,
-            &["apis", SRIOV_GROUP, "v1", "sriovnetworknodepolicies"],
-            &all,
-        )
-        .unwrap();
-        assert_eq!(list["items"].as_array().unwrap().len(), 2);
     }
 }

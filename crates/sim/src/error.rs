@@ -26,6 +26,31 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// The cluster has no token, client certificate or other credential with this id.
+    #[error("simulated cluster {cluster:?} has no {what} {id:?}")]
+    UnknownCredential {
+        /// The cluster.
+        cluster: String,
+        /// What kind of credential (`token`, `client certificate`).
+        what: &'static str,
+        /// The id asked for (token value or certificate serial).
+        id: String,
+    },
+    /// Client certificates and the CA need the simulator to serve HTTPS.
+    #[error("the simulator serves plain HTTP; start it with --tls (SpawnedSim::start_tls) for certificates")]
+    TlsDisabled,
+    /// Generating a key or certificate failed.
+    #[error("cannot make a certificate: {reason}")]
+    Pki {
+        /// Why.
+        reason: String,
+    },
+    /// Setting up TLS failed.
+    #[error("cannot set up TLS: {reason}")]
+    Tls {
+        /// Why.
+        reason: String,
+    },
     /// An admin request body or query could not be read.
     #[error("invalid request: {reason}")]
     InvalidRequest {
@@ -51,14 +76,19 @@ pub enum Error {
 impl Error {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Error::NotFound { .. } | Error::UnknownCredential { .. } => {
+                (StatusCode::NOT_FOUND, "NOT_FOUND")
+            }
+            Error::TlsDisabled => (StatusCode::CONFLICT, "TLS_DISABLED"),
             Error::AlreadyExists { .. } => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
             Error::InvalidName { .. } | Error::InvalidRequest { .. } => {
                 (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
             }
-            Error::Status { .. } | Error::Http(_) | Error::Io(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
-            }
+            Error::Pki { .. }
+            | Error::Tls { .. }
+            | Error::Status { .. }
+            | Error::Http(_)
+            | Error::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
 }

@@ -24,7 +24,8 @@ pub enum Service {
 pub struct LogEntry {
     /// Position in the log, from 1, strictly increasing.
     pub seq: u64,
-    /// When the request arrived (entries are appended when it is answered).
+    /// When the request arrived, by the simulator's clock (entries are appended
+    /// when it is answered).
     pub time: DateTime<Utc>,
     /// The cluster named in the path.
     pub cluster: String,
@@ -37,8 +38,8 @@ pub struct LogEntry {
     /// The bearer token sent, if any. The simulated cluster is the token's own
     /// verifier, so recording it here discloses nothing it did not already hold.
     pub bearer_token: Option<String>,
-    /// Subject of the client certificate, if any (always `None` while the
-    /// simulator serves plain HTTP).
+    /// Subject common name of the verified TLS client certificate, if one was
+    /// presented (accepted by the cluster or not); always `None` over plain HTTP.
     pub client_cert_subject: Option<String>,
     /// Status code answered.
     pub status: u16,

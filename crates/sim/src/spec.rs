@@ -35,8 +35,10 @@ pub struct ClusterSpec {
     pub kubernetes_version: String,
     /// When set, an OpenShift `ClusterVersion` named `version` reports it.
     pub openshift_version: Option<String>,
-    /// When set, API server requests must carry `Authorization: Bearer <token>`;
-    /// others get 401.
+    /// When set, API server requests must carry `Authorization: Bearer <token>`
+    /// (or another credential the cluster accepts); others get 401. The older,
+    /// single-token form of [`AuthSpec`](crate::AuthSpec) (`required` plus one
+    /// entry of `tokens`).
     pub token: Option<String>,
 }
 
@@ -135,6 +137,12 @@ pub struct Faults {
     pub tempo_down: bool,
     /// Loki `/ready` answers 503.
     pub loki_down: bool,
+    /// The TokenRequest API answers 500 (for credential-rotation failure tests).
+    /// Set it with `{"token_request_fail": true}` in the body of `PATCH …/faults`
+    /// or [`SimAdmin::set_token_request_fault`](crate::SimAdmin::set_token_request_fault);
+    /// it is not a field of [`FaultsPatch`], whose struct literals elsewhere list
+    /// every field.
+    pub token_request_fail: bool,
 }
 
 /// A partial [`Faults`]: fields left out keep their value.

@@ -1,8 +1,14 @@
-//! The shared state of a simulator: its clusters and its request log.
+//! The shared state of a simulator: its clusters (contents, faults, credentials,
+//! Secrets), its request log, its clock and, when serving HTTPS, its CA.
 
+use crate::auth::{AuthSpec, Credentials};
+use crate::clock::{ClockView, SimClock};
 use crate::error::Error;
 use crate::log::{LogEntry, RequestLog, RequestPage};
+use crate::pki::Pki;
+use crate::secrets::SecretStore;
 use crate::spec::{ClusterSpec, Faults, FaultsPatch};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -19,12 +25,29 @@ struct Inner {
     base_url: String,
     clusters: RwLock<BTreeMap<String, Entry>>,
     log: Mutex<RequestLog>,
+    clock: SimClock,
+    pki: Option<Pki>,
 }
 
 #[derive(Clone)]
 struct Entry {
     spec: Arc<ClusterSpec>,
     faults: Faults,
+    auth: Arc<AuthSpec>,
+    credentials: Arc<Mutex<Credentials>>,
+    secrets: Arc<Mutex<SecretStore>>,
+}
+
+impl Entry {
+    fn new(spec: ClusterSpec, faults: Faults, auth: AuthSpec) -> Entry {
+        Entry {
+            spec: Arc::new(spec),
+            faults,
+            auth: Arc::new(auth),
+            credentials: Arc::default(),
+            secrets: Arc::default(),
+        }
+    }
 }
 
 /// What a handler needs of one cluster for one request.
@@ -34,6 +57,16 @@ pub struct Snapshot {
     pub spec: Arc<ClusterSpec>,
     /// Its faults at the time of the request.
     pub faults: Faults,
+    /// Its authentication settings at the time of the request.
+    pub auth: Arc<AuthSpec>,
+    pub(crate) credentials: Arc<Mutex<Credentials>>,
+    pub(crate) secrets: Arc<Mutex<SecretStore>>,
+}
+
+/// Locks `mutex`; a poisoned lock only means a panic elsewhere, and every value
+/// behind these locks stays consistent between statements.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A cluster as the admin API shows it, with the URLs to register it under.
@@ -53,20 +86,66 @@ pub struct ClusterView {
     pub spec: ClusterSpec,
     /// Its current faults.
     pub faults: Faults,
+    /// Its authentication settings.
+    pub auth: AuthSpec,
 }
 
 impl Sim {
     /// An empty simulator whose clusters live under `base_url` (e.g.
     /// `http://127.0.0.1:9000`), keeping the last `log_capacity` requests.
     pub fn new(base_url: impl Into<String>, log_capacity: usize) -> Sim {
-        let base_url = base_url.into().trim_end_matches('/').to_owned();
+        Sim::with_pki(base_url.into(), log_capacity, None)
+    }
+
+    /// Like [`Sim::new`], for a simulator served over HTTPS ([`crate::run_tls`]):
+    /// generates a CA and a server certificate for `127.0.0.1`, `::1`,
+    /// `localhost` and `extra_hosts`.
+    pub fn new_tls(
+        base_url: impl Into<String>,
+        log_capacity: usize,
+        extra_hosts: &[String],
+    ) -> Result<Sim, Error> {
+        let pki = Pki::generate(extra_hosts)?;
+        Ok(Sim::with_pki(base_url.into(), log_capacity, Some(pki)))
+    }
+
+    fn with_pki(base_url: String, log_capacity: usize, pki: Option<Pki>) -> Sim {
+        let base_url = base_url.trim_end_matches('/').to_owned();
         Sim {
             inner: Arc::new(Inner {
                 base_url,
                 clusters: RwLock::new(BTreeMap::new()),
                 log: Mutex::new(RequestLog::new(log_capacity)),
+                clock: SimClock::default(),
+                pki,
             }),
         }
+    }
+
+    /// The CA and server certificate when serving HTTPS.
+    pub fn pki(&self) -> Option<&Pki> {
+        self.inner.pki.as_ref()
+    }
+
+    /// The CA certificate (PEM) when serving HTTPS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.pki().map(Pki::ca_pem)
+    }
+
+    /// The simulator's clock: wall time plus the offset tests move forward.
+    /// Token and client-certificate expiry is judged by it.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// Moves the simulator's clock by `seconds`.
+    pub fn advance_clock(&self, seconds: i64) -> ClockView {
+        self.inner.clock.advance(seconds)
+    }
+
+    /// The simulator's clock and its offset.
+    pub fn clock(&self) -> ClockView {
+        self.inner.clock.view()
     }
 
     /// The base URL clusters live under.
@@ -90,7 +169,7 @@ impl Sim {
     }
 
     fn log(&self) -> MutexGuard<'_, RequestLog> {
-        self.inner.log.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner.log)
     }
 
     fn view(&self, name: &str, entry: &Entry) -> ClusterView {
@@ -103,6 +182,7 @@ impl Sim {
             api_server_url: api,
             spec: (*entry.spec).clone(),
             faults: entry.faults.clone(),
+            auth: (*entry.auth).clone(),
         }
     }
 
@@ -113,6 +193,17 @@ impl Sim {
         spec: ClusterSpec,
         faults: Faults,
     ) -> Result<ClusterView, Error> {
+        self.create_with_auth(name, spec, faults, AuthSpec::default())
+    }
+
+    /// Adds a cluster with authentication settings.
+    pub fn create_with_auth(
+        &self,
+        name: &str,
+        spec: ClusterSpec,
+        faults: Faults,
+        auth: AuthSpec,
+    ) -> Result<ClusterView, Error> {
         validate_name(name)?;
         let mut clusters = self.write();
         if clusters.contains_key(name) {
@@ -120,10 +211,7 @@ impl Sim {
                 name: name.to_owned(),
             });
         }
-        let entry = Entry {
-            spec: Arc::new(spec),
-            faults,
-        };
+        let entry = Entry::new(spec, faults, auth);
         let view = self.view(name, &entry);
         clusters.insert(name.to_owned(), entry);
         Ok(view)
@@ -138,6 +226,17 @@ impl Sim {
         count: usize,
         spec_of: impl Fn(usize) -> ClusterSpec,
     ) -> Result<usize, Error> {
+        self.create_many_with_auth(prefix, count, spec_of, &AuthSpec::default())
+    }
+
+    /// [`Sim::create_many`] with the same authentication settings for each cluster.
+    pub fn create_many_with_auth(
+        &self,
+        prefix: &str,
+        count: usize,
+        spec_of: impl Fn(usize) -> ClusterSpec,
+        auth: &AuthSpec,
+    ) -> Result<usize, Error> {
         validate_name(&format!("{prefix}-00000"))?;
         let mut clusters = self.write();
         let mut added = 0;
@@ -146,10 +245,7 @@ impl Sim {
             if clusters.contains_key(&name) {
                 continue;
             }
-            let entry = Entry {
-                spec: Arc::new(spec_of(i)),
-                faults: Faults::default(),
-            };
+            let entry = Entry::new(spec_of(i), Faults::default(), auth.clone());
             clusters.insert(name, entry);
             added += 1;
         }
@@ -205,13 +301,37 @@ impl Sim {
         Ok(self.view(name, entry))
     }
 
+    /// Replaces a cluster's authentication settings; run-time credentials stay.
+    pub fn set_auth(&self, name: &str, auth: AuthSpec) -> Result<ClusterView, Error> {
+        let mut clusters = self.write();
+        let entry = clusters.get_mut(name).ok_or_else(|| not_found(name))?;
+        entry.auth = Arc::new(auth);
+        Ok(self.view(name, entry))
+    }
+
+    /// Makes a cluster's TokenRequest API fail (500) or work again.
+    pub fn set_token_request_fault(&self, name: &str, fail: bool) -> Result<ClusterView, Error> {
+        let mut clusters = self.write();
+        let entry = clusters.get_mut(name).ok_or_else(|| not_found(name))?;
+        entry.faults.token_request_fail = fail;
+        Ok(self.view(name, entry))
+    }
+
     /// What a request to `name` sees; `None` for an unknown cluster.
     pub fn snapshot(&self, name: &str) -> Option<Snapshot> {
         let clusters = self.read();
         clusters.get(name).map(|entry| Snapshot {
             spec: entry.spec.clone(),
             faults: entry.faults.clone(),
+            auth: entry.auth.clone(),
+            credentials: entry.credentials.clone(),
+            secrets: entry.secrets.clone(),
         })
+    }
+
+    /// Like [`Sim::snapshot`], failing with [`Error::NotFound`].
+    pub(crate) fn cluster(&self, name: &str) -> Result<Snapshot, Error> {
+        self.snapshot(name).ok_or_else(|| not_found(name))
     }
 
     /// Appends to the request log.

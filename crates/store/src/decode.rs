@@ -130,6 +130,93 @@ where
 }
 
 /// The database's spelling of an audit result.
+/// Columns of `cluster_credentials`, in the order [`credentials_from_row`] reads.
+pub(crate) const CREDENTIAL_COLUMNS: &str =
+    "cluster_id, version, auth_type, sealed, key_id, expires_at, created_at, updated_at";
+
+/// Decodes a `cluster_credentials` row (sealed values stay sealed).
+pub(crate) fn credentials_from_row<'r, R>(
+    row: &'r R,
+) -> Result<fleetreg_model::StoredCredentials, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    Json<std::collections::BTreeMap<String, String>>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(fleetreg_model::StoredCredentials {
+        cluster_id: row.try_get("cluster_id")?,
+        version: row.try_get("version")?,
+        auth_type: parse_with(
+            "auth_type",
+            row.try_get("auth_type")?,
+            fleetreg_model::AuthType::parse,
+        )?,
+        sealed: row
+            .try_get::<Json<std::collections::BTreeMap<String, String>>, _>("sealed")?
+            .0,
+        key_id: row.try_get("key_id")?,
+        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Decodes a row of the expiring-credentials query (`cluster_id`, `name`,
+/// `version`, `auth_type`, `expires_at`); `expired` relative to `now`.
+pub(crate) fn expiring_from_row<'r, R>(
+    row: &'r R,
+    now: DateTime<Utc>,
+) -> Result<fleetreg_model::ExpiringCredentials, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let expires_at: DateTime<Utc> = row.try_get("expires_at")?;
+    Ok(fleetreg_model::ExpiringCredentials {
+        cluster_id: row.try_get("cluster_id")?,
+        cluster_name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        auth_type: parse_with(
+            "auth_type",
+            row.try_get("auth_type")?,
+            fleetreg_model::AuthType::parse,
+        )?,
+        expires_at,
+        expired: expires_at <= now,
+    })
+}
+
+/// Columns of `api_tokens` that [`token_from_row`] reads (never the hash).
+pub(crate) const TOKEN_COLUMNS: &str = "id, name, role, prefix, created_at, expires_at, revoked_at";
+
+/// Decodes an `api_tokens` row.
+pub(crate) fn token_from_row<'r, R>(row: &'r R) -> Result<fleetreg_model::ApiToken, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(fleetreg_model::ApiToken {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: parse_with("role", row.try_get("role")?, fleetreg_model::Role::parse)?,
+        prefix: row.try_get("prefix")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
 pub(crate) fn audit_result_str(result: &AuditResult) -> &'static str {
     match result {
         AuditResult::Success => "success",
@@ -141,4 +228,28 @@ pub(crate) fn audit_result_str(result: &AuditResult) -> &'static str {
 pub(crate) fn state_str(status: &ClusterStatus) -> &'static str {
     let state: ClusterState = status.state;
     state.as_str()
+}
+
+/// The columns [`chained_audit_from_row`] reads.
+pub(crate) const AUDIT_CHAIN_COLUMNS: &str =
+    "id, at, actor, role, action, resource, resource_id, result, error_code, revision, source, request_id, mac, key_id";
+
+/// Reads an audit entry with its chain fields from a row selected with
+/// [`AUDIT_CHAIN_COLUMNS`].
+pub(crate) fn chained_audit_from_row<'r, R>(
+    row: &'r R,
+) -> Result<crate::ChainedAuditEntry, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(crate::ChainedAuditEntry {
+        entry: audit_from_row(row)?,
+        mac: row.try_get("mac")?,
+        key_id: row.try_get("key_id")?,
+    })
 }

@@ -24,6 +24,15 @@ pub enum StoreError {
         /// The cluster.
         id: Uuid,
     },
+    /// The cluster has no stored credentials.
+    #[error("cluster {0} has no stored credentials")]
+    CredentialsNotFound(Uuid),
+    /// Another API token already has that name.
+    #[error("a token named {0:?} already exists")]
+    TokenNameTaken(String),
+    /// No active API token with that id.
+    #[error("token {0} not found")]
+    TokenNotFound(Uuid),
     /// The change was rejected by a model rule (e.g. renaming).
     #[error(transparent)]
     Invalid(#[from] model::Error),
@@ -67,6 +76,9 @@ impl StoreError {
                 | StoreError::PreconditionFailed { .. }
                 | StoreError::Invalid(_)
                 | StoreError::EventsExpired { .. }
+                | StoreError::CredentialsNotFound(_)
+                | StoreError::TokenNameTaken(_)
+                | StoreError::TokenNotFound(_)
         )
     }
 
@@ -79,6 +91,9 @@ impl StoreError {
             StoreError::PreconditionFailed { .. } => C::PreconditionFailed,
             StoreError::Invalid(e) => e.code(),
             StoreError::EventsExpired { .. } => C::EventsExpired,
+            StoreError::CredentialsNotFound(_) => C::CredentialsNotFound,
+            StoreError::TokenNameTaken(_) => C::ValidationError,
+            StoreError::TokenNotFound(_) => C::TokenNotFound,
             StoreError::Closed => C::ServiceUnavailable,
             _ => C::InternalError,
         }

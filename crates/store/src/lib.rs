@@ -10,10 +10,14 @@
 //!   PostgreSQL replicas the `meta.revision` row lock is held until commit).
 //! - Health observations update status without a revision, change-log entry or
 //!   audit entry; only state transitions and capability changes become events.
+//! - Audit entries form a keyed hash chain in insert order ([`audit_chain`]):
+//!   dense ids and `mac = HMAC(key, prev_mac || entry)`, computed by the writer
+//!   under the write lock.
 //! - This crate knows nothing of HTTP.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit_chain;
 mod count_cache;
 mod decode;
 mod error;
@@ -22,22 +26,62 @@ mod postgres;
 mod query;
 mod sqlite;
 mod store;
+mod vault;
 pub mod writer;
 
+pub use audit_chain::{
+    verify_audit_chain, AuditHead, AuditKey, AuditKeys, ChainBreak, ChainedAuditEntry,
+    VerifyReport, AUDIT_KEY_PURPOSE,
+};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use store::{AuditQuery, Backend, ClusterList, EventPage, Store};
+pub use store::{AuditQuery, Backend, ClusterList, EventPage, KeyUsage, Store};
+pub use writer::{AuditOnly, PutCredentials, RewrapCredentials};
 
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Tunables of a store beyond its URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Without a state change, a cluster gets at most one health history sample
+    /// per this period (`history.sample_minutes`; DESIGN.md's
+    /// `history_sample_minutes`, default 5 minutes).
+    pub history_sample: Duration,
+    /// The audit log's MAC keys (derived from the vault's master keys); without
+    /// them audit entries are written without a MAC (tests of the store only).
+    pub audit_keys: Option<Arc<AuditKeys>>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            history_sample: Duration::from_secs(300),
+            audit_keys: None,
+        }
+    }
+}
 
 /// Opens the store named by `database_url` (`sqlite://path` or `postgres://…`),
 /// creating the SQLite file if needed and running migrations.
 pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(database_url, StoreOptions::default()).await
+}
+
+/// [`connect`] with non-default options.
+pub async fn connect_with(
+    database_url: &str,
+    options: StoreOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
     if database_url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(database_url).await?))
+        Ok(Arc::new(
+            SqliteStore::open_with(database_url, options).await?,
+        ))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(database_url).await?))
+        Ok(Arc::new(
+            PostgresStore::open_with(database_url, options).await?,
+        ))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(database_url)))
     }

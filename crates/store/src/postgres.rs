@@ -2,26 +2,31 @@
 //! the `meta.revision` row lock until commit (so revisions become visible in
 //! order even with several replicas), and a pool of readers.
 
+use crate::audit_chain::{AuditLink, ChainConfig, TxChain};
 use crate::count_cache::CountCache;
 use crate::decode::{
-    audit_from_row, audit_result_str, cluster_from_row, event_from_row, state_str, AUDIT_COLUMNS,
-    CLUSTER_COLUMNS, EVENT_COLUMNS,
+    audit_from_row, audit_result_str, cluster_from_row, credentials_from_row, event_from_row,
+    expiring_from_row, state_str, token_from_row, AUDIT_COLUMNS, CLUSTER_COLUMNS,
+    CREDENTIAL_COLUMNS, EVENT_COLUMNS, TOKEN_COLUMNS,
 };
+use crate::decode::{chained_audit_from_row, AUDIT_CHAIN_COLUMNS};
 use crate::query::{push_audit_filter, push_cluster_filter, LabelMatch};
-use crate::writer::{AuditRecord, WriteBackend, WriteTx, Writer};
-use crate::{AuditQuery, Backend, ClusterList, EventPage, Store, StoreError};
+use crate::writer::{
+    AuditOnly, AuditRecord, PutCredentials, RewrapCredentials, WriteBackend, WriteTx, Writer,
+};
+use crate::{AuditQuery, Backend, ClusterList, EventPage, Store, StoreError, StoreOptions};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
     Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus, Event,
-    HealthSample, NewCluster, Page,
+    ExpiringCredentials, HealthSample, NewCluster, Page, StoredCredentials,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::Row;
 use sqlx::{Postgres, QueryBuilder, Transaction};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,6 +40,7 @@ pub struct PostgresStore {
     // std Mutex: taken once at close, never held across an await.
     writer_task: Mutex<Option<JoinHandle<()>>>,
     revision: watch::Receiver<i64>,
+    audit_head: watch::Receiver<Option<crate::AuditHead>>,
     counts: CountCache,
     durability: String,
 }
@@ -42,6 +48,11 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` and migrates the database.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, StoreOptions::default()).await
+    }
+
+    /// [`PostgresStore::open`] with non-default options.
+    pub async fn open_with(url: &str, store_options: StoreOptions) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let write = PgPoolOptions::new()
             .max_connections(2)
@@ -63,11 +74,17 @@ impl PostgresStore {
             .fetch_one(&write)
             .await?;
         let (revision_tx, revision) = watch::channel(latest);
+        let (head_tx, audit_head) = watch::channel(None);
         let (writer, task) = Writer::spawn(
             PgWriteBackend {
                 pool: write.clone(),
+                chain: Arc::new(ChainConfig {
+                    keys: store_options.audit_keys.clone(),
+                    head: head_tx,
+                }),
             },
             revision_tx,
+            store_options.history_sample,
         );
         Ok(PostgresStore {
             read,
@@ -75,6 +92,7 @@ impl PostgresStore {
             writer,
             writer_task: Mutex::new(Some(task)),
             revision,
+            audit_head,
             counts: CountCache::default(),
             durability,
         })
@@ -88,6 +106,7 @@ impl PostgresStore {
 
 struct PgWriteBackend {
     pool: PgPool,
+    chain: Arc<ChainConfig>,
 }
 
 #[async_trait]
@@ -95,12 +114,14 @@ impl WriteBackend for PgWriteBackend {
     async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError> {
         Ok(Box::new(PgTx {
             tx: self.pool.begin().await?,
+            chain: TxChain::new(self.chain.clone()),
         }))
     }
 }
 
 struct PgTx {
     tx: Transaction<'static, Postgres>,
+    chain: TxChain,
 }
 
 #[async_trait]
@@ -228,6 +249,120 @@ impl WriteTx for PgTx {
         Ok(())
     }
 
+    async fn insert_token(
+        &mut self,
+        t: &fleetreg_model::ApiToken,
+        hash: &str,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        if replace {
+            sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+                .bind(&t.name)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        let done = sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, token_hash, prefix, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(t.id)
+        .bind(&t.name)
+        .bind(t.role.as_str())
+        .bind(hash)
+        .bind(&t.prefix)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_token(&mut self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn load_credentials(
+        &mut self,
+        cluster_id: Uuid,
+    ) -> Result<Option<StoredCredentials>, StoreError> {
+        let sql =
+            format!("SELECT {CREDENTIAL_COLUMNS} FROM cluster_credentials WHERE cluster_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(cluster_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(credentials_from_row).transpose()
+    }
+
+    async fn upsert_credentials(&mut self, c: &StoredCredentials) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cluster_credentials (cluster_id, version, auth_type, sealed, key_id, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (cluster_id) DO UPDATE SET version = excluded.version, auth_type = excluded.auth_type, \
+             sealed = excluded.sealed, key_id = excluded.key_id, expires_at = excluded.expires_at, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(c.cluster_id)
+        .bind(c.version)
+        .bind(c.auth_type.as_str())
+        .bind(Json(&c.sealed))
+        .bind(&c.key_id)
+        .bind(c.expires_at)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_credentials(&mut self, cluster_id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM cluster_credentials WHERE cluster_id = $1")
+            .bind(cluster_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn rewrap_credentials(&mut self, r: &RewrapCredentials) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE cluster_credentials SET sealed = $1, key_id = $2 \
+             WHERE cluster_id = $3 AND version = $4",
+        )
+        .bind(Json(&r.sealed))
+        .bind(&r.key_id)
+        .bind(r.cluster_id)
+        .bind(r.expected_version)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_vault_canary(
+        &mut self,
+        sealed: &str,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO vault_canary (id, sealed, key_id, created_at) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed, key_id = excluded.key_id, \
+             created_at = excluded.created_at",
+        )
+        .bind(sealed)
+        .bind(key_id)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     async fn last_history_at(&mut self, id: Uuid) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT checked_at FROM cluster_health_history WHERE cluster_id = $1 \
@@ -273,10 +408,28 @@ impl WriteTx for PgTx {
         Ok(())
     }
 
-    async fn append_audit(&mut self, r: &AuditRecord<'_>) -> Result<(), StoreError> {
+    fn chain(&mut self) -> &mut TxChain {
+        &mut self.chain
+    }
+
+    async fn audit_tail(&mut self) -> Result<(i64, Option<String>), StoreError> {
+        // Called after `lock_revision`: under the `meta.revision` row lock, so
+        // no other replica extends the chain until this transaction commits.
+        let row: Option<(i64, Option<String>)> =
+            sqlx::query_as("SELECT id, mac FROM audit_log ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        Ok(row.unwrap_or((0, None)))
+    }
+
+    async fn insert_audit(
+        &mut self,
+        r: &AuditRecord<'_>,
+        link: &AuditLink,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_log (at, actor, role, action, resource, resource_id, result, error_code, revision, source, request_id) \
-             VALUES ($1, $2, $3, $4, 'cluster', $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO audit_log (at, actor, role, action, resource, resource_id, result, error_code, revision, source, request_id, id, mac, key_id) \
+             VALUES ($1, $2, $3, $4, $11, $5, $6, $7, $8, $9, $10, $12, $13, $14)",
         )
         .bind(r.at)
         .bind(&r.audit.actor)
@@ -288,6 +441,10 @@ impl WriteTx for PgTx {
         .bind(r.revision)
         .bind(&r.audit.source)
         .bind(&r.audit.request_id)
+        .bind(r.resource())
+        .bind(link.id)
+        .bind(&link.mac)
+        .bind(&link.key_id)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -295,6 +452,7 @@ impl WriteTx for PgTx {
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await?;
+        self.chain.publish();
         Ok(())
     }
 }
@@ -615,6 +773,26 @@ impl Store for PostgresStore {
         self.revision.clone()
     }
 
+    async fn list_audit_chain(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::ChainedAuditEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {AUDIT_CHAIN_COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(chained_audit_from_row).collect()
+    }
+
+    fn watch_audit_head(&self) -> watch::Receiver<Option<crate::AuditHead>> {
+        self.audit_head.clone()
+    }
+
     async fn close(&self) {
         let task = self
             .writer_task
@@ -643,5 +821,144 @@ impl Store for PostgresStore {
 
     async fn fleet_capabilities(&self) -> Result<fleetreg_model::FleetCapabilities, StoreError> {
         crate::fleet::postgres::fleet_capabilities(&self.read).await
+    }
+
+    async fn get_credentials(
+        &self,
+        cluster_id: Uuid,
+    ) -> Result<Option<StoredCredentials>, StoreError> {
+        let sql =
+            format!("SELECT {CREDENTIAL_COLUMNS} FROM cluster_credentials WHERE cluster_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(cluster_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(credentials_from_row).transpose()
+    }
+
+    async fn put_credentials(
+        &self,
+        put: PutCredentials,
+        audit: &Audit,
+    ) -> Result<StoredCredentials, StoreError> {
+        self.writer.put_credentials(put, audit).await
+    }
+
+    async fn delete_credentials(&self, cluster_id: Uuid, audit: &Audit) -> Result<(), StoreError> {
+        self.writer.delete_credentials(cluster_id, audit).await
+    }
+
+    async fn append_audit(&self, entry: AuditOnly, audit: &Audit) -> Result<(), StoreError> {
+        self.writer.append_audit(entry, audit).await
+    }
+
+    async fn expiring_credentials(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ExpiringCredentials>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.cluster_id, c.name, k.version, k.auth_type, k.expires_at \
+             FROM cluster_credentials k JOIN clusters c ON c.id = k.cluster_id \
+             WHERE k.expires_at IS NOT NULL AND k.expires_at < $1 \
+             ORDER BY k.expires_at, c.name LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        let now = fleetreg_model::now();
+        rows.iter().map(|row| expiring_from_row(row, now)).collect()
+    }
+
+    async fn count_expiring_credentials(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM cluster_credentials WHERE expires_at IS NOT NULL AND expires_at < $1",
+        )
+        .bind(before)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    async fn create_token(
+        &self,
+        token: fleetreg_model::ApiToken,
+        hash: String,
+        replace: bool,
+        audit: &Audit,
+    ) -> Result<fleetreg_model::ApiToken, StoreError> {
+        self.writer.create_token(token, hash, replace, audit).await
+    }
+
+    async fn revoke_token(&self, id: Uuid, audit: &Audit) -> Result<(), StoreError> {
+        self.writer.revoke_token(id, audit).await
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<fleetreg_model::ApiToken>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(hash)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<fleetreg_model::ApiToken>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, name");
+        let rows = sqlx::query(&sql).fetch_all(&self.read).await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn vault_canary(&self) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT sealed FROM vault_canary WHERE id = 1")
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    async fn init_vault_canary(&self, sealed: &str, key_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO vault_canary (id, sealed, key_id, created_at) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(sealed)
+        .bind(key_id)
+        .bind(fleetreg_model::now())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_vault_canary(
+        &self,
+        sealed: &str,
+        key_id: &str,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .replace_vault_canary(sealed, key_id, audit)
+            .await
+    }
+
+    async fn list_sealed_credentials(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<StoredCredentials>, StoreError> {
+        crate::vault::postgres::list_sealed_credentials(&self.read, after, limit).await
+    }
+
+    async fn rewrap_credentials(
+        &self,
+        rewrap: RewrapCredentials,
+        audit: &Audit,
+    ) -> Result<bool, StoreError> {
+        self.writer.rewrap_credentials(rewrap, audit).await
+    }
+
+    async fn credential_key_usage(&self) -> Result<Vec<crate::KeyUsage>, StoreError> {
+        crate::vault::postgres::credential_key_usage(&self.read).await
     }
 }

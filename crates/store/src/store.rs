@@ -1,12 +1,13 @@
 //! The `Store` trait: the boundary between the server and the databases.
 
+use crate::writer::{AuditOnly, PutCredentials, RewrapCredentials};
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
     Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus,
-    ClusterType, Event, FleetCapabilities, FleetHealth, FleetSummary, HealthSample, NewCluster,
-    Page,
+    ClusterType, Event, ExpiringCredentials, FleetCapabilities, FleetHealth, FleetSummary,
+    HealthSample, NewCluster, Page, StoredCredentials,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -170,6 +171,19 @@ pub trait Store: Send + Sync + 'static {
     /// Reads audit entries, oldest first.
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Audit entries with their chain fields (MAC, key id), id above
+    /// `after_id`, in id order, at most `limit` (for verification).
+    async fn list_audit_chain(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::ChainedAuditEntry>, StoreError>;
+
+    /// The audit chain's head after each commit of this process's writer
+    /// (`None` until the first sealed entry); kept outside the database by
+    /// the server so a truncated tail is detected.
+    fn watch_audit_head(&self) -> watch::Receiver<Option<crate::AuditHead>>;
+
     /// Notifies of each committed revision of this process's writes.
     fn watch_revision(&self) -> watch::Receiver<i64>;
 
@@ -191,4 +205,106 @@ pub trait Store: Send + Sync + 'static {
 
     /// Discovered capabilities across the fleet, aggregated in the database.
     async fn fleet_capabilities(&self) -> Result<FleetCapabilities, StoreError>;
+
+    /// A cluster's sealed credentials, if any (never decrypted here).
+    async fn get_credentials(
+        &self,
+        cluster_id: Uuid,
+    ) -> Result<Option<StoredCredentials>, StoreError>;
+
+    /// Stores (replacing any) or rotates (existing required, else
+    /// `CredentialsNotFound`) a cluster's sealed credentials, bumping their
+    /// version, with `CLUSTER_CREDENTIALS_UPDATED` and the audit entry in the same
+    /// transaction. `NotFound` when the cluster does not exist.
+    async fn put_credentials(
+        &self,
+        put: PutCredentials,
+        audit: &Audit,
+    ) -> Result<StoredCredentials, StoreError>;
+
+    /// Deletes a cluster's credentials (`CredentialsNotFound` when there are
+    /// none), with the event and audit entry in the same transaction.
+    async fn delete_credentials(&self, cluster_id: Uuid, audit: &Audit) -> Result<(), StoreError>;
+
+    /// Appends an audit entry on its own (credential validation, decryption).
+    async fn append_audit(&self, entry: AuditOnly, audit: &Audit) -> Result<(), StoreError>;
+
+    /// Credentials expiring before `before` (or already expired), soonest
+    /// first, at most `limit`.
+    async fn expiring_credentials(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ExpiringCredentials>, StoreError>;
+
+    /// How many clusters have credentials expiring before `before` (incl. expired).
+    async fn count_expiring_credentials(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Creates an API token stored by `hash` (audited as `token.create`); with
+    /// `replace`, a token of the same name is replaced (bootstrap). Fails with
+    /// `TokenNameTaken` otherwise.
+    async fn create_token(
+        &self,
+        token: fleetreg_model::ApiToken,
+        hash: String,
+        replace: bool,
+        audit: &Audit,
+    ) -> Result<fleetreg_model::ApiToken, StoreError>;
+
+    /// Revokes a token (audited as `token.revoke`); `TokenNotFound` when there
+    /// is no active token with that id.
+    async fn revoke_token(&self, id: Uuid, audit: &Audit) -> Result<(), StoreError>;
+
+    /// The token whose hash is `hash`, if any (active or not).
+    async fn find_token(&self, hash: &str) -> Result<Option<fleetreg_model::ApiToken>, StoreError>;
+
+    /// Every token, oldest first (never the tokens themselves).
+    async fn list_tokens(&self) -> Result<Vec<fleetreg_model::ApiToken>, StoreError>;
+
+    /// The vault canary (a known value sealed with the master key), if set.
+    async fn vault_canary(&self) -> Result<Option<String>, StoreError>;
+
+    /// Records the vault canary unless one exists; true when it was recorded.
+    async fn init_vault_canary(&self, sealed: &str, key_id: &str) -> Result<bool, StoreError>;
+
+    /// Replaces (or records) the vault canary after a master-key rotation,
+    /// audited as `vault.canary`.
+    async fn replace_vault_canary(
+        &self,
+        sealed: &str,
+        key_id: &str,
+        audit: &Audit,
+    ) -> Result<(), StoreError>;
+
+    /// Sealed credentials of every cluster with an id above `after`, in id
+    /// order, at most `limit` (paging through them to re-wrap).
+    async fn list_sealed_credentials(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<StoredCredentials>, StoreError>;
+
+    /// Replaces a cluster's sealed map and key id with re-wrapped envelopes of
+    /// the same secrets, only while its version is still the expected one:
+    /// false when they were replaced, rotated or deleted meanwhile (nothing
+    /// written). Keeps the version, appends no event, audits `vault.rewrap`.
+    async fn rewrap_credentials(
+        &self,
+        rewrap: RewrapCredentials,
+        audit: &Audit,
+    ) -> Result<bool, StoreError>;
+
+    /// How many clusters and envelopes each master key id wraps, by key id.
+    async fn credential_key_usage(&self) -> Result<Vec<KeyUsage>, StoreError>;
+}
+
+/// How much stored data one master key wraps (see `Store::credential_key_usage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUsage {
+    /// The master key id.
+    pub key_id: String,
+    /// Clusters whose credentials it wraps.
+    pub clusters: u64,
+    /// Envelopes (sealed fields) it wraps.
+    pub envelopes: u64,
 }

@@ -5,23 +5,21 @@
 //! audit entries, precondition checks) live here once; the backends only
 //! provide the SQL primitives of [`WriteTx`].
 
+use crate::audit_chain::{AuditLink, TxChain};
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
-    now, Audit, AuditResult, Capabilities, Cluster, ClusterPatch, ClusterStatus, Event, EventType,
-    NewCluster,
+    now, Audit, AuditResult, Capabilities, Cluster, ClusterPatch, ClusterStatus, CredentialWrite,
+    Event, EventType, NewCluster, StoredCredentials,
 };
 use serde_json::json;
+use std::collections::BTreeMap;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 /// Most writes grouped into one transaction.
 const MAX_BATCH: usize = 512;
-
-/// Without a state change, a cluster gets at most one health history sample
-/// per this period (`history_sample_minutes`, DESIGN.md data rules).
-const HISTORY_SAMPLE_MINUTES: i64 = 5;
 
 /// One write, as queued for the writer.
 #[derive(Debug)]
@@ -46,14 +44,79 @@ pub(crate) enum WriteOp {
         capabilities: Capabilities,
         platform_version: Option<String>,
     },
+    PutCredentials(Box<PutCredentials>),
+    /// Re-wrapped envelopes of unchanged credentials (master-key rotation).
+    RewrapCredentials(Box<RewrapCredentials>),
+    /// Replaces the vault canary (master-key rotation).
+    ReplaceVaultCanary {
+        sealed: String,
+        key_id: String,
+    },
+    DeleteCredentials {
+        cluster_id: Uuid,
+    },
+    /// Creates an API token; with `replace`, an existing token of the same
+    /// name is replaced (the bootstrap admin token).
+    CreateToken {
+        token: Box<fleetreg_model::ApiToken>,
+        hash: String,
+        replace: bool,
+    },
+    /// Revokes an API token.
+    RevokeToken {
+        id: Uuid,
+    },
+    /// An audit entry with no other write (credential validation, decryption).
+    Audit {
+        action: &'static str,
+        resource_id: Option<Uuid>,
+        result: AuditResult,
+        error_code: Option<&'static str>,
+    },
+}
+
+/// Sealed credentials to store for a cluster (see `Store::put_credentials`).
+#[derive(Debug, Clone)]
+pub struct PutCredentials {
+    /// The cluster.
+    pub cluster_id: Uuid,
+    /// Store (first or replacing) or rotate (existing ones required).
+    pub write: CredentialWrite,
+    /// How they authenticate.
+    pub auth_type: fleetreg_model::AuthType,
+    /// Secret field name → vault envelope.
+    pub sealed: BTreeMap<String, String>,
+    /// The master key id the envelopes are wrapped with.
+    pub key_id: String,
+    /// When they expire, when known.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Re-wrapped envelopes to put in place of a cluster's current ones (see
+/// `Store::rewrap_credentials`).
+#[derive(Debug, Clone)]
+pub struct RewrapCredentials {
+    /// The cluster.
+    pub cluster_id: Uuid,
+    /// The version the envelopes were read at; nothing is written unless the
+    /// stored credentials still have it.
+    pub expected_version: i64,
+    /// Secret field name → re-wrapped vault envelope (every field).
+    pub sealed: BTreeMap<String, String>,
+    /// The master key id now wrapping the data keys.
+    pub key_id: String,
 }
 
 /// The result of one write.
 #[derive(Debug)]
 pub(crate) enum WriteOutcome {
+    Token(Box<fleetreg_model::ApiToken>),
     Cluster(Box<Cluster>),
+    Credentials(Box<StoredCredentials>),
     Deleted,
     Event(Option<Event>),
+    /// Whether a conditional write took place.
+    Applied(bool),
 }
 
 /// An audit row about to be written.
@@ -66,6 +129,35 @@ pub(crate) struct AuditRecord<'a> {
     pub result: AuditResult,
     pub error_code: Option<&'static str>,
     pub revision: Option<i64>,
+}
+
+impl AuditRecord<'_> {
+    /// The entry as it will be stored (id 0 until the chain assigns one).
+    pub fn to_entry(&self) -> fleetreg_model::AuditEntry {
+        fleetreg_model::AuditEntry {
+            id: 0,
+            at: self.at,
+            actor: self.audit.actor.clone(),
+            role: self.audit.role.clone(),
+            action: self.action.to_owned(),
+            resource: self.resource().to_owned(),
+            resource_id: self.resource_id,
+            result: self.result.clone(),
+            error_code: self.error_code.map(str::to_owned),
+            revision: self.revision,
+            source: self.audit.source.clone(),
+            request_id: self.audit.request_id.clone(),
+        }
+    }
+
+    /// The kind of resource: the action's prefix (`cluster`, `credentials`),
+    /// except `vault.rewrap`, which changes a cluster's `credentials`.
+    pub fn resource(&self) -> &'static str {
+        match self.action {
+            "vault.rewrap" => "credentials",
+            action => action.split('.').next().unwrap_or(action),
+        }
+    }
 }
 
 /// SQL primitives a backend provides inside one write transaction.
@@ -111,10 +203,63 @@ pub(crate) trait WriteTx: Send {
         status: &ClusterStatus,
         checked_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// The current credentials of a cluster, inside the transaction.
+    async fn load_credentials(
+        &mut self,
+        cluster_id: Uuid,
+    ) -> Result<Option<StoredCredentials>, StoreError>;
+    /// Inserts or replaces a cluster's credentials row.
+    async fn upsert_credentials(
+        &mut self,
+        credentials: &StoredCredentials,
+    ) -> Result<(), StoreError>;
+    /// Deletes a cluster's credentials; `false` when there were none.
+    async fn delete_credentials(&mut self, cluster_id: Uuid) -> Result<bool, StoreError>;
+    /// Sets a cluster's sealed map and key id (version and timestamps kept)
+    /// while its version is `rewrap.expected_version`; `false` when it is not
+    /// (or there are no credentials).
+    async fn rewrap_credentials(&mut self, rewrap: &RewrapCredentials) -> Result<bool, StoreError>;
+    /// Inserts or replaces the vault canary.
+    async fn replace_vault_canary(
+        &mut self,
+        sealed: &str,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Inserts an API token (by hash); with `replace`, one of the same name is
+    /// replaced. `false` when the name is taken and not replaced.
+    async fn insert_token(
+        &mut self,
+        token: &fleetreg_model::ApiToken,
+        hash: &str,
+        replace: bool,
+    ) -> Result<bool, StoreError>;
+    /// Marks a token revoked at `at`; `false` when there is no such active token.
+    async fn revoke_token(&mut self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Appends a change-log entry.
     async fn append_event(&mut self, event: &Event) -> Result<(), StoreError>;
-    /// Appends an audit entry.
-    async fn append_audit(&mut self, record: &AuditRecord<'_>) -> Result<(), StoreError>;
+    /// The audit chain of this transaction (see [`crate::audit_chain`]).
+    fn chain(&mut self) -> &mut TxChain;
+    /// The id and MAC of the last audit row (`(0, None)` when there is none);
+    /// read under the write lock.
+    async fn audit_tail(&mut self) -> Result<(i64, Option<String>), StoreError>;
+    /// Writes one audit row with the id and MAC the chain gave it.
+    async fn insert_audit(
+        &mut self,
+        record: &AuditRecord<'_>,
+        link: &AuditLink,
+    ) -> Result<(), StoreError>;
+    /// Appends an audit entry: the next id in the chain, sealed with the audit
+    /// key (`mac = HMAC(key, prev_mac || entry)`), in insert order.
+    async fn append_audit(&mut self, record: &AuditRecord<'_>) -> Result<(), StoreError> {
+        if !self.chain().is_loaded() {
+            let (id, mac) = self.audit_tail().await?;
+            self.chain().load(id, mac.as_deref());
+        }
+        let mut entry = record.to_entry();
+        let link = self.chain().extend(&mut entry)?;
+        self.insert_audit(record, &link).await
+    }
     /// Commits durably.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
@@ -139,12 +284,16 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer task on `backend`; `revision` publishes each committed revision.
+    /// `history_sample` is the period of health history samples without a state
+    /// change (`StoreOptions::history_sample`).
     pub(crate) fn spawn(
         backend: impl WriteBackend,
         revision: watch::Sender<i64>,
+        history_sample: std::time::Duration,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
-        let handle = tokio::spawn(run(backend, rx, revision));
+        let sample = chrono::Duration::from_std(history_sample).unwrap_or(chrono::Duration::MAX);
+        let handle = tokio::spawn(run(backend, rx, revision, sample));
         (Writer { tx }, handle)
     }
 
@@ -171,6 +320,7 @@ async fn run(
     backend: impl WriteBackend,
     mut rx: mpsc::Receiver<Pending>,
     revision: watch::Sender<i64>,
+    sample: chrono::Duration,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -181,7 +331,7 @@ async fn run(
             }
         }
         let ops: Vec<(&WriteOp, &Audit)> = batch.iter().map(|p| (&p.op, &p.audit)).collect();
-        match apply_batch(&backend, &ops).await {
+        match apply_batch(&backend, &ops, sample).await {
             Ok((results, last_revision)) => {
                 if let Some(rev) = last_revision {
                     revision.send_replace(rev);
@@ -195,16 +345,17 @@ async fn run(
                 // others still land and only the culprit sees the error.
                 tracing::warn!(%error, size = batch.len(), "write batch failed; retrying writes one by one");
                 for pending in batch {
-                    let result = match apply_batch(&backend, &[(&pending.op, &pending.audit)]).await
-                    {
-                        Ok((mut results, last_revision)) => {
-                            if let Some(rev) = last_revision {
-                                revision.send_replace(rev);
+                    let result =
+                        match apply_batch(&backend, &[(&pending.op, &pending.audit)], sample).await
+                        {
+                            Ok((mut results, last_revision)) => {
+                                if let Some(rev) = last_revision {
+                                    revision.send_replace(rev);
+                                }
+                                results.pop().unwrap_or(Err(StoreError::Closed))
                             }
-                            results.pop().unwrap_or(Err(StoreError::Closed))
-                        }
-                        Err(e) => Err(e),
-                    };
+                            Err(e) => Err(e),
+                        };
                     let _ = pending.reply.send(result);
                 }
             }
@@ -307,6 +458,123 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Stores or rotates sealed credentials (see `Store::put_credentials`).
+    pub(crate) async fn put_credentials(
+        &self,
+        put: PutCredentials,
+        audit: &Audit,
+    ) -> Result<StoredCredentials, StoreError> {
+        match self
+            .write(WriteOp::PutCredentials(Box::new(put)), audit)
+            .await?
+        {
+            WriteOutcome::Credentials(stored) => Ok(*stored),
+            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
+        }
+    }
+
+    /// Puts re-wrapped envelopes in place (see `Store::rewrap_credentials`).
+    pub(crate) async fn rewrap_credentials(
+        &self,
+        rewrap: RewrapCredentials,
+        audit: &Audit,
+    ) -> Result<bool, StoreError> {
+        match self
+            .write(WriteOp::RewrapCredentials(Box::new(rewrap)), audit)
+            .await?
+        {
+            WriteOutcome::Applied(done) => Ok(done),
+            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
+        }
+    }
+
+    /// Replaces the vault canary (see `Store::replace_vault_canary`).
+    pub(crate) async fn replace_vault_canary(
+        &self,
+        sealed: &str,
+        key_id: &str,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        let op = WriteOp::ReplaceVaultCanary {
+            sealed: sealed.to_owned(),
+            key_id: key_id.to_owned(),
+        };
+        self.write(op, audit).await.map(|_| ())
+    }
+
+    /// Deletes a cluster's credentials (see `Store::delete_credentials`).
+    pub(crate) async fn delete_credentials(
+        &self,
+        cluster_id: Uuid,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        self.write(WriteOp::DeleteCredentials { cluster_id }, audit)
+            .await
+            .map(|_| ())
+    }
+
+    /// Appends an audit entry alone (see `Store::append_audit`).
+    pub(crate) async fn append_audit(
+        &self,
+        entry: AuditOnly,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        self.write(
+            WriteOp::Audit {
+                action: entry.action,
+                resource_id: entry.resource_id,
+                result: entry.result,
+                error_code: entry.error_code,
+            },
+            audit,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+impl Writer {
+    /// Creates (or, with `replace`, replaces by name) an API token.
+    pub(crate) async fn create_token(
+        &self,
+        token: fleetreg_model::ApiToken,
+        hash: String,
+        replace: bool,
+        audit: &Audit,
+    ) -> Result<fleetreg_model::ApiToken, StoreError> {
+        let op = WriteOp::CreateToken {
+            token: Box::new(token),
+            hash,
+            replace,
+        };
+        match self.write(op, audit).await? {
+            WriteOutcome::Token(token) => Ok(*token),
+            _ => Err(StoreError::Corrupt("unexpected write outcome".into())),
+        }
+    }
+
+    /// Revokes an API token.
+    pub(crate) async fn revoke_token(&self, id: Uuid, audit: &Audit) -> Result<(), StoreError> {
+        self.write(WriteOp::RevokeToken { id }, audit)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// An audit entry with no other write (see `Store::append_audit`).
+#[derive(Debug, Clone)]
+pub struct AuditOnly {
+    /// What was done, e.g. `credentials.validate`, `credentials.decrypt`.
+    pub action: &'static str,
+    /// The resource (a cluster id).
+    pub resource_id: Option<Uuid>,
+    /// Success or failure.
+    pub result: AuditResult,
+    /// The error code of a failure.
+    pub error_code: Option<&'static str>,
+}
+
 fn into_cluster(outcome: WriteOutcome) -> Result<Cluster, StoreError> {
     match outcome {
         WriteOutcome::Cluster(cluster) => Ok(*cluster),
@@ -334,6 +602,7 @@ type BatchResult = (Vec<Result<WriteOutcome, StoreError>>, Option<i64>);
 async fn apply_batch(
     backend: &impl WriteBackend,
     ops: &[(&WriteOp, &Audit)],
+    sample: chrono::Duration,
 ) -> Result<BatchResult, StoreError> {
     let mut tx = backend.begin().await?;
     let start = tx.lock_revision().await?;
@@ -350,7 +619,7 @@ async fn apply_batch(
     let mut revision = start;
     let mut results = Vec::with_capacity(ops.len());
     for (op, audit) in ops {
-        results.push(apply_op(tx.as_mut(), op, audit, &mut revision).await?);
+        results.push(apply_op(tx.as_mut(), op, audit, &mut revision, sample).await?);
     }
     if revision != start {
         tx.save_revision(revision).await?;
@@ -376,6 +645,28 @@ fn cluster_event(
     }
 }
 
+/// Appends `CLUSTER_CREDENTIALS_UPDATED` (payload `{cluster_id}` only) and
+/// returns its revision.
+async fn credentials_event(
+    tx: &mut dyn WriteTx,
+    revision: &mut i64,
+    at: DateTime<Utc>,
+    cluster_id: Uuid,
+) -> Result<i64, StoreError> {
+    let next = *revision + 1;
+    *revision = next;
+    let event = Event {
+        revision: next,
+        event_type: EventType::ClusterCredentialsUpdated,
+        occurred_at: at,
+        resource: "cluster".to_owned(),
+        resource_id: cluster_id,
+        payload: json!({ "cluster_id": cluster_id }),
+    };
+    tx.append_event(&event).await?;
+    Ok(next)
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -387,6 +678,7 @@ async fn apply_op(
     op: &WriteOp,
     audit: &Audit,
     revision: &mut i64,
+    sample: chrono::Duration,
 ) -> Result<Result<WriteOutcome, StoreError>, StoreError> {
     let at = now();
     let refuse = |action: &'static str, id: Option<Uuid>, error: StoreError| {
@@ -531,9 +823,10 @@ async fn apply_op(
             let changed = current.status.state != status.state;
             let checked_at = status.checked_at.or(*last_seen_at).unwrap_or(at);
             let sample_due = changed
-                || tx.last_history_at(*id).await?.is_none_or(|last| {
-                    checked_at - last >= chrono::Duration::minutes(HISTORY_SAMPLE_MINUTES)
-                });
+                || tx
+                    .last_history_at(*id)
+                    .await?
+                    .is_none_or(|last| checked_at - last >= sample);
             if sample_due {
                 tx.append_history(*id, status, checked_at).await?;
             }
@@ -546,6 +839,163 @@ async fn apply_op(
             let event = cluster_event(EventType::ClusterStatusChanged, next, at, *id, payload);
             tx.append_event(&event).await?;
             return Ok(Ok(WriteOutcome::Event(Some(event))));
+        }
+        WriteOp::PutCredentials(put) => {
+            let action = put.write.action();
+            if tx.load_cluster(put.cluster_id).await?.is_none() {
+                Err(refuse(
+                    action,
+                    Some(put.cluster_id),
+                    StoreError::NotFound(put.cluster_id.to_string()),
+                ))
+            } else {
+                let current = tx.load_credentials(put.cluster_id).await?;
+                if put.write == CredentialWrite::Rotate && current.is_none() {
+                    Err(refuse(
+                        action,
+                        Some(put.cluster_id),
+                        StoreError::CredentialsNotFound(put.cluster_id),
+                    ))
+                } else {
+                    let stored = StoredCredentials {
+                        cluster_id: put.cluster_id,
+                        version: current.as_ref().map_or(1, |c| c.version + 1),
+                        auth_type: put.auth_type,
+                        sealed: put.sealed.clone(),
+                        key_id: put.key_id.clone(),
+                        expires_at: put.expires_at,
+                        created_at: current.as_ref().map_or(at, |c| c.created_at),
+                        updated_at: at,
+                    };
+                    tx.upsert_credentials(&stored).await?;
+                    let next = credentials_event(tx, revision, at, put.cluster_id).await?;
+                    Ok((
+                        action,
+                        put.cluster_id,
+                        next,
+                        WriteOutcome::Credentials(Box::new(stored)),
+                    ))
+                }
+            }
+        }
+        WriteOp::CreateToken {
+            token,
+            hash,
+            replace,
+        } => {
+            if tx.insert_token(token, hash, *replace).await? {
+                let record = AuditRecord {
+                    at,
+                    audit,
+                    action: "token.create",
+                    resource_id: Some(token.id),
+                    result: AuditResult::Success,
+                    error_code: None,
+                    revision: None,
+                };
+                tx.append_audit(&record).await?;
+                return Ok(Ok(WriteOutcome::Token(token.clone())));
+            }
+            let (record, error) = refuse(
+                "token.create",
+                None,
+                StoreError::TokenNameTaken(token.name.clone()),
+            );
+            tx.append_audit(&record).await?;
+            return Ok(Err(error));
+        }
+        WriteOp::RevokeToken { id } => {
+            let found = tx.revoke_token(*id, at).await?;
+            let record = AuditRecord {
+                at,
+                audit,
+                action: "token.revoke",
+                resource_id: Some(*id),
+                result: if found {
+                    AuditResult::Success
+                } else {
+                    AuditResult::Failure
+                },
+                error_code: (!found).then_some("NOT_FOUND"),
+                revision: None,
+            };
+            tx.append_audit(&record).await?;
+            return Ok(if found {
+                Ok(WriteOutcome::Deleted)
+            } else {
+                Err(StoreError::TokenNotFound(*id))
+            });
+        }
+        WriteOp::RewrapCredentials(rewrap) => {
+            // Same secrets, new wraps: no version, no event; a version that
+            // moved (a concurrent upload or rotation) wins and is left alone.
+            let done = tx.rewrap_credentials(rewrap).await?;
+            let record = AuditRecord {
+                at,
+                audit,
+                action: "vault.rewrap",
+                resource_id: Some(rewrap.cluster_id),
+                result: if done {
+                    AuditResult::Success
+                } else {
+                    AuditResult::Failure
+                },
+                error_code: (!done).then_some("PRECONDITION_FAILED"),
+                revision: None,
+            };
+            tx.append_audit(&record).await?;
+            return Ok(Ok(WriteOutcome::Applied(done)));
+        }
+        WriteOp::ReplaceVaultCanary { sealed, key_id } => {
+            tx.replace_vault_canary(sealed, key_id, at).await?;
+            let record = AuditRecord {
+                at,
+                audit,
+                action: "vault.canary",
+                resource_id: None,
+                result: AuditResult::Success,
+                error_code: None,
+                revision: None,
+            };
+            tx.append_audit(&record).await?;
+            return Ok(Ok(WriteOutcome::Applied(true)));
+        }
+        WriteOp::DeleteCredentials { cluster_id } => {
+            let action = "credentials.delete";
+            if tx.load_cluster(*cluster_id).await?.is_none() {
+                Err(refuse(
+                    action,
+                    Some(*cluster_id),
+                    StoreError::NotFound(cluster_id.to_string()),
+                ))
+            } else if !tx.delete_credentials(*cluster_id).await? {
+                Err(refuse(
+                    action,
+                    Some(*cluster_id),
+                    StoreError::CredentialsNotFound(*cluster_id),
+                ))
+            } else {
+                let next = credentials_event(tx, revision, at, *cluster_id).await?;
+                Ok((action, *cluster_id, next, WriteOutcome::Deleted))
+            }
+        }
+        WriteOp::Audit {
+            action,
+            resource_id,
+            result,
+            error_code,
+        } => {
+            let record = AuditRecord {
+                at,
+                audit,
+                action,
+                resource_id: *resource_id,
+                result: result.clone(),
+                error_code: *error_code,
+                revision: None,
+            };
+            tx.append_audit(&record).await?;
+            return Ok(Ok(WriteOutcome::Deleted));
         }
         WriteOp::SetCapabilities {
             id,

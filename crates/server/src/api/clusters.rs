@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fleetreg_model::{
-    Cluster, ClusterCreateRequest, ClusterFilter, ClusterStatus, ClusterUpdateRequest, ErrorCode,
-    HealthSample,
+    Cluster, ClusterCreateRequest, ClusterFilter, ClusterStatusDetail, ClusterUpdateRequest,
+    ErrorCode, HealthSample,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -177,14 +177,20 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The cluster's status as of the last check.
+/// The cluster's status as of the last check, with its `credentials` summary
+/// (expiry judged now against `credentials.rotation_warning_days`).
 #[utoipa::path(get, path = "/api/v1/clusters/{id}/status", tag = "clusters",
-    responses((status = 200, body = ClusterStatus), (status = 404, description = "CLUSTER_NOT_FOUND")))]
+    responses((status = 200, body = ClusterStatusDetail), (status = 404, description = "CLUSTER_NOT_FOUND")))]
 pub async fn status(
     State(state): State<AppState>,
     ClusterId(id): ClusterId,
-) -> Result<Json<ClusterStatus>, ApiError> {
-    Ok(Json(state.store.get_cluster(id).await?.status))
+) -> Result<Json<ClusterStatusDetail>, ApiError> {
+    let status = state.store.get_cluster(id).await?.status;
+    let credentials = state.health.credentials.summary(id).await?;
+    Ok(Json(ClusterStatusDetail {
+        status,
+        credentials,
+    }))
 }
 
 /// Default number of health history samples returned.

@@ -32,9 +32,11 @@ pub async fn summary(State(state): State<AppState>) -> Result<Json<FleetSummary>
 }
 
 /// Fleet health: counts by state, the score distribution, the least healthy
-/// clusters and the clusters not seen within twice their type's check interval.
+/// clusters and the clusters not seen within twice their type's check interval;
+/// credentials expiring within `credentials.rotation_warning_days` or expired
+/// (counts and the soonest first, read beside the aggregate).
 #[utoipa::path(get, path = "/api/v1/fleet/health", tag = "fleet",
-    params(("limit" = Option<u32>, Query, description = "Length of the `least_healthy` and `stale` lists (default 10, 1–1000)")),
+    params(("limit" = Option<u32>, Query, description = "Length of the `least_healthy`, `stale` and `credentials_expiring` lists (default 10, 1–1000)")),
     responses((status = 200, body = FleetHealth), (status = 400, description = "VALIDATION_ERROR")))]
 pub async fn health(
     State(state): State<AppState>,
@@ -50,7 +52,15 @@ pub async fn health(
             Some((t, now - twice))
         })
         .collect();
-    Ok(Json(state.store.fleet_health(&stale_before, limit).await?))
+    let mut health = state.store.fleet_health(&stale_before, limit).await?;
+    let credentials = &state.health.credentials;
+    let expiring = credentials
+        .expiring(credentials.rotation_warning_days(), limit)
+        .await?;
+    health.credentials_expiring_count = expiring.expiring_count;
+    health.credentials_expired_count = expiring.expired_count;
+    health.credentials_expiring = expiring.items;
+    Ok(Json(health))
 }
 
 /// Discovered capabilities across the fleet: GPU totals by type, CNF, SR-IOV,

@@ -1,16 +1,18 @@
 //! The HTTP API: one module per resource, each exporting `router()`.
 
+pub mod audit;
 pub mod clusters;
+pub mod credentials;
 pub mod events;
 pub mod fleet;
 pub mod ops;
+pub mod tokens;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::Router;
 use fleetreg_model::{Audit, ErrorCode};
-use std::net::SocketAddr;
 
 /// Header carrying the revision a list or read was taken at.
 pub const REVISION_HEADER: &str = "x-fleetreg-revision";
@@ -18,10 +20,13 @@ pub const REVISION_HEADER: &str = "x-fleetreg-revision";
 /// All routes.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(audit::router())
         .merge(clusters::router())
+        .merge(credentials::router())
         .merge(events::router())
         .merge(fleet::router())
         .merge(ops::router())
+        .merge(tokens::router())
 }
 
 /// The `ETag` of a revision.
@@ -50,11 +55,15 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 }
 
 /// The audit context of a request (actor `anonymous` until authentication exists).
-pub fn audit_of(headers: &HeaderMap, peer: Option<SocketAddr>) -> Audit {
+pub fn audit_of(headers: &HeaderMap, caller: crate::extract::Caller) -> Audit {
+    let (actor, role) = match caller.principal {
+        Some(p) => (p.name, Some(p.role.as_str().to_owned())),
+        None => ("anonymous".into(), None),
+    };
     Audit {
-        actor: "anonymous".into(),
-        role: None,
-        source: peer.map(|p| p.ip().to_string()),
+        actor,
+        role,
+        source: caller.addr.map(|p| p.ip().to_string()),
         request_id: headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())

@@ -44,13 +44,33 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     }
 }
 
-/// Prometheus text exposition.
+/// How long a scrape waits for the credential expiry counts.
+const EXPIRY_COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Prometheus text exposition. The credential expiry gauges are counted from
+/// the store at each scrape; when the store does not answer in time they are
+/// left out (stale) and the rest is served.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+    let credentials = &state.health.credentials;
+    let counts = tokio::time::timeout(
+        EXPIRY_COUNT_TIMEOUT,
+        credentials.expiry_counts(credentials.rotation_warning_days()),
     )
+    .await;
+    let mut text = state.metrics.render();
+    match counts {
+        Ok(Ok(c)) => text.push_str(&crate::metrics::credential_expiry_text(
+            c.expiring, c.expired,
+        )),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "credential expiry gauges left out of this scrape")
+        }
+        Err(_) => tracing::warn!(
+            "credential expiry gauges left out of this scrape: the store did not answer in time"
+        ),
+    }
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// This API's OpenAPI document, generated from the code.

@@ -32,17 +32,19 @@ impl CheckOutcome {
 }
 
 /// Checks `cluster` (seed 8.1) within its type's timeout and records the status;
-/// `last_seen_at` moves only when the API server answered.
+/// `last_seen_at` moves only when the API server answered. Waits while another
+/// probe of the same cluster runs (never two at once).
 #[instrument(skip_all, fields(cluster = %cluster.id))]
 pub async fn check_and_record(
     store: &dyn Store,
     health: &HealthContext,
     cluster: &Cluster,
 ) -> Result<CheckOutcome, StoreError> {
+    let _probing = health.locks.lock(cluster.id).await;
     let timeout = health.timing(cluster.cluster_type).timeout;
     let report = health
         .prober
-        .check(&Target::from_cluster(cluster), timeout)
+        .check(&target_of(health, cluster).await, timeout)
         .await;
     let checked_at = fleetreg_model::now();
     let status = report.status(cluster.status.state, checked_at);
@@ -79,6 +81,20 @@ pub async fn check_and_record(
     })
 }
 
+/// The probe's target for `cluster`, presenting its stored credentials (none
+/// when there are none, or when they cannot be opened — logged).
+async fn target_of(health: &HealthContext, cluster: &Cluster) -> Target {
+    let target = Target::from_cluster(cluster);
+    match health.credentials.for_cluster(cluster.id).await {
+        Ok(Some(credential)) => target.with_credential(credential),
+        Ok(None) => target,
+        Err(error) => {
+            tracing::warn!(cluster = %cluster.id, %error, "checking without credentials");
+            target
+        }
+    }
+}
+
 /// Why a discovery could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
@@ -91,18 +107,19 @@ pub enum DiscoverError {
 }
 
 /// Discovers `cluster`'s capabilities (seed 9) within its type's timeout and
-/// records them (an event only when they changed). `platform_version` is returned
-/// in the [`Discovery`] but not stored (no store write for it yet).
+/// records them with the discovered `platform_version` (an event only when the
+/// capabilities changed). Waits while another probe of the cluster runs.
 #[instrument(skip_all, fields(cluster = %cluster.id))]
 pub async fn discover_and_record(
     store: &dyn Store,
     health: &HealthContext,
     cluster: &Cluster,
 ) -> Result<Discovery, DiscoverError> {
+    let _probing = health.locks.lock(cluster.id).await;
     let timeout = health.timing(cluster.cluster_type).timeout;
     let discovery = health
         .prober
-        .discover(&Target::from_cluster(cluster), timeout)
+        .discover(&target_of(health, cluster).await, timeout)
         .await?;
     let event = store
         .set_capabilities(

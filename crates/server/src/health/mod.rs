@@ -6,9 +6,11 @@
 //! event.
 
 mod check;
+mod locks;
 mod scheduler;
 
 pub use check::{check_and_record, discover_and_record, CheckOutcome, DiscoverError};
+pub use locks::{ClusterGuard, ClusterLocks};
 pub use scheduler::{HealthScheduler, Tick};
 
 use crate::settings::{DiscoveryConfig, HealthCheckConfig};
@@ -26,9 +28,20 @@ pub struct HealthContext {
     pub config: HealthCheckConfig,
     /// The `discovery:` settings.
     pub discovery: DiscoveryConfig,
+    /// One probe per cluster at a time, across the scheduler and the API.
+    pub locks: ClusterLocks,
+    /// Stored credentials, opened for the probe.
+    pub credentials: crate::credentials::Credentials,
 }
 
 impl HealthContext {
+    /// How often capabilities are rediscovered (`periodic_refresh_hours`; `None`
+    /// when 0, i.e. only on registration and refresh).
+    pub fn rediscovery_period(&self) -> Option<Duration> {
+        let hours = self.discovery.periodic_refresh_hours;
+        (hours > 0).then(|| Duration::from_secs(hours.saturating_mul(3600)))
+    }
+
     /// The interval and timeout for clusters of `cluster_type`: the interval from
     /// the settings (at least one second), the timeout from `timeout_seconds` or
     /// else seed 8.3's default for the type.

@@ -8,8 +8,13 @@
 //! of other replicas), so a new cluster is checked within about a second and a
 //! deleted one is dropped. First due times are spread by a jitter derived from the
 //! id; a semaphore bounds the checks in flight.
+//!
+//! Capabilities are rediscovered after a successful check once
+//! `periodic_refresh_hours` have passed since the cluster's `discovered_at`
+//! (clusters never discovered: at their first successful check), retried after
+//! [`DISCOVERY_RETRY`] when discovery fails.
 
-use super::{check_and_record, HealthContext};
+use super::{check_and_record, discover_and_record, DiscoverError, HealthContext};
 use crate::metrics;
 use fleetreg_model::{Cluster, ClusterFilter, ClusterState, EventType, Page, MAX_PAGE_SIZE};
 use fleetreg_store::{Store, StoreError};
@@ -35,6 +40,9 @@ const LOG_POLL: Duration = Duration::from_secs(1);
 const FULL_RELOAD: Duration = Duration::from_secs(300);
 /// Change-log entries read per query.
 const LOG_PAGE: u32 = 1000;
+/// A failed periodic discovery is tried again after this long (or the period,
+/// when shorter).
+const DISCOVERY_RETRY: Duration = Duration::from_secs(600);
 
 /// The background health checker. Cheap to clone; `run` drives it, tests call
 /// [`HealthScheduler::tick_at`] instead.
@@ -71,7 +79,13 @@ impl Table {
     /// Adds a new cluster (due after a jitter within `span`) or replaces the
     /// metadata of a known one (keeping its due time, running flag and the
     /// status and `last_seen_at` this process observed).
-    fn upsert(&mut self, mut cluster: Cluster, now: Instant, span: Duration) {
+    fn upsert(
+        &mut self,
+        mut cluster: Cluster,
+        now: Instant,
+        span: Duration,
+        rediscovery: Option<Duration>,
+    ) {
         match self.slots.get_mut(&cluster.id) {
             Some(slot) => {
                 cluster.status = slot.cluster.status.clone();
@@ -84,6 +98,8 @@ impl Table {
                     id,
                     Slot {
                         state: cluster.status.state,
+                        discover_due: rediscovery
+                            .map(|period| discovery_due(&cluster, period, now)),
                         cluster: Arc::new(cluster),
                         due: now + jitter(id, span),
                         running: false,
@@ -99,6 +115,15 @@ struct Slot {
     due: Instant,
     running: bool,
     state: ClusterState,
+    /// When capabilities are next rediscovered; `None` when periodic discovery
+    /// is off.
+    discover_due: Option<Instant>,
+}
+
+/// The outcome of a periodic discovery: when the next is due, and what was found.
+struct Rediscovery {
+    next: Instant,
+    capabilities: Option<fleetreg_model::Capabilities>,
 }
 
 /// The checks one tick started; [`Tick::finish`] waits for them (tests).
@@ -192,8 +217,10 @@ impl HealthScheduler {
             let this = self.clone();
             let cluster = slot.cluster.clone();
             let due = slot.due;
+            let discover = slot.discover_due.is_some_and(|at| at <= now);
             started.push(tokio::spawn(async move {
-                this.check(cluster, due, permit).await;
+                this.check(cluster, due, discover.then_some(now), permit)
+                    .await;
             }));
         }
         for state in ClusterState::ALL {
@@ -209,9 +236,24 @@ impl HealthScheduler {
         self.table().slots.keys().copied().collect()
     }
 
-    async fn check(&self, cluster: Arc<Cluster>, due: Instant, permit: OwnedSemaphorePermit) {
+    /// Checks one cluster, then rediscovers it when `discover_at` (the tick's
+    /// time) is given and the API server answered.
+    async fn check(
+        &self,
+        cluster: Arc<Cluster>,
+        due: Instant,
+        discover_at: Option<Instant>,
+        permit: OwnedSemaphorePermit,
+    ) {
         let result =
             check_and_record(self.inner.store.as_ref(), &self.inner.health, &cluster).await;
+        let reachable = result
+            .as_ref()
+            .is_ok_and(|outcome| outcome.report.results.api_server);
+        let next_discovery = match discover_at {
+            Some(at) if reachable => self.rediscover(&cluster, at).await,
+            _ => None,
+        };
         drop(permit);
         let observed = match result {
             Ok(outcome) => Some((outcome.status, outcome.last_seen_at)),
@@ -227,18 +269,66 @@ impl HealthScheduler {
             return; // deleted meanwhile
         };
         slot.running = false;
+        let mut updated = Cluster::clone(&slot.cluster);
+        if let Some(rediscovery) = next_discovery {
+            slot.discover_due = Some(rediscovery.next);
+            if rediscovery.capabilities.is_some() {
+                updated.capabilities = rediscovery.capabilities;
+            }
+        }
         if let Some((status, last_seen_at)) = observed {
             slot.state = status.state;
-            let mut updated = Cluster::clone(&slot.cluster);
             updated.status = status;
             updated.last_seen_at = last_seen_at;
-            slot.cluster = Arc::new(updated);
         }
+        slot.cluster = Arc::new(updated);
         let (next, missed) = next_due(due, interval, Instant::now());
         if missed > 0 {
             ::metrics::counter!(metrics::HEALTH_MISSED_INTERVALS).increment(missed);
         }
         slot.due = next;
+    }
+
+    /// Discovers `cluster` and returns when to do it next, with the capabilities
+    /// found. A cluster this table never saw discovered is read first: the
+    /// discovery after its registration may have run meanwhile.
+    async fn rediscover(&self, cluster: &Cluster, at: Instant) -> Option<Rediscovery> {
+        let period = self.inner.health.rediscovery_period()?;
+        let base = at.max(Instant::now());
+        if cluster.capabilities.is_none() {
+            match self.inner.store.get_cluster(cluster.id).await {
+                Ok(fresh) if fresh.capabilities.is_some() => {
+                    return Some(Rediscovery {
+                        next: discovery_due(&fresh, period, base),
+                        capabilities: fresh.capabilities,
+                    });
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(cluster = %cluster.id, %error, "rediscovery: cannot read the cluster");
+                    return None;
+                }
+            }
+        }
+        let store = self.inner.store.as_ref();
+        match discover_and_record(store, &self.inner.health, cluster).await {
+            Ok(found) => {
+                ::metrics::counter!(metrics::DISCOVERIES, "result" => "ok").increment(1);
+                Some(Rediscovery {
+                    next: base + period,
+                    capabilities: Some(found.capabilities),
+                })
+            }
+            Err(DiscoverError::Store(StoreError::NotFound(_))) => None,
+            Err(error) => {
+                ::metrics::counter!(metrics::DISCOVERIES, "result" => "failed").increment(1);
+                tracing::warn!(cluster = %cluster.id, %error, "periodic discovery failed");
+                Some(Rediscovery {
+                    next: base + period.min(DISCOVERY_RETRY),
+                    capabilities: None,
+                })
+            }
+        }
     }
 
     /// Brings the slot table up to date: the first call loads every cluster
@@ -291,7 +381,13 @@ impl HealthScheduler {
                     match serde_json::from_value::<Cluster>(event.payload.clone()) {
                         Ok(cluster) => {
                             let interval = self.inner.health.timing(cluster.cluster_type).interval;
-                            table.upsert(cluster, now, interval.min(NEW_CLUSTER_JITTER));
+                            let rediscovery = self.inner.health.rediscovery_period();
+                            table.upsert(
+                                cluster,
+                                now,
+                                interval.min(NEW_CLUSTER_JITTER),
+                                rediscovery,
+                            );
                         }
                         Err(error) => {
                             tracing::warn!(revision = event.revision, %error, "health scheduler: unreadable cluster event; reloading the list");
@@ -339,7 +435,7 @@ impl HealthScheduler {
                         },
                     );
                 }
-                None => table.upsert(cluster, now, span),
+                None => table.upsert(cluster, now, span, self.inner.health.rediscovery_period()),
             }
         }
         table.loaded = Some(Loaded {
@@ -373,6 +469,18 @@ impl HealthScheduler {
         }
         Ok(clusters)
     }
+}
+
+/// When `cluster` is next due for discovery: `period` after its `discovered_at`
+/// (as an instant relative to `now`), or `now` when it was never discovered.
+fn discovery_due(cluster: &Cluster, period: Duration, now: Instant) -> Instant {
+    let Some(discovered_at) = cluster.capabilities.as_ref().and_then(|c| c.discovered_at) else {
+        return now;
+    };
+    let age = (fleetreg_model::now() - discovered_at)
+        .to_std()
+        .unwrap_or_default();
+    now + period.saturating_sub(age)
 }
 
 /// A deterministic jitter in `[0, span)` from the id's random bits.

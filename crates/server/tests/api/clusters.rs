@@ -256,6 +256,10 @@ api_test!(every_mutation_is_audited, |app| {
         })
         .await
         .unwrap();
+    // The bootstrap admin token's creation comes first, by the system.
+    assert_eq!(entries[0].action, "token.create");
+    assert_eq!(entries[0].actor, "system:bootstrap");
+    let entries = &entries[1..];
     let actions: Vec<(&str, &str)> = entries
         .iter()
         .map(|e| {
@@ -278,7 +282,8 @@ api_test!(every_mutation_is_audited, |app| {
             ("cluster.delete", "ok")
         ]
     );
-    assert!(entries.iter().all(|e| e.actor == "anonymous"));
+    assert!(entries.iter().all(|e| e.actor == "bootstrap-admin"));
+    assert!(entries.iter().all(|e| e.role.as_deref() == Some("admin")));
     assert!(entries
         .iter()
         .all(|e| e.source.as_deref() == Some("127.0.0.1")));

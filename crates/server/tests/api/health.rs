@@ -17,14 +17,19 @@ fn manual(settings: &mut Settings) {
 }
 
 /// Scheduler tests: every type checked each second.
-fn every_second(settings: &mut Settings) {
+/// Background checks on, every type at `interval` seconds, the given timeout.
+fn scheduled(settings: &mut Settings, interval: u64, timeout: u64) {
     let h = &mut settings.health_check;
     h.enabled = true;
-    h.hub_interval_seconds = 1;
-    h.spoke_interval_seconds = 1;
-    h.edge_interval_seconds = 1;
-    h.far_edge_interval_seconds = 1;
-    h.timeout_seconds = Some(2);
+    h.hub_interval_seconds = interval;
+    h.spoke_interval_seconds = interval;
+    h.edge_interval_seconds = interval;
+    h.far_edge_interval_seconds = interval;
+    h.timeout_seconds = Some(timeout);
+}
+
+fn every_second(settings: &mut Settings) {
+    scheduled(settings, 1, 2);
 }
 
 fn rich_spec() -> ClusterSpec {
@@ -346,13 +351,7 @@ mod tick_checks_every_due_cluster {
 
     /// Hourly checks: nothing is due in the test's lifetime unless a tick says so.
     fn hourly(settings: &mut Settings) {
-        let h = &mut settings.health_check;
-        h.enabled = true;
-        h.hub_interval_seconds = 3600;
-        h.spoke_interval_seconds = 3600;
-        h.edge_interval_seconds = 3600;
-        h.far_edge_interval_seconds = 3600;
-        h.timeout_seconds = Some(2);
+        scheduled(settings, 3600, 2);
     }
 
     async fn body(app: TestApp) {
@@ -450,4 +449,143 @@ mod discovery_on_registration {
     }
 
     on_both_stores!(on);
+}
+
+mod scheduler_rediscovers_periodically {
+    use super::*;
+
+    /// Hourly checks, no discovery on registration, rediscovery every 24 h.
+    fn daily(settings: &mut Settings) {
+        scheduled(settings, 3600, 2);
+        settings.discovery.on_registration = false;
+        settings.discovery.periodic_refresh_hours = 24;
+    }
+
+    async fn round(app: &TestApp, hours_ahead: u64) {
+        let scheduler = app.health.clone().expect("scheduler enabled");
+        scheduler
+            .tick_at(Instant::now() + Duration::from_secs(hours_ahead * 3600))
+            .await
+            .finish()
+            .await;
+    }
+
+    async fn capabilities(app: &TestApp, id: &str) -> Value {
+        let cluster: Value = app.get_cluster(id).await.json().await.unwrap();
+        cluster["capabilities"].clone()
+    }
+
+    async fn body(app: TestApp) {
+        let sim = SpawnedSim::start().await.unwrap();
+        let admin = sim.admin();
+        let mut spec = rich_spec();
+        let view = admin.create_cluster("zeta", spec.clone()).await.unwrap();
+        let id = register_sim_cluster(&app, &view).await;
+        assert!(
+            capabilities(&app, &id).await.is_null(),
+            "not discovered yet"
+        );
+
+        // Never discovered: the first successful check discovers.
+        round(&app, 2).await;
+        assert_eq!(capabilities(&app, &id).await["gpu_count"], 12);
+        let changed = || events_of(&app, &id, "CLUSTER_CAPABILITIES_CHANGED");
+        assert_eq!(changed().await.len(), 1);
+
+        // The cluster gains GPUs; within the period nothing is rediscovered.
+        spec.gpu_count = 16;
+        admin.set_spec("zeta", &spec).await.unwrap();
+        round(&app, 3).await;
+        assert_eq!(capabilities(&app, &id).await["gpu_count"], 12);
+        let discoveries = |log: &fleetreg_sim::RequestPage| {
+            log.items
+                .iter()
+                .filter(|r| r.path.starts_with("/api/v1/nodes"))
+                .count()
+        };
+        let before = discoveries(&admin.requests(0, Some("zeta")).await.unwrap());
+
+        // A day later it is: one discovery, one event.
+        round(&app, 27).await;
+        assert_eq!(capabilities(&app, &id).await["gpu_count"], 16);
+        assert_eq!(changed().await.len(), 2);
+        let after = discoveries(&admin.requests(0, Some("zeta")).await.unwrap());
+        assert!(after > before, "nodes were listed again");
+
+        // An unreachable cluster is not rediscovered (the check failed first).
+        admin
+            .set_faults("zeta", &faults(true, false))
+            .await
+            .unwrap();
+        round(&app, 60).await;
+        let last = discoveries(&admin.requests(0, Some("zeta")).await.unwrap());
+        assert_eq!(last, after);
+    }
+
+    on_both_stores!(daily);
+}
+
+mod refresh_and_scheduler_never_overlap {
+    use super::*;
+
+    fn hourly(settings: &mut Settings) {
+        scheduled(settings, 3600, 5);
+        settings.discovery.on_registration = false;
+        settings.discovery.periodic_refresh_hours = 0;
+    }
+
+    async fn body(app: TestApp) {
+        let sim = SpawnedSim::start().await.unwrap();
+        let admin = sim.admin();
+        let view = admin
+            .create_cluster("eta", ClusterSpec::default())
+            .await
+            .unwrap();
+        let id = register_sim_cluster(&app, &view).await;
+        // Each API call takes 300 ms: overlapping probes would interleave.
+        admin
+            .set_faults(
+                "eta",
+                &FaultsPatch {
+                    api_latency_ms: Some(300),
+                    ..FaultsPatch::default()
+                },
+            )
+            .await
+            .unwrap();
+        let scheduler = app.health.clone().expect("scheduler enabled");
+        let start = admin.requests(0, Some("eta")).await.unwrap().next_after;
+        let scheduled = scheduler
+            .tick_at(Instant::now() + Duration::from_secs(7200))
+            .await;
+        let refreshes: Vec<_> = (0..3).map(|_| refresh(&app, &id)).collect();
+        let (_, answers) = tokio::join!(scheduled.finish(), futures::future::join_all(refreshes));
+        for answer in answers {
+            assert_eq!(answer.status(), 200);
+        }
+        // The API server saw the probes one after another: every namespace list
+        // arrived at least 300 ms after the previous one.
+        let log = admin.requests(start, Some("eta")).await.unwrap();
+        let lists: Vec<_> = log
+            .items
+            .iter()
+            .filter(|r| r.path.starts_with("/api/v1/namespaces?") && r.path.ends_with("limit=1"))
+            .map(|r| r.time)
+            .collect();
+        let paths: Vec<_> = log.items.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(
+            lists.len(),
+            4,
+            "one scheduled check and three refreshes: {paths:?}"
+        );
+        for pair in lists.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= chrono::Duration::milliseconds(290),
+                "two probes of one cluster overlapped: {lists:?}"
+            );
+        }
+    }
+
+    on_both_stores!(hourly);
 }

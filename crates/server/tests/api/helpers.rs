@@ -95,6 +95,7 @@ pub enum TestResources {
 impl Drop for TestResources {
     fn drop(&mut self) {
         if let TestResources::PgDatabase { admin_url, name } = self {
+            let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{name}.audit.head")));
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // Drop runs outside async context: use a thread with its own runtime.
             let _ = std::thread::spawn(move || {
@@ -165,8 +166,50 @@ pub fn test_settings(database_url: &str) -> Settings {
     };
     settings.health_check.enabled = false;
     settings.discovery.on_registration = false;
+    settings.credentials.master_key = Some(TEST_MASTER_KEY.into());
+    settings.auth.admin_token = Some(TEST_ADMIN_TOKEN.into());
+    settings.audit.head_file = Some(audit_head_file(database_url));
     settings
 }
+
+/// The audit head file of a test database: beside the SQLite file and named
+/// after it, or in the temp directory named after the PostgreSQL database
+/// (removed with it), so restarts and replicas of one database share it and
+/// two databases never do.
+pub fn audit_head_file(database_url: &str) -> std::path::PathBuf {
+    match database_url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let mut head = std::path::PathBuf::from(path).into_os_string();
+            head.push(".audit.head");
+            head.into()
+        }
+        None => {
+            let name = database_url.rsplit('/').next().unwrap_or("fleetreg");
+            std::env::temp_dir().join(format!("{name}.audit.head"))
+        }
+    }
+}
+
+/// The bootstrap admin token of every test server (FLEETREG_ADMIN_TOKEN's
+/// role in CI); `TestApp::client` sends it.
+pub const TEST_ADMIN_TOKEN: &str = "frg_test-admin-token-0123456789abcdef";
+
+/// A client that sends `token` as its bearer token.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// The master key every test server uses (base64 of 32 bytes), so a restarted
+/// server opens what the previous one sealed.
+pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// Starts a server on a random port with a fresh store.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -210,7 +253,7 @@ async fn start(
     TestApp {
         address,
         backend,
-        client: reqwest::Client::new(),
+        client: client_with_token(TEST_ADMIN_TOKEN),
         store,
         retention,
         health,
@@ -301,11 +344,16 @@ impl TestApp {
 
     /// Starts a second server on the same database (a replica); it owns nothing.
     pub async fn spawn_replica(&self) -> TestApp {
+        self.spawn_replica_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_replica`], letting the test adjust the settings first.
+    pub async fn spawn_replica_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         let mut replica = start(
             self.backend,
             self.database_url.clone(),
             TestResources::None,
-            |_| {},
+            adjust,
         )
         .await;
         replica.resources = None;
@@ -313,7 +361,12 @@ impl TestApp {
     }
 
     /// Stops the server gracefully, waits for it, and starts a new one on the same store.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::restart`], letting the test adjust the new server's settings.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -324,7 +377,7 @@ impl TestApp {
                 .expect("server stopped cleanly");
         }
         let resources = self.resources.take().expect("resources");
-        start(self.backend, self.database_url.clone(), resources, |_| {}).await
+        start(self.backend, self.database_url.clone(), resources, adjust).await
     }
 }
 

@@ -1,4 +1,5 @@
-//! Health history: sampling (every state change plus one sample per 5 minutes),
+//! Health history: sampling (every state change plus one sample per 5 minutes, or
+//! `history.sample_minutes`),
 //! `GET /api/v1/clusters/{id}/health/history` and retention.
 
 use crate::helpers::*;
@@ -199,3 +200,36 @@ api_test!(history_retention_removes_old_rows, |app| {
     assert_eq!(removed, 5);
     assert!(history(&app, &id, "").await.is_empty());
 });
+
+mod history_sample_period_is_configurable {
+    use super::*;
+
+    fn one_minute(settings: &mut fleetreg_server::settings::Settings) {
+        settings.history_sample = std::time::Duration::from_secs(60);
+    }
+
+    async fn body(app: TestApp) {
+        let cluster = app.register("hist-period", json!({})).await;
+        let id = cluster["id"].as_str().unwrap().to_owned();
+        let uuid = id.parse().unwrap();
+        let base = fleetreg_model::now() - Duration::hours(1);
+        // (seconds, whether sampled) with the state ONLINE throughout.
+        let steps = [(0, true), (30, false), (60, true), (90, false), (150, true)];
+        let mut expected = 0;
+        for (second, sampled) in steps {
+            let at = base + Duration::seconds(second);
+            app.store
+                .record_status(uuid, observed(ClusterState::Online, at), Some(at))
+                .await
+                .unwrap();
+            expected += usize::from(sampled);
+            assert_eq!(
+                history(&app, &id, "").await.len(),
+                expected,
+                "after second {second}"
+            );
+        }
+    }
+
+    on_both_stores!(one_minute);
+}

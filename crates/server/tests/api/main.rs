@@ -3,13 +3,21 @@
 
 #[macro_use]
 mod helpers;
+mod audit;
 mod clusters;
 mod concurrency;
+mod credential_expiry;
+mod credentials;
 mod errors;
 mod events;
 mod fleet;
 mod health;
 mod history;
+mod isolation;
 mod listing;
 mod operations;
+mod prometheus;
+mod rbac;
 mod redis;
+mod tls;
+mod vault;

@@ -73,18 +73,25 @@ api_test!(openapi_document_lists_every_route, |app| {
     assert_eq!(
         paths,
         [
+            "/api/v1/audit",
             "/api/v1/clusters",
             "/api/v1/clusters/by-name/{name}",
             "/api/v1/clusters/{id}",
+            "/api/v1/clusters/{id}/credentials",
+            "/api/v1/clusters/{id}/credentials/rotate",
+            "/api/v1/clusters/{id}/credentials/validate",
             "/api/v1/clusters/{id}/health/history",
             "/api/v1/clusters/{id}/refresh",
             "/api/v1/clusters/{id}/status",
+            "/api/v1/credentials/expiring",
             "/api/v1/events",
             "/api/v1/events/stream",
             "/api/v1/fleet/capabilities",
             "/api/v1/fleet/health",
             "/api/v1/fleet/summary",
             "/api/v1/openapi.json",
+            "/api/v1/tokens",
+            "/api/v1/tokens/{id}",
             "/health",
             "/metrics",
             "/ready",
@@ -104,9 +111,13 @@ api_test!(openapi_document_lists_every_route, |app| {
         let concrete = path
             .replace("{id}", &uuid::Uuid::now_v7().to_string())
             .replace("{name}", "x");
-        // GET where documented, else POST (e.g. `/clusters/{id}/refresh`).
+        // GET where documented, else POST (e.g. `/clusters/{id}/refresh`), else DELETE.
         let response = if doc["paths"][path]["get"].is_object() {
             app.get(&concrete).await
+        } else if doc["paths"][path]["delete"].is_object()
+            && !doc["paths"][path]["post"].is_object()
+        {
+            app.client.delete(app.url(&concrete)).send().await.unwrap()
         } else {
             app.client.post(app.url(&concrete)).send().await.unwrap()
         };

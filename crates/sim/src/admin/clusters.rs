@@ -1,17 +1,8 @@
-//! `/admin/…`: the simulator's control API (JSON).
-//!
-//! | method | path | body → answer |
-//! |---|---|---|
-//! | GET | `/admin/clusters` | → `{items: [ClusterView], total}` |
-//! | POST | `/admin/clusters` | `{name, spec?, faults?}` → 201 `ClusterView` (409 if taken) |
-//! | POST | `/admin/clusters/bulk` | `{prefix, count, spec?}` → `{added}` (names `prefix-00000`…) |
-//! | GET | `/admin/clusters/{name}` | → `ClusterView` |
-//! | PUT | `/admin/clusters/{name}/spec` | `ClusterSpec` → `ClusterView` |
-//! | PATCH | `/admin/clusters/{name}/faults` | `FaultsPatch` → `ClusterView` |
-//! | DELETE | `/admin/clusters/{name}` | → 204 |
-//! | GET | `/admin/requests?after=&cluster=&limit=` | → `RequestPage` (limit ≤ 10000, default 1000) |
-//! | DELETE | `/admin/requests` | → 204 |
+//! Cluster routes of the admin API: create, list, read, change spec and faults,
+//! delete; the request log.
 
+use super::body;
+use crate::auth::AuthSpec;
 use crate::error::Error;
 use crate::log::RequestPage;
 use crate::spec::{ClusterSpec, Faults, FaultsPatch};
@@ -22,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Body of `POST /admin/clusters`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +27,9 @@ pub struct CreateCluster {
     /// Initial faults; none when absent.
     #[serde(default)]
     pub faults: Faults,
+    /// Authentication settings; none required when absent.
+    #[serde(default)]
+    pub auth: AuthSpec,
 }
 
 /// Body of `POST /admin/clusters/bulk`.
@@ -48,6 +43,9 @@ pub struct CreateMany {
     /// One spec for all; absent means the mixed fleet of [`ClusterSpec::sample`].
     #[serde(default)]
     pub spec: Option<ClusterSpec>,
+    /// Authentication settings of each; none required when absent.
+    #[serde(default)]
+    pub auth: AuthSpec,
 }
 
 /// Answer of `GET /admin/clusters`.
@@ -67,8 +65,8 @@ struct RequestsQuery {
     limit: Option<usize>,
 }
 
-/// The admin routes, to be nested at `/admin`.
-pub fn router() -> Router<Sim> {
+/// The cluster routes, to be nested at `/admin`.
+pub(super) fn router() -> Router<Sim> {
     Router::new()
         .route("/clusters", get(list).post(create))
         .route("/clusters/bulk", post(create_many))
@@ -76,13 +74,6 @@ pub fn router() -> Router<Sim> {
         .route("/clusters/{name}/spec", put(set_spec))
         .route("/clusters/{name}/faults", patch(patch_faults))
         .route("/requests", get(requests).delete(clear_requests))
-}
-
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Error> {
-    body.map(|Json(value)| value)
-        .map_err(|e| Error::InvalidRequest {
-            reason: e.body_text(),
-        })
 }
 
 async fn list(State(sim): State<Sim>) -> Json<ClusterList> {
@@ -98,7 +89,7 @@ async fn create(
     request: Result<Json<CreateCluster>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ClusterView>), Error> {
     let request = body(request)?;
-    let view = sim.create(&request.name, request.spec, request.faults)?;
+    let view = sim.create_with_auth(&request.name, request.spec, request.faults, request.auth)?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -107,9 +98,10 @@ async fn create_many(
     request: Result<Json<CreateMany>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, Error> {
     let request = body(request)?;
+    let (prefix, count, auth) = (&request.prefix, request.count, &request.auth);
     let added = match request.spec {
-        Some(spec) => sim.create_many(&request.prefix, request.count, |_| spec.clone())?,
-        None => sim.create_many(&request.prefix, request.count, ClusterSpec::sample)?,
+        Some(spec) => sim.create_many_with_auth(prefix, count, |_| spec.clone(), auth)?,
+        None => sim.create_many_with_auth(prefix, count, ClusterSpec::sample, auth)?,
     };
     Ok(Json(serde_json::json!({ "added": added })))
 }
@@ -133,12 +125,30 @@ async fn set_spec(
     sim.set_spec(&name, body(request)?).map(Json)
 }
 
+/// A [`FaultsPatch`] plus `token_request_fail`, which is not one of its fields.
 async fn patch_faults(
     State(sim): State<Sim>,
     Path(name): Path<String>,
-    request: Result<Json<FaultsPatch>, JsonRejection>,
+    request: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<ClusterView>, Error> {
-    sim.patch_faults(&name, &body(request)?).map(Json)
+    let mut request = body(request)?;
+    let invalid = |e: serde_json::Error| Error::InvalidRequest {
+        reason: e.to_string(),
+    };
+    let token_request_fail = match request.as_object_mut() {
+        Some(map) => map.remove("token_request_fail"),
+        None => None,
+    };
+    let token_request_fail: Option<bool> = token_request_fail
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(invalid)?;
+    let patch: FaultsPatch = serde_json::from_value(request).map_err(invalid)?;
+    sim.get(&name)?;
+    if let Some(fail) = token_request_fail {
+        sim.set_token_request_fault(&name, fail)?;
+    }
+    sim.patch_faults(&name, &patch).map(Json)
 }
 
 async fn requests(State(sim): State<Sim>, Query(query): Query<RequestsQuery>) -> Json<RequestPage> {

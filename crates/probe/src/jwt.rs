@@ -1,0 +1,79 @@
+//! The `exp` claim of a JWT-shaped bearer token (service account tokens are
+//! JWTs; OpenShift `sha256~…` tokens and other opaque tokens are not). The
+//! signature is not checked: the expiry is only a hint for rotation, the
+//! cluster remains the judge of the token.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// When `token` expires, if it is a JWT (three base64url parts, a JSON object
+/// header with `alg`, a JSON object payload) with a numeric `exp`; `None`
+/// otherwise.
+pub(crate) fn expiry(token: &str) -> Option<DateTime<Utc>> {
+    let mut parts = token.split('.');
+    let (header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let header = decode_object(header)?;
+    header.get("alg")?.as_str()?;
+    let claims = decode_object(payload)?;
+    let exp = claims.get("exp")?;
+    let seconds = match exp.as_i64() {
+        Some(seconds) => seconds,
+        // RFC 7519 NumericDate may carry a fraction.
+        None => exp.as_f64().filter(|s| s.is_finite())?.floor() as i64,
+    };
+    DateTime::from_timestamp(seconds, 0)
+}
+
+/// A base64url segment (padding tolerated) holding a JSON object.
+fn decode_object(segment: &str) -> Option<serde_json::Map<String, Value>> {
+    let bytes = URL_SAFE_NO_PAD.decode(segment.trim_end_matches('=')).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn jwt(header: Value, claims: Value) -> String {
+        format!(
+            "{}.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
+    }
+
+    #[test]
+    fn reads_exp() {
+        let token = jwt(
+            json!({"alg": "RS256"}),
+            json!({"exp": 1_900_000_000, "sub": "x"}),
+        );
+        assert_eq!(expiry(&token).unwrap().timestamp(), 1_900_000_000);
+        let fractional = jwt(json!({"alg": "RS256"}), json!({"exp": 1_900_000_000.7}));
+        assert_eq!(expiry(&fractional).unwrap().timestamp(), 1_900_000_000);
+    }
+
+    #[test]
+    fn ignores_what_is_not_a_jwt_with_exp() {
+        for token in [
+            "sha256~abcdefghijklmnop".to_owned(),
+            "a.b.c".to_owned(),
+            "opaque-token".to_owned(),
+            jwt(json!({"alg": "RS256"}), json!({"sub": "no exp"})),
+            jwt(json!({"typ": "JWT"}), json!({"exp": 1})),
+            jwt(json!({"alg": "RS256"}), json!({"exp": "soon"})),
+            format!("{}.extra", jwt(json!({"alg": "RS256"}), json!({"exp": 1}))),
+        ] {
+            assert_eq!(expiry(&token), None, "{token}");
+        }
+    }
+}

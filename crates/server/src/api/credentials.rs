@@ -1,0 +1,328 @@
+//! `/api/v1/clusters/{id}/credentials`: upload, rotate, validate and delete a
+//! cluster's credentials (seed 4.1). Uploads are validated against the cluster
+//! before anything is stored; nothing secret is ever returned.
+//! `/api/v1/credentials/expiring`: which clusters' credentials expire soon.
+
+use super::audit_of;
+use crate::credentials::{Credentials, CredentialsError, MAX_WINDOW_DAYS};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ClusterId, Peer, QueryPairs};
+use crate::health::{check_and_record, discover_and_record};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fleetreg_model::{
+    Audit, AuditResult, Cluster, Component, CredentialInput, CredentialStatus,
+    CredentialValidation, CredentialWrite, ErrorCode, ExpiringCredentialsList,
+};
+use fleetreg_probe::{ClusterCredential, Failure, Target};
+use fleetreg_store::AuditOnly;
+use serde_json::json;
+use std::sync::Arc;
+
+/// The credential routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/clusters/{id}/credentials",
+            post(store).delete(delete),
+        )
+        .route("/api/v1/clusters/{id}/credentials/rotate", post(rotate))
+        .route("/api/v1/clusters/{id}/credentials/validate", post(validate))
+        .route("/api/v1/credentials/expiring", get(expiring))
+}
+
+/// Default length of the expiring list.
+pub const DEFAULT_EXPIRING_LIMIT: u32 = 100;
+/// Longest expiring list.
+pub const MAX_EXPIRING_LIMIT: u32 = 1000;
+
+/// Clusters whose credentials expire within `within_days` (default
+/// `credentials.rotation_warning_days`) or have expired: counts of each and the
+/// soonest first (expired first). Metadata only.
+#[utoipa::path(get, path = "/api/v1/credentials/expiring", tag = "credentials",
+    params(("within_days" = Option<u64>, Query, description = "Window in days from now (default credentials.rotation_warning_days, 0–36500)"),
+           ("limit" = Option<u32>, Query, description = "Length of `items` (default 100, 1–1000)")),
+    responses((status = 200, body = ExpiringCredentialsList), (status = 400, description = "VALIDATION_ERROR")))]
+pub async fn expiring(
+    State(state): State<AppState>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<ExpiringCredentialsList>, ApiError> {
+    let credentials = &state.health.credentials;
+    let mut within_days = credentials.rotation_warning_days();
+    let mut limit = DEFAULT_EXPIRING_LIMIT;
+    for (key, value) in &pairs {
+        match key.as_str() {
+            "within_days" => {
+                within_days = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= MAX_WINDOW_DAYS)
+                    .ok_or_else(|| {
+                        ApiError::validation(
+                            "within_days",
+                            format!("must be an integer from 0 to {MAX_WINDOW_DAYS}"),
+                        )
+                    })?;
+            }
+            "limit" => {
+                limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_EXPIRING_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::validation(
+                            "limit",
+                            format!("must be an integer from 1 to {MAX_EXPIRING_LIMIT}"),
+                        )
+                    })?;
+            }
+            other => {
+                return Err(ApiError::validation(
+                    other,
+                    "unknown query parameter; accepted: within_days, limit",
+                ))
+            }
+        }
+    }
+    Ok(Json(credentials.expiring(within_days, limit).await?))
+}
+
+/// Upload credentials: validated against the cluster first (`CREDENTIALS_INVALID`
+/// and nothing stored when they fail), then sealed and stored as a new version,
+/// replacing any; a health check and discovery with them follow.
+#[utoipa::path(post, path = "/api/v1/clusters/{id}/credentials", tag = "credentials",
+    request_body = CredentialInput,
+    responses((status = 200, body = CredentialStatus),
+              (status = 400, description = "CREDENTIALS_INVALID, VALIDATION_ERROR, MALFORMED_JSON"),
+              (status = 404, description = "CLUSTER_NOT_FOUND")))]
+pub async fn store(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<CredentialInput>,
+) -> Result<Response, ApiError> {
+    let audit = audit_of(&headers, peer);
+    put(&state, id, CredentialWrite::Store, input, &audit).await
+}
+
+/// Rotate credentials with zero downtime: the new ones are validated before they
+/// replace the old; a failed rotation leaves the old ones in force.
+#[utoipa::path(post, path = "/api/v1/clusters/{id}/credentials/rotate", tag = "credentials",
+    request_body = CredentialInput,
+    responses((status = 200, body = CredentialStatus),
+              (status = 400, description = "CREDENTIALS_INVALID, VALIDATION_ERROR, MALFORMED_JSON"),
+              (status = 404, description = "CLUSTER_NOT_FOUND, CREDENTIALS_NOT_FOUND")))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<CredentialInput>,
+) -> Result<Response, ApiError> {
+    let audit = audit_of(&headers, peer);
+    if state.store.get_credentials(id).await?.is_none() {
+        state.store.get_cluster(id).await?;
+        return Err(fleetreg_store::StoreError::CredentialsNotFound(id).into());
+    }
+    put(&state, id, CredentialWrite::Rotate, input, &audit).await
+}
+
+/// Validate the stored credentials against the cluster now.
+#[utoipa::path(post, path = "/api/v1/clusters/{id}/credentials/validate", tag = "credentials",
+    responses((status = 200, body = CredentialStatus),
+              (status = 400, description = "CREDENTIALS_INVALID"),
+              (status = 404, description = "CLUSTER_NOT_FOUND, CREDENTIALS_NOT_FOUND")))]
+pub async fn validate(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let audit = audit_of(&headers, peer);
+    let cluster = state.store.get_cluster(id).await?;
+    let stored = state
+        .store
+        .get_credentials(id)
+        .await?
+        .ok_or(fleetreg_store::StoreError::CredentialsNotFound(id))?;
+    let credential = state
+        .health
+        .credentials
+        .for_cluster(id)
+        .await
+        .map_err(credentials_error)?
+        .ok_or(fleetreg_store::StoreError::CredentialsNotFound(id))?;
+    let (validation, failures) = check_with(&state, &cluster, credential).await;
+    audit_validation(&state, "credentials.validate", id, &validation, &audit).await?;
+    if !validation.passed() {
+        return Err(invalid(&validation, &failures));
+    }
+    Ok(Json(CredentialStatus {
+        status: "valid".into(),
+        validation,
+        expires_at: stored.expires_at,
+        version: stored.version,
+    })
+    .into_response())
+}
+
+/// Delete a cluster's credentials; checks continue without them.
+#[utoipa::path(delete, path = "/api/v1/clusters/{id}/credentials", tag = "credentials",
+    responses((status = 204, description = "deleted"),
+              (status = 404, description = "CLUSTER_NOT_FOUND, CREDENTIALS_NOT_FOUND")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let audit = audit_of(&headers, peer);
+    state.health.credentials.delete(id, &audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Store or rotate: shape check, kubeconfig safety, validation against the
+/// cluster, then seal and store; then a check and discovery in the background.
+async fn put(
+    state: &AppState,
+    id: uuid::Uuid,
+    write: CredentialWrite,
+    input: CredentialInput,
+    audit: &Audit,
+) -> Result<Response, ApiError> {
+    let cluster = state.store.get_cluster(id).await?;
+    input.validate(&cluster.api_server_url)?;
+    if input.insecure_skip_tls_verify {
+        tracing::warn!(cluster = %id, "credentials uploaded with insecure_skip_tls_verify: the API server's certificate will not be verified");
+    }
+    let credential = match Credentials::build(&input) {
+        Ok(credential) => Arc::new(credential),
+        Err(error) => {
+            audit_failure(state, write.action(), id, audit).await?;
+            return Err(
+                ApiError::new(ErrorCode::CredentialsInvalid, error.to_string())
+                    .with_details(json!({ "field": error.field() })),
+            );
+        }
+    };
+    let (validation, failures) = check_with(state, &cluster, credential.clone()).await;
+    if !validation.passed() {
+        audit_failure(state, write.action(), id, audit).await?;
+        return Err(invalid(&validation, &failures));
+    }
+    let stored = state
+        .health
+        .credentials
+        .put(id, write, &input, credential, audit)
+        .await
+        .map_err(credentials_error)?;
+    check_in_background(state, cluster);
+    Ok(Json(CredentialStatus {
+        status: write.status().into(),
+        validation,
+        expires_at: stored.expires_at,
+        version: stored.version,
+    })
+    .into_response())
+}
+
+/// Validates `credential` against the cluster within its type's timeout.
+async fn check_with(
+    state: &AppState,
+    cluster: &Cluster,
+    credential: Arc<ClusterCredential>,
+) -> (CredentialValidation, Vec<Failure>) {
+    let timeout = state.health.timing(cluster.cluster_type).timeout;
+    let target = Target::from_cluster(cluster).with_credential(credential);
+    state.health.prober.validate(&target, timeout).await
+}
+
+/// `CREDENTIALS_INVALID` with the per-component outcome and causes, both keyed
+/// by the component's field in `validation` (causes never contain credentials).
+fn invalid(validation: &CredentialValidation, failures: &[Failure]) -> ApiError {
+    let causes: serde_json::Map<String, serde_json::Value> = failures
+        .iter()
+        .map(|f| (validation_field(f.component).to_owned(), json!(f.cause)))
+        .collect();
+    ApiError::new(
+        ErrorCode::CredentialsInvalid,
+        "the credentials failed validation against the cluster; nothing was stored",
+    )
+    .with_details(json!({ "validation": validation, "causes": causes }))
+}
+
+/// The field of [`CredentialValidation`] that holds `component`'s outcome.
+fn validation_field(component: Component) -> &'static str {
+    match component {
+        Component::ApiServer => "api_server",
+        Component::Prometheus => "prometheus",
+        Component::Tempo => "tempo",
+        Component::Loki => "loki",
+    }
+}
+
+async fn audit_failure(
+    state: &AppState,
+    action: &'static str,
+    id: uuid::Uuid,
+    audit: &Audit,
+) -> Result<(), ApiError> {
+    let entry = AuditOnly {
+        action,
+        resource_id: Some(id),
+        result: AuditResult::Failure,
+        error_code: Some(ErrorCode::CredentialsInvalid.as_str()),
+    };
+    Ok(state.store.append_audit(entry, audit).await?)
+}
+
+async fn audit_validation(
+    state: &AppState,
+    action: &'static str,
+    id: uuid::Uuid,
+    validation: &CredentialValidation,
+    audit: &Audit,
+) -> Result<(), ApiError> {
+    let passed = validation.passed();
+    let entry = AuditOnly {
+        action,
+        resource_id: Some(id),
+        result: if passed {
+            AuditResult::Success
+        } else {
+            AuditResult::Failure
+        },
+        error_code: (!passed).then_some(ErrorCode::CredentialsInvalid.as_str()),
+    };
+    Ok(state.store.append_audit(entry, audit).await?)
+}
+
+fn credentials_error(error: CredentialsError) -> ApiError {
+    match error {
+        CredentialsError::Store(error) => error.into(),
+        CredentialsError::Invalid(error) => {
+            ApiError::new(ErrorCode::CredentialsInvalid, error.to_string())
+                .with_details(json!({ "field": error.field() }))
+        }
+        vault @ CredentialsError::Vault { .. } => ApiError::internal(vault),
+    }
+}
+
+/// A health check and discovery with the new credentials, after the answer.
+fn check_in_background(state: &AppState, cluster: Cluster) {
+    let (store, health) = (state.store.clone(), state.health.clone());
+    tokio::spawn(async move {
+        if let Err(error) = check_and_record(store.as_ref(), &health, &cluster).await {
+            tracing::debug!(cluster = %cluster.id, %error, "check after a credential change");
+            return;
+        }
+        if let Err(error) = discover_and_record(store.as_ref(), &health, &cluster).await {
+            tracing::debug!(cluster = %cluster.id, %error, "discovery after a credential change");
+        }
+    });
+}

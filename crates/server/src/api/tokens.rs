@@ -1,0 +1,111 @@
+//! `/api/v1/tokens`: create (the token is shown once), list and revoke API
+//! tokens. Admins only (see `auth::permissions`).
+
+use super::audit_of;
+use crate::auth::{hash_token, new_token};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Peer};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use fleetreg_model::{ApiToken, CreatedToken, ErrorCode, TokenCreateRequest};
+use fleetreg_store::StoreError;
+use serde_json::json;
+
+/// The token routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tokens", get(list).post(create))
+        .route("/api/v1/tokens/{id}", delete(revoke))
+}
+
+/// Create a token; the answer is the only time the token is shown.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenCreateRequest,
+    responses((status = 201, body = CreatedToken), (status = 400, description = "VALIDATION_ERROR")))]
+pub async fn create(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<TokenCreateRequest>,
+) -> Result<Response, ApiError> {
+    request.validate()?;
+    let token = new_token();
+    let now = fleetreg_model::now();
+    let expires_at = match request.expires_in_seconds {
+        Some(seconds) => Some(
+            i64::try_from(seconds)
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+                .and_then(|d| now.checked_add_signed(d))
+                .ok_or_else(|| ApiError::validation("expires_in_seconds", "too large"))?,
+        ),
+        None => None,
+    };
+    let record = ApiToken {
+        id: uuid::Uuid::now_v7(),
+        name: request.name.clone(),
+        role: request.role,
+        prefix: token.chars().take(10).collect(),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    let stored = match state
+        .store
+        .create_token(record, hash_token(&token), false, &audit_of(&headers, peer))
+        .await
+    {
+        Ok(stored) => stored,
+        Err(StoreError::TokenNameTaken(name)) => {
+            return Err(
+                ApiError::validation("name", "a token with this name exists")
+                    .with_details(json!({ "field": "name", "reason": "taken", "name": name })),
+            );
+        }
+        Err(error) => return Err(error.into()),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token,
+            record: stored,
+        }),
+    )
+        .into_response())
+}
+
+/// Every token (never the token values), oldest first.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses((status = 200, body = [ApiToken])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ApiToken>>, ApiError> {
+    Ok(Json(state.store.list_tokens().await?))
+}
+
+/// Revoke a token; it stops working at once on this server (within seconds on
+/// other replicas).
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
+    responses((status = 204), (status = 404, description = "TOKEN_NOT_FOUND")))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::TokenNotFound, format!("no active token {id}"));
+    let uuid = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    match state
+        .store
+        .revoke_token(uuid, &audit_of(&headers, peer))
+        .await
+    {
+        Ok(()) => {
+            state.auth.forget();
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(StoreError::TokenNotFound(_)) => Err(not_found()),
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,0 +1,202 @@
+//! The audit head file: `{"id": N, "mac": "…"}` of the last committed entry,
+//! replaced atomically (temporary file, fsync, rename, fsync of the directory)
+//! by a worker that follows the store's head.
+
+use fleetreg_store::{AuditHead, Store};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Reading or writing the head file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    /// The file exists but could not be read.
+    #[error("cannot read audit head file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file does not hold a head.
+    #[error("audit head file {} is not an audit head: {reason}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The file could not be written.
+    #[error("cannot write audit head file {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Where the head is kept.
+#[derive(Debug, Clone)]
+pub struct HeadFile {
+    path: PathBuf,
+}
+
+/// Distinguishes temporary files of writers in one process.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl HeadFile {
+    /// The head file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> HeadFile {
+        HeadFile { path: path.into() }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The recorded head; `None` when the file does not exist.
+    pub fn read(&self) -> Result<Option<AuditHead>, HeadError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(HeadError::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| HeadError::Malformed {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Replaces the file with `head` durably: a new temporary file in the same
+    /// directory, fsynced, renamed over the old one, then the directory fsynced.
+    pub fn write(&self, head: &AuditHead) -> Result<(), HeadError> {
+        let fail = |source| HeadError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = self
+            .path
+            .file_name()
+            .map_or_else(|| "audit-head".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut text = serde_json::to_string(head).map_err(|e| fail(e.into()))?;
+        text.push('\n');
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(error) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(fail(error));
+        }
+        sync_dir(&dir).map_err(fail)
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Follows the store's audit head and writes each new one to the head file.
+/// Heads published while a write is under way are coalesced into the latest.
+#[derive(Clone)]
+pub struct HeadWriter {
+    file: HeadFile,
+    heads: watch::Receiver<Option<AuditHead>>,
+}
+
+impl HeadWriter {
+    /// A writer of `store`'s heads to `file`.
+    pub fn new(file: HeadFile, store: &dyn Store) -> HeadWriter {
+        HeadWriter {
+            file,
+            heads: store.watch_audit_head(),
+        }
+    }
+
+    /// Writes heads until `shutdown`, then the latest once more.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                changed = self.heads.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.write_latest().await;
+                }
+                () = shutdown.cancelled() => break,
+            }
+        }
+        self.write_latest().await;
+    }
+
+    /// Writes the latest head, if any (after the store closed, its last one).
+    pub async fn flush(&self) {
+        self.write_latest().await;
+    }
+
+    async fn write_latest(&self) {
+        let Some(head) = self.heads.borrow().clone() else {
+            return;
+        };
+        let file = self.file.clone();
+        match tokio::task::spawn_blocking(move || file.write(&head)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "audit head not recorded"),
+            Err(error) => tracing::error!(%error, "audit head writer failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_reads_back_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = HeadFile::new(dir.path().join("h"));
+        assert_eq!(file.read().unwrap(), None);
+        let head = AuditHead {
+            id: 7,
+            mac: "ab".repeat(32),
+        };
+        file.write(&head).unwrap();
+        file.write(&AuditHead { id: 8, ..head }).unwrap();
+        assert_eq!(file.read().unwrap().map(|h| h.id), Some(8));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary files left");
+        std::fs::write(dir.path().join("h"), "garbage").unwrap();
+        assert!(matches!(file.read(), Err(HeadError::Malformed { .. })));
+    }
+}
