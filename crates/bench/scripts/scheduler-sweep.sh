@@ -16,7 +16,7 @@
 #   WINDOW=90 (rounded down to a whole number of intervals)
 #   MAX_P99_MS=1000 SIM_ADDR=127.0.0.1:19400 SERVE_ADDR=127.0.0.1:19401
 #   OUT=target/scheduler-sweep NO_BUILD=0 (1: use the existing release binary)
-#   BIN=target/release/fleetreg
+#   BIN=target/release/fleetreg SERVE_BIN=$BIN (another build's serve, to compare)
 set -euo pipefail
 
 cd "$(dirname "$0")/../../.."
@@ -27,13 +27,18 @@ MAX_P99_MS=${MAX_P99_MS:-1000}
 SIM_ADDR=${SIM_ADDR:-127.0.0.1:19400}
 SERVE_ADDR=${SERVE_ADDR:-127.0.0.1:19401}
 OUT=${OUT:-target/scheduler-sweep}
-BIN=${BIN:-target/release/fleetreg}
+BIN=$(realpath "${BIN:-target/release/fleetreg}")
+SERVE_BIN=$(realpath "${SERVE_BIN:-$BIN}")
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
     cargo build --release -p fleetreg
 fi
 mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
 work=$(mktemp -d)
+# serve runs in $work (its master key, admin token and audit head files land
+# there) with a preset admin token that the benchmark sends.
+token="sweep-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 sim_pid=
 serve_pid=
 
@@ -67,14 +72,14 @@ cluster_registry:
     enabled: $1
     spoke_interval_seconds: $2
 YAML
-    "$BIN" serve --config "$config" --database-url "sqlite://$work/sched.db" \
-        --listen "$SERVE_ADDR" >>"$OUT/serve.log" 2>&1 &
+    (cd "$work" && FLEETREG_ADMIN_TOKEN="$token" exec "$SERVE_BIN" serve --config "$config" \
+        --database-url "sqlite://$work/sched.db" --listen "$SERVE_ADDR") >>"$OUT/serve.log" 2>&1 &
     serve_pid=$!
     wait_http "http://$SERVE_ADDR/ready"
 }
 
 bench() {
-    "$BIN" bench --server "http://$SERVE_ADDR" --server-pid "$serve_pid" \
+    FLEETREG_TOKEN="$token" "$BIN" bench --server "http://$SERVE_ADDR" --server-pid "$serve_pid" \
         --scenario scheduler --sim "http://$SIM_ADDR" --sim-pid "$sim_pid" \
         --sched-clusters "$CLUSTERS" "$@"
 }

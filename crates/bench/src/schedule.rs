@@ -7,13 +7,13 @@
 //! against its schedule. Times are microseconds by the simulator's clock.
 //!
 //! Lateness: the scheduler's next due time is the previous due time plus the
-//! interval, so a cluster's checks are due at `d + k·interval`. Its check at
-//! `t` is number `k = round((t − t₀) / interval)` after its first in the window
-//! (`t₀`), with phase `t − k·interval`. The earliest phase of the cluster is
-//! the best estimate of `d` seen from outside, so every other check is late by
-//! its phase minus that earliest one: the due→check delay relative to the
-//! cluster's most punctual check. It is never negative and never more than the
-//! true delay (it is short by the most punctual check's own delay).
+//! interval, so a cluster's checks are due at `d + k·interval` and the phase
+//! `t mod interval` of each check is `d`'s plus that check's delay. The most
+//! punctual check's phase is the best estimate of `d` seen from outside, so
+//! every other check is late by its phase minus that one (on the circle of
+//! phases): the due→check delay relative to the cluster's most punctual
+//! check. It is never negative and never more than the true delay (it is
+//! short by the most punctual check's own delay).
 
 use crate::stats::nearest_rank_index;
 use fleetreg_sim::Service;
@@ -298,21 +298,36 @@ impl CheckLog {
     }
 }
 
-/// Lateness of each check of one cluster (sorted times) but the most punctual:
-/// its phase `t − k·interval` minus the earliest phase.
+/// Lateness of each check of one cluster but the most punctual one.
+///
+/// Checks are due at `d + k·interval`, so each check's phase `t mod interval`
+/// is `d mod interval` plus its delay. On the circle of phases the delays
+/// form one arc that starts at the most punctual check and is followed by the
+/// largest empty gap; every check is late by its distance along the circle
+/// from that start. This needs no guess of which `k` a check belongs to (a
+/// first check half an interval late would mislead one), and holds while the
+/// spread of delays is under half an interval.
 fn lateness_of(times: &[i64], interval_us: i64) -> Vec<i64> {
-    let Some(&first) = times.first() else {
+    let mut phases: Vec<i64> = times.iter().map(|t| t.rem_euclid(interval_us)).collect();
+    phases.sort_unstable();
+    let (Some(&lowest), Some(&highest)) = (phases.first(), phases.last()) else {
         return Vec::new();
     };
-    let mut phases: Vec<i64> = times
+    // The arc starts after the largest gap; the wrap-around gap is the default.
+    let mut start = 0;
+    let mut largest = lowest + interval_us - highest;
+    for (i, pair) in phases.windows(2).enumerate() {
+        if pair[1] - pair[0] > largest {
+            largest = pair[1] - pair[0];
+            start = i + 1;
+        }
+    }
+    let anchor = phases[start];
+    phases.remove(start);
+    phases
         .iter()
-        .map(|&t| t - div_round(t - first, interval_us) * interval_us)
-        .collect();
-    let Some((punctual, &anchor)) = phases.iter().enumerate().min_by_key(|(_, p)| **p) else {
-        return Vec::new();
-    };
-    phases.swap_remove(punctual);
-    phases.iter().map(|p| p - anchor).collect()
+        .map(|p| (p - anchor).rem_euclid(interval_us))
+        .collect()
 }
 
 /// Intervals skipped in a gap: none up to [`MISSED_GAP_FACTOR`] intervals,
@@ -442,6 +457,17 @@ mod tests {
         let mut late = lateness_of(&times, i);
         late.sort_unstable();
         assert_eq!(late, vec![20_000, 100_000, 300_000]);
+        // The first check half an interval late (the window starts in a
+        // backlog): the others are on time, and it is the late one.
+        let times = [9_784_000, 14_863_000, 24_729_000, 34_897_000, 44_790_000];
+        let mut late = lateness_of(&times, i);
+        late.sort_unstable();
+        assert_eq!(late, vec![61_000, 134_000, 168_000, 5_055_000]);
+        // A delay arc across the phase origin.
+        let times = [i - 100_000, 2 * i + 50_000, 3 * i];
+        let mut late = lateness_of(&times, i);
+        late.sort_unstable();
+        assert_eq!(late, vec![100_000, 150_000]);
         assert!(lateness_of(&[5], i).is_empty());
         assert!(lateness_of(&[], i).is_empty());
     }

@@ -14,6 +14,7 @@ mod fleet;
 mod health;
 mod history;
 mod isolation;
+mod leaks;
 mod listing;
 mod operations;
 mod prometheus;
