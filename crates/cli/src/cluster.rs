@@ -620,6 +620,22 @@ const STATUS_DETAIL: &[Column] = &[
         header: "Credentials expire at",
         pointer: "/credentials/expires_at",
     },
+    Column {
+        header: "Credentials rotation",
+        pointer: "/credentials/rotation/mode",
+    },
+    Column {
+        header: "Rotation failures",
+        pointer: "/credentials/rotation/consecutive_failures",
+    },
+    Column {
+        header: "Rotation last error",
+        pointer: "/credentials/rotation/last_error",
+    },
+    Column {
+        header: "Rotation next attempt",
+        pointer: "/credentials/rotation/next_attempt_at",
+    },
 ];
 
 const STATUS_CSV: &[Column] = &[
@@ -670,6 +686,22 @@ const STATUS_CSV: &[Column] = &[
     Column {
         header: "credentials_expires_at",
         pointer: "/credentials/expires_at",
+    },
+    Column {
+        header: "credentials_rotation",
+        pointer: "/credentials/rotation/mode",
+    },
+    Column {
+        header: "rotation_failures",
+        pointer: "/credentials/rotation/consecutive_failures",
+    },
+    Column {
+        header: "rotation_last_error",
+        pointer: "/credentials/rotation/last_error",
+    },
+    Column {
+        header: "rotation_next_attempt_at",
+        pointer: "/credentials/rotation/next_attempt_at",
     },
 ];
 

@@ -380,7 +380,23 @@ const EXPIRING_COLUMNS: &[Column] = &[
     col("VERSION", "/version"),
     col("EXPIRES AT", "/expires_at"),
     col("STATUS", "/status"),
+    col("ROTATION", "/rotation_text"),
 ];
+
+/// The ROTATION cell: the mode, and after failures how many and when the next
+/// automatic attempt is due.
+fn rotation_text(rotation: &Value) -> String {
+    let Some(mode) = rotation["mode"].as_str() else {
+        return String::new();
+    };
+    match rotation["consecutive_failures"].as_u64() {
+        Some(failures) if failures > 0 => {
+            let next = rotation["next_attempt_at"].as_str().unwrap_or("-");
+            format!("{mode} ({failures} failed, next {next})")
+        }
+        _ => mode.to_owned(),
+    }
+}
 
 async fn expiring(args: ExpiringArgs) -> anyhow::Result<()> {
     let client = Client::from_args(&args.common.connect)?;
@@ -430,6 +446,7 @@ fn expiring_text(list: &Value) -> String {
                         "EXPIRING"
                     };
                     row["status"] = json!(status);
+                    row["rotation_text"] = json!(rotation_text(&item["rotation"]));
                     row
                 })
                 .collect()
@@ -438,7 +455,16 @@ fn expiring_text(list: &Value) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    table(&rows, EXPIRING_COLUMNS)
+    let mut text = table(&rows, EXPIRING_COLUMNS);
+    for row in &rows {
+        if let Some(error) = row["rotation"]["last_error"].as_str() {
+            let cluster = row["cluster_name"].as_str().unwrap_or_default();
+            text.push_str(&format!(
+                "{cluster}: last rotation attempt failed: {error}\n"
+            ));
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -553,5 +579,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("EXPIRING"), "{text}");
+    }
+
+    #[test]
+    fn expiring_rows_show_rotation_and_its_failures() {
+        let text = expiring_text(&json!({ "within_days": 7, "items": [
+            { "cluster_name": "sa", "auth_type": "TOKEN", "version": 3,
+              "expires_at": "2030-01-01T00:00:00Z", "expired": false,
+              "rotation": { "mode": "auto", "consecutive_failures": 2,
+                            "next_attempt_at": "2030-01-01T00:02:00Z",
+                            "last_error": "TokenRequest for ns/sa failed: HTTP 500" } },
+            { "cluster_name": "kc", "auth_type": "KUBECONFIG", "version": 1,
+              "expires_at": "2030-01-01T00:00:00Z", "expired": false,
+              "rotation": { "mode": "unsupported", "consecutive_failures": 0 } }
+        ]}));
+        assert!(text.lines().next().unwrap().contains("ROTATION"), "{text}");
+        assert!(
+            text.contains("auto (2 failed, next 2030-01-01T00:02:00Z)"),
+            "{text}"
+        );
+        assert!(text.contains("unsupported"), "{text}");
+        assert!(
+            text.contains(
+                "sa: last rotation attempt failed: TokenRequest for ns/sa failed: HTTP 500"
+            ),
+            "{text}"
+        );
     }
 }

@@ -125,6 +125,8 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     if let Some(key) = &args.master_key {
         settings.credentials.master_key = Some(key.clone());
     }
+    // The hub token of `credentials.backend: kubernetes`: environment only, never a flag.
+    settings.credentials.kubernetes.token_from_env();
     if let Some(file) = &args.audit_head_file {
         settings.audit.head_file = Some(file.clone());
     }

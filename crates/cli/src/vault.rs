@@ -4,9 +4,11 @@
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
+use fleetreg_server::credentials::hub_config;
 use fleetreg_server::credentials::rotate::{
     rotate_master_key, vault_status, RotateOutcome, VaultOptions,
 };
+use fleetreg_server::settings::Settings;
 use std::path::PathBuf;
 
 const ROTATE_EXAMPLES: &str = "Examples:
@@ -45,23 +47,21 @@ pub enum VaultCommand {
     Status(Location),
 }
 
-/// Where the database and the key file are: the defaults and environment of `serve`.
+/// Where the database and the key file are: the defaults, environment and
+/// configuration file of `serve` (flags and environment override the file).
 #[derive(Args)]
 pub struct Location {
-    /// sqlite://PATH or postgres://….
-    #[arg(
-        long,
-        env = "FLEETREG_DATABASE_URL",
-        default_value = "sqlite://fleetreg.db"
-    )]
-    database_url: String,
-    /// The master key file `serve` uses (never created here).
-    #[arg(
-        long,
-        env = "FLEETREG_MASTER_KEY_FILE",
-        default_value = "fleetreg-master.key"
-    )]
-    master_key_file: PathBuf,
+    /// sqlite://PATH or postgres://… [default: sqlite://fleetreg.db].
+    #[arg(long, env = "FLEETREG_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The master key file `serve` uses (never created here) [default: fleetreg-master.key].
+    #[arg(long, env = "FLEETREG_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// The configuration file `serve` uses: its database_url, master_key_file and
+    /// credentials backend (`credentials.backend: kubernetes` re-wraps the
+    /// envelopes in the hub's Secrets; token from FLEETREG_HUB_TOKEN or token_file).
+    #[arg(long, env = "FLEETREG_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 /// `vault rotate-master-key`.
@@ -84,19 +84,28 @@ pub async fn run(command: VaultCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The options of `location`, with the keys of FLEETREG_MASTER_KEY when set.
-fn options(location: Location) -> VaultOptions {
-    VaultOptions {
-        database_url: location.database_url,
-        master_key_file: location.master_key_file,
+/// The options of `location` (over its config file, if any), with the keys of
+/// FLEETREG_MASTER_KEY when set.
+fn options(location: Location) -> anyhow::Result<VaultOptions> {
+    let mut settings = match &location.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    settings.credentials.kubernetes.token_from_env();
+    Ok(VaultOptions {
+        database_url: location.database_url.unwrap_or(settings.database_url),
+        master_key_file: location
+            .master_key_file
+            .unwrap_or(settings.credentials.master_key_file.clone()),
         master_key: std::env::var("FLEETREG_MASTER_KEY")
             .ok()
             .filter(|v| !v.is_empty()),
-    }
+        kubernetes: hub_config(&settings.credentials)?,
+    })
 }
 
 async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
-    let options = options(args.location);
+    let options = options(args.location)?;
     let outcome = rotate_master_key(&options, args.rewrap_only).await?;
     print_rotation(&options, &outcome);
     let failed = &outcome.report.failed;
@@ -180,7 +189,7 @@ fn print_rotation(options: &VaultOptions, outcome: &RotateOutcome) {
 }
 
 async fn status(location: Location) -> anyhow::Result<()> {
-    let status = vault_status(&options(location)).await?;
+    let status = vault_status(&options(location)?).await?;
     println!("master keys from {}:", status.source);
     println!(
         "{:<18} {:<9} {:>9} {:>10}",

@@ -5,125 +5,14 @@
 //! tail is cut off (the head file) and after an entry is edited, 1 when it
 //! cannot check at all.
 
+mod common;
+
+use common::{fleetreg_in, Run, Server};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_fleetreg");
-
-/// The bootstrap admin token `serve` takes and the CLI sends.
-const ADMIN_TOKEN: &str = "frg_cli-audit-admin-token-0123456789";
+use std::path::Path;
 
 /// A master key that is not the server's (32 bytes of 7, base64).
 const OTHER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
-
-/// How long a server may take to start or stop on a busy machine.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// `fleetreg` with a clean environment of our own, run in `dir`.
-fn fleetreg(dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("FLEETREG_") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
-    command.env("FLEETREG_ADMIN_TOKEN", ADMIN_TOKEN);
-    command.current_dir(dir);
-    command.stdin(Stdio::null());
-    command
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(command: &mut Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("run fleetreg");
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
-}
-
-/// `fleetreg serve` on a free port with `dir/fleetreg.db`, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let log = dir.join("serve.log");
-        let database = format!("sqlite://{}", dir.join("fleetreg.db").display());
-        let child = fleetreg(dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
-            .arg(&database)
-            .arg("--no-health-checks")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create log"))
-            .spawn()
-            .expect("start fleetreg serve");
-        let mut server = Server {
-            child,
-            url: String::new(),
-            log,
-        };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let text = std::fs::read_to_string(&server.log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
-                let addr: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                server.url = format!("http://{addr}");
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("fleetreg serve exited with {status}:\n{text}");
-            }
-            assert!(Instant::now() < deadline, "serve did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// `fleetreg ARGS` against this server; expects success.
-    fn ok(&self, dir: &Path, args: &[&str]) -> String {
-        let out = run(fleetreg(dir).args(args).env("FLEETREG_URL", &self.url));
-        assert_eq!(out.code, 0, "fleetreg {args:?}: {}", out.stderr);
-        out.stdout
-    }
-
-    /// SIGTERM, then waits: a graceful stop writes the last audit head.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(killed.expect("run kill").success());
-        let deadline = Instant::now() + PATIENCE;
-        while !matches!(self.child.try_wait(), Ok(Some(_))) {
-            assert!(Instant::now() < deadline, "serve did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One SQL statement on the database, as an attacker with file access would.
 fn tamper(db: &Path, statement: &str) {
@@ -143,21 +32,15 @@ fn audit_list_and_verify_exit_codes() {
     let dir = temp.path();
     let db = dir.join("fleetreg.db");
     let database_url = format!("sqlite://{}", db.display());
-    let server = Server::start(dir);
+    let server = Server::start(dir, "fleetreg.db");
     for name in ["audited-one", "audited-two"] {
         let url = format!("https://api.{name}.example.com:6443");
-        server.ok(
-            dir,
-            &["cluster", "register", name, "--api-server-url", &url],
-        );
+        server.ok(&["cluster", "register", name, "--api-server-url", &url]);
     }
-    server.ok(
-        dir,
-        &["cluster", "update", "audited-one", "--region", "eu-1"],
-    );
+    server.ok(&["cluster", "update", "audited-one", "--region", "eu-1"]);
 
     let page: Value =
-        serde_json::from_str(&server.ok(dir, &["audit", "list", "-o", "json"])).expect("json page");
+        serde_json::from_str(&server.ok(&["audit", "list", "-o", "json"])).expect("json page");
     let actions: Vec<&str> = page["items"]
         .as_array()
         .expect("items")
@@ -168,19 +51,23 @@ fn audit_list_and_verify_exit_codes() {
         actions.ends_with(&["cluster.create", "cluster.create", "cluster.update"]),
         "{actions:?}"
     );
-    let one: Value = serde_json::from_str(&server.ok(
-        dir,
-        &["audit", "list", "--cluster", "audited-one", "-o", "json"],
-    ))
+    let one: Value = serde_json::from_str(&server.ok(&[
+        "audit",
+        "list",
+        "--cluster",
+        "audited-one",
+        "-o",
+        "json",
+    ]))
     .expect("json page");
     assert_eq!(one["items"].as_array().map(Vec::len), Some(2), "{one}");
-    let table = server.ok(dir, &["audit", "list", "--action", "cluster.update"]);
+    let table = server.ok(&["audit", "list", "--action", "cluster.update"]);
     assert!(
         table.contains("ACTION") && table.contains("cluster.update"),
         "{table}"
     );
     assert!(!table.contains("cluster.create"), "{table}");
-    let yaml = server.ok(dir, &["audit", "list", "--limit", "1", "-o", "yaml"]);
+    let yaml = server.ok(&["audit", "list", "--limit", "1", "-o", "yaml"]);
     assert!(yaml.contains("next_after:"), "{yaml}");
     server.stop();
     assert!(
@@ -189,13 +76,13 @@ fn audit_list_and_verify_exit_codes() {
     );
 
     let verify = |extra: &[&str], env: &[(&str, &str)]| {
-        let mut command = fleetreg(dir);
+        let mut command = fleetreg_in(dir);
         command.args(["audit", "verify", "--database-url", &database_url]);
         command.args(extra);
         for (key, value) in env {
             command.env(key, value);
         }
-        run(&mut command)
+        Run::of(&mut command)
     };
 
     let ok = verify(&[], &[]);
@@ -215,9 +102,11 @@ fn audit_list_and_verify_exit_codes() {
     assert_eq!(no_key.code, 1, "{}", no_key.stderr);
     assert!(no_key.stderr.contains("missing.key"), "{}", no_key.stderr);
     let missing = dir.join("missing.db");
-    let no_db = run(fleetreg(dir)
-        .args(["audit", "verify", "--database-url"])
-        .arg(format!("sqlite://{}", missing.display())));
+    let no_db = Run::of(
+        fleetreg_in(dir)
+            .args(["audit", "verify", "--database-url"])
+            .arg(format!("sqlite://{}", missing.display())),
+    );
     assert_eq!(no_db.code, 1, "{}", no_db.stderr);
     assert!(no_db.stderr.contains("no database"), "{}", no_db.stderr);
     assert!(!missing.exists(), "verify creates no database");

@@ -4,154 +4,11 @@
 //! validate, a refused upload with its per-component failures, the expiring
 //! list, delete — and no secret in anything the CLI or the server printed.
 
+mod common;
+
+use common::{Server, BIN};
 use fleetreg_sim::{AddToken, AuthSpec, ClusterSpec, KubeconfigAuth, SpawnedSim};
-use serde_json::Value;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_fleetreg");
-
-/// The bootstrap admin token `serve` takes and the CLI sends.
-const ADMIN_TOKEN: &str = "frg_cli-credentials-admin-token-0123456789";
-
-/// How long a server may take to start on a busy machine.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// `fleetreg` with a clean environment of our own, run in `dir`.
-fn fleetreg(dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("FLEETREG_") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
-    command.env("FLEETREG_ADMIN_TOKEN", ADMIN_TOKEN);
-    command.current_dir(dir);
-    command.stdin(Stdio::null());
-    command
-}
-
-/// `fleetreg serve` on a free port, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    log: PathBuf,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let log = dir.join("serve.log");
-        let database = format!("sqlite://{}", dir.join("fleetreg.db").display());
-        let child = fleetreg(dir)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                &database,
-            ])
-            .arg("--no-health-checks")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("create log"))
-            .spawn()
-            .expect("start fleetreg serve");
-        let mut server = Server {
-            child,
-            url: String::new(),
-            log,
-            dir: dir.to_owned(),
-        };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let text = server.log_text();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
-                let addr: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                server.url = format!("http://{addr}");
-                break;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("fleetreg serve exited with {status}:\n{text}");
-            }
-            assert!(Instant::now() < deadline, "serve did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Runs `fleetreg ARGS` against this server, with `stdin` when given.
-    fn run_with(&self, args: &[&str], stdin: Option<&str>) -> Run {
-        let mut command = fleetreg(&self.dir);
-        command.args(args).env("FLEETREG_URL", &self.url);
-        let Some(input) = stdin else {
-            return Run::of(command.output().expect("run fleetreg"));
-        };
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run fleetreg");
-        if let Some(mut pipe) = child.stdin.take() {
-            pipe.write_all(input.as_bytes()).expect("write stdin");
-        }
-        Run::of(child.wait_with_output().expect("wait for fleetreg"))
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with(args, None)
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> Run {
-        let run = self.run(args);
-        assert_eq!(run.code, 0, "fleetreg {args:?} failed: {}", run.stderr);
-        run
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What one run printed and how it ended.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn of(output: Output) -> Run {
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("no JSON ({e}): {}", self.stdout))
-    }
-
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
+use std::process::Command;
 
 /// The bearer token inside a kubeconfig the simulator rendered.
 fn token_in(kubeconfig: &str) -> String {
@@ -194,11 +51,11 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
         .expect("token");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), "fleetreg.db");
     let mut printed = String::new();
     let api_server_url = view.api_server_url.clone();
     let prometheus_url = view.prometheus_url.clone();
-    let register = server.ok(&[
+    let register = server.ok_run(&[
         "cluster",
         "register",
         "locked",
@@ -218,7 +75,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
     let prom = write("prom.token", "prom-secret-marker\n");
 
     // Store from the kubeconfig file: each component's result is shown.
-    let stored = server.ok(&[
+    let stored = server.ok_run(&[
         "credentials",
         "store",
         "locked",
@@ -254,7 +111,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
     );
 
     // Validate, as a table and as JSON.
-    let valid = server.ok(&["credentials", "validate", "locked"]);
+    let valid = server.ok_run(&["credentials", "validate", "locked"]);
     printed.push_str(&valid.all());
     assert!(
         valid
@@ -263,13 +120,13 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
         "{}",
         valid.stdout
     );
-    let valid = server.ok(&["credentials", "validate", "locked", "-o", "json"]);
+    let valid = server.ok_run(&["credentials", "validate", "locked", "-o", "json"]);
     printed.push_str(&valid.all());
     assert_eq!(valid.json()["status"], "valid");
 
     // Rotate with the next kubeconfig from stdin; expiring within the window.
     let soon = "2000-01-01T00:00:00Z";
-    let rotated = server.run_with(
+    let rotated = server.run_with_stdin(
         &[
             "credentials",
             "rotate",
@@ -283,7 +140,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
             "-o",
             "yaml",
         ],
-        Some(&second_kubeconfig),
+        &second_kubeconfig,
     );
     printed.push_str(&rotated.all());
     assert_eq!(rotated.code, 0, "{}", rotated.stderr);
@@ -295,7 +152,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
     assert!(rotated.stdout.contains("version: 2"), "{}", rotated.stdout);
 
     // Stdin can feed one flag only.
-    let twice = server.run_with(
+    let twice = server.run_with_stdin(
         &[
             "credentials",
             "rotate",
@@ -305,7 +162,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
             "--prometheus-token-file",
             "-",
         ],
-        Some("x"),
+        "x",
     );
     assert_eq!(twice.code, 1);
     assert!(
@@ -315,7 +172,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
     );
 
     // The expiring list: EXPIRED (its expiry is in the past), in each format.
-    let expiring = server.ok(&["credentials", "expiring"]);
+    let expiring = server.ok_run(&["credentials", "expiring"]);
     printed.push_str(&expiring.all());
     let header = expiring.stdout.lines().next().unwrap_or_default();
     assert!(
@@ -336,7 +193,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
         "{}",
         expiring.stderr
     );
-    let list = server.ok(&[
+    let list = server.ok_run(&[
         "credentials",
         "expiring",
         "--within-days",
@@ -352,10 +209,10 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
     assert_eq!(list["items"][0]["version"], 2);
 
     // The cluster's status shows it too.
-    let status = server.ok(&["cluster", "status", "locked", "-o", "json"]);
+    let status = server.ok_run(&["cluster", "status", "locked", "-o", "json"]);
     printed.push_str(&status.all());
     assert_eq!(status.json()["credentials"]["expiry"], "EXPIRED");
-    let status = server.ok(&["cluster", "status", "locked"]);
+    let status = server.ok_run(&["cluster", "status", "locked"]);
     assert!(
         status.stdout.contains("Credentials expiry:"),
         "{}",
@@ -399,7 +256,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
 
     // A plain token file works as well (http needs no CA).
     let plain = write("plain.token", "plain-token-marker\n");
-    let stored = server.ok(&[
+    let stored = server.ok_run(&[
         "credentials",
         "store",
         "locked",
@@ -417,7 +274,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
     );
 
     // Delete; then there is nothing to validate.
-    let deleted = server.ok(&["credentials", "delete", "locked"]);
+    let deleted = server.ok_run(&["credentials", "delete", "locked"]);
     printed.push_str(&deleted.all());
     assert!(deleted
         .stdout

@@ -3,11 +3,14 @@
 //! registration that was acknowledged with 201 must be there, with its event.
 //! Runs on SQLite and on PostgreSQL (a database of its own, dropped after).
 
+mod common;
+
+use common::{fleetreg_in, free_port, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,13 +32,7 @@ impl Server {
     /// Starts `fleetreg serve` and waits until `/health` answers.
     async fn start(database_url: &str, port: u16, log: &Path) -> Server {
         let stderr = File::options().create(true).append(true).open(log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fleetreg"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("FLEETREG_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
+        let child = fleetreg_in(log.parent().unwrap())
             .args([
                 "serve",
                 "--listen",
@@ -45,9 +42,6 @@ impl Server {
                 "--no-health-checks",
             ])
             .env("RUST_LOG", "warn")
-            .env("FLEETREG_ADMIN_TOKEN", ADMIN_TOKEN)
-            .current_dir(log.parent().unwrap())
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -100,14 +94,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Registers clusters from `WRITERS` tasks until the server goes away; records
@@ -361,9 +347,6 @@ async fn sigkill_loses_no_acknowledged_registration_postgres() {
     let dir = tempfile::tempdir().unwrap();
     kill_mid_registrations_loses_nothing(&url, dir.path()).await;
 }
-
-/// The admin token the servers of these tests start with.
-const ADMIN_TOKEN: &str = "frg_durability-admin-token-0123456789";
 
 /// A client builder that sends the admin token.
 fn authed() -> reqwest::ClientBuilder {

@@ -221,6 +221,54 @@ pub struct ExpiringCredentials {
     pub expires_at: DateTime<Utc>,
     /// True when that time has passed.
     pub expired: bool,
+    /// How they are rotated and how the last automatic attempt went (filled
+    /// in by the server, absent where it does not know).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationStatus>,
+}
+
+/// How a cluster's credentials get rotated (`credentials.auto_rotation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationMode {
+    /// A service account token: the server requests a fresh one through the
+    /// TokenRequest API before it expires.
+    Auto,
+    /// Rotatable, but automatic rotation is disabled: rotate by hand.
+    Manual,
+    /// Cannot be rotated automatically (a kubeconfig, or a token that is not a
+    /// service account token); `reason` says which.
+    Unsupported,
+    /// Not yet known: a `TOKEN` credential this server has not opened yet.
+    /// Decided when the credentials are first used (the next health check or
+    /// automatic rotation round opens them); reading a status never opens them.
+    Pending,
+}
+
+/// The `rotation` object of a cluster's credentials: metadata only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotationStatus {
+    /// `auto`, `manual`, `unsupported`, or `pending` (not yet known).
+    pub mode: RotationMode,
+    /// Why the mode is not `auto`, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The service account the token stands for (`{namespace}/{name}`), when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// When this server last tried to rotate them automatically.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// When an automatic rotation last succeeded.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Why the last automatic attempt failed, or why the token it obtained is
+    /// renewed early (the cluster capped its lifetime below the warning window;
+    /// `consecutive_failures` stays 0); `null` otherwise. Never a secret.
+    pub last_error: Option<String>,
+    /// Automatic attempts failed in a row (0 after a success).
+    pub consecutive_failures: u32,
+    /// No automatic attempt before this time (backoff after failures, or the
+    /// early renewal of a capped token).
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 impl CredentialExpiry {
@@ -256,6 +304,10 @@ pub struct CredentialsSummary {
     /// `OK`, `EXPIRING`, `EXPIRED` or `UNKNOWN` (no expiry known); `null` when
     /// none are stored.
     pub expiry: Option<CredentialExpiry>,
+    /// How they are rotated and how the last automatic attempt went (absent
+    /// when none are stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationStatus>,
 }
 
 impl CredentialsSummary {
@@ -273,6 +325,7 @@ impl CredentialsSummary {
                 auth_type: None,
                 expires_at: None,
                 expiry: None,
+                rotation: None,
             },
             Some(s) => CredentialsSummary {
                 stored: true,
@@ -280,6 +333,7 @@ impl CredentialsSummary {
                 auth_type: Some(s.auth_type),
                 expires_at: s.expires_at,
                 expiry: Some(CredentialExpiry::classify(s.expires_at, now, warning)),
+                rotation: None,
             },
         }
     }

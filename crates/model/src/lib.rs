@@ -31,8 +31,8 @@ pub use cluster::{
 };
 pub use credentials::{
     ClusterStatusDetail, CredentialInput, CredentialStatus, CredentialValidation, CredentialWrite,
-    CredentialsSummary, ExpiringCredentials, ExpiringCredentialsList, StoredCredentials,
-    ValidationOutcome, SECRET_FIELDS,
+    CredentialsSummary, ExpiringCredentials, ExpiringCredentialsList, RotationMode, RotationStatus,
+    StoredCredentials, ValidationOutcome, SECRET_FIELDS,
 };
 pub use enums::{
     AuthType, ClusterState, ClusterType, Connectivity, CredentialExpiry, Environment, Platform,

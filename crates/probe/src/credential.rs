@@ -289,6 +289,18 @@ impl ClusterCredential {
             .min()
     }
 
+    /// The service account the API server token stands for, as `(namespace,
+    /// name)`, read from its JWT claims without verifying them; `None` for a
+    /// client certificate or a token that is not a service account JWT.
+    pub fn service_account(&self) -> Option<(String, String)> {
+        crate::jwt::service_account(self.api_token()?.expose_secret())
+    }
+
+    /// The `exp` of the API server token, when it is a JWT that has one.
+    pub fn api_token_expires_at(&self) -> Option<DateTime<Utc>> {
+        crate::jwt::expiry(self.api_token()?.expose_secret())
+    }
+
     /// The bearer token for the API server, if that is how it authenticates.
     pub(crate) fn api_token(&self) -> Option<&SecretString> {
         match &self.api_auth {

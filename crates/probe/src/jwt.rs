@@ -29,6 +29,38 @@ pub(crate) fn expiry(token: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(seconds, 0)
 }
 
+/// The service account a JWT-shaped token stands for, as `(namespace, name)`:
+/// from the `kubernetes.io` claim (`namespace`, `serviceaccount.name`), else
+/// from `sub: system:serviceaccount:{namespace}:{name}`; `None` for any other
+/// token. Unverified, like [`expiry`]: it only says whom to ask the cluster a
+/// fresh token for, with the current token, and the cluster judges that.
+pub(crate) fn service_account(token: &str) -> Option<(String, String)> {
+    let mut parts = token.split('.');
+    let (header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    decode_object(header)?.get("alg")?.as_str()?;
+    let claims = decode_object(payload)?;
+    let nonempty = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(k8s) = claims.get("kubernetes.io").and_then(Value::as_object) {
+        let namespace = nonempty(k8s.get("namespace"));
+        let name = nonempty(k8s.get("serviceaccount").and_then(|sa| sa.get("name")));
+        if let (Some(namespace), Some(name)) = (namespace, name) {
+            return Some((namespace, name));
+        }
+    }
+    let subject = nonempty(claims.get("sub"))?;
+    let rest = subject.strip_prefix("system:serviceaccount:")?;
+    let (namespace, name) = rest.split_once(':')?;
+    (!namespace.is_empty() && !name.is_empty() && !name.contains(':'))
+        .then(|| (namespace.to_owned(), name.to_owned()))
+}
+
 /// A base64url segment (padding tolerated) holding a JSON object.
 fn decode_object(segment: &str) -> Option<serde_json::Map<String, Value>> {
     let bytes = URL_SAFE_NO_PAD.decode(segment.trim_end_matches('=')).ok()?;
@@ -60,6 +92,33 @@ mod tests {
         assert_eq!(expiry(&token).unwrap().timestamp(), 1_900_000_000);
         let fractional = jwt(json!({"alg": "RS256"}), json!({"exp": 1_900_000_000.7}));
         assert_eq!(expiry(&fractional).unwrap().timestamp(), 1_900_000_000);
+    }
+
+    #[test]
+    fn reads_the_service_account() {
+        let alg = || json!({"alg": "RS256"});
+        let both = jwt(
+            alg(),
+            json!({"sub": "system:serviceaccount:other:x",
+                   "kubernetes.io": {"namespace": "fleet-system", "serviceaccount": {"name": "fleetreg", "uid": "u"}}}),
+        );
+        let sa = |ns: &str, name: &str| Some((ns.to_owned(), name.to_owned()));
+        assert_eq!(service_account(&both), sa("fleet-system", "fleetreg"));
+        let sub = jwt(alg(), json!({"sub": "system:serviceaccount:ns1:reader"}));
+        assert_eq!(service_account(&sub), sa("ns1", "reader"));
+        for token in [
+            jwt(alg(), json!({"sub": "system:admin"})),
+            jwt(alg(), json!({"sub": "system:serviceaccount:ns1"})),
+            jwt(alg(), json!({"sub": "system:serviceaccount::x"})),
+            jwt(alg(), json!({"sub": "system:serviceaccount:a:b:c"})),
+            jwt(
+                json!({"typ": "JWT"}),
+                json!({"sub": "system:serviceaccount:a:b"}),
+            ),
+            "sha256~opaque".to_owned(),
+        ] {
+            assert_eq!(service_account(&token), None, "{token}");
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod discovery;
 mod egress;
 mod error;
 mod health;
+mod hub_secrets;
 mod jwt;
 pub mod kubeconfig;
 mod observability;
@@ -51,6 +52,7 @@ pub use discovery::{Discovery, GpuEvidence};
 pub use egress::{canonical, BlockReason, Blocked, EgressPolicy, PolicyError};
 pub use error::Error;
 pub use health::{Failure, HealthReport};
+pub use hub_secrets::{HubConfig, HubError, HubSecret, HubSecrets};
 pub use prober::Prober;
 pub use target::Target;
 

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod coalesce;
 pub mod credentials;
 pub mod error;
 pub mod events;
@@ -69,6 +70,10 @@ pub enum StartError {
     /// credentials were sealed with.
     #[error("cannot open the credential vault: {0}")]
     Vault(#[from] credentials::KeyError),
+    /// `credentials.backend: kubernetes` without a usable hub (no `api_url`,
+    /// no token, or the hub unreachable or refusing the token).
+    #[error("credentials backend: {0}")]
+    CredentialsBackend(#[from] credentials::SecretsError),
     /// The TLS certificate or key is unusable.
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] tls::TlsError),
@@ -98,8 +103,11 @@ pub struct Application {
     store: Arc<dyn Store>,
     retention: Retention,
     health_scheduler: Option<HealthScheduler>,
+    credential_rotation: Option<credentials::auto_rotate::AutoRotation>,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
+    /// Checks requests started and did not wait for.
+    background: health::Background,
     audit_head: audit::HeadWriter,
 }
 
@@ -112,6 +120,11 @@ impl Application {
             settings.credentials.master_key.as_deref(),
             &settings.credentials.master_key_file,
         )?;
+        // The hub of the Kubernetes Secrets backend must answer before anything starts.
+        let secrets = match credentials::hub_config(&settings.credentials)? {
+            Some(hub) => Some(credentials::SecretsBackend::connect(&hub).await?),
+            None => None,
+        };
         let store = fleetreg_store::connect_with(
             &settings.database_url,
             fleetreg_store::StoreOptions {
@@ -153,7 +166,9 @@ impl Application {
         ));
         let mut credentials = credentials::Credentials::open(store.clone(), keyring)
             .await?
-            .with_rotation_warning_days(settings.credentials.rotation_warning_days);
+            .with_rotation_warning_days(settings.credentials.rotation_warning_days)
+            .with_secrets(secrets)
+            .with_auto_rotation(settings.credentials.auto_rotation.enabled);
         if settings.credentials.master_key.is_none() {
             // Picks up `fleetreg vault rotate-master-key` while running.
             credentials = credentials.with_key_file(settings.credentials.master_key_file.clone());
@@ -167,7 +182,9 @@ impl Application {
             discovery: settings.discovery.clone(),
             locks: ClusterLocks::default(),
             credentials,
+            background: health::Background::default(),
         };
+        let background = health.background.clone();
         let health_scheduler = if settings.health_check.enabled {
             let scheduler = HealthScheduler::new(store.clone(), health.clone());
             workers.push(tokio::spawn(scheduler.clone().run(shutdown.clone())));
@@ -175,6 +192,19 @@ impl Application {
             Some(scheduler)
         } else {
             tracing::info!("health checks disabled");
+            None
+        };
+        let credential_rotation = if settings.credentials.auto_rotation.enabled {
+            let rotation = credentials::auto_rotate::AutoRotation::new(
+                store.clone(),
+                health.clone(),
+                settings.credentials.auto_rotation.settings(),
+            );
+            workers.push(tokio::spawn(rotation.clone().run(shutdown.clone())));
+            tracing::info!("automatic credential rotation started");
+            Some(rotation)
+        } else {
+            tracing::info!("automatic credential rotation disabled");
             None
         };
         auth::ensure_admin_token(
@@ -190,6 +220,7 @@ impl Application {
             metrics,
             shutdown: shutdown.clone(),
             health,
+            fleet: api::fleet::SharedAggregates::default(),
         };
         let router = router(state, &settings);
         let tls = match &settings.tls {
@@ -213,8 +244,10 @@ impl Application {
             store,
             retention,
             health_scheduler,
+            credential_rotation,
             shutdown,
             workers,
+            background,
             audit_head,
         })
     }
@@ -248,6 +281,12 @@ impl Application {
         self.health_scheduler.clone()
     }
 
+    /// The automatic credential rotation worker (when
+    /// `credentials.auto_rotation.enabled`), for tests that drive it with `tick_at`.
+    pub fn credential_rotation(&self) -> Option<credentials::auto_rotate::AutoRotation> {
+        self.credential_rotation.clone()
+    }
+
     /// Serves until `signal` completes, then drains requests, ends streams,
     /// stops the workers and closes the store.
     pub async fn run_until_stopped(
@@ -272,6 +311,7 @@ impl Application {
             }
         };
         self.shutdown.cancel();
+        self.background.stop().await;
         for worker in self.workers {
             let _ = worker.await;
         }

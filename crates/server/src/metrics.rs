@@ -32,7 +32,10 @@ pub const HEALTH_CHECKS: &str = "fleetreg_health_checks_total";
 pub const HEALTH_CHECK_DURATION: &str = "fleetreg_health_check_duration_seconds";
 /// Time from a check's due time to its start.
 pub const HEALTH_SCHEDULER_LAG: &str = "fleetreg_health_scheduler_lag_seconds";
-/// Check intervals skipped because a check started or ran too late.
+/// Check intervals missed, as a gap between two checks of a cluster longer
+/// than 1.5 intervals counts `round(gap / interval) - 1`: a start half an
+/// interval late or more counts one, and every further due time that passed
+/// while the check waited or ran counts one more.
 pub const HEALTH_MISSED_INTERVALS: &str = "fleetreg_health_missed_intervals_total";
 /// Scheduled clusters by their last observed state.
 pub const CLUSTERS_BY_STATE: &str = "fleetreg_clusters_by_state";
@@ -43,6 +46,10 @@ pub const DISCOVERIES: &str = "fleetreg_discoveries_total";
 pub const CREDENTIALS_EXPIRING: &str = "fleetreg_credentials_expiring";
 /// Gauge: clusters whose credentials have expired (computed at scrape).
 pub const CREDENTIALS_EXPIRED: &str = "fleetreg_credentials_expired";
+
+/// Counter: automatic credential rotations by `result` (`success`, `failure`,
+/// `superseded`: another write came first).
+pub const CREDENTIAL_ROTATIONS: &str = "fleetreg_credentials_rotations_total";
 
 /// The credential expiry gauges in Prometheus text format.
 ///

@@ -91,6 +91,8 @@ use fleetreg_model::{
         CredentialExpiry,
         ExpiringCredentials,
         ExpiringCredentialsList,
+        fleetreg_model::RotationStatus,
+        fleetreg_model::RotationMode,
         ClusterStatusDetail,
         fleetreg_model::Role,
         fleetreg_model::ApiToken,

@@ -237,6 +237,104 @@ pub struct CredentialsConfig {
     /// set, the file is not used. Never read from the config file.
     #[serde(skip)]
     pub master_key: Option<String>,
+    /// `auto_rotation:` automatic rotation of service account tokens.
+    pub auto_rotation: AutoRotationConfig,
+    /// Where the sealed envelopes live: `database` (the row) or `kubernetes`
+    /// (a Secret per cluster on the hub, seed 7.2).
+    pub backend: CredentialsBackendKind,
+    /// `kubernetes:` the hub of the Kubernetes Secrets backend.
+    pub kubernetes: KubernetesBackendConfig,
+}
+
+/// `credentials.backend` (fleetreg's own).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialsBackendKind {
+    /// Envelopes in the database row (the default).
+    #[default]
+    Database,
+    /// Envelopes in the Secret `cluster-creds-{id}` of `secret_namespace` on the hub.
+    Kubernetes,
+}
+
+/// `credentials.kubernetes:` how to reach the hub's API server (fleetreg's own).
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesBackendConfig {
+    /// The hub's API server URL.
+    pub api_url: Option<String>,
+    /// File holding the bearer token of the registry's service account on the hub.
+    pub token_file: Option<std::path::PathBuf>,
+    /// The token itself, from `FLEETREG_HUB_TOKEN` (preferred over the file).
+    /// Never read from the config file.
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// CA bundle (PEM) to trust for the hub.
+    pub ca_cert_file: Option<std::path::PathBuf>,
+    /// Do not verify the hub's certificate (logged as a warning).
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl KubernetesBackendConfig {
+    /// Takes the hub token from `FLEETREG_HUB_TOKEN` when it is set and not
+    /// empty (the only way besides `token_file`; never a flag or the file).
+    pub fn token_from_env(&mut self) {
+        let name = crate::credentials::HUB_TOKEN_ENV;
+        if let Some(token) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
+            self.token = Some(token);
+        }
+    }
+}
+
+impl std::fmt::Debug for KubernetesBackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesBackendConfig")
+            .field("api_url", &self.api_url)
+            .field("token_file", &self.token_file)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_cert_file", &self.ca_cert_file)
+            .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
+            .finish()
+    }
+}
+
+/// `credentials.auto_rotation:` (fleetreg's own; seed 13.3).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoRotationConfig {
+    /// Whether service account tokens are rotated automatically.
+    pub enabled: bool,
+    /// Seconds between rounds looking for credentials to rotate.
+    pub check_interval_seconds: u64,
+    /// Lifetime asked of the TokenRequest API for a new token, in hours; must
+    /// exceed `rotation_warning_days`.
+    pub token_ttl_hours: u64,
+    /// Longest wait before retrying after failures (the wait starts at 60 s
+    /// and doubles per failure).
+    pub max_backoff_seconds: u64,
+}
+
+impl Default for AutoRotationConfig {
+    fn default() -> Self {
+        AutoRotationConfig {
+            enabled: true,
+            check_interval_seconds: 300,
+            token_ttl_hours: 720,
+            max_backoff_seconds: 3600,
+        }
+    }
+}
+
+impl AutoRotationConfig {
+    /// The worker's settings (intervals at least one second, TTL at least an hour).
+    pub fn settings(&self) -> crate::credentials::auto_rotate::AutoRotationSettings {
+        crate::credentials::auto_rotate::AutoRotationSettings {
+            enabled: self.enabled,
+            check_interval: Duration::from_secs(self.check_interval_seconds.max(1)),
+            token_ttl: Duration::from_secs(self.token_ttl_hours.max(1).saturating_mul(3600)),
+            max_backoff: Duration::from_secs(self.max_backoff_seconds.max(1)),
+        }
+    }
 }
 
 impl std::fmt::Debug for CredentialsConfig {
@@ -249,6 +347,9 @@ impl std::fmt::Debug for CredentialsConfig {
                 "master_key",
                 &self.master_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("auto_rotation", &self.auto_rotation)
+            .field("backend", &self.backend)
+            .field("kubernetes", &self.kubernetes)
             .finish()
     }
 }
@@ -260,6 +361,9 @@ impl Default for CredentialsConfig {
             rotation_warning_days: 7,
             master_key_file: "fleetreg-master.key".into(),
             master_key: None,
+            auto_rotation: AutoRotationConfig::default(),
+            backend: CredentialsBackendKind::Database,
+            kubernetes: KubernetesBackendConfig::default(),
         }
     }
 }
@@ -336,6 +440,16 @@ impl Settings {
         let c = file.cluster_registry;
         fleetreg_probe::EgressPolicy::parse(&c.health_check.allowed_networks)
             .map_err(|e| e.to_string())?;
+        let rotation = &c.credentials.auto_rotation;
+        if rotation.enabled
+            && rotation.token_ttl_hours <= c.credentials.rotation_warning_days.saturating_mul(24)
+        {
+            return Err(format!(
+                "credentials.auto_rotation.token_ttl_hours ({}) must be longer than \
+                 credentials.rotation_warning_days ({} days), or every round would rotate again",
+                rotation.token_ttl_hours, c.credentials.rotation_warning_days
+            ));
+        }
         let defaults = Settings::default();
         Ok(Settings {
             listen: c.listen.unwrap_or(defaults.listen),
@@ -423,6 +537,52 @@ cluster_registry:
             .unwrap();
         assert_eq!(s.audit_head_file(), Path::new("/var/lib/h"));
         assert!(Settings::from_yaml("cluster_registry:\n  audit:\n    head: x\n").is_err());
+    }
+
+    #[test]
+    fn reads_auto_rotation() {
+        let s = Settings::from_yaml("cluster_registry: {}\n").unwrap();
+        assert_eq!(s.credentials.auto_rotation, AutoRotationConfig::default());
+        assert!(s.credentials.auto_rotation.enabled);
+        let s = Settings::from_yaml(
+            "cluster_registry:\n  credentials:\n    auto_rotation:\n      enabled: false\n      check_interval_seconds: 60\n      token_ttl_hours: 48\n      max_backoff_seconds: 600\n",
+        )
+        .unwrap();
+        let r = s.credentials.auto_rotation.settings();
+        assert!(!r.enabled);
+        assert_eq!(r.check_interval, Duration::from_secs(60));
+        assert_eq!(r.token_ttl, Duration::from_secs(48 * 3600));
+        assert_eq!(r.max_backoff, Duration::from_secs(600));
+        let err = Settings::from_yaml(
+            "cluster_registry:\n  credentials:\n    auto_rotation:\n      token_ttl_hours: 100\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("token_ttl_hours"), "{err}");
+        assert!(Settings::from_yaml(
+            "cluster_registry:\n  credentials:\n    auto_rotation:\n      every: 1\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn reads_the_kubernetes_backend() {
+        let s = Settings::from_yaml("cluster_registry: {}\n").unwrap();
+        assert_eq!(s.credentials.backend, CredentialsBackendKind::Database);
+        let s = Settings::from_yaml(
+            "cluster_registry:\n  credentials:\n    backend: kubernetes\n    kubernetes:\n      api_url: https://hub:6443\n      token_file: /run/token\n      insecure_skip_tls_verify: true\n",
+        )
+        .unwrap();
+        assert_eq!(s.credentials.backend, CredentialsBackendKind::Kubernetes);
+        let k = &s.credentials.kubernetes;
+        assert_eq!(k.api_url.as_deref(), Some("https://hub:6443"));
+        assert!(k.insecure_skip_tls_verify);
+        assert!(
+            Settings::from_yaml("cluster_registry:\n  credentials:\n    backend: vault\n").is_err()
+        );
+        assert!(Settings::from_yaml(
+            "cluster_registry:\n  credentials:\n    kubernetes:\n      token: x\n"
+        )
+        .is_err());
     }
 
     #[test]

@@ -23,4 +23,6 @@ pub struct AppState {
     /// The prober and the health-check and discovery settings (refresh,
     /// discovery on registration).
     pub health: HealthContext,
+    /// Fleet-wide aggregates shared by concurrent requests.
+    pub fleet: crate::api::fleet::SharedAggregates,
 }

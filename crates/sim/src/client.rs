@@ -133,6 +133,23 @@ impl SimAdmin {
         .await
     }
 
+    /// `PATCH /admin/clusters/{name}/faults` with
+    /// `{"token_request_max_seconds": max}`: the TokenRequest API issues no
+    /// token longer than `max` seconds (`None`: no cap).
+    pub async fn set_token_request_max_seconds(
+        &self,
+        name: &str,
+        max: Option<i64>,
+    ) -> Result<ClusterView, Error> {
+        let body = serde_json::json!({ "token_request_max_seconds": max });
+        Self::json(
+            self.http
+                .patch(self.cluster_url(name, &["faults"])?)
+                .json(&body),
+        )
+        .await
+    }
+
     /// `POST /admin/clusters/{name}/tokens`.
     pub async fn add_token(&self, name: &str, request: &AddToken) -> Result<TokenView, Error> {
         Self::json(

@@ -219,8 +219,14 @@ fn api_call(
                 ));
             }
             let mut credentials = lock(&snapshot.credentials);
-            let answer =
-                token_request::create(&mut credentials, ns, sa, request.body, request.now)?;
+            let answer = token_request::create(
+                &mut credentials,
+                ns,
+                sa,
+                request.body,
+                request.now,
+                snapshot.faults.token_request_max_seconds,
+            )?;
             Ok((StatusCode::CREATED, answer))
         }
         ["api", "v1", "secrets"] if method == Method::GET => {

@@ -143,6 +143,13 @@ pub struct Faults {
     /// it is not a field of [`FaultsPatch`], whose struct literals elsewhere list
     /// every field.
     pub token_request_fail: bool,
+    /// The longest token the TokenRequest API issues (like kube-apiserver's
+    /// `--service-account-max-token-expiration`): longer requests are capped
+    /// silently. Set it with `{"token_request_max_seconds": N}` (`null`: no
+    /// cap) in the body of `PATCH …/faults` or
+    /// [`SimAdmin::set_token_request_max_seconds`](crate::SimAdmin::set_token_request_max_seconds);
+    /// not a field of [`FaultsPatch`] either.
+    pub token_request_max_seconds: Option<i64>,
 }
 
 /// A partial [`Faults`]: fields left out keep their value.

@@ -317,6 +317,19 @@ impl Sim {
         Ok(self.view(name, entry))
     }
 
+    /// Caps the lifetime of the tokens a cluster's TokenRequest API issues
+    /// (`None`: no cap).
+    pub fn set_token_request_max_seconds(
+        &self,
+        name: &str,
+        max: Option<i64>,
+    ) -> Result<ClusterView, Error> {
+        let mut clusters = self.write();
+        let entry = clusters.get_mut(name).ok_or_else(|| not_found(name))?;
+        entry.faults.token_request_max_seconds = max;
+        Ok(self.view(name, entry))
+    }
+
     /// What a request to `name` sees; `None` for an unknown cluster.
     pub fn snapshot(&self, name: &str) -> Option<Snapshot> {
         let clusters = self.read();

@@ -38,12 +38,15 @@ struct TokenRequestSpec {
 
 /// Handles one TokenRequest: checks the body, mints the token, makes
 /// `credentials` accept it, and answers the TokenRequest with its `status`.
+/// A lifetime above `max_seconds` (the cluster's cap) is silently capped,
+/// like kube-apiserver's `--service-account-max-token-expiration`.
 pub(crate) fn create(
     credentials: &mut Credentials,
     namespace: &str,
     service_account: &str,
     body: &[u8],
     now: DateTime<Utc>,
+    max_seconds: Option<i64>,
 ) -> Result<Value, KubeError> {
     let request: TokenRequest = serde_json::from_slice(body).map_err(|e| {
         KubeError::bad_request(format!(
@@ -80,6 +83,7 @@ pub(crate) fn create(
             "may not specify a duration larger than 2^32 seconds",
         ));
     }
+    let seconds = max_seconds.map_or(seconds, |max| seconds.min(max));
     let audiences = request
         .spec
         .audiences
@@ -170,7 +174,7 @@ mod tests {
         let mut credentials = Credentials::default();
         let now = Utc::now();
         let body = br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":900,"audiences":["fleetreg"]}}"#;
-        let answer = create(&mut credentials, "ops", "reader", body, now).unwrap();
+        let answer = create(&mut credentials, "ops", "reader", body, now, None).unwrap();
         let token = answer["status"]["token"].as_str().unwrap();
         assert_eq!(token.split('.').count(), 3);
         let claims = claims(token);
@@ -185,8 +189,17 @@ mod tests {
         assert_eq!(listed[0].token, token);
         assert_eq!(listed[0].source, TokenSource::TokenRequest);
 
-        let default = create(&mut credentials, "ops", "reader", b"{}", now).unwrap();
+        let default = create(&mut credentials, "ops", "reader", b"{}", now, None).unwrap();
         assert_eq!(default["spec"]["expirationSeconds"], 3600);
+
+        // A cluster capping lifetimes issues shorter tokens than asked.
+        let capped = create(&mut credentials, "ops", "reader", b"{}", now, Some(1200)).unwrap();
+        assert_eq!(capped["spec"]["expirationSeconds"], 1200);
+        let claims = self::claims(capped["status"]["token"].as_str().unwrap());
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            1200
+        );
     }
 
     #[test]
@@ -194,12 +207,12 @@ mod tests {
         let mut credentials = Credentials::default();
         let now = Utc::now();
         let short = br#"{"spec":{"expirationSeconds":599}}"#;
-        let error = create(&mut credentials, "ns", "sa", short, now).unwrap_err();
+        let error = create(&mut credentials, "ns", "sa", short, now, None).unwrap_err();
         assert_eq!(
             error.into_response().status(),
             StatusCode::UNPROCESSABLE_ENTITY
         );
-        let error = create(&mut credentials, "ns", "sa", b"", now).unwrap_err();
+        let error = create(&mut credentials, "ns", "sa", b"", now, None).unwrap_err();
         assert_eq!(error.into_response().status(), StatusCode::BAD_REQUEST);
         assert!(credentials.tokens(now).is_empty());
     }

@@ -191,6 +191,7 @@ where
         )?,
         expires_at,
         expired: expires_at <= now,
+        rotation: None,
     })
 }
 

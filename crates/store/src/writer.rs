@@ -90,6 +90,12 @@ pub struct PutCredentials {
     pub key_id: String,
     /// When they expire, when known.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Write only while the stored credentials have this version (automatic
+    /// rotation: never replace credentials changed since they were read);
+    /// otherwise refused with `PreconditionFailed` (`expected`/`actual` are
+    /// credential versions; 0: none stored). `Some(0)`: only while none are
+    /// stored. `None`: unconditional.
+    pub expected_version: Option<i64>,
 }
 
 /// Re-wrapped envelopes to put in place of a cluster's current ones (see
@@ -850,11 +856,24 @@ async fn apply_op(
                 ))
             } else {
                 let current = tx.load_credentials(put.cluster_id).await?;
+                let stale = put
+                    .expected_version
+                    .filter(|expected| current.as_ref().map_or(0, |c| c.version) != *expected);
                 if put.write == CredentialWrite::Rotate && current.is_none() {
                     Err(refuse(
                         action,
                         Some(put.cluster_id),
                         StoreError::CredentialsNotFound(put.cluster_id),
+                    ))
+                } else if let Some(expected) = stale {
+                    Err(refuse(
+                        action,
+                        Some(put.cluster_id),
+                        StoreError::PreconditionFailed {
+                            expected,
+                            actual: current.as_ref().map_or(0, |c| c.version),
+                            id: put.cluster_id,
+                        },
                     ))
                 } else {
                     let stored = StoredCredentials {

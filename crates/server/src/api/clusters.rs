@@ -174,6 +174,8 @@ pub async fn delete(
         .store
         .delete_cluster(id, expected, &audit_of(&headers, peer))
         .await?;
+    // The credentials row went with the cluster; a Secret on the hub does not.
+    state.health.credentials.forget(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -242,10 +244,11 @@ pub async fn history(
 }
 
 /// Discovery after a registration (`discovery.on_registration`): runs after the
-/// 201 is sent; a failure is only logged (the cluster stays registered).
+/// 201 is sent (cancelled when the server stops); a failure is only logged
+/// (the cluster stays registered).
 fn discover_in_background(state: &AppState, cluster: Cluster) {
     let (store, health) = (state.store.clone(), state.health.clone());
-    tokio::spawn(async move {
+    state.health.background.spawn(async move {
         match discover_and_record(store.as_ref(), &health, &cluster).await {
             Ok(_) => {}
             Err(DiscoverError::Store(fleetreg_store::StoreError::NotFound(_))) => {}

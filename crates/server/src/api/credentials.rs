@@ -4,10 +4,11 @@
 //! `/api/v1/credentials/expiring`: which clusters' credentials expire soon.
 
 use super::audit_of;
-use crate::credentials::{Credentials, CredentialsError, MAX_WINDOW_DAYS};
+use crate::credentials::{
+    replace, validate_against, CredentialsError, Replace, ReplaceError, Replaced, MAX_WINDOW_DAYS,
+};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ClusterId, Peer, QueryPairs};
-use crate::health::{check_and_record, discover_and_record};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,13 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fleetreg_model::{
-    Audit, AuditResult, Cluster, Component, CredentialInput, CredentialStatus,
-    CredentialValidation, CredentialWrite, ErrorCode, ExpiringCredentialsList,
+    Audit, AuditResult, Component, CredentialInput, CredentialStatus, CredentialValidation,
+    CredentialWrite, ErrorCode, ExpiringCredentialsList,
 };
-use fleetreg_probe::{ClusterCredential, Failure, Target};
-use fleetreg_store::AuditOnly;
+use fleetreg_probe::Failure;
+use fleetreg_store::{AuditOnly, StoreError};
 use serde_json::json;
-use std::sync::Arc;
 
 /// The credential routes.
 pub fn router() -> Router<AppState> {
@@ -98,7 +98,8 @@ pub async fn expiring(
     request_body = CredentialInput,
     responses((status = 200, body = CredentialStatus),
               (status = 400, description = "CREDENTIALS_INVALID, VALIDATION_ERROR, MALFORMED_JSON"),
-              (status = 404, description = "CLUSTER_NOT_FOUND")))]
+              (status = 404, description = "CLUSTER_NOT_FOUND"),
+              (status = 412, description = "PRECONDITION_FAILED: another write of the credentials won")))]
 pub async fn store(
     State(state): State<AppState>,
     ClusterId(id): ClusterId,
@@ -116,7 +117,8 @@ pub async fn store(
     request_body = CredentialInput,
     responses((status = 200, body = CredentialStatus),
               (status = 400, description = "CREDENTIALS_INVALID, VALIDATION_ERROR, MALFORMED_JSON"),
-              (status = 404, description = "CLUSTER_NOT_FOUND, CREDENTIALS_NOT_FOUND")))]
+              (status = 404, description = "CLUSTER_NOT_FOUND, CREDENTIALS_NOT_FOUND"),
+              (status = 412, description = "PRECONDITION_FAILED: another write of the credentials won")))]
 pub async fn rotate(
     State(state): State<AppState>,
     ClusterId(id): ClusterId,
@@ -157,7 +159,7 @@ pub async fn validate(
         .await
         .map_err(credentials_error)?
         .ok_or(fleetreg_store::StoreError::CredentialsNotFound(id))?;
-    let (validation, failures) = check_with(&state, &cluster, credential).await;
+    let (validation, failures) = validate_against(&state.health, &cluster, credential).await;
     audit_validation(&state, "credentials.validate", id, &validation, &audit).await?;
     if !validation.passed() {
         return Err(invalid(&validation, &failures));
@@ -182,12 +184,18 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let audit = audit_of(&headers, peer);
-    state.health.credentials.delete(id, &audit).await?;
+    state
+        .health
+        .credentials
+        .delete(id, &audit)
+        .await
+        .map_err(credentials_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Store or rotate: shape check, kubeconfig safety, validation against the
-/// cluster, then seal and store; then a check and discovery in the background.
+/// Store or rotate through [`replace`] (shape check, kubeconfig safety,
+/// validation against the cluster, then seal and store; then a check and
+/// discovery in the background), one credential write per cluster at a time.
 async fn put(
     state: &AppState,
     id: uuid::Uuid,
@@ -196,32 +204,29 @@ async fn put(
     audit: &Audit,
 ) -> Result<Response, ApiError> {
     let cluster = state.store.get_cluster(id).await?;
-    input.validate(&cluster.api_server_url)?;
-    if input.insecure_skip_tls_verify {
-        tracing::warn!(cluster = %id, "credentials uploaded with insecure_skip_tls_verify: the API server's certificate will not be verified");
-    }
-    let credential = match Credentials::build(&input) {
-        Ok(credential) => Arc::new(credential),
-        Err(error) => {
-            audit_failure(state, write.action(), id, audit).await?;
-            return Err(
-                ApiError::new(ErrorCode::CredentialsInvalid, error.to_string())
-                    .with_details(json!({ "field": error.field() })),
-            );
-        }
+    let writes = state.health.credentials.lock_writes(id).await;
+    let replacement = Replace {
+        write,
+        input: &input,
+        expected_version: None,
+        audit,
     };
-    let (validation, failures) = check_with(state, &cluster, credential.clone()).await;
-    if !validation.passed() {
-        audit_failure(state, write.action(), id, audit).await?;
-        return Err(invalid(&validation, &failures));
-    }
-    let stored = state
-        .health
-        .credentials
-        .put(id, write, &input, credential, audit)
-        .await
-        .map_err(credentials_error)?;
-    check_in_background(state, cluster);
+    let Replaced { stored, validation } =
+        match replace(&state.store, &state.health, cluster, replacement, &writes).await {
+            Ok(replaced) => replaced,
+            Err(ReplaceError::Shape(error)) => return Err(error.into()),
+            Err(ReplaceError::Unusable(error)) => {
+                return Err(
+                    ApiError::new(ErrorCode::CredentialsInvalid, error.to_string())
+                        .with_details(json!({ "field": error.field() })),
+                )
+            }
+            Err(ReplaceError::Rejected {
+                validation,
+                failures,
+            }) => return Err(invalid(&validation, &failures)),
+            Err(ReplaceError::Credentials(error)) => return Err(credentials_error(error)),
+        };
     Ok(Json(CredentialStatus {
         status: write.status().into(),
         validation,
@@ -229,17 +234,6 @@ async fn put(
         version: stored.version,
     })
     .into_response())
-}
-
-/// Validates `credential` against the cluster within its type's timeout.
-async fn check_with(
-    state: &AppState,
-    cluster: &Cluster,
-    credential: Arc<ClusterCredential>,
-) -> (CredentialValidation, Vec<Failure>) {
-    let timeout = state.health.timing(cluster.cluster_type).timeout;
-    let target = Target::from_cluster(cluster).with_credential(credential);
-    state.health.prober.validate(&target, timeout).await
 }
 
 /// `CREDENTIALS_INVALID` with the per-component outcome and causes, both keyed
@@ -266,21 +260,6 @@ fn validation_field(component: Component) -> &'static str {
     }
 }
 
-async fn audit_failure(
-    state: &AppState,
-    action: &'static str,
-    id: uuid::Uuid,
-    audit: &Audit,
-) -> Result<(), ApiError> {
-    let entry = AuditOnly {
-        action,
-        resource_id: Some(id),
-        result: AuditResult::Failure,
-        error_code: Some(ErrorCode::CredentialsInvalid.as_str()),
-    };
-    Ok(state.store.append_audit(entry, audit).await?)
-}
-
 async fn audit_validation(
     state: &AppState,
     action: &'static str,
@@ -304,25 +283,30 @@ async fn audit_validation(
 
 fn credentials_error(error: CredentialsError) -> ApiError {
     match error {
+        CredentialsError::Store(StoreError::PreconditionFailed {
+            expected,
+            actual,
+            id,
+        }) => {
+            let read = match expected {
+                0 => "none were stored".to_owned(),
+                version => format!("version {version} was read"),
+            };
+            ApiError::new(
+                ErrorCode::PreconditionFailed,
+                format!(
+                    "the credentials of cluster {id} changed while this write was in progress \
+                     ({read}; another write has version {actual}); nothing was stored, try again"
+                ),
+            )
+            .with_details(json!({ "read_version": expected, "current_version": actual }))
+        }
         CredentialsError::Store(error) => error.into(),
         CredentialsError::Invalid(error) => {
             ApiError::new(ErrorCode::CredentialsInvalid, error.to_string())
                 .with_details(json!({ "field": error.field() }))
         }
         vault @ CredentialsError::Vault { .. } => ApiError::internal(vault),
+        secret @ CredentialsError::Secret { .. } => ApiError::internal(secret),
     }
-}
-
-/// A health check and discovery with the new credentials, after the answer.
-fn check_in_background(state: &AppState, cluster: Cluster) {
-    let (store, health) = (state.store.clone(), state.health.clone());
-    tokio::spawn(async move {
-        if let Err(error) = check_and_record(store.as_ref(), &health, &cluster).await {
-            tracing::debug!(cluster = %cluster.id, %error, "check after a credential change");
-            return;
-        }
-        if let Err(error) = discover_and_record(store.as_ref(), &health, &cluster).await {
-            tracing::debug!(cluster = %cluster.id, %error, "discovery after a credential change");
-        }
-    });
 }

@@ -1,7 +1,10 @@
 //! Fleet views (seed 4.1 "Fleet Operations"): `/api/v1/fleet/summary`,
 //! `/api/v1/fleet/health`, `/api/v1/fleet/capabilities`. Each is aggregated in
-//! the database by the store; nothing here loads clusters.
+//! the database by the store; nothing here loads clusters. Concurrent summary and
+//! capabilities requests share one aggregate ([`Coalesced`]) that started after
+//! they arrived, so they are never stale.
 
+use crate::coalesce::{Coalesced, CoalescedError};
 use crate::error::ApiError;
 use crate::extract::QueryPairs;
 use crate::state::AppState;
@@ -14,6 +17,13 @@ use fleetreg_model::{ClusterType, FleetCapabilities, FleetHealth, FleetSummary};
 pub const DEFAULT_HEALTH_LIMIT: u32 = 10;
 /// The largest `limit` the health view accepts.
 pub const MAX_HEALTH_LIMIT: u32 = 1000;
+
+/// The fleet-wide aggregates concurrent requests share (see [`Coalesced`]).
+#[derive(Debug, Clone, Default)]
+pub struct SharedAggregates {
+    summary: Coalesced<FleetSummary>,
+    capabilities: Coalesced<FleetCapabilities>,
+}
 
 /// The fleet routes.
 pub fn router() -> Router<AppState> {
@@ -28,7 +38,13 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/api/v1/fleet/summary", tag = "fleet",
     responses((status = 200, body = FleetSummary)))]
 pub async fn summary(State(state): State<AppState>) -> Result<Json<FleetSummary>, ApiError> {
-    Ok(Json(state.store.fleet_summary().await?))
+    let summary = state
+        .fleet
+        .summary
+        .get(|| state.store.fleet_summary())
+        .await
+        .map_err(shared_error)?;
+    Ok(Json(FleetSummary::clone(&summary)))
 }
 
 /// Fleet health: counts by state, the score distribution, the least healthy
@@ -70,7 +86,21 @@ pub async fn health(
 pub async fn capabilities(
     State(state): State<AppState>,
 ) -> Result<Json<FleetCapabilities>, ApiError> {
-    Ok(Json(state.store.fleet_capabilities().await?))
+    let capabilities = state
+        .fleet
+        .capabilities
+        .get(|| state.store.fleet_capabilities())
+        .await
+        .map_err(shared_error)?;
+    Ok(Json(FleetCapabilities::clone(&capabilities)))
+}
+
+/// The answer to a caller whose fleet aggregate failed.
+fn shared_error(error: CoalescedError<fleetreg_store::StoreError>) -> ApiError {
+    match error {
+        CoalescedError::Failed(error) => error.into(),
+        shared @ CoalescedError::SharedFailed => ApiError::internal(shared),
+    }
 }
 
 fn health_limit(pairs: &[(String, String)]) -> Result<u32, ApiError> {

@@ -51,14 +51,19 @@ impl Credentials {
         self
     }
 
-    /// The `credentials` summary of one cluster, judged now (one row read).
+    /// The `credentials` summary of one cluster, judged now (one row read),
+    /// with its `rotation` object.
     pub async fn summary(&self, cluster_id: Uuid) -> Result<CredentialsSummary, StoreError> {
         let stored = self.store.get_credentials(cluster_id).await?;
-        Ok(CredentialsSummary::of(
+        let mut summary = CredentialsSummary::of(
             stored.as_ref(),
             fleetreg_model::now(),
             window(self.rotation_warning_days),
-        ))
+        );
+        if let Some(stored) = &stored {
+            summary.rotation = self.rotation_status(stored).await;
+        }
+        Ok(summary)
     }
 
     /// The counts for a window of `within_days` days from now (two index
@@ -86,7 +91,8 @@ impl Credentials {
         let within_days = within_days.min(MAX_WINDOW_DAYS);
         let counts = self.expiry_counts(within_days).await?;
         let before = through(fleetreg_model::now() + window(within_days));
-        let items = self.store.expiring_credentials(before, limit).await?;
+        let mut items = self.store.expiring_credentials(before, limit).await?;
+        self.with_rotation(&mut items).await;
         Ok(ExpiringCredentialsList {
             within_days,
             expiring_count: counts.expiring,

@@ -6,17 +6,25 @@
 //! (redacted `Debug`, zeroized on drop); the store, responses, events, logs and
 //! errors see sealed envelopes or nothing.
 
+pub mod auto_rotate;
 mod expiry;
 mod keys;
 mod reload;
+mod replace;
 pub mod rotate;
+mod secrets;
 
 pub use expiry::{ExpiryCounts, MAX_WINDOW_DAYS};
 pub use keys::{load_keyring, KeyError};
 use reload::SharedKeyring;
+pub use replace::{replace, validate_against, Replace, ReplaceError, Replaced};
+pub use secrets::{
+    hub_config, secret_name, SecretsBackend, SecretsError, ABANDONED_AFTER, HUB_TOKEN_ENV,
+    KEY_ID_ANNOTATION, VERSION_ANNOTATION, WRITTEN_AT_ANNOTATION,
+};
 
 use fleetreg_model::{
-    Audit, AuditResult, AuthType, CredentialInput, CredentialWrite, StoredCredentials,
+    Audit, AuditResult, AuthType, CredentialInput, CredentialWrite, ErrorCode, StoredCredentials,
 };
 use fleetreg_probe::{ClusterCredential, CredentialError};
 use fleetreg_store::{AuditOnly, PutCredentials, Store, StoreError};
@@ -48,10 +56,22 @@ pub enum CredentialsError {
         /// Why (never secret material).
         source: VaultError,
     },
+    /// The Kubernetes Secrets backend failed, or the cluster's Secret does not
+    /// belong to the stored version.
+    #[error("credentials of cluster {cluster} in the hub's Secret: {source}")]
+    Secret {
+        /// The cluster.
+        cluster: Uuid,
+        /// Why (never secret material).
+        source: SecretsError,
+    },
 }
 
 /// Opened credentials by cluster id, with the stored version they came from.
 type OpenedMap = HashMap<Uuid, (i64, Arc<ClusterCredential>)>;
+
+/// The stored version whose opening failed, by cluster id.
+type FailedMap = HashMap<Uuid, i64>;
 
 /// The server's credential vault. Cheap to clone.
 #[derive(Clone)]
@@ -63,6 +83,15 @@ pub struct Credentials {
     opened: Arc<Mutex<OpenedMap>>,
     /// Credentials expiring within this many days are `EXPIRING`.
     rotation_warning_days: u64,
+    /// How each cluster's credentials rotate, the automatic attempts, and one
+    /// credential write per cluster at a time (see [`auto_rotate`]).
+    rotation: auto_rotate::RotationBook,
+    /// Where the envelopes live: `None` in the database row, else in a Secret
+    /// per cluster on the hub (see [`secrets`]).
+    secrets: Option<SecretsBackend>,
+    /// The version of each cluster's credentials that could not be opened,
+    /// so a failure is audited and logged once per version, not per check.
+    failed: Arc<Mutex<FailedMap>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -70,6 +99,24 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("master_key", &self.keyring.get().active_id().to_string())
             .finish_non_exhaustive()
+    }
+}
+
+/// The `credentials.decrypt` audit entry of an attempt to open `cluster_id`'s
+/// stored credentials.
+pub(super) fn decrypt_entry<T, E>(cluster_id: Uuid, opened: &Result<T, E>) -> AuditOnly {
+    AuditOnly {
+        action: "credentials.decrypt",
+        resource_id: Some(cluster_id),
+        result: if opened.is_ok() {
+            AuditResult::Success
+        } else {
+            AuditResult::Failure
+        },
+        error_code: opened
+            .as_ref()
+            .err()
+            .map(|_| ErrorCode::CredentialsInvalid.as_str()),
     }
 }
 
@@ -102,6 +149,9 @@ impl Credentials {
             keyring: SharedKeyring::new(keyring),
             opened: Arc::default(),
             rotation_warning_days: 7,
+            rotation: auto_rotate::RotationBook::default(),
+            secrets: None,
+            failed: Arc::default(),
         })
     }
 
@@ -137,13 +187,20 @@ impl Credentials {
     }
 
     /// Seals an upload's fields and stores them (a new version), with the event
-    /// and audit entry; the opened copy is cached for the health checks.
+    /// and audit entry; the opened copy is cached for the health checks. The
+    /// caller holds the cluster's write lock ([`Credentials::lock_writes`]).
+    /// Written only while the stored version is `expected_version` (`Some(0)`:
+    /// none stored), or with `None` the version read here once, before
+    /// anything is written; else `StoreError::PreconditionFailed` (a write of
+    /// another replica won) and nothing changes. A rotation without stored
+    /// credentials is `CredentialsNotFound` before the Secret is touched.
     pub async fn put(
         &self,
         cluster_id: Uuid,
         write: CredentialWrite,
         input: &CredentialInput,
         credential: Arc<ClusterCredential>,
+        expected_version: Option<i64>,
         audit: &Audit,
     ) -> Result<StoredCredentials, CredentialsError> {
         let keyring = self.keyring.get();
@@ -161,7 +218,22 @@ impl Credentials {
             sealed.insert(INSECURE.to_owned(), envelope.to_string());
         }
         let expires_at = credential.expires_at().or(input.expires_at);
-        let stored = self
+        let key_id = keyring.active_id().to_string();
+        let current = match expected_version {
+            Some(version) => version,
+            None => {
+                let row = self.store.get_credentials(cluster_id).await?;
+                if write == CredentialWrite::Rotate && row.is_none() {
+                    return Err(StoreError::CredentialsNotFound(cluster_id).into());
+                }
+                row.map_or(0, |row| row.version)
+            }
+        };
+        // Kubernetes backend: the envelopes go to the Secret first (the row keeps none).
+        let pending = self
+            .write_secret(cluster_id, &key_id, current, &mut sealed)
+            .await?;
+        let result = self
             .store
             .put_credentials(
                 PutCredentials {
@@ -169,33 +241,51 @@ impl Credentials {
                     write,
                     auth_type: input.auth_type,
                     sealed,
-                    key_id: keyring.active_id().to_string(),
+                    key_id,
                     expires_at,
+                    expected_version: Some(current),
                 },
                 audit,
             )
-            .await?;
+            .await;
+        if let Some(pending) = pending {
+            pending.settle(&result).await;
+        }
+        let stored = result?;
+        self.rotation
+            .classify(cluster_id, stored.version, Some(&credential));
+        self.failures().remove(&cluster_id);
         self.cache()
             .insert(cluster_id, (stored.version, credential));
         Ok(stored)
     }
 
-    /// Deletes a cluster's credentials (event and audit entry in the store).
-    pub async fn delete(&self, cluster_id: Uuid, audit: &Audit) -> Result<(), StoreError> {
+    /// Deletes a cluster's credentials (event and audit entry in the store),
+    /// one credential write per cluster at a time: the row first, then with
+    /// the Kubernetes backend their Secret (best effort, logged: a Secret
+    /// without a row is never used).
+    pub async fn delete(&self, cluster_id: Uuid, audit: &Audit) -> Result<(), CredentialsError> {
+        let _writes = self.lock_writes(cluster_id).await;
         self.store.delete_credentials(cluster_id, audit).await?;
         self.cache().remove(&cluster_id);
+        self.rotation.forget(cluster_id);
+        self.failures().remove(&cluster_id);
+        self.delete_secret(cluster_id).await;
         Ok(())
     }
 
     /// The credentials the probe should present for `cluster_id`, opened once per
-    /// stored version (each opening is audited as `credentials.decrypt`);
+    /// stored version (each opening is audited as `credentials.decrypt`; a
+    /// failure is audited and logged once per version, then only returned);
     /// `None` when none are stored.
     pub async fn for_cluster(
         &self,
         cluster_id: Uuid,
     ) -> Result<Option<Arc<ClusterCredential>>, CredentialsError> {
-        let Some(stored) = self.store.get_credentials(cluster_id).await? else {
+        let Some(mut stored) = self.store.get_credentials(cluster_id).await? else {
             self.cache().remove(&cluster_id);
+            self.rotation.forget(cluster_id);
+            self.failures().remove(&cluster_id);
             return Ok(None);
         };
         if let Some((version, credential)) = self.cache().get(&cluster_id) {
@@ -203,7 +293,13 @@ impl Credentials {
                 return Ok(Some(credential.clone()));
             }
         }
-        let mut opened = self.open_stored(&stored);
+        let (sealed, mut opened) = match self.envelopes(&mut stored).await {
+            Ok(sealed) => {
+                let opened = self.open_stored(&stored, &sealed);
+                (sealed, opened)
+            }
+            Err(error) => (BTreeMap::new(), Err(error)),
+        };
         if let Err(CredentialsError::Vault {
             source: VaultError::UnknownKeyId { .. },
             ..
@@ -211,23 +307,32 @@ impl Credentials {
         {
             // Re-wrapped under a key rotated in while this server runs.
             if self.keyring.reload() {
-                opened = self.open_stored(&stored);
+                opened = self.open_stored(&stored, &sealed);
             }
         }
-        let entry = AuditOnly {
-            action: "credentials.decrypt",
-            resource_id: Some(cluster_id),
-            result: if opened.is_ok() {
-                AuditResult::Success
-            } else {
-                AuditResult::Failure
-            },
-            error_code: opened.as_ref().err().map(|_| "CREDENTIALS_INVALID"),
+        let repeated = match &opened {
+            Ok(_) => {
+                self.failures().remove(&cluster_id);
+                false
+            }
+            Err(error) => {
+                let version = stored.version;
+                let repeated = self.failures().insert(cluster_id, version) == Some(version);
+                if !repeated {
+                    tracing::warn!(cluster = %cluster_id, version, %error, "stored credentials cannot be opened; checks go on without them");
+                }
+                repeated
+            }
         };
-        self.store
-            .append_audit(entry, &Audit::system("vault"))
-            .await?;
+        if !repeated {
+            // A failure was audited when this version first failed.
+            self.store
+                .append_audit(decrypt_entry(cluster_id, &opened), &Audit::system("vault"))
+                .await?;
+        }
         let credential = Arc::new(opened?);
+        self.rotation
+            .classify(cluster_id, stored.version, Some(&credential));
         self.cache()
             .insert(cluster_id, (stored.version, credential.clone()));
         Ok(Some(credential))
@@ -237,12 +342,34 @@ impl Credentials {
     fn open_stored(
         &self,
         stored: &StoredCredentials,
+        sealed: &BTreeMap<String, String>,
     ) -> Result<ClusterCredential, CredentialsError> {
+        Ok(Credentials::build(&self.open_fields(stored, sealed)?)?)
+    }
+
+    /// Opens every sealed field back into the upload they came from (automatic
+    /// rotation keeps all but the token), reading the envelopes from the
+    /// cluster's Secret with the Kubernetes backend. The caller audits the opening.
+    async fn open_input(
+        &self,
+        stored: &StoredCredentials,
+    ) -> Result<CredentialInput, CredentialsError> {
+        let mut stored = stored.clone();
+        let sealed = self.envelopes(&mut stored).await?;
+        self.open_fields(&stored, &sealed)
+    }
+
+    /// Opens the envelopes `sealed` of `stored` into the upload they came from.
+    fn open_fields(
+        &self,
+        stored: &StoredCredentials,
+        sealed: &BTreeMap<String, String>,
+    ) -> Result<CredentialInput, CredentialsError> {
         let cluster = stored.cluster_id;
         let vault = |source| CredentialsError::Vault { cluster, source };
         let keyring = self.keyring.get();
         let mut fields: HashMap<&str, SecretString> = HashMap::new();
-        for (field, text) in &stored.sealed {
+        for (field, text) in sealed {
             let sealed: Sealed = text.parse().map_err(|e| vault(VaultError::Malformed(e)))?;
             let plain = keyring.open(&sealed, &aad(cluster, field)).map_err(vault)?;
             let value = plain.to_str().map_err(vault)?;
@@ -261,7 +388,14 @@ impl Credentials {
             loki_token: fields.remove("loki_token"),
             expires_at: stored.expires_at,
         };
-        Ok(Credentials::build(&input)?)
+        Ok(input)
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, FailedMap> {
+        // Every update is one insert or remove: a poisoned map is consistent.
+        self.failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, OpenedMap> {

@@ -9,10 +9,17 @@
 //! lacks re-reads the key file (`reload.rs`). A re-wrap is written only while
 //! the version is the one read; a concurrent upload or rotation wins, and the
 //! new version is read and re-wrapped in turn.
+//!
+//! With the Kubernetes Secrets backend (`VaultOptions::kubernetes`), the
+//! envelopes of a row without any are re-wrapped in its Secret on the hub
+//! (written only while the Secret still carries the row's version and the
+//! `resourceVersion` read), then the row's key id is moved the same way.
 
 use super::aad;
+use super::secrets::{envelopes_of, SecretsBackend, SecretsError};
 use crate::audit::audit_keys;
 use fleetreg_model::{Audit, StoredCredentials};
+use fleetreg_probe::{HubConfig, HubError};
 use fleetreg_store::{KeyUsage, RewrapCredentials, Store, StoreError, StoreOptions};
 use fleetreg_vault::{keyfile, KeyId, Keyring, Sealed, VaultError};
 use std::collections::BTreeMap;
@@ -55,6 +62,9 @@ pub enum RotateError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The hub of the Kubernetes Secrets backend cannot be used.
+    #[error("credentials backend: {0}")]
+    Secrets(#[from] SecretsError),
     /// The key file was rotated, but what followed failed.
     #[error(
         "the key file now starts with the new active key {new_key} (the old keys are kept), but \
@@ -77,6 +87,9 @@ pub struct VaultOptions {
     pub master_key_file: PathBuf,
     /// The master keys as a value (`FLEETREG_MASTER_KEY`), used instead of the file.
     pub master_key: Option<String>,
+    /// The hub when `credentials.backend` is `kubernetes` (see
+    /// [`super::hub_config`]): envelopes kept in Secrets are re-wrapped there.
+    pub kubernetes: Option<HubConfig>,
 }
 
 impl std::fmt::Debug for VaultOptions {
@@ -91,6 +104,7 @@ impl std::fmt::Debug for VaultOptions {
                 "master_key",
                 &self.master_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("kubernetes", &self.kubernetes)
             .finish()
     }
 }
@@ -128,9 +142,14 @@ pub struct RewrapReport {
 }
 
 impl RewrapReport {
-    /// Envelopes still under keys other than the active one after the pass.
+    /// Envelopes still under keys other than the active one after the pass
+    /// (at least one per cluster: envelopes kept in a Secret on the hub are not
+    /// counted by the database, only their cluster's row and key id).
     pub fn envelopes_remaining(&self) -> u64 {
-        self.remaining.iter().map(|u| u.envelopes).sum()
+        self.remaining
+            .iter()
+            .map(|u| u.envelopes.max(u.clusters))
+            .sum()
     }
 }
 
@@ -247,13 +266,19 @@ pub async fn rotate_master_key(
         return Err(RotateError::EnvironmentKey);
     }
     let current = load(options)?;
+    // The hub must answer before the key file changes.
+    let secrets = match &options.kubernetes {
+        Some(hub) => Some(SecretsBackend::connect(hub).await?),
+        None => None,
+    };
+    let secrets = secrets.as_ref();
     let store = open_store(&options.database_url, &current).await?;
     if let Err(error) = check_canary(store.as_ref(), &current).await {
         store.close().await;
         return Err(error);
     }
     if rewrap_only {
-        let result = rewrap_and_renew(store.as_ref(), &current).await;
+        let result = rewrap_and_renew(store.as_ref(), &current, secrets).await;
         store.close().await;
         let (report, canary_replaced) = result?;
         return Ok(RotateOutcome {
@@ -274,7 +299,7 @@ pub async fn rotate_master_key(
     let store = open_store(&options.database_url, &keyring)
         .await
         .map_err(after)?;
-    let result = rewrap_and_renew(store.as_ref(), &keyring).await;
+    let result = rewrap_and_renew(store.as_ref(), &keyring, secrets).await;
     store.close().await;
     let (report, canary_replaced) = result.map_err(after)?;
     Ok(RotateOutcome {
@@ -288,8 +313,9 @@ pub async fn rotate_master_key(
 async fn rewrap_and_renew(
     store: &dyn Store,
     keyring: &Keyring,
+    secrets: Option<&SecretsBackend>,
 ) -> Result<(RewrapReport, bool), RotateError> {
-    let report = rewrap_all(store, keyring).await?;
+    let report = rewrap_pass(store, keyring, secrets).await?;
     let canary_replaced = renew_canary(store, keyring).await?;
     Ok((report, canary_replaced))
 }
@@ -297,6 +323,15 @@ async fn rewrap_and_renew(
 /// Re-wraps every stored envelope not under `keyring`'s active key, cluster by
 /// cluster in id order; see the module docs for concurrent changes.
 pub async fn rewrap_all(store: &dyn Store, keyring: &Keyring) -> Result<RewrapReport, StoreError> {
+    rewrap_pass(store, keyring, None).await
+}
+
+/// [`rewrap_all`], re-wrapping envelopes kept in Secrets through `secrets`.
+async fn rewrap_pass(
+    store: &dyn Store,
+    keyring: &Keyring,
+    secrets: Option<&SecretsBackend>,
+) -> Result<RewrapReport, StoreError> {
     let audit = Audit::system(ACTOR);
     let mut report = RewrapReport::default();
     let mut after = None;
@@ -307,7 +342,18 @@ pub async fn rewrap_all(store: &dyn Store, keyring: &Keyring) -> Result<RewrapRe
         let full = page.len() == PAGE as usize;
         for stored in page {
             report.clusters += 1;
-            rewrap_cluster(store, keyring, stored, &audit, &mut report).await?;
+            if !stored.sealed.is_empty() {
+                rewrap_cluster(store, keyring, stored, &audit, &mut report).await?;
+            } else if let Some(secrets) = secrets {
+                rewrap_secret(store, keyring, secrets, stored, &audit, &mut report).await?;
+            } else {
+                report.failed.push(RewrapFailure {
+                    cluster_id: stored.cluster_id,
+                    reason: "the envelopes are in a Secret on the hub (credentials.backend: \
+                             kubernetes); run with the server's --config"
+                        .into(),
+                });
+            }
         }
         if !full {
             break;
@@ -380,6 +426,133 @@ async fn rewrap_cluster(
 
 /// Field name → envelope, as stored.
 type SealedMap = BTreeMap<String, String>;
+
+/// One cluster whose envelopes are in its Secret on the hub: the Secret is
+/// re-wrapped (only while it carries the row's version and is unchanged since
+/// read), then the row's key id (only while its version is the one read).
+async fn rewrap_secret(
+    store: &dyn Store,
+    keyring: &Keyring,
+    secrets: &SecretsBackend,
+    mut stored: StoredCredentials,
+    audit: &Audit,
+    report: &mut RewrapReport,
+) -> Result<(), StoreError> {
+    let cluster_id = stored.cluster_id;
+    let mut retried = 0;
+    let end = 'attempts: {
+        for _ in 0..ATTEMPTS {
+            match rewrap_secret_once(store, keyring, secrets, &stored, audit).await? {
+                SecretRewrap::Done(count) => break 'attempts Ok(count),
+                SecretRewrap::Failed(reason) => break 'attempts Err(Some(reason)),
+                changed @ (SecretRewrap::Changed | SecretRewrap::Mismatch(_)) => {
+                    retried += 1;
+                    match store.get_credentials(cluster_id).await? {
+                        Some(fresh) if fresh.version == stored.version => {
+                            if let SecretRewrap::Mismatch(reason) = changed {
+                                // Not a write in flight: the row stayed, the Secret differs.
+                                break 'attempts Err(Some(reason));
+                            }
+                            stored = fresh;
+                        }
+                        Some(fresh) if fresh.sealed.is_empty() => stored = fresh,
+                        Some(_) => {
+                            let reason = "re-uploaded into the database meanwhile; run again";
+                            break 'attempts Err(Some(reason.into()));
+                        }
+                        // Deleted meanwhile.
+                        None => break 'attempts Err(None),
+                    }
+                }
+            }
+        }
+        Err(Some(format!(
+            "changed {ATTEMPTS} times while being re-wrapped; run again"
+        )))
+    };
+    report.retried += retried;
+    match end {
+        Ok(None) => report.already_current += 1,
+        Ok(Some(count)) => {
+            report.clusters_rewrapped += 1;
+            report.envelopes_rewrapped += count;
+        }
+        Err(Some(reason)) => report.failed.push(RewrapFailure { cluster_id, reason }),
+        Err(None) => report.deleted += 1,
+    }
+    Ok(())
+}
+
+/// What one try at re-wrapping a Secret did.
+enum SecretRewrap {
+    /// Written (`Some(envelopes)`), or nothing to do (`None`).
+    Done(Option<u64>),
+    /// The Secret or the row changed meanwhile: read again.
+    Changed,
+    /// The Secret is not of the row's version: read the row again (a write in
+    /// flight), fail when it stays (the reason).
+    Mismatch(String),
+    /// Cannot be re-wrapped (the reason names no secret).
+    Failed(String),
+}
+
+async fn rewrap_secret_once(
+    store: &dyn Store,
+    keyring: &Keyring,
+    secrets: &SecretsBackend,
+    stored: &StoredCredentials,
+    audit: &Audit,
+) -> Result<SecretRewrap, StoreError> {
+    let cluster_id = stored.cluster_id;
+    let secret = match secrets.read(cluster_id).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return Ok(SecretRewrap::Failed(format!(
+                "Secret {} is missing on the hub",
+                super::secret_name(cluster_id)
+            )))
+        }
+        Err(error) => return Ok(SecretRewrap::Failed(error.to_string())),
+    };
+    let sealed = match envelopes_of(&secret, stored.version) {
+        Ok(sealed) => sealed,
+        Err(error @ SecretsError::VersionMismatch { .. }) => {
+            return Ok(SecretRewrap::Mismatch(error.to_string()));
+        }
+        Err(error) => return Ok(SecretRewrap::Failed(error.to_string())),
+    };
+    let view = StoredCredentials {
+        sealed,
+        ..stored.clone()
+    };
+    let (fresh, count) = match rewrapped(keyring, &view) {
+        Ok(Some(rewrapped)) => rewrapped,
+        Ok(None) => return Ok(SecretRewrap::Done(None)),
+        Err(error) => return Ok(SecretRewrap::Failed(error.to_string())),
+    };
+    let active = keyring.active_id().to_string();
+    if count > 0 {
+        match secrets
+            .write(cluster_id, stored.version, &active, &fresh, Some(&secret))
+            .await
+        {
+            Ok(_) => {}
+            Err(SecretsError::Hub(HubError::Conflict(_))) => return Ok(SecretRewrap::Changed),
+            Err(error) => return Ok(SecretRewrap::Failed(error.to_string())),
+        }
+    }
+    let rewrap = RewrapCredentials {
+        cluster_id,
+        expected_version: stored.version,
+        sealed: BTreeMap::new(),
+        key_id: active,
+    };
+    if store.rewrap_credentials(rewrap, audit).await? {
+        Ok(SecretRewrap::Done(Some(count)))
+    } else {
+        Ok(SecretRewrap::Changed)
+    }
+}
 
 /// The sealed map with every envelope under the active key and how many were
 /// re-wrapped; `None` when all already are (and the row says so).

@@ -88,8 +88,13 @@ async fn target_of(health: &HealthContext, cluster: &Cluster) -> Target {
     match health.credentials.for_cluster(cluster.id).await {
         Ok(Some(credential)) => target.with_credential(credential),
         Ok(None) => target,
-        Err(error) => {
+        Err(error @ crate::credentials::CredentialsError::Store(_)) => {
             tracing::warn!(cluster = %cluster.id, %error, "checking without credentials");
+            target
+        }
+        Err(error) => {
+            // Logged (and audited) by `for_cluster` once per stored version.
+            tracing::debug!(cluster = %cluster.id, %error, "checking without credentials");
             target
         }
     }

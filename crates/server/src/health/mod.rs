@@ -11,7 +11,7 @@ mod scheduler;
 
 pub use check::{check_and_record, discover_and_record, CheckOutcome, DiscoverError};
 pub use locks::{ClusterGuard, ClusterLocks};
-pub use scheduler::{HealthScheduler, Tick};
+pub use scheduler::{HealthScheduler, Tick, MAX_CONCURRENT_CHECKS};
 
 use crate::settings::{DiscoveryConfig, HealthCheckConfig};
 use fleetreg_model::{CheckTiming, ClusterType};
@@ -32,6 +32,38 @@ pub struct HealthContext {
     pub locks: ClusterLocks,
     /// Stored credentials, opened for the probe.
     pub credentials: crate::credentials::Credentials,
+    /// Checks started by a request that outlive its answer.
+    pub background: Background,
+}
+
+/// Work a request starts and does not wait for (the check and discovery after
+/// a credential change): cancelled at shutdown, which waits until it has
+/// ended, so nothing of a stopped server still talks to clusters. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Background {
+    tracker: tokio_util::task::TaskTracker,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Background {
+    /// Runs `work` until it ends or [`Background::stop`] is called.
+    pub fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = work => {}
+            }
+        });
+    }
+
+    /// Cancels the work running and waits until it has ended (work spawned
+    /// afterwards ends at once).
+    pub async fn stop(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
 }
 
 impl HealthContext {

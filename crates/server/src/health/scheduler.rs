@@ -9,6 +9,13 @@
 //! deleted one is dropped. First due times are spread by a jitter derived from the
 //! id; a semaphore bounds the checks in flight.
 //!
+//! Due checks start oldest-due first, as permits allow. When more are due than
+//! permits are free, the loop does not wait for its next tick: every finished
+//! check wakes it (after [`BACKLOG_COALESCE`], so one round starts many), so
+//! throughput is bound by the checks' own latency and the permits, not by the
+//! tick, and the delay falls evenly on the clusters longest due instead of
+//! starving the same ones every round.
+//!
 //! Capabilities are rediscovered after a successful check once
 //! `periodic_refresh_hours` have passed since the cluster's `discovered_at`
 //! (clusters never discovered: at their first successful check), retried after
@@ -31,6 +38,9 @@ use uuid::Uuid;
 pub const MAX_CONCURRENT_CHECKS: usize = 256;
 /// How often the loop wakes to start due checks and look for new clusters.
 const TICK: Duration = Duration::from_millis(250);
+/// With checks waiting for a permit, how long the loop lets finished checks
+/// accumulate after the first one before starting the next round.
+const BACKLOG_COALESCE: Duration = Duration::from_millis(5);
 /// The largest first-check jitter of a cluster registered while running.
 const NEW_CLUSTER_JITTER: Duration = Duration::from_secs(1);
 /// The change log is read at least this often even when this process's revision
@@ -55,6 +65,8 @@ struct Inner {
     store: Arc<dyn Store>,
     health: HealthContext,
     permits: Arc<Semaphore>,
+    /// Notified whenever a check gives its permit back.
+    permit_freed: tokio::sync::Notify,
     table: Mutex<Table>,
 }
 
@@ -131,12 +143,18 @@ struct Rediscovery {
 #[must_use = "drop it to leave the checks running, or finish() to wait for them"]
 pub struct Tick {
     started: Vec<JoinHandle<()>>,
+    waiting: usize,
 }
 
 impl Tick {
     /// How many checks the tick started.
     pub fn started(&self) -> usize {
         self.started.len()
+    }
+
+    /// How many due checks the tick left waiting for a permit.
+    pub fn waiting(&self) -> usize {
+        self.waiting
     }
 
     /// Waits until every check the tick started has been recorded.
@@ -155,9 +173,16 @@ impl HealthScheduler {
                 store,
                 health,
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS)),
+                permit_freed: tokio::sync::Notify::new(),
                 table: Mutex::new(Table::default()),
             }),
         }
+    }
+
+    /// The store and health context the scheduler checks with (tests build a
+    /// second, manually driven scheduler from them).
+    pub fn parts(&self) -> (Arc<dyn Store>, HealthContext) {
+        (self.inner.store.clone(), self.inner.health.clone())
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -169,17 +194,28 @@ impl HealthScheduler {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs until `shutdown`: every tick starts the checks that are due; checks
-    /// still running at shutdown are abandoned.
+    /// Runs until `shutdown`: every round starts the checks that are due, the
+    /// next round comes after [`TICK`] or, while due checks wait for permits,
+    /// as soon as checks finish; checks still running at shutdown are abandoned.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut running: Vec<JoinHandle<()>> = Vec::new();
         loop {
             let tick = self.tick().await;
+            let backlog = tick.waiting > 0;
             running.retain(|task| !task.is_finished());
             running.extend(tick.started);
+            let freed = async {
+                if backlog {
+                    self.inner.permit_freed.notified().await;
+                    tokio::time::sleep(BACKLOG_COALESCE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(TICK) => {}
+                () = freed => {}
             }
         }
         for task in running {
@@ -198,28 +234,53 @@ impl HealthScheduler {
         if let Err(error) = self.reload().await {
             tracing::warn!(%error, "health scheduler: cannot load the cluster list");
         }
-        let mut started = Vec::new();
         let mut table = self.table();
         let mut by_state: HashMap<ClusterState, u64> = HashMap::new();
-        for slot in table.slots.values_mut() {
+        let mut due: Vec<(Instant, Uuid)> = Vec::new();
+        for (id, slot) in &table.slots {
             *by_state.entry(slot.state).or_default() += 1;
-            if slot.running || slot.due > now {
-                continue;
+            if !slot.running && slot.due <= now {
+                due.push((slot.due, *id));
             }
+        }
+        // Oldest due first, so a backlog delays every cluster a little rather
+        // than starving some; only as many as there are free permits are
+        // ordered (a linear selection), the rest wait for the next round.
+        let free = self.inner.permits.available_permits();
+        let mut waiting = due.len().saturating_sub(free);
+        if waiting > 0 {
+            due.select_nth_unstable(free);
+            due.truncate(free);
+        }
+        due.sort_unstable();
+        let mut started = Vec::new();
+        for (_, id) in due {
             let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
-                // Every permit is taken: the rest start on a later tick (the lag
-                // metric shows it).
+                // Every permit is taken: the rest start as checks finish (the
+                // lag metric shows it).
+                waiting += 1;
+                continue;
+            };
+            let Some(slot) = table.slots.get_mut(&id) else {
                 continue;
             };
             slot.running = true;
             let lag = Instant::now().saturating_duration_since(slot.due);
             ::metrics::histogram!(metrics::HEALTH_SCHEDULER_LAG).record(lag.as_secs_f64());
+            let interval = self.inner.health.timing(slot.cluster.cluster_type).interval;
+            // Started so late that the gap since the previous check is over one
+            // and a half intervals: one missed interval, counted now (a start a
+            // whole interval late or more is counted by `next_due` when it ends).
+            let counted_late = lag >= interval / 2 && lag < interval;
+            if counted_late {
+                ::metrics::counter!(metrics::HEALTH_MISSED_INTERVALS).increment(1);
+            }
             let this = self.clone();
             let cluster = slot.cluster.clone();
             let due = slot.due;
             let discover = slot.discover_due.is_some_and(|at| at <= now);
             started.push(tokio::spawn(async move {
-                this.check(cluster, due, discover.then_some(now), permit)
+                this.check(cluster, due, counted_late, discover.then_some(now), permit)
                     .await;
             }));
         }
@@ -228,7 +289,7 @@ impl HealthScheduler {
             ::metrics::gauge!(metrics::CLUSTERS_BY_STATE, "state" => state.as_str())
                 .set(count as f64);
         }
-        Tick { started }
+        Tick { started, waiting }
     }
 
     /// The ids of the clusters currently scheduled (tests).
@@ -237,11 +298,13 @@ impl HealthScheduler {
     }
 
     /// Checks one cluster, then rediscovers it when `discover_at` (the tick's
-    /// time) is given and the API server answered.
+    /// time) is given and the API server answered. `counted_late`: its late
+    /// start was already counted as one missed interval.
     async fn check(
         &self,
         cluster: Arc<Cluster>,
         due: Instant,
+        counted_late: bool,
         discover_at: Option<Instant>,
         permit: OwnedSemaphorePermit,
     ) {
@@ -255,6 +318,7 @@ impl HealthScheduler {
             _ => None,
         };
         drop(permit);
+        self.inner.permit_freed.notify_one();
         let observed = match result {
             Ok(outcome) => Some((outcome.status, outcome.last_seen_at)),
             Err(StoreError::NotFound(_)) => None,
@@ -283,6 +347,7 @@ impl HealthScheduler {
         }
         slot.cluster = Arc::new(updated);
         let (next, missed) = next_due(due, interval, Instant::now());
+        let missed = missed.saturating_sub(u64::from(counted_late));
         if missed > 0 {
             ::metrics::counter!(metrics::HEALTH_MISSED_INTERVALS).increment(missed);
         }

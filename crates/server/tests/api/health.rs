@@ -3,7 +3,7 @@
 //! only on transitions, and the background scheduler picking up new clusters and
 //! dropping deleted ones.
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, is_check_api_call, refresh, refresh_ok, scheduled, TestApp};
 use fleetreg_server::settings::Settings;
 use fleetreg_sim::{ClusterSpec, ClusterView, FaultsPatch, ObservabilitySpec, SpawnedSim};
 use serde_json::{json, Value};
@@ -17,17 +17,6 @@ fn manual(settings: &mut Settings) {
 }
 
 /// Scheduler tests: every type checked each second.
-/// Background checks on, every type at `interval` seconds, the given timeout.
-fn scheduled(settings: &mut Settings, interval: u64, timeout: u64) {
-    let h = &mut settings.health_check;
-    h.enabled = true;
-    h.hub_interval_seconds = interval;
-    h.spoke_interval_seconds = interval;
-    h.edge_interval_seconds = interval;
-    h.far_edge_interval_seconds = interval;
-    h.timeout_seconds = Some(timeout);
-}
-
 fn every_second(settings: &mut Settings) {
     scheduled(settings, 1, 2);
 }
@@ -71,22 +60,6 @@ async fn register_sim_cluster(app: &TestApp, view: &ClusterView) -> String {
         )
         .await;
     body["id"].as_str().unwrap().to_owned()
-}
-
-async fn refresh(app: &TestApp, id: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/v1/clusters/{id}/refresh")))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn refresh_ok(app: &TestApp, id: &str) -> Value {
-    let response = refresh(app, id).await;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "refresh: {body}");
-    body
 }
 
 fn faults(api_down: bool, prometheus_down: bool) -> FaultsPatch {
@@ -569,7 +542,7 @@ mod refresh_and_scheduler_never_overlap {
         let lists: Vec<_> = log
             .items
             .iter()
-            .filter(|r| r.path.starts_with("/api/v1/namespaces?") && r.path.ends_with("limit=1"))
+            .filter(|r| is_check_api_call(&r.path))
             .map(|r| r.time)
             .collect();
         let paths: Vec<_> = log.items.iter().map(|r| r.path.as_str()).collect();
@@ -588,4 +561,118 @@ mod refresh_and_scheduler_never_overlap {
     }
 
     on_both_stores!(hourly);
+}
+
+mod a_backlog_starts_the_longest_due_first {
+    use super::*;
+    use fleetreg_server::health::{HealthScheduler, MAX_CONCURRENT_CHECKS};
+    use std::collections::{BTreeSet, HashMap};
+
+    /// Clusters beyond the permits: this many wait in the first round.
+    const EXTRA: usize = 44;
+    const YEAR: u64 = 365 * 24 * 3600;
+
+    /// Yearly checks: the app's own scheduler checks each cluster once, right
+    /// after its registration, and not again while the test runs. A timeout no
+    /// loaded CI machine reaches: every started check must reach the simulator.
+    fn yearly(settings: &mut Settings) {
+        scheduled(settings, YEAR, 60);
+    }
+
+    /// The names whose API server was checked after log position `after`.
+    async fn checked_after(admin: &fleetreg_sim::SimAdmin, after: u64) -> (BTreeSet<String>, u64) {
+        let mut names = BTreeSet::new();
+        let mut position = after;
+        loop {
+            let page = admin.requests(position, None).await.unwrap();
+            if page.items.is_empty() {
+                return (names, position);
+            }
+            for entry in &page.items {
+                // The check's API-server call.
+                if is_check_api_call(&entry.path) {
+                    assert!(
+                        names.insert(entry.cluster.clone()),
+                        "{} checked twice",
+                        entry.cluster
+                    );
+                }
+            }
+            position = page.next_after;
+        }
+    }
+
+    async fn body(app: TestApp) {
+        let sim = SpawnedSim::start().await.unwrap();
+        let admin = sim.admin();
+        let mut names_by_id = HashMap::new();
+        for i in 0..MAX_CONCURRENT_CHECKS + EXTRA {
+            let view = admin
+                .create_cluster(&format!("backlog-{i:03}"), ClusterSpec::default())
+                .await
+                .unwrap();
+            let body = app
+                .register(&view.name, json!({ "api_server_url": view.api_server_url }))
+                .await;
+            let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+            names_by_id.insert(id, view.name);
+        }
+        // The app's own first check of every cluster (its next is a year away).
+        let mut first_checks = BTreeSet::new();
+        let mut mark = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while first_checks.len() < names_by_id.len() {
+            assert!(
+                Instant::now() < deadline,
+                "the app checked only {} of {} clusters",
+                first_checks.len(),
+                names_by_id.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (seen, position) = checked_after(&admin, mark).await;
+            assert!(
+                seen.is_disjoint(&first_checks),
+                "the app checked a cluster twice"
+            );
+            first_checks.extend(seen);
+            mark = position;
+        }
+
+        // A second scheduler driven by hand loads the table now: first due
+        // times spread over the year by the id's jitter.
+        let (store, context) = app.health.as_ref().expect("scheduler on").parts();
+        let scheduler = HealthScheduler::new(store, context);
+        let every_one_due = Instant::now() + Duration::from_secs(YEAR);
+        let first = scheduler.tick_at(every_one_due).await;
+        assert_eq!(first.started(), MAX_CONCURRENT_CHECKS);
+        assert_eq!(first.waiting(), EXTRA);
+        first.finish().await;
+        let (first_checked, mark) = checked_after(&admin, mark).await;
+
+        // Oldest due first: the ids with the smallest jitter (the scheduler's
+        // `jitter`: the id's low 64 bits modulo the interval in milliseconds).
+        let mut by_due: Vec<(u64, &uuid::Uuid)> = names_by_id
+            .keys()
+            .map(|id| (id.as_u64_pair().1 % (YEAR * 1000), id))
+            .collect();
+        by_due.sort();
+        let expected: BTreeSet<String> = by_due[..MAX_CONCURRENT_CHECKS]
+            .iter()
+            .map(|(_, id)| names_by_id[id].clone())
+            .collect();
+        assert_eq!(first_checked, expected);
+
+        // The next round starts exactly the ones left waiting.
+        let second = scheduler.tick_at(every_one_due).await;
+        assert_eq!((second.started(), second.waiting()), (EXTRA, 0));
+        second.finish().await;
+        let (second_checked, _) = checked_after(&admin, mark).await;
+        let rest: BTreeSet<String> = by_due[MAX_CONCURRENT_CHECKS..]
+            .iter()
+            .map(|(_, id)| names_by_id[id].clone())
+            .collect();
+        assert_eq!(second_checked, rest);
+    }
+
+    on_both_stores!(yearly);
 }

@@ -74,6 +74,8 @@ pub struct TestApp {
     pub retention: fleetreg_server::retention::Retention,
     /// The health scheduler, when the settings enable it.
     pub health: Option<fleetreg_server::health::HealthScheduler>,
+    /// The automatic credential rotation worker, when the settings enable it.
+    pub rotation: Option<fleetreg_server::credentials::auto_rotate::AutoRotation>,
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -246,6 +248,7 @@ async fn start(
     let store = app.store();
     let retention = app.retention();
     let health = app.health_scheduler();
+    let rotation = app.credential_rotation();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -257,6 +260,7 @@ async fn start(
         store,
         retention,
         health,
+        rotation,
         database_url,
         stop: Some(stop),
         server: Some(server),
@@ -403,4 +407,94 @@ pub async fn assert_error(response: Response, status: u16, code: &str) -> Value 
     );
     assert!(body["error"]["details"].is_object(), "details in {body}");
     body
+}
+
+// ---- Shared by the health, rotation and credential tests ----
+
+/// Background checks on, every cluster type every `interval` seconds, with
+/// `timeout` seconds per check.
+pub fn scheduled(settings: &mut Settings, interval: u64, timeout: u64) {
+    let h = &mut settings.health_check;
+    h.enabled = true;
+    h.hub_interval_seconds = interval;
+    h.spoke_interval_seconds = interval;
+    h.edge_interval_seconds = interval;
+    h.far_edge_interval_seconds = interval;
+    h.timeout_seconds = Some(timeout);
+}
+
+/// Whether `path` is a health check's one API server call,
+/// `GET /api/v1/namespaces?limit=1` (kube-rs may write the query as
+/// `?&limit=1`; discovery lists namespaces without a limit).
+pub fn is_check_api_call(path: &str) -> bool {
+    path.split_once('?').is_some_and(|(path, query)| {
+        path == "/api/v1/namespaces" && query.split('&').any(|pair| pair == "limit=1")
+    })
+}
+
+/// `POST /clusters/{id}/credentials` with `body`, asserting 200.
+pub async fn upload(app: &TestApp, id: &str, body: Value) -> Value {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/clusters/{id}/credentials")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `POST /clusters/{id}/refresh`.
+pub async fn refresh(app: &TestApp, id: &str) -> Response {
+    app.client
+        .post(app.url(&format!("/api/v1/clusters/{id}/refresh")))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST /clusters/{id}/refresh`, asserting 200; the body.
+pub async fn refresh_ok(app: &TestApp, id: &str) -> Value {
+    let response = refresh(app, id).await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "refresh: {body}");
+    body
+}
+
+/// The `credentials` object of `GET /clusters/{id}/status`.
+pub async fn credentials_of(app: &TestApp, id: &str) -> Value {
+    let response = app.get(&format!("/api/v1/clusters/{id}/status")).await;
+    assert_eq!(response.status(), 200);
+    let status: Value = response.json().await.unwrap();
+    status["credentials"].clone()
+}
+
+/// The sequence number of the last request the simulator logged so far (a
+/// page of no cluster's requests still moves `next_after` over every entry).
+pub fn log_position(sim: &fleetreg_sim::SpawnedSim) -> u64 {
+    sim.sim.requests(0, Some(""), usize::MAX).next_after
+}
+
+/// Polls `probe` every 50 ms until it yields a value; panics with `what`
+/// after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -10,9 +10,12 @@
 //! and log lines emitted on threads other than the test's (the SQLite driver's
 //! worker thread, `spawn_blocking`): the log capture is a thread-local subscriber,
 //! since the test binary is shared and its global subscriber can be set only once.
+//! `crates/cli/tests/leaks.rs` covers those: it searches the complete TRACE log
+//! of the real `fleetreg serve` run as a child process. The search itself is in
+//! `leak_search.rs`, shared by both.
 
 use crate::helpers::*;
-use base64::Engine;
+use crate::leak_search::{assert_search_finds_markers, LeakReport};
 use fleetreg_server::settings::Settings;
 use fleetreg_sim::{AddToken, AuthSpec, ClusterSpec, Service, SpawnedSim};
 use futures::StreamExt;
@@ -26,7 +29,7 @@ const CHANNEL: &str = "fleetreg:events";
 const DEADLINE: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------
-// Markers and the search for them.
+// Markers (searched for with `leak_search`).
 
 /// The secrets of one run, each unique.
 struct Markers {
@@ -53,142 +56,6 @@ impl Markers {
 
     fn all(&self) -> [&str; 4] {
         [&self.api, &self.rotated, &self.prom, &self.rejected]
-    }
-}
-
-/// One form in which a marker could appear.
-struct Needle {
-    marker: String,
-    form: String,
-    bytes: Vec<u8>,
-}
-
-/// Every form of `marker` searched for: itself, its random part alone, and the
-/// base64 of any data containing it, in the standard and URL-safe alphabets.
-/// Base64 encodes 3 bytes as 4 characters, so the encoding of data holding the
-/// marker depends on the marker's offset modulo 3; for each offset the characters
-/// of the groups made only of marker bytes are the same whatever surrounds it
-/// (and whether or not there is padding), and that core is the needle.
-fn needles(marker: &str) -> Vec<Needle> {
-    let random = marker.rsplit('-').next().unwrap();
-    let mut out = vec![
-        Needle {
-            marker: marker.into(),
-            form: "plain".into(),
-            bytes: marker.as_bytes().to_vec(),
-        },
-        Needle {
-            marker: marker.into(),
-            form: "plain (random part)".into(),
-            bytes: random.as_bytes().to_vec(),
-        },
-    ];
-    let engines = [
-        ("base64", base64::engine::general_purpose::STANDARD_NO_PAD),
-        (
-            "base64url",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        ),
-    ];
-    for (name, engine) in engines {
-        for shift in 0..3usize {
-            let mut data = vec![b'x'; shift];
-            data.extend_from_slice(marker.as_bytes());
-            let encoded = engine.encode(&data);
-            let whole_groups = data.len() / 3 * 4;
-            let start = if shift == 0 { 0 } else { 4 };
-            out.push(Needle {
-                marker: marker.into(),
-                form: format!("{name} at offset {shift}"),
-                bytes: encoded.as_bytes()[start..whole_groups].to_vec(),
-            });
-        }
-    }
-    out
-}
-
-/// The markers (and forms) found in `haystack`, each with some context.
-fn find_markers(haystack: &[u8], needles: &[Needle]) -> Vec<String> {
-    needles
-        .iter()
-        .filter_map(|n| {
-            let at = haystack
-                .windows(n.bytes.len())
-                .position(|w| w == n.bytes.as_slice())?;
-            let from = at.saturating_sub(200);
-            let to = (at + n.bytes.len() + 200).min(haystack.len());
-            Some(format!(
-                "{} ({}) at byte {at}: …{}…",
-                n.marker,
-                n.form,
-                String::from_utf8_lossy(&haystack[from..to])
-            ))
-        })
-        .collect()
-}
-
-/// Searches every `(where, bytes)` and collects each hit with where it was.
-struct LeakReport {
-    needles: Vec<Needle>,
-    searched: Vec<String>,
-    leaks: Vec<String>,
-}
-
-impl LeakReport {
-    fn new(markers: &Markers) -> LeakReport {
-        LeakReport {
-            needles: markers.all().iter().flat_map(|m| needles(m)).collect(),
-            searched: Vec::new(),
-            leaks: Vec::new(),
-        }
-    }
-
-    fn search(&mut self, place: &str, haystack: &[u8]) {
-        self.searched
-            .push(format!("{place} ({} bytes)", haystack.len()));
-        for hit in find_markers(haystack, &self.needles) {
-            self.leaks.push(format!("{place}: {hit}"));
-        }
-    }
-
-    fn assert_clean(&self) {
-        assert!(
-            self.leaks.is_empty(),
-            "secret markers leaked:\n{}\n(searched: {:?})",
-            self.leaks.join("\n"),
-            self.searched
-        );
-    }
-}
-
-/// The control: the same search finds the markers where they are, in every form.
-fn assert_search_finds_markers(markers: &Markers) {
-    let b64 = &base64::engine::general_purpose::STANDARD;
-    let b64url = &base64::engine::general_purpose::URL_SAFE;
-    for marker in markers.all() {
-        let needles = needles(marker);
-        let holders: Vec<String> = vec![
-            format!("{{\"token\":\"{marker}\"}}"),
-            format!("Authorization: Bearer {marker}\r\n"),
-            b64.encode(marker),
-            b64.encode(format!("a{marker}")),
-            b64.encode(format!("ab{marker}zz")),
-            b64url.encode(format!("user:{marker}")),
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{marker}!")),
-            b64.encode(format!(
-                "apiVersion: v1\nusers:\n- name: u\n  user:\n    token: {marker}\n"
-            )),
-        ];
-        for holder in holders {
-            assert!(
-                !find_markers(holder.as_bytes(), &needles).is_empty(),
-                "the search misses {marker} in {holder}"
-            );
-        }
-        assert!(
-            find_markers(b"nothing to see here", &needles).is_empty(),
-            "the search finds {marker} where it is not"
-        );
     }
 }
 
@@ -422,7 +289,7 @@ async fn database_contents(app: &TestApp) -> Vec<(String, Vec<u8>)> {
 
 async fn no_marker_leaks(backend: Backend) {
     let markers = Markers::new();
-    assert_search_finds_markers(&markers);
+    assert_search_finds_markers(&markers.all());
 
     // Everything logged on this thread, at TRACE, from the server's start on.
     // The runtime is current-thread, so every task the server spawns runs here.
@@ -707,7 +574,7 @@ async fn no_marker_leaks(backend: Backend) {
     );
 
     // The database while the credentials are stored.
-    let mut report = LeakReport::new(&markers);
+    let mut report = LeakReport::new(&markers.all());
     for (place, bytes) in database_contents(&app).await {
         report.search(&format!("{place} (credentials stored)"), &bytes);
     }
@@ -835,5 +702,5 @@ async fn no_marker_leaks_postgres() {
 
 #[test]
 fn the_search_finds_every_form() {
-    assert_search_finds_markers(&Markers::new());
+    assert_search_finds_markers(&Markers::new().all());
 }

@@ -4,6 +4,7 @@
 #[macro_use]
 mod helpers;
 mod audit;
+mod auto_rotation;
 mod clusters;
 mod concurrency;
 mod credential_expiry;
@@ -14,11 +15,14 @@ mod fleet;
 mod health;
 mod history;
 mod isolation;
+mod leak_search;
 mod leaks;
 mod listing;
 mod operations;
 mod prometheus;
 mod rbac;
 mod redis;
+mod rotation_under_checks;
+mod secrets_backend;
 mod tls;
 mod vault;

@@ -147,6 +147,7 @@ fn options(app: &TestApp, file: &Path) -> VaultOptions {
         database_url: app.database_url.clone(),
         master_key_file: file.to_path_buf(),
         master_key: None,
+        kubernetes: None,
     }
 }
 

@@ -125,7 +125,8 @@ async fn set_spec(
     sim.set_spec(&name, body(request)?).map(Json)
 }
 
-/// A [`FaultsPatch`] plus `token_request_fail`, which is not one of its fields.
+/// A [`FaultsPatch`] plus `token_request_fail` and `token_request_max_seconds`,
+/// which are not among its fields.
 async fn patch_faults(
     State(sim): State<Sim>,
     Path(name): Path<String>,
@@ -135,10 +136,17 @@ async fn patch_faults(
     let invalid = |e: serde_json::Error| Error::InvalidRequest {
         reason: e.to_string(),
     };
-    let token_request_fail = match request.as_object_mut() {
-        Some(map) => map.remove("token_request_fail"),
-        None => None,
+    let (token_request_fail, token_request_max) = match request.as_object_mut() {
+        Some(map) => (
+            map.remove("token_request_fail"),
+            map.remove("token_request_max_seconds"),
+        ),
+        None => (None, None),
     };
+    let token_request_max: Option<Option<i64>> = token_request_max
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(invalid)?;
     let token_request_fail: Option<bool> = token_request_fail
         .map(serde_json::from_value)
         .transpose()
@@ -147,6 +155,9 @@ async fn patch_faults(
     sim.get(&name)?;
     if let Some(fail) = token_request_fail {
         sim.set_token_request_fault(&name, fail)?;
+    }
+    if let Some(max) = token_request_max {
+        sim.set_token_request_max_seconds(&name, max)?;
     }
     sim.patch_faults(&name, &patch).map(Json)
 }

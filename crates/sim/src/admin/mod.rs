@@ -7,7 +7,7 @@
 //! | POST | `/admin/clusters/bulk` | `{prefix, count, spec?, auth?}` → `{added}` (names `prefix-00000`…) |
 //! | GET | `/admin/clusters/{name}` | → `ClusterView` |
 //! | PUT | `/admin/clusters/{name}/spec` | `ClusterSpec` → `ClusterView` |
-//! | PATCH | `/admin/clusters/{name}/faults` | `FaultsPatch` (+ `token_request_fail`) → `ClusterView` |
+//! | PATCH | `/admin/clusters/{name}/faults` | `FaultsPatch` (+ `token_request_fail`, `token_request_max_seconds`) → `ClusterView` |
 //! | PUT | `/admin/clusters/{name}/auth` | `AuthSpec` → `ClusterView` (run-time credentials stay) |
 //! | DELETE | `/admin/clusters/{name}` | → 204 |
 //! | GET | `/admin/clusters/{name}/tokens` | → `{items: [TokenView]}` (spec tokens, then run-time ones) |
