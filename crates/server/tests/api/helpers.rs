@@ -2,6 +2,7 @@
 
 use fleetreg_server::settings::Settings;
 use fleetreg_server::Application;
+use fleetreg_sim::{AddToken, AuthSpec, ClusterSpec, ClusterView, SpawnedSim};
 use fleetreg_store::Store;
 use reqwest::Response;
 use serde_json::{json, Value};
@@ -497,4 +498,59 @@ where
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A target cluster accepting `token` on its API server and `prom` on Prometheus.
+pub async fn target(sim: &SpawnedSim, name: &str, token: &str, prom: &str) -> ClusterView {
+    let view = sim
+        .admin()
+        .create_cluster_with_auth(
+            name,
+            ClusterSpec::default(),
+            AuthSpec {
+                required: true,
+                prometheus_tokens: vec![prom.into()],
+                ..AuthSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    add_token(sim, name, token).await;
+    view
+}
+
+/// Makes `cluster` accept `token` on its API server.
+pub async fn add_token(sim: &SpawnedSim, cluster: &str, token: &str) {
+    let add = AddToken {
+        token: Some(token.into()),
+        ..AddToken::default()
+    };
+    sim.admin().add_token(cluster, &add).await.unwrap();
+}
+
+/// Registers `view` with its Prometheus endpoint; returns the id.
+pub async fn register_with_prometheus(app: &TestApp, view: &ClusterView) -> String {
+    let body = json!({
+        "api_server_url": view.api_server_url,
+        "endpoints": { "prometheus_url": view.prometheus_url },
+    });
+    let cluster = app.register(&view.name, body).await;
+    cluster["id"].as_str().unwrap().to_owned()
+}
+
+/// Stores (`path` "") or rotates (`"/rotate"`) a TOKEN credential of `token`
+/// and Prometheus token `prom` through the API; asserts 200.
+pub async fn put_token(app: &TestApp, id: &str, token: &str, prom: &str, path: &str) -> Value {
+    let body = json!({ "auth_type": "TOKEN", "token": token, "prometheus_token": prom });
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/clusters/{id}/credentials{path}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
 }

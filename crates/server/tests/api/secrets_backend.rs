@@ -6,7 +6,10 @@
 //! refuses to start without a usable hub; master-key rotation re-wraps the
 //! envelopes in the Secrets.
 
-use crate::helpers::{assert_error, spawn_app_with, test_settings, Backend, TestApp};
+use crate::helpers::{
+    add_token, assert_error, put_token, register_with_prometheus, spawn_app_with, target,
+    test_settings, Backend, TestApp,
+};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use fleetreg_server::credentials::rotate::{rotate_master_key, VaultOptions};
@@ -15,7 +18,7 @@ use fleetreg_server::credentials::{
 };
 use fleetreg_server::settings::{CredentialsBackendKind, Settings};
 use fleetreg_server::{Application, StartError};
-use fleetreg_sim::{AddToken, AuthSpec, ClusterSpec, ClusterView, SecretRecord, SpawnedSim};
+use fleetreg_sim::{AuthSpec, ClusterSpec, ClusterView, SecretRecord, SpawnedSim};
 use fleetreg_store::AuditQuery;
 use fleetreg_vault::Sealed;
 use serde_json::{json, Value};
@@ -52,57 +55,6 @@ fn kubernetes_backend(hub: &ClusterView, dir: &Path) -> impl FnOnce(&mut Setting
         settings.credentials.kubernetes.api_url = Some(api_url);
         settings.credentials.kubernetes.token_file = Some(token_file);
     }
-}
-
-/// A target cluster accepting `token` on its API server and `prom` on Prometheus.
-async fn target(sim: &SpawnedSim, name: &str, token: &str, prom: &str) -> ClusterView {
-    let view = sim
-        .admin()
-        .create_cluster_with_auth(
-            name,
-            ClusterSpec::default(),
-            AuthSpec {
-                required: true,
-                prometheus_tokens: vec![prom.into()],
-                ..AuthSpec::default()
-            },
-        )
-        .await
-        .unwrap();
-    add_token(sim, name, token).await;
-    view
-}
-
-async fn add_token(sim: &SpawnedSim, cluster: &str, token: &str) {
-    let add = AddToken {
-        token: Some(token.into()),
-        ..AddToken::default()
-    };
-    sim.admin().add_token(cluster, &add).await.unwrap();
-}
-
-async fn register(app: &TestApp, view: &ClusterView) -> String {
-    let body = json!({
-        "api_server_url": view.api_server_url,
-        "endpoints": { "prometheus_url": view.prometheus_url },
-    });
-    let cluster = app.register(&view.name, body).await;
-    cluster["id"].as_str().unwrap().to_owned()
-}
-
-async fn put_token(app: &TestApp, id: &str, token: &str, prom: &str, path: &str) -> Value {
-    let body = json!({ "auth_type": "TOKEN", "token": token, "prometheus_token": prom });
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/clusters/{id}/credentials{path}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
 }
 
 /// Refreshes `id` and returns the state and the bearer tokens `name`'s API server saw.
@@ -190,7 +142,7 @@ mod store_check_rotate_delete {
     async fn body(app: TestApp, sim: SpawnedSim, backend: impl FnOnce(&mut Settings)) {
         let (api1, prom) = ("api-marker-5f1c9e", "prom-marker-7d20ab");
         let view = target(&sim, "target-a", api1, prom).await;
-        let id = register(&app, &view).await;
+        let id = register_with_prometheus(&app, &view).await;
 
         let stored = put_token(&app, &id, api1, prom, "").await;
         assert_eq!(stored["version"], 1);
@@ -333,7 +285,7 @@ mod edited_secret_is_not_used {
     ) {
         let (api, prom) = ("api-marker-b7e1", "prom-marker-b7e1");
         let view = target(&sim, "target-b", api, prom).await;
-        let id = register(&app, &view).await;
+        let id = register_with_prometheus(&app, &view).await;
         put_token(&app, &id, api, prom, "").await;
 
         // Another version than the row's.
@@ -458,7 +410,7 @@ async fn master_key_rotation_rewraps_secret_envelopes() {
         .unwrap();
     let (api, prom) = ("api-marker-c41d", "prom-marker-c41d");
     let view = target(&sim, "target-c", api, prom).await;
-    let id = register(&app, &view).await;
+    let id = register_with_prometheus(&app, &view).await;
     put_token(&app, &id, api, prom, "").await;
     let before = secret_of(&sim, &id).await.unwrap();
 
@@ -563,7 +515,7 @@ async fn a_refused_commit_restores_the_previous_secret() {
         .unwrap();
     let (api, prom) = ("api-marker-d93a", "prom-marker-d93a");
     let view = target(&sim, "target-d", api, prom).await;
-    let id = register(&app, &view).await;
+    let id = register_with_prometheus(&app, &view).await;
     put_token(&app, &id, api, prom, "").await;
     let before = secret_of(&sim, &id).await.unwrap();
 
@@ -664,7 +616,7 @@ async fn a_refused_commit_restores_the_previous_secret() {
 
     // A rotation of credentials that do not exist: refused, no Secret left.
     let other = target(&sim, "target-e", api, prom).await;
-    let other_id = register(&app, &other).await;
+    let other_id = register_with_prometheus(&app, &other).await;
     let error = credentials
         .put(
             other_id.parse().unwrap(),
@@ -703,7 +655,7 @@ async fn a_write_in_flight_elsewhere_is_refused_with_412() {
         .unwrap();
     let (api, prom) = ("api-marker-e5a0", "prom-marker-e5a0");
     let view = target(&sim, "target-f", api, prom).await;
-    let id = register(&app, &view).await;
+    let id = register_with_prometheus(&app, &view).await;
     put_token(&app, &id, api, prom, "").await;
 
     patch_secret(
@@ -785,7 +737,7 @@ async fn delete_removes_the_row_even_when_the_secret_stays() {
         .unwrap();
     let (api, prom) = ("api-marker-f6b1", "prom-marker-f6b1");
     let view = target(&sim, "target-g", api, prom).await;
-    let id = register(&app, &view).await;
+    let id = register_with_prometheus(&app, &view).await;
     put_token(&app, &id, api, prom, "").await;
 
     let hub_auth = |tokens: Vec<String>| AuthSpec {

@@ -6,15 +6,17 @@
 //! by `--rewrap-only`, a restarted server uses both keys, a server with only the
 //! old key refuses to start and one with only the new key works.
 
-use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::helpers::{
+    add_token, put_token, register_with_prometheus, spawn_app_with, target, Backend, TestApp,
+};
 use fleetreg_server::credentials::rotate::{rotate_master_key, vault_status, VaultOptions};
 use fleetreg_server::credentials::KeyError;
 use fleetreg_server::settings::Settings;
 use fleetreg_server::{Application, StartError};
-use fleetreg_sim::{AddToken, AuthSpec, ClusterSpec, ClusterView, SpawnedSim};
+use fleetreg_sim::SpawnedSim;
 use fleetreg_store::{AuditQuery, RewrapCredentials};
 use fleetreg_vault::Sealed;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -49,59 +51,6 @@ fn key_lines(path: &Path) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-/// A sim cluster accepting only `token` on its API server (and `prom-NAME` on Prometheus).
-async fn locked_cluster(sim: &SpawnedSim, name: &str, token: &str) -> ClusterView {
-    let view = sim
-        .admin()
-        .create_cluster_with_auth(
-            name,
-            ClusterSpec::default(),
-            AuthSpec {
-                required: true,
-                prometheus_tokens: vec![format!("prom-{name}")],
-                ..AuthSpec::default()
-            },
-        )
-        .await
-        .unwrap();
-    add_token(sim, name, token).await;
-    view
-}
-
-async fn add_token(sim: &SpawnedSim, cluster: &str, token: &str) {
-    let add = AddToken {
-        token: Some(token.into()),
-        ..AddToken::default()
-    };
-    sim.admin().add_token(cluster, &add).await.unwrap();
-}
-
-/// Registers `view` and stores (or rotates) `token` through the API.
-async fn register(app: &TestApp, view: &ClusterView) -> String {
-    let body = json!({
-        "api_server_url": view.api_server_url,
-        "endpoints": { "prometheus_url": view.prometheus_url },
-    });
-    let cluster = app.register(&view.name, body).await;
-    cluster["id"].as_str().unwrap().to_owned()
-}
-
-async fn put_token(app: &TestApp, id: &str, name: &str, token: &str, path: &str) -> Value {
-    let body =
-        json!({ "auth_type": "TOKEN", "token": token, "prometheus_token": format!("prom-{name}") });
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/clusters/{id}/credentials{path}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
 }
 
 /// Refreshes `id` on `app` and returns the bearer tokens its API server saw.
@@ -173,12 +122,12 @@ async fn body(backend: Backend) {
     };
     let old_key = key_lines(&file).remove(0);
     let sim = SpawnedSim::start().await.unwrap();
-    let a = locked_cluster(&sim, "rot-a", "token-a-marker").await;
-    let b = locked_cluster(&sim, "rot-b", "token-b-marker").await;
-    let id_a = register(&app, &a).await;
-    let id_b = register(&app, &b).await;
-    put_token(&app, &id_a, "rot-a", "token-a-marker", "").await;
-    put_token(&app, &id_b, "rot-b", "token-b-marker", "").await;
+    let a = target(&sim, "rot-a", "token-a-marker", "prom-rot-a").await;
+    let b = target(&sim, "rot-b", "token-b-marker", "prom-rot-b").await;
+    let id_a = register_with_prometheus(&app, &a).await;
+    let id_b = register_with_prometheus(&app, &b).await;
+    put_token(&app, &id_a, "token-a-marker", "prom-rot-a", "").await;
+    put_token(&app, &id_b, "token-b-marker", "prom-rot-b", "").await;
     let old_id = stored_keys(&app, &id_a).await.1;
 
     // A replica that has not opened any credentials yet.
@@ -264,7 +213,7 @@ async fn body(backend: Backend) {
 
     // The first server still seals with the old key; --rewrap-only catches up.
     add_token(&sim, "rot-a", "token-a2-marker").await;
-    put_token(&app, &id_a, "rot-a", "token-a2-marker", "/rotate").await;
+    put_token(&app, &id_a, "token-a2-marker", "prom-rot-a", "/rotate").await;
     let (envelopes, _, version) = stored_keys(&app, &id_a).await;
     assert!(envelopes.iter().all(|k| *k == old_id), "{envelopes:?}");
     assert_eq!(version, 2);
