@@ -497,6 +497,42 @@ async fn https_hub_needs_its_ca_or_insecure() {
     );
 }
 
+/// A SQLite app on the Kubernetes backend (hub: a simulated cluster) with the
+/// credentials `api` / `prom` of the simulated cluster `name` stored.
+struct OnHub<B> {
+    sim: SpawnedSim,
+    hub: ClusterView,
+    dir: tempfile::TempDir,
+    backend: B,
+    app: TestApp,
+    id: String,
+}
+
+async fn stored_on_hub(
+    name: &str,
+    api: &str,
+    prom: &str,
+) -> OnHub<impl FnOnce(&mut Settings) + Clone> {
+    let sim = SpawnedSim::start().await.unwrap();
+    let hub = hub(&sim).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = kubernetes_backend(&hub, dir.path());
+    let app = spawn_app_with(Backend::Sqlite, backend.clone())
+        .await
+        .unwrap();
+    let view = target(&sim, name, api, prom).await;
+    let id = register_with_prometheus(&app, &view).await;
+    put_token(&app, &id, api, prom, "").await;
+    OnHub {
+        sim,
+        hub,
+        dir,
+        backend,
+        app,
+        id,
+    }
+}
+
 /// The Secret is written before the row; when the row's commit is refused the
 /// previous Secret is put back, or the new one removed when there was none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,17 +542,15 @@ async fn a_refused_commit_restores_the_previous_secret() {
     use fleetreg_store::StoreError;
     use std::sync::Arc;
 
-    let sim = SpawnedSim::start().await.unwrap();
-    let hub = hub(&sim).await;
-    let dir = tempfile::tempdir().unwrap();
-    let backend = kubernetes_backend(&hub, dir.path());
-    let app = spawn_app_with(Backend::Sqlite, backend.clone())
-        .await
-        .unwrap();
     let (api, prom) = ("api-marker-d93a", "prom-marker-d93a");
-    let view = target(&sim, "target-d", api, prom).await;
-    let id = register_with_prometheus(&app, &view).await;
-    put_token(&app, &id, api, prom, "").await;
+    let OnHub {
+        sim,
+        hub: _,
+        dir: _dir,
+        backend,
+        app,
+        id,
+    } = stored_on_hub("target-d", api, prom).await;
     let before = secret_of(&sim, &id).await.unwrap();
 
     // A second vault on the same store and hub, as another replica would be.
@@ -646,17 +680,15 @@ async fn a_refused_commit_restores_the_previous_secret() {
 /// ago is abandoned, and an upload replaces it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_in_flight_elsewhere_is_refused_with_412() {
-    let sim = SpawnedSim::start().await.unwrap();
-    let hub = hub(&sim).await;
-    let dir = tempfile::tempdir().unwrap();
-    let backend = kubernetes_backend(&hub, dir.path());
-    let app = spawn_app_with(Backend::Sqlite, backend.clone())
-        .await
-        .unwrap();
     let (api, prom) = ("api-marker-e5a0", "prom-marker-e5a0");
-    let view = target(&sim, "target-f", api, prom).await;
-    let id = register_with_prometheus(&app, &view).await;
-    put_token(&app, &id, api, prom, "").await;
+    let OnHub {
+        sim,
+        hub,
+        dir: _dir,
+        backend,
+        app,
+        id,
+    } = stored_on_hub("target-f", api, prom).await;
 
     patch_secret(
         &hub,
@@ -728,17 +760,15 @@ async fn a_write_in_flight_elsewhere_is_refused_with_412() {
 /// Secret is not used; an upload replaces it once it is abandoned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_removes_the_row_even_when_the_secret_stays() {
-    let sim = SpawnedSim::start().await.unwrap();
-    let hub = hub(&sim).await;
-    let dir = tempfile::tempdir().unwrap();
-    let backend = kubernetes_backend(&hub, dir.path());
-    let app = spawn_app_with(Backend::Sqlite, backend.clone())
-        .await
-        .unwrap();
     let (api, prom) = ("api-marker-f6b1", "prom-marker-f6b1");
-    let view = target(&sim, "target-g", api, prom).await;
-    let id = register_with_prometheus(&app, &view).await;
-    put_token(&app, &id, api, prom, "").await;
+    let OnHub {
+        sim,
+        hub,
+        dir: _dir,
+        backend: _,
+        app,
+        id,
+    } = stored_on_hub("target-g", api, prom).await;
 
     let hub_auth = |tokens: Vec<String>| AuthSpec {
         required: true,
