@@ -1,5 +1,12 @@
-//! Storage of the fleet: the [`Store`] trait and its SQLite and PostgreSQL
-//! implementations, with migrations, the change log and the audit log.
+//! Storage of the fleet: the [`Store`] trait and its one implementation,
+//! [`SqlStore`], on SQLite or PostgreSQL, with migrations, the change log and
+//! the audit log.
+//!
+//! Shape: every method is written once (`sql_store.rs` for reads,
+//! `writer.rs` for the rules of writes, `write_tx.rs` for their SQL,
+//! `fleet.rs` for aggregates) against [`sql::Sql`] statements and
+//! [`sql::Row`]s. The SQL the two databases spell differently is in
+//! `dialect.rs`; `engine/` binds values and reads rows for each database.
 //!
 //! Invariants:
 //! - Every mutation writes its row, one change-log entry with a global, strictly
@@ -20,13 +27,15 @@
 pub mod audit_chain;
 mod count_cache;
 mod decode;
+mod dialect;
+mod engine;
 mod error;
 mod fleet;
-mod postgres;
 mod query;
-mod sqlite;
+mod sql;
+mod sql_store;
 mod store;
-mod vault;
+mod write_tx;
 pub mod writer;
 
 pub use audit_chain::{
@@ -34,8 +43,7 @@ pub use audit_chain::{
     VerifyReport, AUDIT_KEY_PURPOSE,
 };
 pub use error::StoreError;
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sql_store::SqlStore;
 pub use store::{AuditQuery, Backend, ClusterList, EventPage, KeyUsage, Store};
 pub use writer::{AuditOnly, PutCredentials, RewrapCredentials};
 
@@ -74,17 +82,7 @@ pub async fn connect_with(
     database_url: &str,
     options: StoreOptions,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    if database_url.starts_with("sqlite:") {
-        Ok(Arc::new(
-            SqliteStore::open_with(database_url, options).await?,
-        ))
-    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(
-            PostgresStore::open_with(database_url, options).await?,
-        ))
-    } else {
-        Err(StoreError::UnsupportedUrl(redact_url(database_url)))
-    }
+    Ok(Arc::new(SqlStore::open(database_url, options).await?))
 }
 
 /// A database URL with any password replaced by `***`, for logs and errors.

@@ -1,20 +1,9 @@
-//! SQL for list filters and audit queries, shared by both backends.
+//! SQL for list filters and audit queries, shared by both engines.
 
+use crate::dialect::LabelMatch;
+use crate::sql::Sql;
 use crate::AuditQuery;
-use chrono::{DateTime, Utc};
 use fleetreg_model::ClusterFilter;
-use sqlx::{Database, Encode, QueryBuilder, Type};
-use uuid::Uuid;
-
-/// How a backend matches labels.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum LabelMatch {
-    /// SQLite: one `IN (…)` (labels alone) or `EXISTS` (with another indexed
-    /// filter) per label over the `cluster_labels` primary key.
-    SideTable,
-    /// PostgreSQL: one `labels @> {…}` containment over the GIN index.
-    JsonbContains,
-}
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 pub(crate) fn like_substring(needle: &str) -> String {
@@ -31,24 +20,19 @@ pub(crate) fn like_substring(needle: &str) -> String {
 }
 
 /// Appends ` WHERE …` for `filter` (nothing when it is empty) to a query over `clusters c`.
-pub(crate) fn push_cluster_filter<'a, DB>(
-    qb: &mut QueryBuilder<'a, DB>,
-    filter: &ClusterFilter,
-    labels: LabelMatch,
-) where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    bool: Encode<'a, DB> + Type<DB>,
-{
+pub(crate) fn push_cluster_filter(qb: &mut Sql, filter: &ClusterFilter, labels: LabelMatch) {
     let mut first = true;
-    let mut and = |qb: &mut QueryBuilder<'a, DB>| {
+    let mut and = |qb: &mut Sql| {
         qb.push(if first { " WHERE " } else { " AND " });
         first = false;
     };
     if let Some(name) = &filter.name {
         and(qb);
+        // Names are lower case by validation, so a lower-cased needle makes
+        // the match case-insensitive on both engines (PostgreSQL's LIKE is
+        // case-sensitive, SQLite's is not for ASCII).
         qb.push("c.name LIKE ")
-            .push_bind(like_substring(name))
+            .bind(like_substring(&name.to_lowercase()))
             .push(" ESCAPE '\\'");
     }
     let exact: [(&str, Option<String>); 4] = [
@@ -66,13 +50,13 @@ pub(crate) fn push_cluster_filter<'a, DB>(
     for (column, value) in exact {
         if let Some(value) = value {
             and(qb);
-            qb.push(column).push(" = ").push_bind(value);
+            qb.push(column).push(" = ").bind(value);
         }
     }
     for (column, value) in [("c.has_gpu", filter.has_gpu), ("c.has_cnf", filter.has_cnf)] {
         if let Some(value) = value {
             and(qb);
-            qb.push(column).push(" = ").push_bind(value);
+            qb.push(column).push(" = ").bind(value);
         }
     }
     if filter.labels.is_empty() {
@@ -96,15 +80,15 @@ pub(crate) fn push_cluster_filter<'a, DB>(
                 and(qb);
                 if other_index {
                     qb.push("EXISTS (SELECT 1 FROM cluster_labels l WHERE l.key = ")
-                        .push_bind(label.key.clone())
+                        .bind(label.key.clone())
                         .push(" AND l.value = ")
-                        .push_bind(label.value.clone())
+                        .bind(label.value.clone())
                         .push(" AND l.cluster_id = c.id)");
                 } else {
                     qb.push("c.id IN (SELECT l.cluster_id FROM cluster_labels l WHERE l.key = ")
-                        .push_bind(label.key.clone())
+                        .bind(label.key.clone())
                         .push(" AND l.value = ")
-                        .push_bind(label.value.clone())
+                        .bind(label.value.clone())
                         .push(")");
                 }
             }
@@ -122,7 +106,7 @@ pub(crate) fn push_cluster_filter<'a, DB>(
                 qb.push("FALSE");
             } else {
                 qb.push("c.labels @> CAST(")
-                    .push_bind(serde_json::Value::Object(object).to_string())
+                    .bind(serde_json::Value::Object(object).to_string())
                     .push(" AS jsonb)");
             }
         }
@@ -130,39 +114,28 @@ pub(crate) fn push_cluster_filter<'a, DB>(
 }
 
 /// Appends the `WHERE` and `LIMIT` of an audit query over `audit_log`.
-pub(crate) fn push_audit_filter<'a, DB>(
-    qb: &mut QueryBuilder<'a, DB>,
-    query: &AuditQuery,
-    time: impl Fn(DateTime<Utc>, &mut QueryBuilder<'a, DB>),
-) where
-    DB: Database,
-    String: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-    Uuid: Encode<'a, DB> + Type<DB>,
-{
+pub(crate) fn push_audit_filter(qb: &mut Sql, query: &AuditQuery) {
     qb.push(" WHERE 1 = 1");
     if let Some(actor) = &query.actor {
-        qb.push(" AND actor = ").push_bind(actor.clone());
+        qb.push(" AND actor = ").bind(actor.clone());
     }
     if let Some(action) = &query.action {
-        qb.push(" AND action = ").push_bind(action.clone());
+        qb.push(" AND action = ").bind(action.clone());
     }
     if let Some(id) = query.resource_id {
-        qb.push(" AND resource_id = ").push_bind(id);
+        qb.push(" AND resource_id = ").bind(id);
     }
     if let Some(since) = query.since {
-        qb.push(" AND at >= ");
-        time(since, qb);
+        qb.push(" AND at >= ").bind(since);
     }
     if let Some(until) = query.until {
-        qb.push(" AND at < ");
-        time(until, qb);
+        qb.push(" AND at < ").bind(until);
     }
     if let Some(after) = query.after_id {
-        qb.push(" AND id > ").push_bind(after);
+        qb.push(" AND id > ").bind(after);
     }
     qb.push(" ORDER BY id LIMIT ")
-        .push_bind(i64::from(query.limit.clamp(1, 1000)));
+        .bind(i64::from(query.limit.clamp(1, 1000)));
 }
 
 #[cfg(test)]

@@ -5,16 +5,18 @@
 //! audit entries, precondition checks) live here once; the backends only
 //! provide the SQL primitives of [`WriteTx`].
 
-use crate::audit_chain::{AuditLink, TxChain};
+use crate::audit_chain::{ChainConfig, TxChain};
+use crate::engine::Engine;
+use crate::write_tx::WriteTx;
 use crate::StoreError;
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
     now, Audit, AuditResult, Capabilities, Cluster, ClusterPatch, ClusterStatus, CredentialWrite,
-    Event, EventType, NewCluster, StoredCredentials,
+    ErrorCode, Event, EventType, NewCluster, StoredCredentials,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -71,7 +73,7 @@ pub(crate) enum WriteOp {
         action: &'static str,
         resource_id: Option<Uuid>,
         result: AuditResult,
-        error_code: Option<&'static str>,
+        error_code: Option<ErrorCode>,
     },
 }
 
@@ -133,7 +135,7 @@ pub(crate) struct AuditRecord<'a> {
     pub action: &'static str,
     pub resource_id: Option<Uuid>,
     pub result: AuditResult,
-    pub error_code: Option<&'static str>,
+    pub error_code: Option<ErrorCode>,
     pub revision: Option<i64>,
 }
 
@@ -149,7 +151,7 @@ impl AuditRecord<'_> {
             resource: self.resource().to_owned(),
             resource_id: self.resource_id,
             result: self.result.clone(),
-            error_code: self.error_code.map(str::to_owned),
+            error_code: self.error_code.map(|code| code.as_str().to_owned()),
             revision: self.revision,
             source: self.audit.source.clone(),
             request_id: self.audit.request_id.clone(),
@@ -166,114 +168,24 @@ impl AuditRecord<'_> {
     }
 }
 
-/// SQL primitives a backend provides inside one write transaction.
-#[async_trait]
-pub(crate) trait WriteTx: Send {
-    /// Locks and reads the last assigned revision.
-    async fn lock_revision(&mut self) -> Result<i64, StoreError>;
-    /// Told the names a batch is about to insert, a backend may look them up
-    /// at once and then buffer the inserts (see `SqliteTx`); by default a no-op.
-    async fn prepare_inserts(&mut self, _names: &[&str]) -> Result<(), StoreError> {
-        Ok(())
-    }
-    /// Stores the last assigned revision.
-    async fn save_revision(&mut self, revision: i64) -> Result<(), StoreError>;
-    /// Inserts a cluster; `false` when the name is taken (nothing written).
-    async fn insert_cluster(&mut self, cluster: &Cluster) -> Result<bool, StoreError>;
-    /// Reads a cluster inside the transaction.
-    async fn load_cluster(&mut self, id: Uuid) -> Result<Option<Cluster>, StoreError>;
-    /// Rewrites a cluster's metadata, labels and revision.
-    async fn update_cluster(&mut self, cluster: &Cluster) -> Result<(), StoreError>;
-    /// Deletes a cluster and its labels.
-    async fn delete_cluster(&mut self, id: Uuid) -> Result<(), StoreError>;
-    /// Writes status, score and `last_seen_at`.
-    async fn update_status(
-        &mut self,
-        id: Uuid,
-        status: &ClusterStatus,
-        last_seen_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
-    /// Writes capabilities and their indexed columns.
-    async fn update_capabilities(
-        &mut self,
-        id: Uuid,
-        capabilities: &Capabilities,
-        platform_version: Option<&str>,
-    ) -> Result<(), StoreError>;
-    /// When the newest health history sample of a cluster was taken.
-    async fn last_history_at(&mut self, id: Uuid) -> Result<Option<DateTime<Utc>>, StoreError>;
-    /// Appends a health history sample.
-    async fn append_history(
-        &mut self,
-        id: Uuid,
-        status: &ClusterStatus,
-        checked_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// The current credentials of a cluster, inside the transaction.
-    async fn load_credentials(
-        &mut self,
-        cluster_id: Uuid,
-    ) -> Result<Option<StoredCredentials>, StoreError>;
-    /// Inserts or replaces a cluster's credentials row.
-    async fn upsert_credentials(
-        &mut self,
-        credentials: &StoredCredentials,
-    ) -> Result<(), StoreError>;
-    /// Deletes a cluster's credentials; `false` when there were none.
-    async fn delete_credentials(&mut self, cluster_id: Uuid) -> Result<bool, StoreError>;
-    /// Sets a cluster's sealed map and key id (version and timestamps kept)
-    /// while its version is `rewrap.expected_version`; `false` when it is not
-    /// (or there are no credentials).
-    async fn rewrap_credentials(&mut self, rewrap: &RewrapCredentials) -> Result<bool, StoreError>;
-    /// Inserts or replaces the vault canary.
-    async fn replace_vault_canary(
-        &mut self,
-        sealed: &str,
-        key_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Inserts an API token (by hash); with `replace`, one of the same name is
-    /// replaced. `false` when the name is taken and not replaced.
-    async fn insert_token(
-        &mut self,
-        token: &fleetreg_model::ApiToken,
-        hash: &str,
-        replace: bool,
-    ) -> Result<bool, StoreError>;
-    /// Marks a token revoked at `at`; `false` when there is no such active token.
-    async fn revoke_token(&mut self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Appends a change-log entry.
-    async fn append_event(&mut self, event: &Event) -> Result<(), StoreError>;
-    /// The audit chain of this transaction (see [`crate::audit_chain`]).
-    fn chain(&mut self) -> &mut TxChain;
-    /// The id and MAC of the last audit row (`(0, None)` when there is none);
-    /// read under the write lock.
-    async fn audit_tail(&mut self) -> Result<(i64, Option<String>), StoreError>;
-    /// Writes one audit row with the id and MAC the chain gave it.
-    async fn insert_audit(
-        &mut self,
-        record: &AuditRecord<'_>,
-        link: &AuditLink,
-    ) -> Result<(), StoreError>;
-    /// Appends an audit entry: the next id in the chain, sealed with the audit
-    /// key (`mac = HMAC(key, prev_mac || entry)`), in insert order.
-    async fn append_audit(&mut self, record: &AuditRecord<'_>) -> Result<(), StoreError> {
-        if !self.chain().is_loaded() {
-            let (id, mac) = self.audit_tail().await?;
-            self.chain().load(id, mac.as_deref());
-        }
-        let mut entry = record.to_entry();
-        let link = self.chain().extend(&mut entry)?;
-        self.insert_audit(record, &link).await
-    }
-    /// Commits durably.
-    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+/// Where the writer's transactions come from: the engine, and the audit
+/// chain's configuration (keys, head publisher).
+pub(crate) struct WriteBackend {
+    /// The database.
+    pub engine: Arc<dyn Engine>,
+    /// The audit chain's keys and head.
+    pub chain: Arc<ChainConfig>,
 }
 
-/// A backend that can open write transactions.
-#[async_trait]
-pub(crate) trait WriteBackend: Send + Sync + 'static {
-    async fn begin(&self) -> Result<Box<dyn WriteTx>, StoreError>;
+impl WriteBackend {
+    async fn begin(&self) -> Result<WriteTx, StoreError> {
+        let tx = self.engine.begin().await?;
+        Ok(WriteTx::new(
+            tx,
+            self.engine.dialect(),
+            TxChain::new(self.chain.clone()),
+        ))
+    }
 }
 
 struct Pending {
@@ -293,7 +205,7 @@ impl Writer {
     /// `history_sample` is the period of health history samples without a state
     /// change (`StoreOptions::history_sample`).
     pub(crate) fn spawn(
-        backend: impl WriteBackend,
+        backend: WriteBackend,
         revision: watch::Sender<i64>,
         history_sample: std::time::Duration,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
@@ -323,7 +235,7 @@ impl Writer {
 }
 
 async fn run(
-    backend: impl WriteBackend,
+    backend: WriteBackend,
     mut rx: mpsc::Receiver<Pending>,
     revision: watch::Sender<i64>,
     sample: chrono::Duration,
@@ -578,7 +490,7 @@ pub struct AuditOnly {
     /// Success or failure.
     pub result: AuditResult,
     /// The error code of a failure.
-    pub error_code: Option<&'static str>,
+    pub error_code: Option<ErrorCode>,
 }
 
 fn into_cluster(outcome: WriteOutcome) -> Result<Cluster, StoreError> {
@@ -606,7 +518,7 @@ fn clone_error(error: &StoreError) -> StoreError {
 type BatchResult = (Vec<Result<WriteOutcome, StoreError>>, Option<i64>);
 
 async fn apply_batch(
-    backend: &impl WriteBackend,
+    backend: &WriteBackend,
     ops: &[(&WriteOp, &Audit)],
     sample: chrono::Duration,
 ) -> Result<BatchResult, StoreError> {
@@ -625,7 +537,7 @@ async fn apply_batch(
     let mut revision = start;
     let mut results = Vec::with_capacity(ops.len());
     for (op, audit) in ops {
-        results.push(apply_op(tx.as_mut(), op, audit, &mut revision, sample).await?);
+        results.push(apply_op(&mut tx, op, audit, &mut revision, sample).await?);
     }
     if revision != start {
         tx.save_revision(revision).await?;
@@ -654,7 +566,7 @@ fn cluster_event(
 /// Appends `CLUSTER_CREDENTIALS_UPDATED` (payload `{cluster_id}` only) and
 /// returns its revision.
 async fn credentials_event(
-    tx: &mut dyn WriteTx,
+    tx: &mut WriteTx,
     revision: &mut i64,
     at: DateTime<Utc>,
     cluster_id: Uuid,
@@ -669,7 +581,7 @@ async fn credentials_event(
         resource_id: cluster_id,
         payload: json!({ "cluster_id": cluster_id }),
     };
-    tx.append_event(&event).await?;
+    tx.append_event(&event)?;
     Ok(next)
 }
 
@@ -680,7 +592,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreErr
 /// Applies one op. `Ok(Err(_))` is a logical refusal (audited, nothing else
 /// written); `Err(_)` is a database failure that aborts the batch.
 async fn apply_op(
-    tx: &mut dyn WriteTx,
+    tx: &mut WriteTx,
     op: &WriteOp,
     audit: &Audit,
     revision: &mut i64,
@@ -688,7 +600,7 @@ async fn apply_op(
 ) -> Result<Result<WriteOutcome, StoreError>, StoreError> {
     let at = now();
     let refuse = |action: &'static str, id: Option<Uuid>, error: StoreError| {
-        let code = error.code().as_str();
+        let code = error.code();
         (
             AuditRecord {
                 at,
@@ -721,7 +633,7 @@ async fn apply_op(
                     cluster.id,
                     to_json(&cluster)?,
                 );
-                tx.append_event(&event).await?;
+                tx.append_event(&event)?;
                 Ok((
                     "cluster.create",
                     cluster.id,
@@ -771,7 +683,7 @@ async fn apply_op(
                         cluster.id,
                         to_json(&cluster)?,
                     );
-                    tx.append_event(&event).await?;
+                    tx.append_event(&event)?;
                     Ok((
                         "cluster.update",
                         cluster.id,
@@ -812,7 +724,7 @@ async fn apply_op(
                     *id,
                     json!({ "cluster_id": id }),
                 );
-                tx.append_event(&event).await?;
+                tx.append_event(&event)?;
                 Ok(("cluster.delete", *id, next, WriteOutcome::Deleted))
             }
         },
@@ -843,7 +755,7 @@ async fn apply_op(
             *revision = next;
             let payload = json!({ "cluster_id": id, "old_state": current.status.state, "new_state": status.state });
             let event = cluster_event(EventType::ClusterStatusChanged, next, at, *id, payload);
-            tx.append_event(&event).await?;
+            tx.append_event(&event)?;
             return Ok(Ok(WriteOutcome::Event(Some(event))));
         }
         WriteOp::PutCredentials(put) => {
@@ -876,9 +788,10 @@ async fn apply_op(
                         },
                     ))
                 } else {
+                    let version = tx.next_credentials_version(put.cluster_id).await?;
                     let stored = StoredCredentials {
                         cluster_id: put.cluster_id,
-                        version: current.as_ref().map_or(1, |c| c.version + 1),
+                        version,
                         auth_type: put.auth_type,
                         sealed: put.sealed.clone(),
                         key_id: put.key_id.clone(),
@@ -935,7 +848,7 @@ async fn apply_op(
                 } else {
                     AuditResult::Failure
                 },
-                error_code: (!found).then_some("NOT_FOUND"),
+                error_code: (!found).then_some(ErrorCode::TokenNotFound),
                 revision: None,
             };
             tx.append_audit(&record).await?;
@@ -959,7 +872,7 @@ async fn apply_op(
                 } else {
                     AuditResult::Failure
                 },
-                error_code: (!done).then_some("PRECONDITION_FAILED"),
+                error_code: (!done).then_some(ErrorCode::PreconditionFailed),
                 revision: None,
             };
             tx.append_audit(&record).await?;
@@ -1048,7 +961,7 @@ async fn apply_op(
                 *id,
                 payload,
             );
-            tx.append_event(&event).await?;
+            tx.append_event(&event)?;
             return Ok(Ok(WriteOutcome::Event(Some(event))));
         }
     };

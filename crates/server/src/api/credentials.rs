@@ -276,7 +276,7 @@ async fn audit_validation(
         } else {
             AuditResult::Failure
         },
-        error_code: (!passed).then_some(ErrorCode::CredentialsInvalid.as_str()),
+        error_code: (!passed).then_some(ErrorCode::CredentialsInvalid),
     };
     Ok(state.store.append_audit(entry, audit).await?)
 }

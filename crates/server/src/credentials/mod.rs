@@ -113,10 +113,7 @@ pub(super) fn decrypt_entry<T, E>(cluster_id: Uuid, opened: &Result<T, E>) -> Au
         } else {
             AuditResult::Failure
         },
-        error_code: opened
-            .as_ref()
-            .err()
-            .map(|_| ErrorCode::CredentialsInvalid.as_str()),
+        error_code: opened.as_ref().err().map(|_| ErrorCode::CredentialsInvalid),
     }
 }
 

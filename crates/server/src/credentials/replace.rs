@@ -158,7 +158,7 @@ pub(super) async fn audit_failure(
         action,
         resource_id: Some(id),
         result: AuditResult::Failure,
-        error_code: Some(code.as_str()),
+        error_code: Some(code),
     };
     store.append_audit(entry, audit).await
 }

@@ -1,0 +1,259 @@
+//! What fleetreg's tests share (dev-only: never a dependency of anything but
+//! tests).
+//!
+//! - [`postgres_database`]: a fresh PostgreSQL database per test, dropped with
+//!   its [`PostgresDatabase`] handle (also when the test panics). DESIGN.md's
+//!   rule: the server named by `FLEETREG_TEST_POSTGRES_URL` (default
+//!   [`DEFAULT_POSTGRES_URL`]) is used; when it cannot be reached the test
+//!   prints a line starting `SKIP:` to stderr and gets `None`, unless
+//!   `FLEETREG_REQUIRE_POSTGRES=1`, where that is a failure (a panic).
+//! - [`free_port`]: a TCP port on loopback that was free a moment ago.
+#![deny(missing_docs)]
+
+use sqlx::Connection;
+use std::time::Duration;
+
+/// The environment variable naming the PostgreSQL server (an admin URL whose
+/// database the test may connect to and create databases from).
+pub const POSTGRES_URL_ENV: &str = "FLEETREG_TEST_POSTGRES_URL";
+
+/// The environment variable that, set to `1`, turns an unreachable PostgreSQL
+/// server from a skip into a failure (CI sets it).
+pub const REQUIRE_POSTGRES_ENV: &str = "FLEETREG_REQUIRE_POSTGRES";
+
+/// The PostgreSQL admin URL used when [`POSTGRES_URL_ENV`] is not set.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The prefix of every database [`postgres_database`] creates.
+pub const DATABASE_PREFIX: &str = "fleetreg_test_";
+
+/// How long creating or dropping a test database may take before giving up.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The PostgreSQL admin URL: [`POSTGRES_URL_ENV`] or [`DEFAULT_POSTGRES_URL`].
+pub fn postgres_admin_url() -> String {
+    std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into())
+}
+
+/// Whether PostgreSQL tests must run ([`REQUIRE_POSTGRES_ENV`] is `1`).
+pub fn postgres_required() -> bool {
+    std::env::var(REQUIRE_POSTGRES_ENV).is_ok_and(|v| v == "1")
+}
+
+/// A database of its own for one test, created by [`postgres_database`].
+///
+/// Dropping the handle drops the database (`DROP DATABASE … WITH (FORCE)`,
+/// which also ends connections a store still holds), including while a
+/// panicking test unwinds. The drop runs on a thread of its own with its own
+/// runtime and the dropping thread waits for it: it never needs the test's
+/// runtime, so it cannot deadlock there, and it gives up after 30 s (with a
+/// warning on stderr). [`PostgresDatabase::drop_database`] does the same from
+/// async code and reports errors.
+#[derive(Debug)]
+pub struct PostgresDatabase {
+    /// The URL of the new database (the admin URL with its path replaced).
+    pub url: String,
+    admin_url: String,
+    name: String,
+    dropped: bool,
+}
+
+impl PostgresDatabase {
+    /// The database's name (`fleetreg_test_` and a UUID), e.g. to name files
+    /// that belong to it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Drops the database now, reporting failure (the handle's `Drop` then does
+    /// nothing).
+    pub async fn drop_database(mut self) -> Result<(), sqlx::Error> {
+        self.dropped = true;
+        drop_database(&self.admin_url, &self.name).await
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // `Drop` may run inside the test's runtime (where `block_on` panics)
+        // or during unwinding: do the async work on a thread of its own.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(drop_database(&admin_url, &name))
+                .map_err(|e| e.to_string())
+        });
+        let outcome = dropper
+            .join()
+            .unwrap_or_else(|_| Err("the dropping thread panicked".into()));
+        if let Err(error) = outcome {
+            eprintln!(
+                "warning: could not drop test database {}: {error}",
+                self.name
+            );
+        }
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) -> Result<(), sqlx::Error> {
+    let drop = async {
+        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await
+    };
+    tokio::time::timeout(ADMIN_TIMEOUT, drop)
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+}
+
+/// `url` with its password (if any) replaced by `***`, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `admin_url` naming database `name` instead (query parameters kept).
+fn database_url(admin_url: &str, name: &str) -> String {
+    match url::Url::parse(admin_url) {
+        Ok(mut parsed) => {
+            parsed.set_path(&format!("/{name}"));
+            parsed.to_string()
+        }
+        Err(_) => match admin_url.rfind('/') {
+            Some(i) if i > "postgres://".len() => format!("{}/{name}", &admin_url[..i]),
+            _ => format!("{admin_url}/{name}"),
+        },
+    }
+}
+
+/// Creates a fresh, empty database for one test on the server of
+/// [`postgres_admin_url`].
+///
+/// Returns `None` after printing a `SKIP:` line to stderr when the server
+/// cannot be reached, unless [`postgres_required`], where it panics. A server
+/// that answers but refuses to create the database is a failure (panic) too.
+pub async fn postgres_database() -> Option<PostgresDatabase> {
+    let admin_url = postgres_admin_url();
+    let connect = tokio::time::timeout(ADMIN_TIMEOUT, sqlx::PgConnection::connect(&admin_url));
+    let mut conn = match connect.await {
+        Ok(Ok(conn)) => conn,
+        outcome => {
+            let error = match outcome {
+                Ok(Err(error)) => error.to_string(),
+                _ => format!("no answer within {ADMIN_TIMEOUT:?}"),
+            };
+            let shown = redact(&admin_url);
+            if postgres_required() {
+                panic!(
+                    "{REQUIRE_POSTGRES_ENV}=1 but PostgreSQL at {shown} is unreachable: {error}"
+                );
+            }
+            eprintln!(
+                "SKIP: PostgreSQL at {shown} is unreachable ({error}); \
+                 set {POSTGRES_URL_ENV} or {REQUIRE_POSTGRES_ENV}=1"
+            );
+            return None;
+        }
+    };
+    let name = format!("{DATABASE_PREFIX}{}", uuid::Uuid::new_v4().simple());
+    if let Err(error) = sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+    {
+        panic!(
+            "PostgreSQL at {} refused to create test database {name}: {error}",
+            redact(&admin_url)
+        );
+    }
+    let _ = conn.close().await;
+    Some(PostgresDatabase {
+        url: database_url(&admin_url, &name),
+        admin_url,
+        name,
+        dropped: false,
+    })
+}
+
+/// A TCP port on 127.0.0.1 that was free when this returned (the OS picked it
+/// for a listener that is closed again). Another process may take it before
+/// the caller binds it; prefer binding port 0 directly where the code allows.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap_or_else(|e| panic!("cannot bind a port on 127.0.0.1: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("cannot read the bound address: {e}"))
+        .port()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_replaces_the_path_and_keeps_the_query() {
+        assert_eq!(
+            database_url("postgres://postgres@127.0.0.1:5432/test", "db1"),
+            "postgres://postgres@127.0.0.1:5432/db1"
+        );
+        assert_eq!(
+            database_url("postgres://u:pw@h/test?sslmode=disable", "db1"),
+            "postgres://u:pw@h/db1?sslmode=disable"
+        );
+        assert_eq!(database_url("postgres://h", "db1"), "postgres://h/db1");
+    }
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn free_port_is_bindable() {
+        let port = free_port();
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn databases_are_created_and_dropped() {
+        let Some(db) = postgres_database().await else {
+            return;
+        };
+        let name = db.name().to_owned();
+        assert!(name.starts_with(DATABASE_PREFIX));
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let current: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(current, name);
+        // Dropping the handle inside a runtime, with a connection still open,
+        // must neither deadlock nor leave the database behind.
+        drop(db);
+        let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "database {name} was not dropped");
+    }
+}
