@@ -13,7 +13,11 @@ use crate::engine::Engine;
 use crate::query::push_audit_filter;
 use crate::query::push_cluster_filter;
 use crate::sql::{Row, Sql};
-use crate::writer::{AuditOnly, PutCredentials, RewrapCredentials, WriteBackend, Writer};
+use crate::writer::{
+    AuditOnly, CreateToken, DeleteCluster, DeleteCredentials, InsertCluster, PutCredentials,
+    RecordStatus, ReplaceVaultCanary, RevokeToken, RewrapCredentials, SetCapabilities,
+    UpdateCluster, WriteBackend, Writer,
+};
 use crate::{
     AuditHead, AuditQuery, Backend, ChainedAuditEntry, ClusterList, EventPage, KeyUsage, Store,
     StoreError, StoreOptions,
@@ -178,7 +182,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_cluster(&self, new: NewCluster, audit: &Audit) -> Result<Cluster, StoreError> {
-        self.writer.insert_cluster(new, audit).await
+        self.writer.write(InsertCluster(new), audit).await
     }
 
     async fn get_cluster(&self, id: Uuid) -> Result<Cluster, StoreError> {
@@ -272,9 +276,12 @@ impl Store for SqlStore {
         patch: ClusterPatch,
         audit: &Audit,
     ) -> Result<Cluster, StoreError> {
-        self.writer
-            .update_cluster(id, expected_revision, patch, audit)
-            .await
+        let update = UpdateCluster {
+            id,
+            expected_revision,
+            patch,
+        };
+        self.writer.write(update, audit).await
     }
 
     async fn delete_cluster(
@@ -283,9 +290,11 @@ impl Store for SqlStore {
         expected_revision: Option<i64>,
         audit: &Audit,
     ) -> Result<(), StoreError> {
-        self.writer
-            .delete_cluster(id, expected_revision, audit)
-            .await
+        let delete = DeleteCluster {
+            id,
+            expected_revision,
+        };
+        self.writer.write(delete, audit).await
     }
 
     async fn record_status(
@@ -294,7 +303,14 @@ impl Store for SqlStore {
         status: ClusterStatus,
         last_seen_at: Option<DateTime<Utc>>,
     ) -> Result<Option<Event>, StoreError> {
-        self.writer.record_status(id, status, last_seen_at).await
+        let observation = RecordStatus {
+            id,
+            status,
+            last_seen_at,
+        };
+        self.writer
+            .write(observation, &Audit::system("health"))
+            .await
     }
 
     async fn set_capabilities(
@@ -303,8 +319,13 @@ impl Store for SqlStore {
         capabilities: Capabilities,
         platform_version: Option<String>,
     ) -> Result<Option<Event>, StoreError> {
+        let discovered = SetCapabilities {
+            id,
+            capabilities,
+            platform_version,
+        };
         self.writer
-            .set_capabilities(id, capabilities, platform_version)
+            .write(discovered, &Audit::system("discovery"))
             .await
     }
 
@@ -506,15 +527,17 @@ impl Store for SqlStore {
         put: PutCredentials,
         audit: &Audit,
     ) -> Result<StoredCredentials, StoreError> {
-        self.writer.put_credentials(put, audit).await
+        self.writer.write(put, audit).await
     }
 
     async fn delete_credentials(&self, cluster_id: Uuid, audit: &Audit) -> Result<(), StoreError> {
-        self.writer.delete_credentials(cluster_id, audit).await
+        self.writer
+            .write(DeleteCredentials(cluster_id), audit)
+            .await
     }
 
     async fn append_audit(&self, entry: AuditOnly, audit: &Audit) -> Result<(), StoreError> {
-        self.writer.append_audit(entry, audit).await
+        self.writer.write(entry, audit).await
     }
 
     async fn expiring_credentials(
@@ -556,11 +579,16 @@ impl Store for SqlStore {
         replace: bool,
         audit: &Audit,
     ) -> Result<ApiToken, StoreError> {
-        self.writer.create_token(token, hash, replace, audit).await
+        let create = CreateToken {
+            token,
+            hash,
+            replace,
+        };
+        self.writer.write(create, audit).await
     }
 
     async fn revoke_token(&self, id: Uuid, audit: &Audit) -> Result<(), StoreError> {
-        self.writer.revoke_token(id, audit).await
+        self.writer.write(RevokeToken(id), audit).await
     }
 
     async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
@@ -600,9 +628,11 @@ impl Store for SqlStore {
         key_id: &str,
         audit: &Audit,
     ) -> Result<(), StoreError> {
-        self.writer
-            .replace_vault_canary(sealed, key_id, audit)
-            .await
+        let canary = ReplaceVaultCanary {
+            sealed: sealed.to_owned(),
+            key_id: key_id.to_owned(),
+        };
+        self.writer.write(canary, audit).await
     }
 
     async fn list_sealed_credentials(
@@ -626,7 +656,7 @@ impl Store for SqlStore {
         rewrap: RewrapCredentials,
         audit: &Audit,
     ) -> Result<bool, StoreError> {
-        self.writer.rewrap_credentials(rewrap, audit).await
+        self.writer.write(rewrap, audit).await
     }
 
     async fn credential_key_usage(&self) -> Result<Vec<KeyUsage>, StoreError> {

@@ -1,0 +1,119 @@
+//! Registering, updating and deleting clusters.
+
+use super::{to_json, Write, WriteCx};
+use crate::StoreError;
+use async_trait::async_trait;
+use fleetreg_model::{Cluster, ClusterPatch, EventType, NewCluster};
+use serde_json::json;
+use uuid::Uuid;
+
+/// Registers a cluster (`AlreadyExists` when the name is taken).
+pub(crate) struct InsertCluster(pub NewCluster);
+
+#[async_trait]
+impl Write for InsertCluster {
+    type Reply = Cluster;
+
+    fn registers(&self) -> Option<&str> {
+        Some(self.0.name.as_str())
+    }
+
+    async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<Cluster, StoreError>, StoreError> {
+        let action = "cluster.create";
+        let cluster = self
+            .0
+            .clone()
+            .into_cluster(Uuid::now_v7(), cx.upcoming_revision(), cx.at);
+        if !cx.tx.insert_cluster(&cluster).await? {
+            let taken = StoreError::AlreadyExists(self.0.name.to_string());
+            return cx.refuse(action, None, taken).await;
+        }
+        let event =
+            cx.append_event(EventType::ClusterRegistered, cluster.id, to_json(&cluster)?)?;
+        cx.audit_success(action, Some(cluster.id), Some(event.revision))
+            .await?;
+        Ok(Ok(cluster))
+    }
+}
+
+/// Applies a patch, optionally guarded by the expected revision.
+pub(crate) struct UpdateCluster {
+    pub id: Uuid,
+    pub expected_revision: Option<i64>,
+    pub patch: ClusterPatch,
+}
+
+#[async_trait]
+impl Write for UpdateCluster {
+    type Reply = Cluster;
+
+    async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<Cluster, StoreError>, StoreError> {
+        let action = "cluster.update";
+        let mut cluster = match current(cx, self.id, self.expected_revision).await? {
+            Ok(cluster) => cluster,
+            Err(refused) => return cx.refuse(action, Some(self.id), refused).await,
+        };
+        match self.patch.apply(&mut cluster) {
+            Err(invalid) => {
+                cx.refuse(action, Some(self.id), StoreError::Invalid(invalid))
+                    .await
+            }
+            // Nothing changed: no revision, no event, no audit entry.
+            Ok(false) => Ok(Ok(cluster)),
+            Ok(true) => {
+                cluster.revision = cx.upcoming_revision();
+                cluster.updated_at = cx.at;
+                cx.tx.update_cluster(&cluster).await?;
+                let event =
+                    cx.append_event(EventType::ClusterUpdated, cluster.id, to_json(&cluster)?)?;
+                cx.audit_success(action, Some(cluster.id), Some(event.revision))
+                    .await?;
+                Ok(Ok(cluster))
+            }
+        }
+    }
+}
+
+/// Removes a cluster, optionally guarded by the expected revision.
+pub(crate) struct DeleteCluster {
+    pub id: Uuid,
+    pub expected_revision: Option<i64>,
+}
+
+#[async_trait]
+impl Write for DeleteCluster {
+    type Reply = ();
+
+    async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<(), StoreError>, StoreError> {
+        let action = "cluster.delete";
+        if let Err(refused) = current(cx, self.id, self.expected_revision).await? {
+            return cx.refuse(action, Some(self.id), refused).await;
+        }
+        cx.tx.delete_cluster(self.id).await?;
+        let payload = json!({ "cluster_id": self.id });
+        let event = cx.append_event(EventType::ClusterDeleted, self.id, payload)?;
+        cx.audit_success(action, Some(self.id), Some(event.revision))
+            .await?;
+        Ok(Ok(()))
+    }
+}
+
+/// The cluster as stored, or why the write is refused: `NotFound`, or
+/// `PreconditionFailed` when `expected_revision` is not current.
+async fn current(
+    cx: &mut WriteCx<'_>,
+    id: Uuid,
+    expected_revision: Option<i64>,
+) -> Result<Result<Cluster, StoreError>, StoreError> {
+    Ok(match cx.tx.load_cluster(id).await? {
+        None => Err(StoreError::NotFound(id.to_string())),
+        Some(cluster) => match expected_revision {
+            Some(expected) if expected != cluster.revision => Err(StoreError::PreconditionFailed {
+                expected,
+                actual: cluster.revision,
+                id,
+            }),
+            _ => Ok(cluster),
+        },
+    })
+}

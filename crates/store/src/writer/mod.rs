@@ -1,0 +1,341 @@
+//! Group commit: one writer task per store applies concurrent writes in one
+//! transaction, commits once (one fsync), then answers every caller.
+//!
+//! Each kind of write is a type implementing [`Write`] in a module of its own
+//! (`cluster`, `observe`, `credentials`, `token`, `audit`) with a typed
+//! [`Write::Reply`]; it holds the business rules of that write (revision
+//! assignment, change-log payloads, audit entries, precondition checks) over
+//! the SQL of [`WriteTx`]. This module only batches, commits and answers.
+
+mod audit;
+mod cluster;
+mod credentials;
+mod observe;
+mod token;
+
+pub use audit::AuditOnly;
+pub(crate) use audit::AuditRecord;
+pub(crate) use cluster::{DeleteCluster, InsertCluster, UpdateCluster};
+pub(crate) use credentials::{DeleteCredentials, ReplaceVaultCanary};
+pub use credentials::{PutCredentials, RewrapCredentials};
+pub(crate) use observe::{RecordStatus, SetCapabilities};
+pub(crate) use token::{CreateToken, RevokeToken};
+
+use crate::audit_chain::{ChainConfig, TxChain};
+use crate::engine::Engine;
+use crate::write_tx::WriteTx;
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fleetreg_model::{now, Audit, AuditResult, ErrorCode, Event, EventType};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// Most writes grouped into one transaction.
+const MAX_BATCH: usize = 512;
+
+/// One kind of write.
+#[async_trait]
+pub(crate) trait Write: Send + Sync + 'static {
+    /// What the caller gets when the write is committed.
+    type Reply: Send + 'static;
+
+    /// The name a registration takes, so that a batch's registrations can be
+    /// decided together (see [`WriteTx::prepare_inserts`]).
+    fn registers(&self) -> Option<&str> {
+        None
+    }
+
+    /// Applies the write inside the batch's transaction. `Ok(Err(_))` is a
+    /// refusal (audited, nothing else written); `Err(_)` is a database
+    /// failure that aborts the batch.
+    async fn apply(
+        &self,
+        cx: &mut WriteCx<'_>,
+    ) -> Result<Result<Self::Reply, StoreError>, StoreError>;
+}
+
+/// What a write sees of its batch: the transaction, its caller, its time and
+/// the batch's revision counter.
+pub(crate) struct WriteCx<'a> {
+    /// The batch's transaction.
+    pub tx: &'a mut WriteTx,
+    /// Who asked, for the audit entry.
+    pub audit: &'a Audit,
+    /// When the write is applied.
+    pub at: DateTime<Utc>,
+    /// Health history sampling period without a state change.
+    pub sample: chrono::Duration,
+    revision: &'a mut i64,
+}
+
+impl WriteCx<'_> {
+    /// The revision the next event of this batch will take (not taken yet).
+    pub fn upcoming_revision(&self) -> i64 {
+        *self.revision + 1
+    }
+
+    /// Appends a change-log entry at the next revision and returns it.
+    pub fn append_event(
+        &mut self,
+        event_type: EventType,
+        resource_id: Uuid,
+        payload: serde_json::Value,
+    ) -> Result<Event, StoreError> {
+        *self.revision += 1;
+        let event = Event {
+            revision: *self.revision,
+            event_type,
+            occurred_at: self.at,
+            resource: "cluster".to_owned(),
+            resource_id,
+            payload,
+        };
+        self.tx.append_event(&event)?;
+        Ok(event)
+    }
+
+    /// Audits a successful `action` (with the revision it took, if any).
+    pub async fn audit_success(
+        &mut self,
+        action: &'static str,
+        resource_id: Option<Uuid>,
+        revision: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.audit_entry(action, resource_id, AuditResult::Success, None, revision)
+            .await
+    }
+
+    /// Audits a refused `action` with the error's code, and returns the
+    /// refusal for the caller.
+    pub async fn refuse<T>(
+        &mut self,
+        action: &'static str,
+        resource_id: Option<Uuid>,
+        error: StoreError,
+    ) -> Result<Result<T, StoreError>, StoreError> {
+        let code = error.code();
+        self.audit_entry(action, resource_id, AuditResult::Failure, Some(code), None)
+            .await?;
+        Ok(Err(error))
+    }
+
+    /// Appends one audit entry for this write's caller.
+    pub async fn audit_entry(
+        &mut self,
+        action: &'static str,
+        resource_id: Option<Uuid>,
+        result: AuditResult,
+        error_code: Option<ErrorCode>,
+        revision: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let record = AuditRecord {
+            at: self.at,
+            audit: self.audit,
+            action,
+            resource_id,
+            result,
+            error_code,
+            revision,
+        };
+        self.tx.append_audit(&record).await
+    }
+}
+
+/// Serialises a model value into an event payload.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A queued write with its caller, its reply type erased.
+#[async_trait]
+trait Queued: Send {
+    fn registers(&self) -> Option<&str>;
+    /// Applies the write, keeping its outcome for [`Queued::answer`].
+    async fn apply(
+        &mut self,
+        tx: &mut WriteTx,
+        revision: &mut i64,
+        sample: chrono::Duration,
+    ) -> Result<(), StoreError>;
+    /// Sends the kept outcome (after commit).
+    fn answer(self: Box<Self>);
+    /// Sends a failure of the batch instead.
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+struct Pending<W: Write> {
+    write: W,
+    audit: Audit,
+    outcome: Option<Result<W::Reply, StoreError>>,
+    reply: oneshot::Sender<Result<W::Reply, StoreError>>,
+}
+
+#[async_trait]
+impl<W: Write> Queued for Pending<W> {
+    fn registers(&self) -> Option<&str> {
+        self.write.registers()
+    }
+
+    async fn apply(
+        &mut self,
+        tx: &mut WriteTx,
+        revision: &mut i64,
+        sample: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        let mut cx = WriteCx {
+            tx,
+            audit: &self.audit,
+            at: now(),
+            sample,
+            revision,
+        };
+        self.outcome = Some(self.write.apply(&mut cx).await?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>) {
+        let outcome = self.outcome.unwrap_or(Err(StoreError::Closed));
+        let _ = self.reply.send(outcome);
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+/// Where the writer's transactions come from: the engine, and the audit
+/// chain's configuration (keys, head publisher).
+pub(crate) struct WriteBackend {
+    /// The database.
+    pub engine: Arc<dyn Engine>,
+    /// The audit chain's keys and head.
+    pub chain: Arc<ChainConfig>,
+}
+
+impl WriteBackend {
+    async fn begin(&self) -> Result<WriteTx, StoreError> {
+        let tx = self.engine.begin().await?;
+        Ok(WriteTx::new(
+            tx,
+            self.engine.dialect(),
+            TxChain::new(self.chain.clone()),
+        ))
+    }
+}
+
+/// Handle to the writer task.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Box<dyn Queued>>,
+}
+
+impl Writer {
+    /// Starts the writer task on `backend`; `revision` publishes each
+    /// committed revision. `history_sample` is the period of health history
+    /// samples without a state change (`StoreOptions::history_sample`).
+    pub(crate) fn spawn(
+        backend: WriteBackend,
+        revision: watch::Sender<i64>,
+        history_sample: std::time::Duration,
+    ) -> (Writer, tokio::task::JoinHandle<()>) {
+        let (queue, rx) = mpsc::channel(4096);
+        let sample = chrono::Duration::from_std(history_sample).unwrap_or(chrono::Duration::MAX);
+        let handle = tokio::spawn(run(backend, rx, revision, sample));
+        (Writer { queue }, handle)
+    }
+
+    /// Queues `write` and waits until it is durably committed (or refused).
+    pub(crate) async fn write<W: Write>(
+        &self,
+        write: W,
+        audit: &Audit,
+    ) -> Result<W::Reply, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            write,
+            audit: audit.clone(),
+            outcome: None,
+            reply,
+        };
+        self.queue
+            .send(Box::new(pending))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn run(
+    backend: WriteBackend,
+    mut rx: mpsc::Receiver<Box<dyn Queued>>,
+    revision: watch::Sender<i64>,
+    sample: chrono::Duration,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match apply_batch(&backend, &mut batch, sample).await {
+            Ok(last_revision) => {
+                if let Some(rev) = last_revision {
+                    revision.send_replace(rev);
+                }
+                batch.into_iter().for_each(|job| job.answer());
+            }
+            Err(error) if batch.len() == 1 => {
+                // The only waiter gets the database's own error.
+                if let Some(job) = batch.pop() {
+                    job.fail(error);
+                }
+            }
+            Err(error) => {
+                // One write broke the whole transaction: retry each alone so
+                // the others still land and only the culprit sees its error.
+                tracing::warn!(%error, size = batch.len(), "write batch failed; retrying writes one by one");
+                for job in batch {
+                    let mut alone = [job];
+                    let result = apply_batch(&backend, &mut alone, sample).await;
+                    let [job] = alone;
+                    match result {
+                        Ok(last_revision) => {
+                            if let Some(rev) = last_revision {
+                                revision.send_replace(rev);
+                            }
+                            job.answer();
+                        }
+                        Err(error) => job.fail(error),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies `batch` in one transaction; the last revision it took, if any.
+async fn apply_batch(
+    backend: &WriteBackend,
+    batch: &mut [Box<dyn Queued>],
+    sample: chrono::Duration,
+) -> Result<Option<i64>, StoreError> {
+    let mut tx = backend.begin().await?;
+    let start = tx.lock_revision().await?;
+    let names: Vec<&str> = batch.iter().filter_map(|job| job.registers()).collect();
+    if names.len() > 1 {
+        tx.prepare_inserts(&names).await?;
+    }
+    let mut revision = start;
+    for job in batch.iter_mut() {
+        job.apply(&mut tx, &mut revision, sample).await?;
+    }
+    if revision != start {
+        tx.save_revision(revision).await?;
+    }
+    tx.commit().await?;
+    Ok((revision != start).then_some(revision))
+}
