@@ -144,7 +144,7 @@ async fn target_cluster(ctx: &Context) -> Result<String, BenchError> {
             .get(..6)
             .unwrap_or("x")
     );
-    let body = json!({ "name": name, "api_server_url": "https://api.fanout.example.com:6443", "environment": "LAB" });
+    let body = json!({ "name": name, "api_server_url": crate::scenarios::UNREACHABLE_API_SERVER, "environment": "LAB" });
     let response = authed(
         ctx.control.post(format!("{}/api/v1/clusters", ctx.base)),
         &ctx.token,

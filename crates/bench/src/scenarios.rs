@@ -243,6 +243,12 @@ impl Context {
     }
 }
 
+/// The API server URL of every benchmark cluster: an IP literal on a loopback
+/// port where nothing listens, so the health checks and discovery a
+/// registration starts fail fast (connection refused) and resolve no name:
+/// the machine's resolver is never a load target.
+pub(crate) const UNREACHABLE_API_SERVER: &str = "https://127.0.0.1:9";
+
 /// The registration body of cluster number `index` of scenario `tag`.
 pub(crate) fn registration_body(run: &str, tag: &str, index: u64) -> String {
     let k = (index % 4) as usize;
@@ -250,7 +256,7 @@ pub(crate) fn registration_body(run: &str, tag: &str, index: u64) -> String {
     json!({
         "name": name,
         "display_name": format!("Bench cluster {index}"),
-        "api_server_url": format!("https://api.{name}.example.com:6443"),
+        "api_server_url": format!("{UNREACHABLE_API_SERVER}/{name}"),
         "cluster_type": match index % 5 { 0 => "EDGE", _ => "SPOKE" },
         "region": REGIONS[(index % 3) as usize],
         "environment": ENVIRONMENTS[k],

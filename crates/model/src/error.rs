@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 /// Every public error code fleetreg answers with.
 ///
 /// The HTTP status of each code is assigned in exactly one place
-/// (`fleetreg-server`'s `error.rs`); the CLI uses the same names.
+/// (`fleetreg-server`'s `status_of`, an exhaustive match: a new code without a
+/// status does not compile); the CLI uses the same names. Not
+/// `#[non_exhaustive]`, so that match needs no catch-all arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[non_exhaustive]
 pub enum ErrorCode {
     /// Cluster with given ID/name not found (seed, 404).
     ClusterNotFound,
@@ -53,6 +54,30 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (a test checks it is complete).
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::ClusterNotFound,
+        ErrorCode::ClusterAlreadyExists,
+        ErrorCode::InvalidClusterName,
+        ErrorCode::CredentialsInvalid,
+        ErrorCode::CredentialsNotFound,
+        ErrorCode::ClusterUnreachable,
+        ErrorCode::DiscoveryFailed,
+        ErrorCode::ValidationError,
+        ErrorCode::MalformedJson,
+        ErrorCode::PreconditionFailed,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::EventsExpired,
+        ErrorCode::NotFound,
+        ErrorCode::TokenNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::InternalError,
+    ];
+
     /// The code as it appears on the wire, e.g. `CLUSTER_NOT_FOUND`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -137,6 +162,39 @@ impl Error {
     pub fn reason(&self) -> &str {
         match self {
             Error::InvalidName { reason, .. } | Error::Invalid { reason, .. } => reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+    use serde::de::{value::Error, Deserialize, IntoDeserializer};
+
+    /// serde's derive knows every variant and also accepts a variant's index,
+    /// so walking the indices until one is refused enumerates the enum without
+    /// naming a variant: a code missing from `ALL` fails here.
+    #[test]
+    fn all_lists_every_code_once_in_declaration_order() {
+        let declared: Vec<ErrorCode> = (0u32..)
+            .map_while(|i| {
+                ErrorCode::deserialize(IntoDeserializer::<Error>::into_deserializer(i)).ok()
+            })
+            .collect();
+        assert!(declared.len() >= 20, "enumerated {declared:?}");
+        assert_eq!(declared, ErrorCode::ALL);
+    }
+
+    #[test]
+    fn wire_names_are_serde_names_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for &code in ErrorCode::ALL {
+            let wire = serde_json::to_value(code).unwrap();
+            assert_eq!(wire, code.as_str(), "{code:?}");
+            assert_eq!(code.to_string(), code.as_str());
+            let back: ErrorCode = serde_json::from_value(wire).unwrap();
+            assert_eq!(back, code);
+            assert!(seen.insert(code.as_str()), "{code:?} shares its wire name");
         }
     }
 }

@@ -8,7 +8,9 @@ use fleetreg_model::{Error as ModelError, ErrorCode};
 use fleetreg_store::StoreError;
 use serde_json::{json, Value};
 
-/// The HTTP status of every public error code. The only place statuses are assigned.
+/// The HTTP status of every public error code. The only place statuses are
+/// assigned; exhaustive (no catch-all arm), so a new [`ErrorCode`] without a
+/// status does not compile.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::ClusterNotFound => StatusCode::NOT_FOUND,
@@ -30,7 +32,6 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -86,8 +87,13 @@ impl ApiError {
 
     /// An unexpected failure: the client sees a generic message, the log the cause.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::hidden(ErrorCode::InternalError, cause)
+    }
+
+    /// A server-side failure with `code`: generic message, cause only logged.
+    fn hidden(code: ErrorCode, cause: impl std::fmt::Display) -> Self {
         ApiError {
-            code: ErrorCode::InternalError,
+            code,
             message: "internal error; see the server log for this request id".into(),
             details: json!({}),
             internal: Some(cause.to_string()),
@@ -100,53 +106,104 @@ impl ApiError {
     }
 }
 
+/// The code is always the model's `Error::code`.
 impl From<ModelError> for ApiError {
     fn from(error: ModelError) -> Self {
+        let code = error.code();
         match &error {
-            ModelError::InvalidName { name, reason } => {
-                ApiError::new(ErrorCode::InvalidClusterName, error.to_string())
-                    .with_details(json!({ "field": "name", "value": name, "reason": reason }))
-            }
-            _ => ApiError::validation(error.field(), error.reason()),
+            ModelError::InvalidName { name, reason } => ApiError::new(code, error.to_string())
+                .with_details(json!({ "field": "name", "value": name, "reason": reason })),
+            _ => ApiError::new(code, error.to_string())
+                .with_details(json!({ "field": error.field(), "reason": error.reason() })),
         }
     }
 }
 
+/// The code is always [`StoreError::code`] and the status its [`status_of`]:
+/// the arms below only choose the message and details. A 5xx keeps its cause
+/// out of the answer (it is logged with the request id), except
+/// `Unavailable`, whose text the store sanitises for clients.
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        let code = error.code();
+        if status_of(code).is_server_error() {
+            return match error {
+                StoreError::Closed => ApiError::new(code, "the server is shutting down"),
+                // Its text is sanitised by the store and says what to fix
+                // (e.g. a full disk); it is logged as well.
+                unavailable @ StoreError::Unavailable(_) => ApiError {
+                    internal: Some(unavailable.to_string()),
+                    ..ApiError::new(code, format!("{unavailable}; try again later"))
+                },
+                other => ApiError::hidden(code, other),
+            };
+        }
         match error {
-            StoreError::NotFound(what) => ApiError::cluster_not_found(&what),
+            StoreError::NotFound(what) => {
+                ApiError::new(code, format!("cluster {what} not found"))
+                    .with_details(json!({ "cluster": what }))
+            }
             StoreError::AlreadyExists(name) => {
-                ApiError::new(ErrorCode::ClusterAlreadyExists, format!("a cluster named {name:?} already exists"))
+                ApiError::new(code, format!("a cluster named {name:?} already exists"))
                     .with_details(json!({ "name": name }))
             }
-            StoreError::PreconditionFailed { expected, actual, id } => ApiError::new(
-                ErrorCode::PreconditionFailed,
-                format!("If-Match revision {expected} is not current; cluster {id} is at revision {actual}"),
+            StoreError::PreconditionFailed {
+                expected,
+                actual,
+                id,
+            } => ApiError::new(
+                code,
+                format!(
+                    "If-Match revision {expected} is not current; cluster {id} is at revision {actual}"
+                ),
             )
             .with_details(json!({ "expected_revision": expected, "current_revision": actual })),
             StoreError::Invalid(e) => e.into(),
-            StoreError::EventsExpired { after, oldest_revision, latest_revision } => ApiError::new(
-                ErrorCode::EventsExpired,
-                format!("events after revision {after} were removed by retention; list again and resume from the list's revision"),
+            StoreError::EventsExpired {
+                after,
+                oldest_revision,
+                latest_revision,
+            } => ApiError::new(
+                code,
+                format!(
+                    "events after revision {after} were removed by retention; \
+                     list again and resume from the list's revision"
+                ),
             )
-            .with_details(json!({ "oldest_revision": oldest_revision, "latest_revision": latest_revision })),
-            StoreError::CredentialsNotFound(id) => ApiError::new(
-                ErrorCode::CredentialsNotFound,
-                format!("cluster {id} has no stored credentials"),
-            )
-            .with_details(json!({ "cluster": id.to_string() })),
-            StoreError::Closed => ApiError::new(ErrorCode::ServiceUnavailable, "the server is shutting down"),
-            other => ApiError::internal(other),
+            .with_details(
+                json!({ "oldest_revision": oldest_revision, "latest_revision": latest_revision }),
+            ),
+            StoreError::CredentialsNotFound(id) => {
+                ApiError::new(code, format!("cluster {id} has no stored credentials"))
+                    .with_details(json!({ "cluster": id.to_string() }))
+            }
+            StoreError::TokenNameTaken(name) => {
+                ApiError::new(code, "invalid name: a token with this name exists")
+                    .with_details(json!({ "field": "name", "reason": "taken", "name": name }))
+            }
+            StoreError::TokenNotFound(id) => ApiError::new(code, format!("no active token {id}")),
+            // A logical failure without its own wording yet: still its own code.
+            other => ApiError::new(code, other.to_string()),
         }
     }
 }
+
+/// `Retry-After` of every 503: the store's outages are detected within about
+/// a second (pool acquire timeout), so a retry after one is cheap.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.code);
         let body = json!({ "error": { "code": self.code.as_str(), "message": self.message, "details": self.details } });
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Transient by definition: tell clients and load balancers when to retry.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         if let Some(cause) = self.internal {
             response.extensions_mut().insert(InternalCause(cause));
         }
@@ -157,6 +214,171 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
+
+    /// The answer's status and its JSON body.
+    async fn answer(error: ApiError) -> (StatusCode, Value, Option<String>) {
+        let response = error.into_response();
+        let status = response.status();
+        let cause = response
+            .extensions()
+            .get::<InternalCause>()
+            .map(|c| c.0.clone());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap(), cause)
+    }
+
+    #[tokio::test]
+    async fn every_code_has_an_error_status_and_round_trips_through_the_body() {
+        for &code in ErrorCode::ALL {
+            let status = status_of(code);
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code} answers {status}"
+            );
+            let (answered, body, _) = answer(ApiError::new(code, "m")).await;
+            assert_eq!(answered, status, "{code}");
+            let wire = &body["error"]["code"];
+            assert_eq!(wire, code.as_str());
+            assert_eq!(
+                serde_json::from_value::<ErrorCode>(wire.clone()).unwrap(),
+                code
+            );
+        }
+    }
+
+    #[test]
+    fn the_store_calls_logical_exactly_the_4xx_codes() {
+        for &code in ErrorCode::ALL {
+            assert_eq!(
+                StoreError::is_logical_code(code),
+                status_of(code).is_client_error(),
+                "{code} is {}",
+                status_of(code)
+            );
+        }
+    }
+
+    /// One of each store error, with the status and code the API answers.
+    fn store_errors() -> Vec<(StoreError, u16, &'static str)> {
+        let id = Uuid::now_v7();
+        vec![
+            (StoreError::NotFound("c".into()), 404, "CLUSTER_NOT_FOUND"),
+            (
+                StoreError::AlreadyExists("c".into()),
+                409,
+                "CLUSTER_ALREADY_EXISTS",
+            ),
+            (
+                StoreError::PreconditionFailed {
+                    expected: 1,
+                    actual: 2,
+                    id,
+                },
+                412,
+                "PRECONDITION_FAILED",
+            ),
+            (
+                StoreError::CredentialsNotFound(id),
+                404,
+                "CREDENTIALS_NOT_FOUND",
+            ),
+            (
+                StoreError::TokenNameTaken("ci".into()),
+                400,
+                "VALIDATION_ERROR",
+            ),
+            (StoreError::TokenNotFound(id), 404, "TOKEN_NOT_FOUND"),
+            (
+                StoreError::Invalid(ModelError::invalid("labels", "bad")),
+                400,
+                "VALIDATION_ERROR",
+            ),
+            (
+                StoreError::Invalid(ModelError::InvalidName {
+                    name: "X".into(),
+                    reason: "upper case".into(),
+                }),
+                400,
+                "INVALID_CLUSTER_NAME",
+            ),
+            (
+                StoreError::EventsExpired {
+                    after: 1,
+                    oldest_revision: 5,
+                    latest_revision: 9,
+                },
+                410,
+                "EVENTS_EXPIRED",
+            ),
+            (
+                StoreError::UnsupportedUrl("mysql://x".into()),
+                500,
+                "INTERNAL_ERROR",
+            ),
+            (
+                StoreError::Database(sqlx::Error::PoolClosed),
+                500,
+                "INTERNAL_ERROR",
+            ),
+            (
+                StoreError::Migrate(sqlx::migrate::MigrateError::VersionMissing(3)),
+                500,
+                "INTERNAL_ERROR",
+            ),
+            (
+                StoreError::Corrupt("secret detail".into()),
+                500,
+                "INTERNAL_ERROR",
+            ),
+            (StoreError::Closed, 503, "SERVICE_UNAVAILABLE"),
+            (
+                StoreError::Unavailable("disk full".into()),
+                503,
+                "SERVICE_UNAVAILABLE",
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_store_error_answers_its_own_code_and_status() {
+        for (error, status, wire) in store_errors() {
+            let logical = error.is_logical();
+            let code = error.code();
+            let shown = error.to_string();
+            let (answered, body, cause) = answer(error.into()).await;
+            assert_eq!(answered, status, "{shown}");
+            assert_eq!(answered, status_of(code), "{shown}");
+            assert_eq!(body["error"]["code"], wire, "{shown}");
+            assert_eq!(logical, answered.is_client_error(), "{shown}");
+            if code == ErrorCode::InternalError {
+                // 5xx detail stays in the log.
+                assert_eq!(cause.as_deref(), Some(shown.as_str()));
+                assert!(!body.to_string().contains(&shown), "{body}");
+            } else if logical {
+                assert_eq!(cause, None, "{shown}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn token_errors_need_no_handler_to_be_right() {
+        let id = Uuid::now_v7();
+        let (status, body, _) = answer(StoreError::TokenNotFound(id).into()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "TOKEN_NOT_FOUND");
+        assert_eq!(body["error"]["message"], format!("no active token {id}"));
+
+        let (status, body, _) = answer(StoreError::TokenNameTaken("ci".into()).into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
+        assert_eq!(
+            body["error"]["details"],
+            json!({ "field": "name", "reason": "taken", "name": "ci" })
+        );
+    }
 
     #[test]
     fn seed_codes_have_seed_statuses() {

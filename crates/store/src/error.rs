@@ -60,6 +60,11 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database cannot be reached or cannot take writes now (connection
+    /// refused or lost, no connection within the acquire timeout, disk full).
+    /// Clients should retry; the text is a sanitised cause, safe to show.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// The writer task has stopped (the store is closing).
     #[error("the store is shutting down")]
     Closed,
@@ -67,22 +72,25 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether this is a logical outcome (to report to the client) rather than
-    /// a failure of the database.
+    /// a failure of the database: derived from [`StoreError::code`], so the two
+    /// cannot disagree.
     pub fn is_logical(&self) -> bool {
-        matches!(
-            self,
-            StoreError::NotFound(_)
-                | StoreError::AlreadyExists(_)
-                | StoreError::PreconditionFailed { .. }
-                | StoreError::Invalid(_)
-                | StoreError::EventsExpired { .. }
-                | StoreError::CredentialsNotFound(_)
-                | StoreError::TokenNameTaken(_)
-                | StoreError::TokenNotFound(_)
+        Self::is_logical_code(self.code())
+    }
+
+    /// Whether a failure with this code is the client's (the API answers 4xx)
+    /// rather than the server's (5xx). The server's tests check this against
+    /// its status table for every code.
+    pub fn is_logical_code(code: model::ErrorCode) -> bool {
+        use model::ErrorCode as C;
+        !matches!(
+            code,
+            C::InternalError | C::ServiceUnavailable | C::ClusterUnreachable | C::DiscoveryFailed
         )
     }
 
-    /// The public error code of a logical failure.
+    /// The public error code of this failure; the server maps it to the HTTP
+    /// status. Exhaustive on purpose: a new variant must choose its code.
     pub fn code(&self) -> model::ErrorCode {
         use model::ErrorCode as C;
         match self {
@@ -92,10 +100,15 @@ impl StoreError {
             StoreError::Invalid(e) => e.code(),
             StoreError::EventsExpired { .. } => C::EventsExpired,
             StoreError::CredentialsNotFound(_) => C::CredentialsNotFound,
+            // The API has always answered a duplicate token name with a 400
+            // on the `name` field.
             StoreError::TokenNameTaken(_) => C::ValidationError,
             StoreError::TokenNotFound(_) => C::TokenNotFound,
-            StoreError::Closed => C::ServiceUnavailable,
-            _ => C::InternalError,
+            StoreError::Closed | StoreError::Unavailable(_) => C::ServiceUnavailable,
+            StoreError::UnsupportedUrl(_)
+            | StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt(_) => C::InternalError,
         }
     }
 }

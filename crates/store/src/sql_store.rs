@@ -266,6 +266,7 @@ impl Store for SqlStore {
                 plan.push('\n');
             }
         }
+        tx.commit().await?;
         Ok(plan)
     }
 
@@ -339,6 +340,7 @@ impl Store for SqlStore {
             .await?;
         let (latest, pruned): (i64, i64) = (row.get_at(0)?, row.get_at(1)?);
         if after < pruned {
+            tx.commit().await?;
             return Err(StoreError::EventsExpired {
                 after,
                 oldest_revision: pruned + 1,

@@ -257,22 +257,6 @@ impl WriteTx {
         row.as_ref().map(credentials_from_row).transpose()
     }
 
-    /// The next credentials version of a cluster: one above every version it
-    /// ever had, also deleted ones (never reused).
-    pub(crate) async fn next_credentials_version(
-        &mut self,
-        cluster_id: Uuid,
-    ) -> Result<i64, StoreError> {
-        let bump = Sql::new(
-            "UPDATE clusters SET credential_versions = credential_versions + 1 WHERE id = $1",
-        )
-        .arg(cluster_id);
-        self.tx.execute(&bump).await?;
-        let read =
-            Sql::new("SELECT credential_versions FROM clusters WHERE id = $1").arg(cluster_id);
-        self.tx.fetch_one(&read).await?.get_at(0)
-    }
-
     /// Inserts or replaces a cluster's credentials row.
     pub(crate) async fn upsert_credentials(
         &mut self,

@@ -8,7 +8,25 @@
 //!   prints a line starting `SKIP:` to stderr and gets `None`, unless
 //!   `FLEETREG_REQUIRE_POSTGRES=1`, where that is a failure (a panic).
 //! - [`free_port`]: a TCP port on loopback that was free a moment ago.
+//! - [`private_postgres`]: a PostgreSQL cluster of the test's own (`initdb`
+//!   into a temp dir, a free port), which the test may crash and restart
+//!   ([`PrivatePostgres`]); never the shared server. Same skip rule as
+//!   [`postgres_database`] (missing binaries are a `SKIP:` unless
+//!   `FLEETREG_REQUIRE_POSTGRES=1`).
+//! - [`small_disk`]: a `tmpfs` of a few MiB the test can fill up and free
+//!   ([`SmallDisk`]); a `SKIP:` when it cannot be mounted (not root), unless
+//!   `FLEETREG_REQUIRE_TMPFS=1`.
 #![deny(missing_docs)]
+
+mod private_postgres;
+mod small_disk;
+
+pub use private_postgres::{
+    postgres_bin_dir, private_postgres, PrivatePostgres, POSTGRES_LIB_DIR, POSTGRES_OS_USER,
+};
+pub use small_disk::{
+    is_enospc, small_disk, tmpfs_required, SmallDisk, FILLER_NAME, REQUIRE_TMPFS_ENV,
+};
 
 use sqlx::Connection;
 use std::time::Duration;
@@ -255,5 +273,106 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(left, 0, "database {name} was not dropped");
+    }
+
+    async fn connect(url: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
+        tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(url))
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
+
+    /// Start, connect and write; crash: the connection and new ones fail;
+    /// start again: what was committed is still there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn private_postgres_crashes_and_restarts() {
+        let Some(pg) = tokio::task::block_in_place(private_postgres) else {
+            return;
+        };
+        let url = pg.url();
+        assert_eq!(
+            url,
+            format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port())
+        );
+        assert!(pg.is_running());
+        let mut conn = connect(&url).await.expect("connect to the private server");
+        sqlx::query("CREATE TABLE kept (n INT)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO kept VALUES (42)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let fsync: String = sqlx::query_scalar("SHOW fsync")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(fsync, "on");
+
+        tokio::task::block_in_place(|| pg.crash());
+        assert!(!pg.is_running());
+        assert!(
+            sqlx::query("SELECT 1").execute(&mut conn).await.is_err(),
+            "a connection survived the crash"
+        );
+        assert!(
+            connect(&url).await.is_err(),
+            "a new connection succeeded while the server is down"
+        );
+
+        tokio::task::block_in_place(|| pg.start());
+        assert!(pg.is_running());
+        let mut conn = connect(&url).await.expect("connect after the restart");
+        let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(n, 42, "a committed row was lost in the crash");
+        conn.close().await.unwrap();
+
+        let dir = pg.dir().to_owned();
+        tokio::task::block_in_place(|| drop(pg));
+        assert!(!dir.exists(), "{} was not removed", dir.display());
+        assert!(
+            connect(&url).await.is_err(),
+            "the server outlived its handle"
+        );
+    }
+
+    /// Two private clusters side by side get ports and directories of their own.
+    #[test]
+    fn private_postgres_clusters_are_separate() {
+        let Some(a) = private_postgres() else { return };
+        let Some(b) = private_postgres() else { return };
+        assert_ne!(a.port(), b.port());
+        assert_ne!(a.dir(), b.dir());
+    }
+
+    #[test]
+    fn small_disk_fills_up_and_frees() {
+        let Some(disk) = small_disk(2) else { return };
+        assert_eq!(disk.size_mib(), 2);
+        let probe = disk.path().join("probe");
+        std::fs::write(&probe, b"fits").expect("write to the empty disk");
+
+        let filled = disk.fill();
+        assert!(
+            filled > 1024 * 1024 && filled <= 2 * 1024 * 1024,
+            "the filler took {filled} bytes of 2 MiB"
+        );
+        let error = std::fs::write(disk.path().join("more"), vec![1u8; 4096])
+            .expect_err("a write succeeded on the full disk");
+        assert!(is_enospc(&error), "not ENOSPC: {error}");
+        assert_eq!(std::fs::read(&probe).unwrap(), b"fits");
+
+        disk.free();
+        assert!(!disk.filler().exists());
+        std::fs::write(disk.path().join("more"), vec![1u8; 512 * 1024])
+            .expect("write after freeing the space");
+        disk.free(); // nothing left to remove: no error
+
+        let path = disk.path().to_owned();
+        drop(disk);
+        assert!(!path.exists(), "{} was not removed", path.display());
     }
 }

@@ -27,10 +27,21 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long `/ready` waits for the store: a load balancer or a Kubernetes
+/// probe learns within a second that this replica cannot serve.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
 /// The store answers.
 #[utoipa::path(get, path = "/ready", tag = "operations", responses((status = 200), (status = 503, description = "SERVICE_UNAVAILABLE")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    match state.store.ping().await {
+    let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping())
+        .await
+        .unwrap_or_else(|_| {
+            Err(fleetreg_store::StoreError::Unavailable(
+                "no answer from the database within the readiness timeout".into(),
+            ))
+        });
+    match ping {
         Ok(()) => Ok(Json(
             json!({ "status": "ready", "store": state.store.backend().as_str(), "durability": state.store.durability() }),
         )),

@@ -12,8 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use fleetreg_model::{ApiToken, CreatedToken, ErrorCode, TokenCreateRequest};
-use fleetreg_store::StoreError;
-use serde_json::json;
 
 /// The token routes.
 pub fn router() -> Router<AppState> {
@@ -53,20 +51,10 @@ pub async fn create(
         expires_at,
         revoked_at: None,
     };
-    let stored = match state
+    let stored = state
         .store
         .create_token(record, hash_token(&token), false, &audit_of(&headers, peer))
-        .await
-    {
-        Ok(stored) => stored,
-        Err(StoreError::TokenNameTaken(name)) => {
-            return Err(
-                ApiError::validation("name", "a token with this name exists")
-                    .with_details(json!({ "field": "name", "reason": "taken", "name": name })),
-            );
-        }
-        Err(error) => return Err(error.into()),
-    };
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -94,18 +82,14 @@ pub async fn revoke(
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let not_found = || ApiError::new(ErrorCode::TokenNotFound, format!("no active token {id}"));
-    let uuid = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
-    match state
+    // A malformed id names no token; a well-formed one that is not active is
+    // the store's `TokenNotFound`, which maps to the same answer.
+    let uuid = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::new(ErrorCode::TokenNotFound, format!("no active token {id}")))?;
+    state
         .store
         .revoke_token(uuid, &audit_of(&headers, peer))
-        .await
-    {
-        Ok(()) => {
-            state.auth.forget();
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Err(StoreError::TokenNotFound(_)) => Err(not_found()),
-        Err(error) => Err(error.into()),
-    }
+        .await?;
+    state.auth.forget();
+    Ok(StatusCode::NO_CONTENT)
 }

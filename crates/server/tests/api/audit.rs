@@ -115,7 +115,7 @@ api_test!(
                     action: "credentials.validate",
                     resource_id: Some(a.parse().unwrap()),
                     result: AuditResult::Failure,
-                    error_code: Some("CREDENTIALS_INVALID"),
+                    error_code: Some(fleetreg_model::ErrorCode::CredentialsInvalid),
                 },
                 &Audit {
                     actor: "alice".into(),

@@ -19,6 +19,7 @@ mod leak_search;
 mod leaks;
 mod listing;
 mod operations;
+mod outage;
 mod prometheus;
 mod rbac;
 mod redis;

@@ -12,8 +12,9 @@ use crate::dialect::Dialect;
 use crate::sql::{Row, Sql, Value};
 use crate::StoreError;
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Column, Executor, IntoArguments, Pool, Transaction};
+use sqlx::{Column, Executor, IntoArguments, Pool};
 use std::sync::Arc;
 
 /// A connection inside a transaction.
@@ -23,7 +24,7 @@ pub(crate) trait Tx: Send {
     async fn fetch(&mut self, sql: &Sql) -> Result<Vec<Row>, StoreError>;
     /// Runs a statement and returns how many rows it changed.
     async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError>;
-    /// Commits durably (a dropped transaction rolls back).
+    /// Commits durably (a transaction dropped without commit rolls back).
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
     /// The first row, if any.
@@ -89,10 +90,13 @@ pub(crate) trait Driver: sqlx::Database {
     fn value(row: &Self::Row, index: usize) -> Result<Value, StoreError>;
     /// How many rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
-    /// Begins a read-only transaction with one snapshot.
-    async fn begin_snapshot(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, StoreError>;
-    /// Begins a write transaction.
-    async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, StoreError>;
+    /// The statement that begins a read-only transaction with one snapshot.
+    const BEGIN_SNAPSHOT: &'static str;
+    /// The statement that begins a write transaction.
+    const BEGIN_WRITE: &'static str;
+    /// Why an error with this database error code means the database cannot
+    /// be reached or written now (a sanitised cause), or `None`.
+    fn unavailable(code: &str) -> Option<&'static str>;
 }
 
 /// An engine over sqlx pools: readers, and the writer's connection(s).
@@ -108,7 +112,11 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
 {
-    read_rows(DB::query(sql).fetch_all(conn).await?, DB::value)
+    let rows = DB::query(sql)
+        .fetch_all(conn)
+        .await
+        .map_err(database_error::<DB>)?;
+    read_rows(rows, DB::value)
 }
 
 /// Runs a statement on `conn`; how many rows it changed.
@@ -117,10 +125,48 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
 {
-    Ok(DB::rows_affected(&DB::query(sql).execute(conn).await?))
+    let done = DB::query(sql)
+        .execute(conn)
+        .await
+        .map_err(database_error::<DB>)?;
+    Ok(DB::rows_affected(&done))
 }
 
-struct SqlxTx<DB: Driver>(Transaction<'static, DB>);
+/// A transaction on a pooled connection it owns. It returns the connection to
+/// the pool only after a successful `COMMIT`; a transaction dropped otherwise
+/// (rolled back, failed, or its commit failed, e.g. on a full disk) closes its
+/// connection instead, so the pool never hands out a connection left inside a
+/// transaction and the next one starts clean.
+struct SqlxTx<DB: Driver> {
+    conn: Option<PoolConnection<DB>>,
+}
+
+impl<DB: Driver> SqlxTx<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    async fn begin(pool: &Pool<DB>, begin: &'static str) -> Result<Self, StoreError> {
+        let mut tx = SqlxTx {
+            conn: Some(acquire(pool).await?),
+        };
+        execute::<DB>(tx.conn()?, &Sql::new(begin)).await?;
+        Ok(tx)
+    }
+
+    fn conn(&mut self) -> Result<&mut DB::Connection, StoreError> {
+        self.conn.as_deref_mut().ok_or(StoreError::Closed)
+    }
+}
+
+impl<DB: Driver> Drop for SqlxTx<DB> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Closed, not returned: the database rolls back what was open.
+            drop(conn.detach());
+        }
+    }
+}
 
 #[async_trait]
 impl<DB: Driver> Tx for SqlxTx<DB>
@@ -129,15 +175,44 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
 {
     async fn fetch(&mut self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
-        fetch::<DB>(&mut self.0, sql).await
+        fetch::<DB>(self.conn()?, sql).await
     }
 
     async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
-        execute::<DB>(&mut self.0, sql).await
+        execute::<DB>(self.conn()?, sql).await
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        Ok(self.0.commit().await?)
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        execute::<DB>(self.conn()?, &Sql::new("COMMIT")).await?;
+        // Committed: the connection goes back to the pool.
+        self.conn.take();
+        Ok(())
+    }
+}
+
+/// A pooled connection, or `Unavailable` once the pool's acquire timeout passes.
+async fn acquire<DB: Driver>(pool: &Pool<DB>) -> Result<PoolConnection<DB>, StoreError> {
+    pool.acquire().await.map_err(database_error::<DB>)
+}
+
+/// A database error as the store reports it: failing to reach or write the
+/// database is `Unavailable` (the API answers 503, retry later); anything
+/// else is `Database` (logged, 500).
+fn database_error<DB: Driver>(error: sqlx::Error) -> StoreError {
+    let cause = match &error {
+        sqlx::Error::PoolTimedOut => Some("no connection to the database within the timeout"),
+        sqlx::Error::Io(_) => Some("the connection to the database failed"),
+        sqlx::Error::Tls(_) => Some("the TLS connection to the database failed"),
+        sqlx::Error::WorkerCrashed => Some("the database connection's worker stopped"),
+        sqlx::Error::Database(db) => db.code().and_then(|code| DB::unavailable(&code)),
+        _ => None,
+    };
+    match cause {
+        Some(cause) => {
+            tracing::warn!(%error, "database unavailable");
+            StoreError::Unavailable(cause.to_owned())
+        }
+        None => StoreError::Database(error),
     }
 }
 
@@ -156,19 +231,21 @@ where
     }
 
     async fn fetch(&self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
-        fetch::<DB>(&mut *self.read.acquire().await?, sql).await
+        fetch::<DB>(&mut *acquire(&self.read).await?, sql).await
     }
 
     async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
-        execute::<DB>(&mut *self.write.acquire().await?, sql).await
+        execute::<DB>(&mut *acquire(&self.write).await?, sql).await
     }
 
     async fn snapshot(&self) -> Result<Box<dyn Tx>, StoreError> {
-        Ok(Box::new(SqlxTx(DB::begin_snapshot(&self.read).await?)))
+        Ok(Box::new(
+            SqlxTx::begin(&self.read, DB::BEGIN_SNAPSHOT).await?,
+        ))
     }
 
     async fn begin(&self) -> Result<Box<dyn Tx>, StoreError> {
-        Ok(Box::new(SqlxTx(DB::begin_write(&self.write).await?)))
+        Ok(Box::new(SqlxTx::begin(&self.write, DB::BEGIN_WRITE).await?))
     }
 
     async fn close(&self) {

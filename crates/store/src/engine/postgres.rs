@@ -13,23 +13,28 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgConnectOptions, PgPoolOptions, PgRow, PgTypeInfo};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Pool, Postgres, Row as _, Transaction, TypeInfo, ValueRef};
+use sqlx::{Postgres, Row as _, TypeInfo, ValueRef};
 use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// How long a request waits for a connection before the store answers
+/// `Unavailable` (the API: 503 with `Retry-After`), so an outage fails fast
+/// instead of hanging requests.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(900);
 
 /// Connects to `url` and migrates the database.
 pub(super) async fn open(url: &str) -> Result<SqlxEngine<Postgres>, StoreError> {
     let options = PgConnectOptions::from_str(url)?;
     let write = PgPoolOptions::new()
         .max_connections(2)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options.clone())
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&write).await?;
     let read = PgPoolOptions::new()
         .max_connections(16)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await?;
     let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
@@ -110,19 +115,18 @@ impl Driver for Postgres {
         result.rows_affected()
     }
 
-    async fn begin_snapshot(
-        pool: &Pool<Postgres>,
-    ) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
-    }
+    const BEGIN_SNAPSHOT: &'static str =
+        "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+    // The writer serialises batches by locking `meta.revision`.
+    const BEGIN_WRITE: &'static str = "BEGIN";
 
-    async fn begin_write(
-        pool: &Pool<Postgres>,
-    ) -> Result<Transaction<'static, Postgres>, StoreError> {
-        Ok(pool.begin().await?)
+    fn unavailable(code: &str) -> Option<&'static str> {
+        match code {
+            "53100" => Some("the database's disk is full"),
+            "57P01" | "57P02" | "57P03" => Some("the database is shutting down or starting up"),
+            code if code.starts_with("08") => Some("the connection to the database failed"),
+            code if code.starts_with("53") => Some("the database is out of resources"),
+            _ => None,
+        }
     }
 }

@@ -13,7 +13,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Pool, Row as _, Sqlite, Transaction, TypeInfo, ValueRef};
+use sqlx::{Row as _, Sqlite, TypeInfo, ValueRef};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -98,15 +98,18 @@ impl Driver for Sqlite {
         result.rows_affected()
     }
 
-    async fn begin_snapshot(
-        pool: &Pool<Sqlite>,
-    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        // In WAL mode a read transaction sees one snapshot from its first read.
-        Ok(pool.begin().await?)
-    }
+    // In WAL mode a read transaction sees one snapshot from its first read.
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN";
+    // IMMEDIATE takes the write lock up front instead of upgrading mid-batch.
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
-    async fn begin_write(pool: &Pool<Sqlite>) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        // IMMEDIATE takes the write lock up front instead of upgrading mid-batch.
-        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    fn unavailable(code: &str) -> Option<&'static str> {
+        // Extended result codes: the primary code is the low byte.
+        match code.parse::<i64>().ok()? & 0xff {
+            13 => Some("the database's disk is full; writes resume when space is freed"),
+            10 => Some("the database's disk reported an I/O error"),
+            14 => Some("the database file cannot be opened"),
+            _ => None,
+        }
     }
 }

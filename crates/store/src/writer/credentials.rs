@@ -67,7 +67,7 @@ impl Write for PutCredentials {
         }
         let stored = StoredCredentials {
             cluster_id: id,
-            version: cx.tx.next_credentials_version(id).await?,
+            version: current_version + 1,
             auth_type: self.auth_type,
             sealed: self.sealed.clone(),
             key_id: self.key_id.clone(),

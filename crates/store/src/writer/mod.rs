@@ -215,6 +215,19 @@ pub(crate) struct WriteBackend {
 }
 
 impl WriteBackend {
+    /// Runs the dialect's storage relief: whether it succeeded, `None` when
+    /// the dialect has none.
+    async fn relieve(&self) -> Option<bool> {
+        let statement = self.engine.dialect().relieve_storage?;
+        match self.engine.execute(&crate::sql::Sql::new(statement)).await {
+            Ok(_) => Some(true),
+            Err(error) => {
+                tracing::warn!(%error, "could not give back storage space yet");
+                Some(false)
+            }
+        }
+    }
+
     async fn begin(&self) -> Result<WriteTx, StoreError> {
         let tx = self.engine.begin().await?;
         Ok(WriteTx::new(
@@ -273,7 +286,13 @@ async fn run(
     revision: watch::Sender<i64>,
     sample: chrono::Duration,
 ) {
+    // Set when a batch found the database unavailable: before the next one,
+    // the engine gives back what space it can (see `Dialect::relieve_storage`).
+    let mut relieve = false;
     while let Some(first) = rx.recv().await {
+        if relieve {
+            relieve = backend.relieve().await == Some(false);
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -281,12 +300,29 @@ async fn run(
                 Err(_) => break,
             }
         }
-        match apply_batch(&backend, &mut batch, sample).await {
+        let mut result = apply_batch(&backend, &mut batch, sample).await;
+        if matches!(result, Err(StoreError::Unavailable(_)))
+            && backend.relieve().await == Some(true)
+        {
+            // Space was given back (a WAL checkpoint after a full disk): the
+            // batch, rolled back, gets one more try.
+            result = apply_batch(&backend, &mut batch, sample).await;
+        }
+        match result {
             Ok(last_revision) => {
                 if let Some(rev) = last_revision {
                     revision.send_replace(rev);
                 }
                 batch.into_iter().for_each(|job| job.answer());
+            }
+            Err(StoreError::Unavailable(cause)) => {
+                relieve = true;
+                // The database cannot be reached or written: every waiter
+                // gets that at once (retrying one by one would only wait N
+                // times as long for the same answer).
+                for job in batch {
+                    job.fail(StoreError::Unavailable(cause.clone()));
+                }
             }
             Err(error) if batch.len() == 1 => {
                 // The only waiter gets the database's own error.
