@@ -33,7 +33,14 @@ use uuid::Uuid;
 
 /// Most rows in one multi-row INSERT (well below either engine's limit on
 /// bound parameters).
-const ROWS_PER_INSERT: usize = 500;
+const ROWS_PER_INSERT: usize = 256;
+
+/// The rows of the next multi-row INSERT: the largest power of two not above
+/// `left` or [`ROWS_PER_INSERT`].
+fn chunk_size(left: usize) -> usize {
+    let cap = left.clamp(1, ROWS_PER_INSERT);
+    1 << cap.ilog2()
+}
 
 const CLUSTER_INSERT: &str = "INSERT INTO clusters (id, name, display_name, api_server_url, \
      cluster_type, platform, platform_version, region, environment, labels, endpoints, \
@@ -88,8 +95,22 @@ impl WriteTx {
     /// Looks up which of `names` are taken, so that the batch's registrations
     /// can be decided in memory and written together.
     pub(crate) async fn prepare_inserts(&mut self, names: &[&str]) -> Result<(), StoreError> {
+        if !self.dialect.batch_registrations {
+            return Ok(());
+        }
+        // Padded to a power of two by repeating the last name (harmless in
+        // `IN`), so the statement texts are few and prepared once.
+        let padded = names.len().next_power_of_two();
+        let last = names.last().copied().unwrap_or_default();
         let mut sql = Sql::new("SELECT name FROM clusters WHERE name IN ");
-        sql.bind_tuple(names.iter().map(|n| Value::from(*n)));
+        sql.bind_tuple(
+            names
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(last))
+                .take(padded)
+                .map(Value::from),
+        );
         let rows = self.tx.fetch(&sql).await?;
         self.taken = Some(
             rows.iter()
@@ -431,12 +452,18 @@ impl WriteTx {
         Ok(())
     }
 
-    /// `INSERT … VALUES (…), (…)` in chunks.
+    /// `INSERT … VALUES (…), (…)` in chunks of power-of-two sizes: a table
+    /// has at most a handful of statement texts, so both engines prepare each
+    /// once per connection and reuse it (a text per batch size would be parsed
+    /// and planned again for almost every batch).
     async fn insert_rows(&mut self, head: &str, rows: Vec<Vec<Value>>) -> Result<(), StoreError> {
         let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
+        let mut left = rows.len();
+        while left > 0 {
+            let chunk = chunk_size(left);
+            left -= chunk;
             let mut sql = Sql::new(head);
-            for (i, row) in rows.by_ref().take(ROWS_PER_INSERT).enumerate() {
+            for (i, row) in rows.by_ref().take(chunk).enumerate() {
                 if i > 0 {
                     sql.push(", ");
                 }
@@ -513,4 +540,23 @@ fn cluster_values(c: &Cluster) -> Result<Vec<Value>, StoreError> {
         Value::from(c.created_at),
         Value::from(c.created_at),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_are_powers_of_two_that_add_up() {
+        for rows in [1, 2, 3, 60, 255, 256, 257, 1000] {
+            let mut left = rows;
+            let mut sizes = Vec::new();
+            while left > 0 {
+                let chunk = super::chunk_size(left);
+                assert!(chunk.is_power_of_two() && chunk <= super::ROWS_PER_INSERT);
+                left -= chunk;
+                sizes.push(chunk);
+            }
+            assert_eq!(sizes.iter().sum::<usize>(), rows);
+        }
+        assert_eq!(super::chunk_size(60), 32);
+    }
 }
