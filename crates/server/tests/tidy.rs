@@ -24,7 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "cli",
         &["model", "store", "vault", "probe", "server", "sim", "bench"],
     ),
-    ("testkit", &[]),
+    ("testkit", &["model"]),
 ];
 
 /// What `[dev-dependencies]` may name beyond the normal edges: the simulated

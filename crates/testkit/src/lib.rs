@@ -18,6 +18,7 @@
 //!   `FLEETREG_REQUIRE_TMPFS=1`.
 #![deny(missing_docs)]
 
+pub mod fleet_fixture;
 mod private_postgres;
 mod small_disk;
 

@@ -1,57 +1,12 @@
 //! Listing: every filter, combinations, paging and order, checked against an
-//! independent count over the data the test wrote; and the query plans.
+//! independent count over the data the test wrote (the query plans are the
+//! store contract's: `crates/store/tests/contract/listing.rs`).
 
 use crate::helpers::*;
 use fleetreg_model::{Capabilities, ClusterFilter, ClusterState, ClusterStatus, Connectivity};
+use fleetreg_testkit::fleet_fixture::{expect, filter_cases, seeded, Seeded};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-
-const TYPES: [&str; 4] = ["HUB", "SPOKE", "EDGE", "FAR_EDGE"];
-const ENVS: [&str; 4] = ["PRODUCTION", "STAGING", "DEVELOPMENT", "LAB"];
-const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-south-1"];
-const TEAMS: [&str; 3] = ["platform", "data", "edge"];
-const STATES: [ClusterState; 4] = [
-    ClusterState::Unknown,
-    ClusterState::Online,
-    ClusterState::Degraded,
-    ClusterState::Offline,
-];
-
-/// What the test wrote for one cluster, to count against.
-#[derive(Debug, Clone)]
-struct Seeded {
-    name: String,
-    cluster_type: &'static str,
-    environment: &'static str,
-    region: &'static str,
-    team: &'static str,
-    tier: Option<&'static str>,
-    state: ClusterState,
-    gpu: Option<bool>,
-    cnf: Option<bool>,
-}
-
-fn seeded(i: usize) -> Seeded {
-    Seeded {
-        name: format!("{}-{i:02}", ["alpha", "beta", "gamma"][i % 3]),
-        cluster_type: TYPES[i % 4],
-        environment: ENVS[(i / 2) % 4],
-        region: REGIONS[i % 3],
-        team: TEAMS[(i / 3) % 3],
-        tier: i.is_multiple_of(5).then_some("gold"),
-        state: STATES[(i / 4) % 4],
-        gpu: match i % 7 {
-            0 | 1 => Some(true),
-            2 | 3 => Some(false),
-            _ => None, // never discovered
-        },
-        cnf: match i % 6 {
-            0 => Some(true),
-            1 => Some(false),
-            _ => None,
-        },
-    }
-}
 
 async fn seed(app: &TestApp, n: usize) -> Vec<Seeded> {
     let mut all = Vec::new();
@@ -121,90 +76,13 @@ async fn names(app: &TestApp, query: &str) -> (BTreeSet<String>, u64) {
     (names, body["total"].as_u64().unwrap())
 }
 
-fn expect(all: &[Seeded], keep: impl Fn(&Seeded) -> bool) -> BTreeSet<String> {
-    all.iter()
-        .filter(|s| keep(s))
-        .map(|s| s.name.clone())
-        .collect()
-}
-
 api_test!(every_filter_matches_an_independent_count, |app| {
     let all = seed(&app, 48).await;
-    type Case = (&'static str, Box<dyn Fn(&Seeded) -> bool>);
-    let cases: Vec<Case> = vec![
-        ("", Box::new(|_| true)),
-        ("?name=beta", Box::new(|s| s.name.contains("beta"))),
-        ("?name=BETA-1", Box::new(|s| s.name.contains("beta-1"))),
-        ("?name=a-0", Box::new(|s| s.name.contains("a-0"))),
-        ("?name=zzz", Box::new(|_| false)),
-        ("?name=%25", Box::new(|_| false)),
-        ("?name=_", Box::new(|_| false)),
-        ("?cluster_type=EDGE", Box::new(|s| s.cluster_type == "EDGE")),
-        (
-            "?cluster_type=FAR_EDGE",
-            Box::new(|s| s.cluster_type == "FAR_EDGE"),
-        ),
-        (
-            "?environment=PRODUCTION",
-            Box::new(|s| s.environment == "PRODUCTION"),
-        ),
-        ("?environment=LAB", Box::new(|s| s.environment == "LAB")),
-        ("?region=eu-west-1", Box::new(|s| s.region == "eu-west-1")),
-        ("?region=nowhere", Box::new(|_| false)),
-        (
-            "?state=UNKNOWN",
-            Box::new(|s| s.state == ClusterState::Unknown),
-        ),
-        (
-            "?state=ONLINE",
-            Box::new(|s| s.state == ClusterState::Online),
-        ),
-        (
-            "?state=DEGRADED",
-            Box::new(|s| s.state == ClusterState::Degraded),
-        ),
-        (
-            "?state=OFFLINE",
-            Box::new(|s| s.state == ClusterState::Offline),
-        ),
-        ("?has_gpu=true", Box::new(|s| s.gpu == Some(true))),
-        ("?has_gpu=false", Box::new(|s| s.gpu != Some(true))),
-        ("?has_cnf=true", Box::new(|s| s.cnf == Some(true))),
-        ("?has_cnf=false", Box::new(|s| s.cnf != Some(true))),
-        ("?label=team=data", Box::new(|s| s.team == "data")),
-        ("?label=tier=gold", Box::new(|s| s.tier == Some("gold"))),
-        (
-            "?label=team=data&label=tier=gold",
-            Box::new(|s| s.team == "data" && s.tier == Some("gold")),
-        ),
-        ("?label=team=data&label=team=edge", Box::new(|_| false)),
-        ("?label=team=nobody", Box::new(|_| false)),
-        ("?label=owner=x", Box::new(|_| false)),
-        (
-            "?environment=PRODUCTION&label=team=platform",
-            Box::new(|s| s.environment == "PRODUCTION" && s.team == "platform"),
-        ),
-        (
-            "?cluster_type=SPOKE&region=us-east-1&state=ONLINE",
-            Box::new(|s| {
-                s.cluster_type == "SPOKE"
-                    && s.region == "us-east-1"
-                    && s.state == ClusterState::Online
-            }),
-        ),
-        (
-            "?environment=STAGING&has_gpu=true&label=team=platform",
-            Box::new(|s| s.environment == "STAGING" && s.gpu == Some(true) && s.team == "platform"),
-        ),
-        (
-            "?has_gpu=true&has_cnf=true",
-            Box::new(|s| s.gpu == Some(true) && s.cnf == Some(true)),
-        ),
-    ];
+    let cases = filter_cases();
     let mut non_empty = 0;
     for (query, keep) in &cases {
         let expected = expect(&all, keep);
-        let (actual, total) = names(&app, query).await;
+        let (actual, total) = names(&app, &format!("?{query}")).await;
         assert_eq!(actual, expected, "{query}");
         assert_eq!(total, expected.len() as u64, "total for {query}");
         non_empty += usize::from(!expected.is_empty());
@@ -294,61 +172,4 @@ api_test!(paging_and_order, |app| {
         (empty["total"].as_u64(), empty["total_pages"].as_u64()),
         (Some(0), Some(0))
     );
-});
-
-// Plans must reach clusters through an index for every indexed filter.
-api_test!(filters_use_indexes, |app| {
-    seed(&app, 12).await;
-    let filters = [
-        "cluster_type=EDGE",
-        "environment=PRODUCTION",
-        "region=us-east-1",
-        "state=ONLINE",
-        "has_gpu=true",
-        "has_cnf=true",
-        "label=team=data",
-        "environment=PRODUCTION&label=team=platform",
-    ];
-    for query in filters {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
-        let (filter, _) = ClusterFilter::from_query(pairs).unwrap();
-        let plan = app.store.explain_list_clusters(&filter).await.unwrap();
-        match app.backend {
-            Backend::Sqlite => {
-                // SEARCH lines are index lookups; a SCAN must at least walk an index.
-                for line in plan.lines().filter(|l| l.starts_with("SCAN")) {
-                    assert!(
-                        line.contains("USING") && line.contains("INDEX"),
-                        "{query}: full scan in plan:\n{plan}"
-                    );
-                }
-                let label_index = plan.contains("SEARCH l USING PRIMARY KEY (key=? AND value=?");
-                assert!(
-                    plan.contains("idx_") || label_index,
-                    "{query}: no filter index in plan:\n{plan}"
-                );
-                if query.contains("label=") {
-                    assert!(label_index, "label filters search the label index:\n{plan}");
-                }
-            }
-            Backend::Postgres => {
-                assert!(
-                    !plan.contains("Seq Scan on clusters"),
-                    "{query}: sequential scan in plan:\n{plan}"
-                );
-                assert!(
-                    plan.contains("idx_clusters"),
-                    "{query}: no filter index in plan:\n{plan}"
-                );
-            }
-        }
-        if query.starts_with("label=") && app.backend == Backend::Postgres {
-            assert!(
-                plan.contains("idx_clusters_labels"),
-                "label filter uses the GIN index:\n{plan}"
-            );
-        }
-    }
 });

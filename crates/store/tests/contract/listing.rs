@@ -4,55 +4,8 @@
 use crate::harness::*;
 use fleetreg_model::{Capabilities, ClusterFilter, ClusterState, ClusterType, Environment, Page};
 use fleetreg_store::Backend;
+use fleetreg_testkit::fleet_fixture::{self, seeded, Seeded};
 use serde_json::json;
-use std::collections::BTreeSet;
-
-const TYPES: [&str; 4] = ["HUB", "SPOKE", "EDGE", "FAR_EDGE"];
-const ENVS: [&str; 4] = ["PRODUCTION", "STAGING", "DEVELOPMENT", "LAB"];
-const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-south-1"];
-const TEAMS: [&str; 3] = ["platform", "data", "edge"];
-const STATES: [ClusterState; 4] = [
-    ClusterState::Unknown,
-    ClusterState::Online,
-    ClusterState::Degraded,
-    ClusterState::Offline,
-];
-
-/// What the test wrote for one cluster, to count against.
-#[derive(Debug, Clone)]
-struct Seeded {
-    name: String,
-    cluster_type: &'static str,
-    environment: &'static str,
-    region: &'static str,
-    team: &'static str,
-    tier: Option<&'static str>,
-    state: ClusterState,
-    gpu: Option<bool>,
-    cnf: Option<bool>,
-}
-
-fn seeded(i: usize) -> Seeded {
-    Seeded {
-        name: format!("{}-{i:02}", ["alpha", "beta", "gamma"][i % 3]),
-        cluster_type: TYPES[i % 4],
-        environment: ENVS[(i / 2) % 4],
-        region: REGIONS[i % 3],
-        team: TEAMS[(i / 3) % 3],
-        tier: i.is_multiple_of(5).then_some("gold"),
-        state: STATES[(i / 4) % 4],
-        gpu: match i % 7 {
-            0 | 1 => Some(true),
-            2 | 3 => Some(false),
-            _ => None, // never discovered
-        },
-        cnf: match i % 6 {
-            0 => Some(true),
-            1 => Some(false),
-            _ => None,
-        },
-    }
-}
 
 /// Registers `n` clusters (in reverse name order), with states and capabilities.
 async fn seed(store: &StoreRef, n: usize) -> Vec<Seeded> {
@@ -128,12 +81,7 @@ async fn names(store: &StoreRef, filter: &ClusterFilter) -> (Vec<String>, u64) {
 }
 
 fn expect(all: &[Seeded], keep: impl Fn(&Seeded) -> bool) -> Vec<String> {
-    let set: BTreeSet<String> = all
-        .iter()
-        .filter(|s| keep(s))
-        .map(|s| s.name.clone())
-        .collect();
-    set.into_iter().collect()
+    fleet_fixture::expect(all, keep).into_iter().collect()
 }
 
 store_test!(lists_are_sorted_by_name_and_paged, |store| async move {
@@ -203,59 +151,7 @@ store_test!(
     every_filter_matches_an_independent_count,
     |store| async move {
         let all = seed(&store, 36).await;
-        type Case = (&'static str, Box<dyn Fn(&Seeded) -> bool>);
-        let cases: Vec<Case> = vec![
-            ("", Box::new(|_| true)),
-            ("cluster_type=EDGE", Box::new(|s| s.cluster_type == "EDGE")),
-            (
-                "cluster_type=far_edge",
-                Box::new(|s| s.cluster_type == "FAR_EDGE"),
-            ),
-            (
-                "environment=PRODUCTION",
-                Box::new(|s| s.environment == "PRODUCTION"),
-            ),
-            ("region=eu-west-1", Box::new(|s| s.region == "eu-west-1")),
-            (
-                "state=ONLINE",
-                Box::new(|s| s.state == ClusterState::Online),
-            ),
-            (
-                "state=UNKNOWN",
-                Box::new(|s| s.state == ClusterState::Unknown),
-            ),
-            ("has_gpu=true", Box::new(|s| s.gpu == Some(true))),
-            ("has_gpu=false", Box::new(|s| s.gpu != Some(true))),
-            ("has_cnf=true", Box::new(|s| s.cnf == Some(true))),
-            ("has_cnf=false", Box::new(|s| s.cnf != Some(true))),
-            ("name=beta", Box::new(|s| s.name.contains("beta"))),
-            ("name=BETA-1", Box::new(|s| s.name.contains("beta-1"))),
-            ("name=a-0", Box::new(|s| s.name.contains("a-0"))),
-            ("name=zzz", Box::new(|_| false)),
-            ("label=team=data", Box::new(|s| s.team == "data")),
-            (
-                "label=team=data&label=tier=gold",
-                Box::new(|s| s.team == "data" && s.tier == Some("gold")),
-            ),
-            ("label=team=data&label=team=edge", Box::new(|_| false)),
-            ("label=tier=silver", Box::new(|_| false)),
-            (
-                "environment=LAB&label=team=platform",
-                Box::new(|s| s.environment == "LAB" && s.team == "platform"),
-            ),
-            (
-                "cluster_type=HUB&region=us-east-1&state=DEGRADED",
-                Box::new(|s| {
-                    s.cluster_type == "HUB"
-                        && s.region == "us-east-1"
-                        && s.state == ClusterState::Degraded
-                }),
-            ),
-            (
-                "name=gamma&has_gpu=true&label=team=edge",
-                Box::new(|s| s.name.contains("gamma") && s.gpu == Some(true) && s.team == "edge"),
-            ),
-        ];
+        let cases = fleet_fixture::filter_cases();
         for (query, keep) in &cases {
             let expected = expect(&all, keep);
             let (names, total) = names(&store, &filter(query)).await;
