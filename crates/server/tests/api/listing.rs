@@ -3,7 +3,7 @@
 //! store contract's: `crates/store/tests/contract/listing.rs`).
 
 use crate::helpers::*;
-use fleetreg_model::{Capabilities, ClusterFilter, ClusterState, ClusterStatus, Connectivity};
+use fleetreg_model::{Capabilities, ClusterState, ClusterStatus, Connectivity};
 use fleetreg_testkit::fleet_fixture::{expect, filter_cases, seeded, Seeded};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
