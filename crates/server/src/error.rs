@@ -113,8 +113,10 @@ impl From<ModelError> for ApiError {
         match &error {
             ModelError::InvalidName { name, reason } => ApiError::new(code, error.to_string())
                 .with_details(json!({ "field": "name", "value": name, "reason": reason })),
-            _ => ApiError::new(code, error.to_string())
-                .with_details(json!({ "field": error.field(), "reason": error.reason() })),
+            _ => ApiError {
+                code,
+                ..ApiError::validation(error.field(), error.reason())
+            },
         }
     }
 }
@@ -139,10 +141,7 @@ impl From<StoreError> for ApiError {
             };
         }
         match error {
-            StoreError::NotFound(what) => {
-                ApiError::new(code, format!("cluster {what} not found"))
-                    .with_details(json!({ "cluster": what }))
-            }
+            StoreError::NotFound(what) => ApiError::cluster_not_found(&what),
             StoreError::AlreadyExists(name) => {
                 ApiError::new(code, format!("a cluster named {name:?} already exists"))
                     .with_details(json!({ "name": name }))

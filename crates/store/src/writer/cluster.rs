@@ -100,7 +100,7 @@ impl Write for DeleteCluster {
 
 /// The cluster as stored, or why the write is refused: `NotFound`, or
 /// `PreconditionFailed` when `expected_revision` is not current.
-async fn current(
+pub(super) async fn current(
     cx: &mut WriteCx<'_>,
     id: Uuid,
     expected_revision: Option<i64>,

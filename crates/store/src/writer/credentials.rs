@@ -1,6 +1,7 @@
 //! Sealed credentials of a cluster (stored, rotated, deleted, re-wrapped) and
 //! the vault canary. The store never sees plaintext.
 
+use super::cluster::current;
 use super::{Write, WriteCx};
 use crate::StoreError;
 use async_trait::async_trait;
@@ -45,10 +46,8 @@ impl Write for PutCredentials {
     ) -> Result<Result<StoredCredentials, StoreError>, StoreError> {
         let action = self.write.action();
         let id = self.cluster_id;
-        if cx.tx.load_cluster(id).await?.is_none() {
-            return cx
-                .refuse(action, Some(id), StoreError::NotFound(id.to_string()))
-                .await;
+        if let Err(not_found) = current(cx, id, None).await? {
+            return cx.refuse(action, Some(id), not_found).await;
         }
         let current = cx.tx.load_credentials(id).await?;
         let current_version = current.as_ref().map_or(0, |c| c.version);
@@ -92,10 +91,8 @@ impl Write for DeleteCredentials {
     async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<(), StoreError>, StoreError> {
         let action = "credentials.delete";
         let id = self.0;
-        if cx.tx.load_cluster(id).await?.is_none() {
-            return cx
-                .refuse(action, Some(id), StoreError::NotFound(id.to_string()))
-                .await;
+        if let Err(not_found) = current(cx, id, None).await? {
+            return cx.refuse(action, Some(id), not_found).await;
         }
         if !cx.tx.delete_credentials(id).await? {
             return cx

@@ -286,13 +286,7 @@ async fn run(
     revision: watch::Sender<i64>,
     sample: chrono::Duration,
 ) {
-    // Set when a batch found the database unavailable: before the next one,
-    // the engine gives back what space it can (see `Dialect::relieve_storage`).
-    let mut relieve = false;
     while let Some(first) = rx.recv().await {
-        if relieve {
-            relieve = backend.relieve().await == Some(false);
-        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -316,7 +310,6 @@ async fn run(
                 batch.into_iter().for_each(|job| job.answer());
             }
             Err(StoreError::Unavailable(cause)) => {
-                relieve = true;
                 // The database cannot be reached or written: every waiter
                 // gets that at once (retrying one by one would only wait N
                 // times as long for the same answer).

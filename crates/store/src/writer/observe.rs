@@ -2,6 +2,7 @@
 //! Not mutations: no revision of the cluster, no audit entry; only a state
 //! transition or a capability change becomes an event.
 
+use super::cluster::current;
 use super::{Write, WriteCx};
 use crate::StoreError;
 use async_trait::async_trait;
@@ -25,8 +26,9 @@ impl Write for RecordStatus {
         &self,
         cx: &mut WriteCx<'_>,
     ) -> Result<Result<Option<Event>, StoreError>, StoreError> {
-        let Some(current) = cx.tx.load_cluster(self.id).await? else {
-            return Ok(Err(StoreError::NotFound(self.id.to_string())));
+        let current = match current(cx, self.id, None).await? {
+            Ok(cluster) => cluster,
+            Err(not_found) => return Ok(Err(not_found)),
         };
         let last_seen_at = self.last_seen_at.or(current.last_seen_at);
         cx.tx
@@ -77,8 +79,9 @@ impl Write for SetCapabilities {
         &self,
         cx: &mut WriteCx<'_>,
     ) -> Result<Result<Option<Event>, StoreError>, StoreError> {
-        let Some(current) = cx.tx.load_cluster(self.id).await? else {
-            return Ok(Err(StoreError::NotFound(self.id.to_string())));
+        let current = match current(cx, self.id, None).await? {
+            Ok(cluster) => cluster,
+            Err(not_found) => return Ok(Err(not_found)),
         };
         cx.tx
             .update_capabilities(
