@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite uses beyond the Rust toolchain.
+# Installs the Debian packages the test suite uses beyond the Rust toolchain,
+# and schemathesis from PyPI into target/pyenv (a venv of the project's).
 # Safe to re-run; does nothing when everything is present. Needs root (or sudo)
-# only when something is missing.
+# only when a Debian package is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The OpenAPI check (crates/server/tests/api/openapi.rs) runs target/pyenv/bin/st.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(target/pyenv/bin/st --version 2>/dev/null)" != "st, version $SCHEMATHESIS_VERSION" ]; then
+  echo "install-test-deps: installing schemathesis $SCHEMATHESIS_VERSION into target/pyenv"
+  python3 -m venv target/pyenv
+  target/pyenv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
 
 packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)

@@ -57,8 +57,9 @@ pub enum CredentialsCommand {
     /// the old stay in force when they fail).
     #[command(after_help = ROTATE_EXAMPLES)]
     Rotate(Box<PutArgs>),
-    /// Validate a cluster's stored credentials against it now.
-    Validate(TargetArgs),
+    /// Validate a cluster's stored credentials against it now (`--rebind`:
+    /// also after its URLs moved to another origin, binding them there).
+    Validate(ValidateArgs),
     /// Delete a cluster's stored credentials.
     Delete(TargetArgs),
     /// List clusters whose credentials expire soon or have expired.
@@ -134,6 +135,19 @@ pub struct TargetArgs {
     common: Common,
 }
 
+/// `credentials validate`.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Present the stored credentials to the cluster's current origins even
+    /// though its URLs moved since they were validated (status
+    /// `ORIGIN_CHANGED`), and bind them there when they pass (audited; admin
+    /// token only: this sends the stored secrets to the new origins).
+    #[arg(long)]
+    rebind: bool,
+}
+
 /// `credentials expiring`.
 #[derive(Args, Debug)]
 pub struct ExpiringArgs {
@@ -163,10 +177,14 @@ pub async fn run(command: CredentialsCommand) -> anyhow::Result<()> {
     match command {
         CredentialsCommand::Store(args) => put(*args, "").await,
         CredentialsCommand::Rotate(args) => put(*args, "/rotate").await,
-        CredentialsCommand::Validate(args) => {
+        CredentialsCommand::Validate(ValidateArgs {
+            target: args,
+            rebind,
+        }) => {
             let client = Client::from_args(&args.common.connect)?;
             let cluster = fetch(&client, &args.cluster).await?;
-            let path = format!("/api/v1/clusters/{}/credentials/validate", id_of(&cluster)?);
+            let action = if rebind { "rebind" } else { "validate" };
+            let path = format!("/api/v1/clusters/{}/credentials/{action}", id_of(&cluster)?);
             let request = client.request(Method::POST, &path).json(&json!({}));
             let status: Value = client.send(request).await.map_err(rejected)?;
             print_status(args.common.format, name_of(&cluster), &status)

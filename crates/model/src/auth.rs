@@ -80,11 +80,13 @@ impl ApiToken {
 #[serde(deny_unknown_fields)]
 pub struct TokenCreateRequest {
     /// A unique name, 1–63 characters of `[a-zA-Z0-9._@:-]`.
+    #[schema(pattern = "^[a-zA-Z0-9._@:-]{1,63}$")]
     pub name: String,
     /// Its role.
     pub role: Role,
     /// Lifetime in seconds; forever when absent.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub expires_in_seconds: Option<u64>,
 }
 

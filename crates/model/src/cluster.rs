@@ -154,26 +154,39 @@ impl Endpoints {
 }
 
 /// Capabilities found by discovery (seed 9).
+///
+/// Every field defaults when absent. The defaults are declared per field, not
+/// with a container `#[serde(default)]`: from that, utoipa gives the
+/// `observability` reference a `default` value, which generated clients
+/// cannot process (openapi-python-client dropped the whole schema).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
 pub struct Capabilities {
     /// Whether any node offers `nvidia.com/gpu`.
+    #[serde(default)]
     pub has_gpu_nodes: bool,
     /// Total GPUs across nodes.
+    #[serde(default)]
     pub gpu_count: i64,
     /// GPU product names.
+    #[serde(default)]
     pub gpu_types: Vec<String>,
     /// Whether CNF workloads run on the cluster.
+    #[serde(default)]
     pub has_cnf: bool,
     /// Kinds of CNF found (vDU, vCU, UPF, …).
+    #[serde(default)]
     pub cnf_types: Vec<String>,
     /// Whether SR-IOV network node policies exist.
+    #[serde(default)]
     pub has_sriov: bool,
     /// Whether the PTP operator is installed.
+    #[serde(default)]
     pub has_ptp: bool,
     /// Which observability components were found.
+    #[serde(default)]
     pub observability: ObservabilityCapabilities,
     /// When discovery ran.
+    #[serde(default)]
     pub discovered_at: Option<DateTime<Utc>>,
 }
 
@@ -197,12 +210,15 @@ pub struct ObservabilityCapabilities {
 #[serde(deny_unknown_fields)]
 pub struct ClusterCreateRequest {
     /// Required; `^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`.
-    #[schema(required = true, value_type = String, example = "prod-east-1")]
+    #[schema(required = true, value_type = String, example = "prod-east-1",
+             pattern = "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
     pub name: Option<String>,
     /// At most 128 characters.
+    #[schema(max_length = 128)]
     pub display_name: Option<String>,
     /// Required; http(s) URL, at most 512 characters.
-    #[schema(required = true, value_type = String, example = "https://api.prod-east-1.example.com:6443")]
+    #[schema(required = true, value_type = String, format = "uri", max_length = 512,
+             example = "https://api.prod-east-1.example.com:6443")]
     pub api_server_url: Option<String>,
     /// HUB, SPOKE (default), EDGE or FAR_EDGE.
     #[schema(value_type = Option<ClusterType>)]

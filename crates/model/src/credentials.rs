@@ -1,8 +1,9 @@
 //! Cluster credentials on the wire (seed 4.2 "Upload Credentials") and as the
 //! store keeps them: sealed by the vault, never as plaintext.
 
-pub use crate::enums::{AuthType, CredentialExpiry};
+pub use crate::enums::{AuthType, CredentialBinding, CredentialExpiry};
 use crate::error::Error;
+use crate::origin::CredentialOrigins;
 use crate::ClusterStatus;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -73,6 +74,9 @@ impl CredentialInput {
             if value.expose_secret().trim().is_empty() {
                 return Err(invalid(field, "must not be empty"));
             }
+        }
+        if let Some(expires_at) = &self.expires_at {
+            crate::time::check_storable("expires_at", expires_at)?;
         }
         match self.auth_type {
             AuthType::Kubeconfig => {
@@ -173,7 +177,8 @@ impl CredentialValidation {
 /// The answer to storing, rotating or validating credentials (seed 4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CredentialStatus {
-    /// `stored`, `rotated` or `valid`.
+    /// `stored`, `rotated`, `valid`, or `rebound` (validated with
+    /// `POST …/credentials/rebind` and bound to the cluster's current origins).
     pub status: String,
     /// What each component said.
     pub validation: CredentialValidation,
@@ -203,6 +208,32 @@ pub struct StoredCredentials {
     pub created_at: DateTime<Utc>,
     /// Last stored or rotated.
     pub updated_at: DateTime<Utc>,
+    /// The origins they were validated against, the only ones they are
+    /// presented to.
+    pub origins: CredentialOrigins,
+    /// When a cluster update moved a URL to another origin: from then on they
+    /// are presented nowhere until stored again or re-validated. `None`: bound.
+    pub unbound_at: Option<DateTime<Utc>>,
+}
+
+impl StoredCredentials {
+    /// `BOUND`, or `ORIGIN_CHANGED` once an update moved a URL elsewhere.
+    pub fn binding(&self) -> CredentialBinding {
+        match self.unbound_at {
+            None => CredentialBinding::Bound,
+            Some(_) => CredentialBinding::OriginChanged,
+        }
+    }
+
+    /// Whether they may be presented to `cluster` as it is: bound, and every
+    /// URL of the cluster at the origin they were validated against.
+    pub fn presentable_to(&self, cluster: &crate::Cluster) -> bool {
+        self.unbound_at.is_none()
+            && self
+                .origins
+                .moved(&CredentialOrigins::of(cluster))
+                .is_empty()
+    }
 }
 
 /// A cluster whose credentials expire soon or have expired (fleet health,
@@ -308,6 +339,18 @@ pub struct CredentialsSummary {
     /// when none are stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationStatus>,
+    /// `BOUND`, or `ORIGIN_CHANGED` when a cluster update moved a URL to
+    /// another origin: then they are presented nowhere until uploaded again
+    /// or re-validated (`POST …/credentials/rebind`, admin only). Absent
+    /// when none are stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<CredentialBinding>,
+    /// The origins they were validated against (absent when none are stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_origins: Option<CredentialOrigins>,
+    /// When they became `ORIGIN_CHANGED` (absent while bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unbound_at: Option<DateTime<Utc>>,
 }
 
 impl CredentialsSummary {
@@ -326,6 +369,9 @@ impl CredentialsSummary {
                 expires_at: None,
                 expiry: None,
                 rotation: None,
+                binding: None,
+                bound_origins: None,
+                unbound_at: None,
             },
             Some(s) => CredentialsSummary {
                 stored: true,
@@ -334,6 +380,9 @@ impl CredentialsSummary {
                 expires_at: s.expires_at,
                 expiry: Some(CredentialExpiry::classify(s.expires_at, now, warning)),
                 rotation: None,
+                binding: Some(s.binding()),
+                bound_origins: Some(s.origins.clone()),
+                unbound_at: s.unbound_at,
             },
         }
     }
@@ -481,6 +530,8 @@ mod tests {
             expires_at: None,
             created_at: now,
             updated_at: now,
+            origins: CredentialOrigins::of_urls("https://a:6443", &crate::Endpoints::default()),
+            unbound_at: None,
         };
         let summary = CredentialsSummary::of(Some(&stored), now, chrono::Duration::days(7));
         let value = serde_json::to_value(&summary).unwrap();
@@ -488,6 +539,8 @@ mod tests {
         assert_eq!(value["version"], 3);
         assert_eq!(value["auth_type"], "TOKEN");
         assert_eq!(value["expiry"], "UNKNOWN");
+        assert_eq!(value["binding"], "BOUND");
+        assert_eq!(value["bound_origins"]["api_server"], "https://a:6443");
         assert!(!value.to_string().contains("sealed"), "{value}");
     }
 

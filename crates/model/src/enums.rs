@@ -4,8 +4,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Generates a wire enum with `as_str`, `parse` and `ALL`.
+///
+/// `$wire` is a `tt`, not a `literal`: a `literal` fragment reaches derive
+/// macros wrapped in an invisible group, which serde unwraps but utoipa does
+/// not, so the OpenAPI document showed the Rust variant names (`Hub`) while
+/// the wire said `HUB`. As a `tt` both derives see the same string.
 macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $wire:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
         pub enum $name {
@@ -126,6 +131,20 @@ wire_enum! {
         Expired => "EXPIRED",
         /// Neither the credential nor the upload said when they expire.
         Unknown => "UNKNOWN",
+    }
+}
+
+wire_enum! {
+    /// Whether stored credentials may be presented: they are bound to the
+    /// origins (scheme, host, port) they were validated against.
+    CredentialBinding {
+        /// The cluster's URLs are at the origins the credentials were
+        /// validated against; checks present them.
+        Bound => "BOUND",
+        /// A cluster update moved a URL to another origin: the credentials are
+        /// presented nowhere until uploaded again or re-validated
+        /// (`POST …/credentials/rebind`, admin only).
+        OriginChanged => "ORIGIN_CHANGED",
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// (`fleetreg-server`'s `status_of`, an exhaustive match: a new code without a
 /// status does not compile); the CLI uses the same names. Not
 /// `#[non_exhaustive]`, so that match needs no catch-all arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// Cluster with given ID/name not found (seed, 404).
@@ -21,6 +21,10 @@ pub enum ErrorCode {
     CredentialsInvalid,
     /// No credentials stored for the cluster (seed, 404).
     CredentialsNotFound,
+    /// The stored credentials are bound to origins the cluster's URLs no
+    /// longer have; they are not presented until uploaded again or
+    /// re-bound by an admin (`POST …/credentials/rebind`) (409).
+    CredentialsOriginChanged,
     /// Cannot connect to the cluster API (seed, 503).
     ClusterUnreachable,
     /// Capability discovery failed (seed, 500).
@@ -47,6 +51,13 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The body is larger than the server accepts (413).
     PayloadTooLarge,
+    /// The request is not valid HTTP: a bad request line, header name or
+    /// header byte (400).
+    MalformedRequest,
+    /// The request target (path and query) is longer than the server accepts (414).
+    UriTooLong,
+    /// The request's headers are larger or more numerous than the server accepts (431).
+    HeadersTooLarge,
     /// The store cannot be reached (503).
     ServiceUnavailable,
     /// An unexpected error; details are logged, not returned (500).
@@ -61,6 +72,7 @@ impl ErrorCode {
         ErrorCode::InvalidClusterName,
         ErrorCode::CredentialsInvalid,
         ErrorCode::CredentialsNotFound,
+        ErrorCode::CredentialsOriginChanged,
         ErrorCode::ClusterUnreachable,
         ErrorCode::DiscoveryFailed,
         ErrorCode::ValidationError,
@@ -74,6 +86,9 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::MalformedRequest,
+        ErrorCode::UriTooLong,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::ServiceUnavailable,
         ErrorCode::InternalError,
     ];
@@ -86,6 +101,7 @@ impl ErrorCode {
             ErrorCode::InvalidClusterName => "INVALID_CLUSTER_NAME",
             ErrorCode::CredentialsInvalid => "CREDENTIALS_INVALID",
             ErrorCode::CredentialsNotFound => "CREDENTIALS_NOT_FOUND",
+            ErrorCode::CredentialsOriginChanged => "CREDENTIALS_ORIGIN_CHANGED",
             ErrorCode::ClusterUnreachable => "CLUSTER_UNREACHABLE",
             ErrorCode::DiscoveryFailed => "DISCOVERY_FAILED",
             ErrorCode::ValidationError => "VALIDATION_ERROR",
@@ -99,6 +115,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::MalformedRequest => "MALFORMED_REQUEST",
+            ErrorCode::UriTooLong => "URI_TOO_LONG",
+            ErrorCode::HeadersTooLarge => "HEADERS_TOO_LARGE",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }

@@ -8,6 +8,10 @@ use crate::Error;
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 /// Largest `page_size` accepted.
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// Most `label=` conditions in one list request: each is a join or a
+/// containment test, and the database's expression limits are far below
+/// what a query string can carry.
+pub const MAX_LABEL_SELECTORS: usize = 16;
 
 /// One `label=key=value` condition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -114,7 +118,8 @@ fn parse_enum<T>(
     parse: fn(&str) -> Option<T>,
     expected: String,
 ) -> Result<T, Error> {
-    parse(&value.to_ascii_uppercase())
+    // Exactly as the API writes it, like a body: `SPOKE`, not `spoke`.
+    parse(value)
         .ok_or_else(|| Error::invalid(field, format!("must be one of {expected}; got {value:?}")))
 }
 
@@ -155,7 +160,15 @@ impl ClusterFilter {
                 "state" => filter.state = Some(parse_enum(key, value, ClusterState::parse, ClusterState::expected())?),
                 "has_gpu" => filter.has_gpu = Some(parse_bool(key, value)?),
                 "has_cnf" => filter.has_cnf = Some(parse_bool(key, value)?),
-                "label" => filter.labels.push(LabelSelector::parse(value)?),
+                "label" => {
+                    if filter.labels.len() == MAX_LABEL_SELECTORS {
+                        return Err(Error::invalid(
+                            key,
+                            format!("at most {MAX_LABEL_SELECTORS} label conditions per request"),
+                        ));
+                    }
+                    filter.labels.push(LabelSelector::parse(value)?)
+                }
                 "page" => page.page = parse_number(key, value, 1, 1_000_000)?,
                 "page_size" => page.page_size = parse_number(key, value, 1, MAX_PAGE_SIZE)?,
                 other => {
@@ -188,7 +201,7 @@ mod tests {
         let (f, p) = parse(&[
             ("name", "Prod"),
             ("cluster_type", "SPOKE"),
-            ("environment", "production"),
+            ("environment", "PRODUCTION"),
             ("region", "us-east-1"),
             ("state", "ONLINE"),
             ("has_gpu", "true"),
@@ -214,6 +227,8 @@ mod tests {
             (vec![("page_size", "abc")], "page_size"),
             (vec![("has_gpu", "yes")], "has_gpu"),
             (vec![("state", "UP")], "state"),
+            (vec![("state", "online")], "state"),
+            (vec![("environment", "production")], "environment"),
             (vec![("label", "team")], "label"),
             (vec![("label", "bad key=v")], "label"),
             (vec![("enviroment", "LAB")], "enviroment"),
@@ -223,6 +238,17 @@ mod tests {
         ] {
             assert_eq!(parse(&q).unwrap_err().field(), field, "{q:?}");
         }
+    }
+
+    #[test]
+    fn label_conditions_are_capped() {
+        let labels: Vec<(String, String)> = (0..=MAX_LABEL_SELECTORS)
+            .map(|i| ("label".to_owned(), format!("k{i}=v")))
+            .collect();
+        let (f, _) = ClusterFilter::from_query(labels[..MAX_LABEL_SELECTORS].to_vec()).unwrap();
+        assert_eq!(f.labels.len(), MAX_LABEL_SELECTORS);
+        let error = ClusterFilter::from_query(labels).unwrap_err();
+        assert_eq!(error.field(), "label");
     }
 
     #[test]

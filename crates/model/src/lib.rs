@@ -20,6 +20,7 @@ mod history;
 mod labels;
 mod name;
 mod nullable;
+mod origin;
 mod time;
 mod url_field;
 
@@ -35,11 +36,14 @@ pub use credentials::{
     StoredCredentials, ValidationOutcome, SECRET_FIELDS,
 };
 pub use enums::{
-    AuthType, ClusterState, ClusterType, Connectivity, CredentialExpiry, Environment, Platform,
+    AuthType, ClusterState, ClusterType, Connectivity, CredentialBinding, CredentialExpiry,
+    Environment, Platform,
 };
 pub use error::{Error, ErrorCode};
 pub use event::{Event, EventType};
-pub use filter::{ClusterFilter, LabelSelector, Page, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use filter::{
+    ClusterFilter, LabelSelector, Page, DEFAULT_PAGE_SIZE, MAX_LABEL_SELECTORS, MAX_PAGE_SIZE,
+};
 pub use fleet::{
     CapabilityCounts, FleetCapabilities, FleetClusterHealth, FleetHealth, FleetSummary,
     GpuTypeTotals, ObservabilityCoverage, ScoreBucket, SummaryGroup, SCORE_BUCKETS,
@@ -50,4 +54,5 @@ pub use health::{
 pub use history::HealthSample;
 pub use labels::{validate_label_key, validate_label_value, Labels};
 pub use name::ClusterName;
-pub use time::{format_timestamp, now};
+pub use origin::{origin_of, CredentialOrigins};
+pub use time::{check_storable, format_timestamp, is_storable_seconds, now};

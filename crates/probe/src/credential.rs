@@ -383,6 +383,12 @@ pub(crate) fn check_token(field: &str, token: &SecretString) -> Result<(), Crede
             "only visible ASCII characters without white space are allowed in a bearer token",
         ));
     }
+    if !crate::jwt::exp_is_storable(value) {
+        return Err(CredentialError::invalid(
+            field,
+            "the token's exp claim lies outside years 0001-9999",
+        ));
+    }
     Ok(())
 }
 

@@ -4,11 +4,14 @@
 use crate::error::Error;
 use crate::observability::Observability;
 use crate::prober::{join, Prober};
+use crate::remote::{escape_remote, fetch, list_pages, read_body};
 use crate::target::Target;
 use fleetreg_model::{Capabilities, ObservabilityCapabilities, FIELD_LIMITS};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
-use kube::api::{ApiResource, DynamicObject, ListParams};
-use kube::Api;
+use k8s_openapi::apimachinery::pkg::version::Info;
+use kube::api::{ApiResource, DynamicObject, GetParams, ListParams};
+use kube::core::ObjectList;
+use kube::Resource;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -41,6 +44,11 @@ const CNF_PREFIXES: [(&str, &str); 3] = [("du-", "vDU"), ("cu-", "vCU"), ("upf-"
 const GPU_RESOURCE: &str = "nvidia.com/gpu";
 const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
 const DCGM_QUERY: &str = "count(DCGM_FI_DEV_GPU_UTIL)";
+/// Most distinct GPU products kept (a hostile cluster could label every node
+/// differently).
+const MAX_GPU_TYPES: usize = 32;
+/// Most characters of one GPU product name kept.
+const MAX_GPU_TYPE_CHARS: usize = 64;
 
 fn custom(group: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource {
@@ -79,40 +87,71 @@ impl Prober {
 
     async fn discover_unbounded(&self, target: &Target) -> Result<Discovery, Error> {
         let client = self.kube_client(target)?;
-        let kube = |what: &'static str| move |source: kube::Error| Error::kube(what, source);
         let all = ListParams::default();
+        let client = &client;
+        let url_of = |resource: &ApiResource, namespace: Option<&str>| {
+            DynamicObject::url_path(resource, namespace)
+        };
 
         let version = async {
-            client
-                .apiserver_version()
-                .await
-                .map_err(kube("read /version"))
+            let request = http::Request::get("/version")
+                .body(Vec::new())
+                .map_err(kube::core::request::Error::BuildRequest);
+            fetch::<Info>(client, request, "read /version").await
         };
         let openshift = async {
-            let api: Api<DynamicObject> = Api::all_with(
-                client.clone(),
-                &custom("config.openshift.io", "ClusterVersion", "clusterversions"),
-            );
-            not_found_as_none(api.get("version").await).map_err(kube("read ClusterVersion"))
+            let resource = custom("config.openshift.io", "ClusterVersion", "clusterversions");
+            let request = kube::core::Request::new(url_of(&resource, None))
+                .get("version", &GetParams::default());
+            not_found_as_none(fetch::<DynamicObject>(client, request, "read ClusterVersion").await)
         };
         let nodes = async {
-            Api::<Node>::all(client.clone())
-                .list(&all)
-                .await
-                .map_err(kube("list nodes"))
+            let mut node_gpus = 0i64;
+            let mut gpu_types = BTreeSet::new();
+            let url = Node::url_path(&(), None);
+            list_pages(client, &url, &all, "list nodes", |page: Vec<Node>| {
+                for node in page {
+                    let (gpus, product) = node_gpus_of(&node);
+                    if gpus > 0 {
+                        node_gpus = node_gpus.saturating_add(gpus);
+                        if let Some(product) = product {
+                            if gpu_types.len() < MAX_GPU_TYPES {
+                                gpu_types.insert(product);
+                            }
+                        }
+                    }
+                }
+            })
+            .await
+            .map(|()| (node_gpus, gpu_types))
         };
         let operator = async {
             let params = ListParams::default().labels("app=gpu-operator").limit(1);
-            Api::<Pod>::all(client.clone())
-                .list(&params)
+            let request = kube::core::Request::new(Pod::url_path(&(), None)).list(&params);
+            fetch::<ObjectList<Pod>>(client, request, "list GPU operator pods")
                 .await
-                .map_err(kube("list GPU operator pods"))
+                .map(|list| !list.items.is_empty())
         };
         let namespaces = async {
-            Api::<Namespace>::all(client.clone())
-                .list(&all)
-                .await
-                .map_err(kube("list namespaces"))
+            let mut cnf = [false; CNF_PREFIXES.len()];
+            let mut monitoring = false;
+            let url = Namespace::url_path(&(), None);
+            list_pages(
+                client,
+                &url,
+                &all,
+                "list namespaces",
+                |page: Vec<Namespace>| {
+                    for name in page.iter().filter_map(|n| n.metadata.name.as_deref()) {
+                        for (seen, (prefix, _)) in cnf.iter_mut().zip(CNF_PREFIXES) {
+                            *seen |= name.starts_with(prefix);
+                        }
+                        monitoring |= name == "openshift-monitoring";
+                    }
+                },
+            )
+            .await
+            .map(|()| (cnf, monitoring))
         };
         let sriov = async {
             let resource = custom(
@@ -120,35 +159,60 @@ impl Prober {
                 "SriovNetworkNodePolicy",
                 "sriovnetworknodepolicies",
             );
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-            not_found_as_none(api.list(&all).await)
-                .map_err(kube("list SR-IOV network node policies"))
+            let request =
+                kube::core::Request::new(url_of(&resource, None)).list(&all.clone().limit(1));
+            let what = "list SR-IOV network node policies";
+            not_found_as_none(fetch::<ObjectList<DynamicObject>>(client, request, what).await)
         };
         let ptp = async {
-            let api: Api<DynamicObject> = Api::all_with(
-                client.clone(),
-                &custom("ptp.openshift.io", "PtpConfig", "ptpconfigs"),
-            );
-            not_found_as_none(api.list(&all).await).map_err(kube("list PTP configs"))
+            let resource = custom("ptp.openshift.io", "PtpConfig", "ptpconfigs");
+            let request =
+                kube::core::Request::new(url_of(&resource, None)).list(&all.clone().limit(1));
+            not_found_as_none(
+                fetch::<ObjectList<DynamicObject>>(client, request, "list PTP configs").await,
+            )
         };
-        let services = async {
-            let api: Api<Service> = Api::namespaced(client.clone(), "openshift-monitoring");
-            api.list(&all)
-                .await
-                .map_err(kube("list services in openshift-monitoring"))
+        let named = |url: String, what: &'static str, prefix: &'static str, exact: bool| async move {
+            let mut found = false;
+            list_pages(
+                client,
+                &url,
+                &ListParams::default(),
+                what,
+                |page: Vec<DynamicObject>| {
+                    found |= page
+                        .iter()
+                        .filter_map(|o| o.metadata.name.as_deref())
+                        .any(|n| {
+                            if exact {
+                                n == prefix
+                            } else {
+                                n.starts_with(prefix)
+                            }
+                        });
+                },
+            )
+            .await
+            .map(|()| found)
         };
-        let tempo_pods = async {
-            Api::<Pod>::namespaced(client.clone(), "observability")
-                .list(&all)
-                .await
-                .map_err(kube("list pods in observability"))
-        };
-        let loki_pods = async {
-            Api::<Pod>::namespaced(client.clone(), "openshift-logging")
-                .list(&all)
-                .await
-                .map_err(kube("list pods in openshift-logging"))
-        };
+        let thanos = named(
+            Service::url_path(&(), Some("openshift-monitoring")),
+            "list services in openshift-monitoring",
+            "thanos-querier",
+            true,
+        );
+        let tempo = named(
+            Pod::url_path(&(), Some("observability")),
+            "list pods in observability",
+            "tempo-",
+            false,
+        );
+        let loki = named(
+            Pod::url_path(&(), Some("openshift-logging")),
+            "list pods in openshift-logging",
+            "loki-",
+            false,
+        );
         let dcgm = self.dcgm_gpu_count(target);
 
         let (
@@ -159,74 +223,35 @@ impl Prober {
             namespaces,
             sriov,
             ptp,
-            services,
-            tempo_pods,
-            loki_pods,
+            thanos,
+            tempo,
+            loki,
             dcgm,
         ) = tokio::join!(
-            version, openshift, nodes, operator, namespaces, sriov, ptp, services, tempo_pods,
-            loki_pods, dcgm
+            version, openshift, nodes, operator, namespaces, sriov, ptp, thanos, tempo, loki, dcgm
         );
-        let (version, openshift, nodes, operator, namespaces) =
+        let (version, openshift, (node_gpus, gpu_types), gpu_operator, (cnf, monitoring)) =
             (version?, openshift?, nodes?, operator?, namespaces?);
-        let (sriov, ptp, services, tempo_pods, loki_pods) =
-            (sriov?, ptp?, services?, tempo_pods?, loki_pods?);
+        let (sriov, ptp, thanos, tempo, loki) = (sriov?, ptp?, thanos?, tempo?, loki?);
 
-        let mut node_gpus = 0i64;
-        let mut gpu_types = BTreeSet::new();
-        for node in &nodes.items {
-            let gpus = node
-                .status
-                .as_ref()
-                .and_then(|s| s.capacity.as_ref())
-                .and_then(|c| c.get(GPU_RESOURCE))
-                .and_then(|q| q.0.parse::<i64>().ok())
-                .unwrap_or(0);
-            if gpus > 0 {
-                node_gpus += gpus;
-                if let Some(product) = node
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(GPU_PRODUCT_LABEL))
-                {
-                    gpu_types.insert(product.clone());
-                }
-            }
-        }
         let gpu_evidence = GpuEvidence {
             node_gpus,
-            gpu_operator: !operator.items.is_empty(),
+            gpu_operator,
             dcgm_gpus: dcgm,
         };
         let gpu_count = node_gpus.max(dcgm.unwrap_or(0));
 
-        let namespace_names: Vec<&str> = namespaces
-            .items
-            .iter()
-            .filter_map(|n| n.metadata.name.as_deref())
-            .collect();
         let cnf_types: Vec<String> = CNF_PREFIXES
             .iter()
-            .filter(|(prefix, _)| namespace_names.iter().any(|n| n.starts_with(prefix)))
-            .map(|(_, kind)| (*kind).to_owned())
+            .zip(cnf)
+            .filter(|(_, seen)| *seen)
+            .map(|((_, kind), _)| (*kind).to_owned())
             .collect();
-        let pod_named = |pods: &kube::core::ObjectList<Pod>, prefix: &str| {
-            pods.items.iter().any(|p| {
-                p.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with(prefix))
-            })
-        };
         let observability = ObservabilityCapabilities {
-            prometheus: namespace_names.contains(&"openshift-monitoring"),
-            thanos: services
-                .items
-                .iter()
-                .any(|s| s.metadata.name.as_deref() == Some("thanos-querier")),
-            tempo: pod_named(&tempo_pods, "tempo-"),
-            loki: pod_named(&loki_pods, "loki-"),
+            prometheus: monitoring,
+            thanos,
+            tempo,
+            loki,
         };
 
         let openshift_version = openshift.as_ref().and_then(|cv| {
@@ -235,8 +260,8 @@ impl Prober {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         });
-        let platform_version = openshift_version
-            .unwrap_or(version.git_version)
+        // Remote text: escaped before it is stored, then cut to the field.
+        let platform_version = escape_remote(&openshift_version.unwrap_or(version.git_version))
             .chars()
             .take(FIELD_LIMITS.platform_version)
             .collect::<String>();
@@ -259,8 +284,8 @@ impl Prober {
     }
 
     /// `count(DCGM_FI_DEV_GPU_UTIL)` from Prometheus (with its token); `None` when
-    /// not configured, not answering, or without DCGM series. Never fails
-    /// discovery.
+    /// not configured, not answering, answering more than `max_response_bytes`,
+    /// or without DCGM series. Never fails discovery.
     async fn dcgm_gpu_count(&self, target: &Target) -> Option<i64> {
         let prometheus = Observability::Prometheus;
         let url = join(prometheus.base(target)?, "/api/v1/query");
@@ -272,8 +297,16 @@ impl Prober {
             }
         };
         let response = request.query(&[("query", DCGM_QUERY)]).send().await;
-        let body: serde_json::Value = match response {
-            Ok(r) if r.status().is_success() => r.json().await.ok()?,
+        let body = match response {
+            Ok(r) if r.status().is_success() => {
+                match read_body(r, self.max_response_bytes(), "DCGM query").await {
+                    Ok(body) => body,
+                    Err(error) => {
+                        tracing::debug!(%error, "DCGM answer not read");
+                        return None;
+                    }
+                }
+            }
             Ok(r) => {
                 tracing::debug!(status = r.status().as_u16(), "DCGM query refused");
                 return None;
@@ -283,6 +316,7 @@ impl Prober {
                 return None;
             }
         };
+        let body: serde_json::Value = serde_json::from_slice(&body).ok()?;
         body.pointer("/data/result/0/value/1")?
             .as_str()?
             .parse::<f64>()
@@ -291,11 +325,33 @@ impl Prober {
     }
 }
 
+/// A node's `nvidia.com/gpu` capacity and its `nvidia.com/gpu.product` label
+/// (escaped and cut to 64 characters: it is stored).
+fn node_gpus_of(node: &Node) -> (i64, Option<String>) {
+    let gpus = node
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get(GPU_RESOURCE))
+        .and_then(|q| q.0.parse::<i64>().ok())
+        .unwrap_or(0);
+    let product = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(GPU_PRODUCT_LABEL))
+        .map(|p| escape_remote(p).chars().take(MAX_GPU_TYPE_CHARS).collect());
+    (gpus, product)
+}
+
 /// A 404 from the API server (type or object not served) as `None`.
-fn not_found_as_none<T>(result: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {
+fn not_found_as_none<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
     match result {
         Ok(value) => Ok(Some(value)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 404 => Ok(None),
         Err(error) => Err(error),
     }
 }

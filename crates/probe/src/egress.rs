@@ -1,10 +1,13 @@
 //! [`EgressPolicy`]: which addresses the probe may connect to
 //! (`health_check.allowed_networks`).
 //!
-//! Every address is judged in its canonical form (IPv4-mapped, IPv4-compatible and
-//! NAT64 IPv6 addresses as the IPv4 address they carry). Some addresses are always
-//! blocked (link-local, cloud metadata services, unspecified) unless an allowed
-//! CIDR that lies inside the blocked range names them explicitly. With an empty
+//! Every address is judged in its canonical form (IPv4-mapped, SIIT,
+//! IPv4-compatible and NAT64 IPv6 addresses as the IPv4 address they carry).
+//! Some addresses are always blocked (link-local, cloud metadata services,
+//! unspecified) unless an allowed CIDR that lies inside the blocked range names
+//! them explicitly; that rule applies to every IPv4 address an IPv6 address
+//! embeds ([`embedded_ipv4`]: also 6to4, Teredo, ISATAP and local-use NAT64 at
+//! each prefix length), so no tunnel or translator form reaches a blocked one. With an empty
 //! list everything else is allowed; otherwise an address is allowed only when it
 //! lies in an allowed CIDR or the URL's host name matches an allowed host pattern.
 
@@ -189,21 +192,38 @@ impl EgressPolicy {
             address: canonical,
             reason,
         };
-        let reserved = ALWAYS_BLOCKED
-            .iter()
-            .find(|(net, _)| forms.iter().any(|a| net.contains(a)));
-        if let Some((reserved, label)) = reserved {
+        // The always-blocked rules see every address this one carries: the
+        // address itself and each IPv4 address a tunnel or translator form
+        // embeds (a 6to4 or Teredo address reaches its IPv4 through a relay).
+        let embedded = match addr {
+            IpAddr::V6(v6) => embedded_ipv4(v6),
+            IpAddr::V4(_) => Vec::new(),
+        };
+        let all_forms: Vec<IpAddr> = forms
+            .into_iter()
+            .chain(embedded.into_iter().map(IpAddr::V4))
+            .collect();
+        for (reserved, label) in &ALWAYS_BLOCKED {
+            let inside: Vec<&IpAddr> = all_forms.iter().filter(|a| reserved.contains(*a)).collect();
+            if inside.is_empty() {
+                continue;
+            }
             // Only a CIDR inside the blocked range is a deliberate exception:
             // `0.0.0.0/0` does not open the metadata service.
             let named = self
                 .networks
                 .iter()
-                .any(|n| reserved.contains(n) && forms.iter().any(|a| n.contains(a)));
-            return if named {
-                Ok(())
-            } else {
-                Err(block(BlockReason::AlwaysBlocked(label)))
-            };
+                .any(|n| reserved.contains(n) && inside.iter().any(|a| n.contains(*a)));
+            if !named {
+                return Err(block(BlockReason::AlwaysBlocked(label)));
+            }
+        }
+        if ALWAYS_BLOCKED
+            .iter()
+            .any(|(reserved, _)| all_forms.iter().any(|a| reserved.contains(a)))
+        {
+            // Every blocked range it touches is named explicitly.
+            return Ok(());
         }
         if self.is_default() {
             return Ok(());
@@ -277,9 +297,14 @@ fn normalise_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// The address as judged: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
-/// (`::a.b.c.d`, first octet non-zero so `::` and `::1` stay IPv6) and NAT64
-/// (`64:ff9b::a.b.c.d`) IPv6 addresses as the IPv4 address they carry.
+/// The address as judged: IPv6 addresses that stand for an IPv4 address, as
+/// that address: IPv4-mapped (`::ffff:a.b.c.d`), SIIT IPv4-translated
+/// (`::ffff:0:a.b.c.d`, RFC 7915), IPv4-compatible (`::a.b.c.d`, first octet
+/// non-zero so `::` and `::1` stay IPv6), well-known NAT64
+/// (`64:ff9b::a.b.c.d`, RFC 6052) and local-use NAT64 with a /96 prefix
+/// (`64:ff9b:1::a.b.c.d`, RFC 8215). Other embeddings (6to4, Teredo, other
+/// NAT64 prefix lengths) keep their IPv6 form but are judged by
+/// [`embedded_ipv4`] too.
 pub fn canonical(addr: IpAddr) -> IpAddr {
     let IpAddr::V6(v6) = addr else {
         return addr;
@@ -288,14 +313,68 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
         return IpAddr::V4(v4);
     }
     let s = v6.segments();
-    let embedded = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    let compatible = s[..6].iter().all(|&x| x == 0) && embedded.octets()[0] != 0;
+    let low = ipv4_at(&v6.octets(), [12, 13, 14, 15]);
+    let compatible = s[..6].iter().all(|&x| x == 0) && low.octets()[0] != 0;
+    let translated = s[..6] == [0, 0, 0, 0, 0xffff, 0];
     let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-    if compatible || nat64 {
-        IpAddr::V4(embedded)
+    let local_nat64 = s[..6] == [0x64, 0xff9b, 1, 0, 0, 0];
+    if compatible || translated || nat64 || local_nat64 {
+        IpAddr::V4(low)
     } else {
         addr
     }
+}
+
+/// Every IPv4 address `v6` may carry, so the IPv4 rules apply to each:
+///
+/// - the last 32 bits of `::ffff:0:0/96` (mapped), `::ffff:0:0:0/96` (SIIT),
+///   `::/96` (compatible, first octet non-zero) and `64:ff9b::/96` (NAT64);
+/// - `64:ff9b:1::/48` (local-use NAT64, RFC 8215) at every RFC 6052 position
+///   its prefix may have (/48, /56, /64, /96);
+/// - `2002::/16` (6to4): bits 16 to 48;
+/// - `2001::/32` (Teredo): the server (bits 32 to 64) and the client (the last
+///   32 bits, inverted);
+/// - ISATAP interface identifiers (`…:0:5efe:a.b.c.d`, `…:200:5efe:a.b.c.d`).
+pub fn embedded_ipv4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let o = v6.octets();
+    let s = v6.segments();
+    let mut others = Vec::new();
+    if s[..3] == [0x64, 0xff9b, 1] {
+        // RFC 6052 2.2: octet 8 (bits 64 to 71) is always skipped.
+        others.push(ipv4_at(&o, [6, 7, 9, 10])); // /48
+        others.push(ipv4_at(&o, [7, 9, 10, 11])); // /56
+        others.push(ipv4_at(&o, [9, 10, 11, 12])); // /64
+    }
+    if s[0] == 0x2002 {
+        others.push(ipv4_at(&o, [2, 3, 4, 5]));
+    }
+    if s[..2] == [0x2001, 0] {
+        others.push(ipv4_at(&o, [4, 5, 6, 7]));
+        let client = ipv4_at(&o, [12, 13, 14, 15]);
+        others.push(Ipv4Addr::from(!u32::from(client)));
+    }
+    if matches!(s[4], 0 | 0x200) && s[5] == 0x5efe {
+        others.push(ipv4_at(&o, [12, 13, 14, 15]));
+    }
+    // Beyond the canonical form, `0.0.0.0/8` is no destination a relay
+    // forwards to, and the zero octets of another position would read as it
+    // (`64:ff9b:1::a.b.c.d` read at /48 is `0.0.0.0`).
+    others.retain(|v4| v4.octets()[0] != 0);
+    let mut found: Vec<Ipv4Addr> = match canonical(IpAddr::V6(v6)) {
+        IpAddr::V4(v4) => vec![v4],
+        IpAddr::V6(_) => Vec::new(),
+    };
+    for v4 in others {
+        if !found.contains(&v4) {
+            found.push(v4);
+        }
+    }
+    found
+}
+
+/// The IPv4 address of four octets of an IPv6 address.
+fn ipv4_at(octets: &[u8; 16], at: [usize; 4]) -> Ipv4Addr {
+    Ipv4Addr::new(octets[at[0]], octets[at[1]], octets[at[2]], octets[at[3]])
 }
 
 /// The address a URL host denotes when it is an IP literal: what the standard

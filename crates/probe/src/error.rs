@@ -2,6 +2,7 @@
 //! credential.
 
 use crate::egress::{describe, BlockReason, Blocked, PolicyError};
+use crate::remote::TooLarge;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -43,6 +44,18 @@ pub enum Error {
         /// Why it was refused.
         reason: BlockReason,
     },
+    /// A bearer token would have crossed the network unencrypted: plain
+    /// `http://` to a host that is not a loopback address, and plain http is
+    /// not allowed for tokens (`credentials.allow_plain_http`). Nothing was
+    /// sent, no connection made.
+    #[error(
+        "refusing to send a bearer token over plain http to {origin}: only loopback \
+         addresses may receive one unencrypted (credentials.allow_plain_http)"
+    )]
+    PlainHttpToken {
+        /// `http://host:port` of the refused request.
+        origin: String,
+    },
     /// `health_check.allowed_networks` holds an invalid entry.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -62,6 +75,24 @@ pub enum Error {
         /// What was asked for, e.g. `TokenRequest`.
         what: &'static str,
         /// What was wrong (never a secret).
+        reason: String,
+    },
+    /// A response body was larger than `health_check.max_response_bytes`; the
+    /// rest of it was not read.
+    #[error("{what}: {source}")]
+    TooLarge {
+        /// What was being read, e.g. `list nodes`.
+        what: &'static str,
+        /// The limit and what the response announced.
+        #[source]
+        source: TooLarge,
+    },
+    /// The request or its answer broke off (connection, TLS, a truncated body).
+    #[error("{what}: {reason}")]
+    Transport {
+        /// What was being read.
+        what: &'static str,
+        /// The cause chain, escaped.
         reason: String,
     },
     /// The whole operation ran past its time bound.
@@ -84,10 +115,17 @@ impl From<Blocked> for Error {
 
 impl Error {
     /// A failed Kubernetes read: [`Error::Blocked`] when the connection was refused
-    /// by the egress policy, [`Error::Kube`] otherwise.
+    /// by the egress policy, [`Error::TooLarge`] when the answer was over the
+    /// limit, [`Error::Kube`] otherwise.
     pub(crate) fn kube(what: &'static str, source: kube::Error) -> Error {
-        match crate::find_blocked(&source) {
-            Some(blocked) => blocked.clone().into(),
+        if let Some(blocked) = crate::find_blocked(&source) {
+            return blocked.clone().into();
+        }
+        match crate::remote::find_too_large(&source) {
+            Some(too_large) => Error::TooLarge {
+                what,
+                source: too_large,
+            },
             None => Error::Kube { what, source },
         }
     }

@@ -1,13 +1,16 @@
 //! The health check of seed 8.1: API server, Prometheus, Tempo, Loki, all at once,
 //! bounded together by the cluster type's timeout.
 
+use crate::error::Error;
 use crate::observability::Observability;
 use crate::prober::{join, Prober};
+use crate::remote::{fetch, read_body};
 use crate::target::Target;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{cluster_status, CheckResults, ClusterState, ClusterStatus, Component};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
+use kube::core::ObjectList;
 use secrecy::SecretString;
 use std::future::Future;
 use std::time::Duration;
@@ -100,15 +103,20 @@ impl Prober {
     /// Lists at most one namespace with the target's credential.
     pub(crate) async fn api_server_ready(&self, target: &Target) -> Result<(), String> {
         let client = self.kube_client(target).map_err(|e| e.to_string())?;
-        let namespaces: kube::Api<Namespace> = kube::Api::all(client);
-        namespaces
-            .list(&ListParams::default().limit(1))
+        let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
+        let request = kube::core::Request::new(namespaces.resource_url())
+            .list(&ListParams::default().limit(1));
+        fetch::<ObjectList<Namespace>>(&client, request, "list namespaces")
             .await
             .map(|_| ())
-            .map_err(|e| crate::kube_cause(&e))
+            .map_err(|e| match e {
+                Error::Kube { source, .. } => crate::kube_cause(&source),
+                other => other.to_string(),
+            })
     }
 
-    /// `GET url` (with `token` as a bearer token) answered 2xx.
+    /// `GET url` (with `token` as a bearer token) answered 2xx, with a body of
+    /// at most `max_response_bytes`.
     pub(crate) async fn ready(
         &self,
         target: &Target,
@@ -122,11 +130,16 @@ impl Prober {
             .await
             .map_err(|e| crate::cause_chain(&e))?;
         let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(http_cause(status))
+        if !status.is_success() {
+            return Err(http_cause(status));
         }
+        read_body(response, self.max_response_bytes(), "readiness")
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                Error::TooLarge { source, .. } => source.to_string(),
+                other => other.to_string(),
+            })
     }
 }
 

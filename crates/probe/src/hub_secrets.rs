@@ -7,10 +7,12 @@
 //! gives vault envelopes, never plaintext); it never logs them, and the hub's
 //! bearer token is only in the client's sensitive header and a redacted `Debug`.
 
+use crate::remote::{escape_remote, fetch, CapLayer};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, GetParams, ListParams, PostParams};
+use kube::core::ObjectList;
 use kube::Api;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
@@ -73,6 +75,10 @@ impl std::fmt::Debug for HubSecret {
     }
 }
 
+/// The most bytes of one answer from the hub read (Secrets are at most 1 MiB;
+/// a list of one is less).
+const MAX_RESPONSE_BYTES: u64 = crate::remote::DEFAULT_MAX_RESPONSE_BYTES;
+
 /// Why a call to the hub failed (never a Secret's value or the token).
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -107,22 +113,37 @@ pub enum HubError {
 }
 
 impl HubError {
-    fn from_kube(error: kube::Error, name: &str) -> HubError {
+    /// A failed call; the hub's reason and message escaped and truncated, an
+    /// answer over the size limit or that does not decode as `Unreachable`
+    /// with its cause.
+    fn from_probe(error: crate::Error, name: &str) -> HubError {
         match error {
-            kube::Error::Api(status) if status.code == 409 => HubError::Conflict(name.to_owned()),
-            kube::Error::Api(status) => HubError::Status {
+            crate::Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 409 => HubError::Conflict(name.to_owned()),
+            crate::Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } => HubError::Status {
                 code: status.code,
-                reason: status.reason.clone(),
-                message: status.message.clone(),
+                reason: escape_remote(&status.reason),
+                message: escape_remote(&status.message),
             },
-            other => HubError::Unreachable(crate::cause_chain(&other)),
+            crate::Error::Kube { source, .. } => HubError::Unreachable(crate::cause_chain(&source)),
+            other => HubError::Unreachable(other.to_string()),
         }
+    }
+
+    fn is_not_found(error: &crate::Error) -> bool {
+        matches!(error, crate::Error::Kube { source: kube::Error::Api(status), .. } if status.code == 404)
     }
 }
 
 /// The Secrets of one namespace on the hub. Cheap to clone.
 #[derive(Clone)]
 pub struct HubSecrets {
+    client: kube::Client,
     api: Api<Secret>,
     namespace: String,
     api_url: String,
@@ -163,10 +184,13 @@ impl HubSecrets {
         kube_config.auth_info.token = Some(SecretString::from(
             config.token.expose_secret().trim().to_owned(),
         ));
-        let client = kube::Client::try_from(kube_config)
-            .map_err(|e| HubError::Config(crate::cause_chain(&e)))?;
+        let client = kube::client::ClientBuilder::try_from(kube_config)
+            .map_err(|e| HubError::Config(crate::cause_chain(&e)))?
+            .with_layer(&CapLayer::new(MAX_RESPONSE_BYTES))
+            .build();
         Ok(HubSecrets {
-            api: Api::namespaced(client, &config.namespace),
+            api: Api::namespaced(client.clone(), &config.namespace),
+            client,
             namespace: config.namespace.clone(),
             api_url: config.api_url.clone(),
         })
@@ -180,21 +204,28 @@ impl HubSecrets {
     /// Proves the hub answers and accepts the token: lists at most one Secret
     /// carrying `label_selector` in the namespace.
     pub async fn check(&self, label_selector: &str) -> Result<(), HubError> {
-        self.api
-            .list(&ListParams::default().labels(label_selector).limit(1))
+        let params = ListParams::default().labels(label_selector).limit(1);
+        let request = self.request().list(&params);
+        fetch::<ObjectList<Secret>>(&self.client, request, "list Secrets")
             .await
-            .map_err(|e| HubError::from_kube(e, &self.namespace))?;
+            .map_err(|e| HubError::from_probe(e, &self.namespace))?;
         Ok(())
     }
 
     /// The Secret `name`, `None` when there is none.
     pub async fn get(&self, name: &str) -> Result<Option<HubSecret>, HubError> {
-        let secret = self
-            .api
-            .get_opt(name)
-            .await
-            .map_err(|e| HubError::from_kube(e, name))?;
-        secret.map(|s| from_secret(name, s)).transpose()
+        let request = self.request().get(name, &GetParams::default());
+        match fetch::<Secret>(&self.client, request, "read Secret").await {
+            Ok(secret) => from_secret(name, secret).map(Some),
+            Err(error) if HubError::is_not_found(&error) => Ok(None),
+            Err(error) => Err(HubError::from_probe(error, name)),
+        }
+    }
+
+    /// Requests to the Secrets of the namespace (sent with [`fetch`], never
+    /// kube-rs' `Api` methods, which log an undecodable body whole).
+    fn request(&self) -> kube::core::Request {
+        kube::core::Request::new(self.api.resource_url())
     }
 
     /// Writes `secret` (type `Opaque`): created when its `resource_version` is
@@ -202,22 +233,26 @@ impl HubSecrets {
     /// replaced only while the hub's copy still has that version. Returns it as
     /// stored, with its new `resource_version`.
     pub async fn put(&self, secret: &HubSecret) -> Result<HubSecret, HubError> {
-        let object = to_secret(secret);
+        let body = serde_json::to_vec(&to_secret(secret))
+            .map_err(|e| HubError::Config(format!("cannot encode the Secret: {e}")))?;
         let params = PostParams::default();
-        let written = match &secret.resource_version {
-            None => self.api.create(&params, &object).await,
-            Some(_) => self.api.replace(&secret.name, &params, &object).await,
-        }
-        .map_err(|e| HubError::from_kube(e, &secret.name))?;
+        let request = match &secret.resource_version {
+            None => self.request().create(&params, body),
+            Some(_) => self.request().replace(&secret.name, &params, body),
+        };
+        let written: Secret = fetch(&self.client, request, "write Secret")
+            .await
+            .map_err(|e| HubError::from_probe(e, &secret.name))?;
         from_secret(&secret.name, written)
     }
 
     /// Deletes the Secret `name`; false when it was already gone.
     pub async fn delete(&self, name: &str) -> Result<bool, HubError> {
-        match self.api.delete(name, &DeleteParams::default()).await {
+        let request = self.request().delete(name, &DeleteParams::default());
+        match fetch::<serde_json::Value>(&self.client, request, "delete Secret").await {
             Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-            Err(error) => Err(HubError::from_kube(error, name)),
+            Err(error) if HubError::is_not_found(&error) => Ok(false),
+            Err(error) => Err(HubError::from_probe(error, name)),
         }
     }
 }

@@ -9,24 +9,33 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// When `token` expires, if it is a JWT (three base64url parts, a JSON object
-/// header with `alg`, a JSON object payload) with a numeric `exp`; `None`
-/// otherwise.
+/// header with `alg`, a JSON object payload) with a numeric `exp` that a
+/// store can keep (years 0001–9999, see [`exp_is_storable`]); `None` otherwise.
 pub(crate) fn expiry(token: &str) -> Option<DateTime<Utc>> {
-    let mut parts = token.split('.');
-    let (header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
+    exp_seconds(token)
+        .filter(|s| fleetreg_model::is_storable_seconds(*s))
+        .and_then(|s| DateTime::from_timestamp(s, 0))
+}
+
+/// False for a JWT whose `exp` lies outside years 0001–9999: neither store
+/// keeps such a time faithfully, so the token is refused at upload rather
+/// than its expiry silently dropped or mis-sorted.
+pub(crate) fn exp_is_storable(token: &str) -> bool {
+    exp_seconds(token).is_none_or(fleetreg_model::is_storable_seconds)
+}
+
+/// The `exp` claim in whole seconds, if `token` is a JWT that has a numeric one.
+fn exp_seconds(token: &str) -> Option<i64> {
+    let exp = claims(token)?.get("exp")?.clone();
+    match exp.as_i64() {
+        Some(seconds) => Some(seconds),
+        // RFC 7519 NumericDate may carry a fraction; beyond i64 it saturates
+        // (and is then out of the storable range).
+        None => exp
+            .as_f64()
+            .filter(|s| s.is_finite())
+            .map(|s| s.floor() as i64),
     }
-    let header = decode_object(header)?;
-    header.get("alg")?.as_str()?;
-    let claims = decode_object(payload)?;
-    let exp = claims.get("exp")?;
-    let seconds = match exp.as_i64() {
-        Some(seconds) => seconds,
-        // RFC 7519 NumericDate may carry a fraction.
-        None => exp.as_f64().filter(|s| s.is_finite())?.floor() as i64,
-    };
-    DateTime::from_timestamp(seconds, 0)
 }
 
 /// The service account a JWT-shaped token stands for, as `(namespace, name)`:
@@ -35,13 +44,7 @@ pub(crate) fn expiry(token: &str) -> Option<DateTime<Utc>> {
 /// token. Unverified, like [`expiry`]: it only says whom to ask the cluster a
 /// fresh token for, with the current token, and the cluster judges that.
 pub(crate) fn service_account(token: &str) -> Option<(String, String)> {
-    let mut parts = token.split('.');
-    let (header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    decode_object(header)?.get("alg")?.as_str()?;
-    let claims = decode_object(payload)?;
+    let claims = claims(token)?;
     let nonempty = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .filter(|s| !s.is_empty())
@@ -59,6 +62,18 @@ pub(crate) fn service_account(token: &str) -> Option<(String, String)> {
     let (namespace, name) = rest.split_once(':')?;
     (!namespace.is_empty() && !name.is_empty() && !name.contains(':'))
         .then(|| (namespace.to_owned(), name.to_owned()))
+}
+
+/// The unverified claims of a JWT-shaped token: three parts, a JSON object
+/// header naming its `alg`, a JSON object payload.
+fn claims(token: &str) -> Option<serde_json::Map<String, Value>> {
+    let mut parts = token.split('.');
+    let (header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    decode_object(header)?.get("alg")?.as_str()?;
+    decode_object(payload)
 }
 
 /// A base64url segment (padding tolerated) holding a JSON object.
@@ -119,6 +134,24 @@ mod tests {
         ] {
             assert_eq!(service_account(&token), None, "{token}");
         }
+    }
+
+    #[test]
+    fn an_exp_outside_years_1_to_9999_is_not_storable() {
+        for exp in [
+            json!(253_402_300_800_i64),
+            json!(-62_135_596_801_i64),
+            json!(1e300),
+            json!(-1e300),
+        ] {
+            let token = jwt(json!({"alg": "RS256"}), json!({ "exp": exp }));
+            assert!(!exp_is_storable(&token), "{exp}");
+            assert_eq!(expiry(&token), None, "{exp}");
+        }
+        let last = jwt(json!({"alg": "RS256"}), json!({"exp": 253_402_300_799_i64}));
+        assert!(exp_is_storable(&last));
+        assert_eq!(expiry(&last).unwrap().timestamp(), 253_402_300_799);
+        assert!(exp_is_storable("opaque-token"));
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod kubeconfig;
 mod observability;
 mod pki;
 mod prober;
+mod remote;
 mod resolver;
 mod target;
 mod token_request;
@@ -49,19 +50,24 @@ mod validate;
 pub use credential::{ApiAuth, ClusterCredential, TlsTrust};
 pub use credential_error::CredentialError;
 pub use discovery::{Discovery, GpuEvidence};
-pub use egress::{canonical, BlockReason, Blocked, EgressPolicy, PolicyError};
+pub use egress::{canonical, embedded_ipv4, BlockReason, Blocked, EgressPolicy, PolicyError};
 pub use error::Error;
 pub use health::{Failure, HealthReport};
 pub use hub_secrets::{HubConfig, HubError, HubSecret, HubSecrets};
 pub use prober::Prober;
+pub use remote::{escape_remote, TooLarge, DEFAULT_MAX_RESPONSE_BYTES, MAX_REMOTE_TEXT_CHARS};
 pub use target::Target;
 
 /// An error and its sources, joined by `": "` (reqwest and hyper hide the useful
-/// part in the source chain); only the block when the egress policy refused the
-/// connection.
+/// part in the source chain), escaped and truncated ([`escape_remote`]: a
+/// decoding error may quote the cluster); only the block when the egress policy
+/// refused the connection, only the limit when the answer was too large.
 pub(crate) fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
     if let Some(blocked) = find_blocked(error) {
         return blocked.to_string();
+    }
+    if let Some(too_large) = remote::find_too_large(error) {
+        return too_large.to_string();
     }
     let mut text = error.to_string();
     let mut source = error.source();
@@ -73,7 +79,7 @@ pub(crate) fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
         }
         source = inner.source();
     }
-    text
+    escape_remote(&text)
 }
 
 /// The egress policy's refusal somewhere in `error`'s source chain.
@@ -91,12 +97,16 @@ pub(crate) fn find_blocked<'a>(
 }
 
 /// A kube-rs error in words: `HTTP 503 ServiceUnavailable: message` for API
-/// errors, the source chain otherwise.
+/// errors (the cluster's reason and message escaped and truncated), the source
+/// chain otherwise.
 pub(crate) fn kube_cause(error: &kube::Error) -> String {
     match error {
-        kube::Error::Api(status) => {
-            format!("HTTP {} {}: {}", status.code, status.reason, status.message)
-        }
+        kube::Error::Api(status) => format!(
+            "HTTP {} {}: {}",
+            status.code,
+            escape_remote(&status.reason),
+            escape_remote(&status.message)
+        ),
         other => cause_chain(other),
     }
 }

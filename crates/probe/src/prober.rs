@@ -44,6 +44,11 @@ pub struct Prober {
     policy: Arc<EgressPolicy>,
     resolver: FilteringResolver,
     pools: Arc<ClientCache<CredentialClients>>,
+    /// Whether bearer tokens may go over plain `http://` to hosts that are
+    /// not loopback (`credentials.allow_plain_http`; off by default).
+    plain_http_tokens: bool,
+    /// The most bytes of a response body read (`health_check.max_response_bytes`).
+    max_response_bytes: u64,
 }
 
 /// The clients one credential's TLS set-up needs; `None` where the shared one
@@ -73,7 +78,62 @@ impl Prober {
             policy,
             resolver,
             pools: Arc::new(ClientCache::new()),
+            plain_http_tokens: false,
+            max_response_bytes: crate::remote::DEFAULT_MAX_RESPONSE_BYTES,
         })
+    }
+
+    /// The same prober reading at most `bytes` of any response body
+    /// (`health_check.max_response_bytes`; default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`](crate::DEFAULT_MAX_RESPONSE_BYTES)). A
+    /// longer answer fails its call with [`Error::TooLarge`] (a failed check
+    /// component says so) without the rest being read.
+    pub fn with_max_response_bytes(self, bytes: u64) -> Prober {
+        Prober {
+            max_response_bytes: bytes,
+            ..self
+        }
+    }
+
+    /// The most bytes of a response body read.
+    pub(crate) fn max_response_bytes(&self) -> u64 {
+        self.max_response_bytes
+    }
+
+    /// The same prober, sending bearer tokens over plain `http://` to any host
+    /// when `allow` (`credentials.allow_plain_http`); by default only loopback
+    /// addresses (and `localhost`) may receive a token unencrypted.
+    pub fn with_plain_http_tokens(self, allow: bool) -> Prober {
+        Prober {
+            plain_http_tokens: allow,
+            ..self
+        }
+    }
+
+    /// The `Authorization: Bearer` value (marked sensitive) for a request to
+    /// `scheme://host:port`: the one place a token becomes a header, so every
+    /// outbound call refuses plain `http://` to a host that is not loopback
+    /// ([`Error::PlainHttpToken`], before anything connects) unless
+    /// [`Prober::with_plain_http_tokens`] allowed it.
+    fn bearer(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: Option<u16>,
+        token: &SecretString,
+    ) -> Result<HeaderValue, Error> {
+        if scheme != "https" && !self.plain_http_tokens && !is_loopback_host(host) {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            return Err(Error::PlainHttpToken {
+                origin: format!("{scheme}://{host}{port}"),
+            });
+        }
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| Error::Setup {
+                reason: "the bearer token is not a valid header value".into(),
+            })?;
+        value.set_sensitive(true);
+        Ok(value)
     }
 
     /// How many per-credential connection pools are cached (for metrics).
@@ -114,18 +174,30 @@ impl Prober {
         url: &str,
         token: Option<&SecretString>,
     ) -> Result<reqwest::RequestBuilder, Error> {
-        if let Ok(parsed) = reqwest::Url::parse(url) {
-            if let Some(addr) = url_host_address(&parsed) {
-                self.policy.check(None, addr)?;
+        let parsed = reqwest::Url::parse(url).ok();
+        let authorization = match (token, &parsed) {
+            (Some(token), Some(parsed)) => {
+                let host = parsed.host_str().unwrap_or_default();
+                Some(self.bearer(parsed.scheme(), host, parsed.port(), token)?)
             }
+            (Some(_), None) => {
+                return Err(Error::InvalidUrl {
+                    url: url.to_owned(),
+                    reason: "not a URL".into(),
+                })
+            }
+            (None, _) => None,
+        };
+        if let Some(addr) = parsed.as_ref().and_then(url_host_address) {
+            self.policy.check(None, addr)?;
         }
         let own = match target.credential.as_deref() {
             Some(credential) => self.clients_for(credential)?.http,
             None => None,
         };
         let request = own.as_ref().unwrap_or(&self.http).get(url);
-        Ok(match token {
-            Some(token) => request.bearer_auth(token.expose_secret()),
+        Ok(match authorization {
+            Some(value) => request.header(AUTHORIZATION, value),
             None => request,
         })
     }
@@ -146,21 +218,20 @@ impl Prober {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
             return Err(invalid("expected http:// or https:// with a host"));
         }
-        if let Some(addr) = uri.host().and_then(literal_address) {
-            self.policy.check(None, addr)?;
-        }
+        let host = uri.host().map(str::to_owned);
         let mut config = kube::Config::new(uri);
         let mut pool = None;
         if let Some(credential) = target.credential.as_deref() {
             pool = self.clients_for(credential)?.kube_http;
             if let Some(token) = credential.api_token() {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                    .map_err(|_| Error::Setup {
-                        reason: "the bearer token is not a valid header value".into(),
-                    })?;
-                value.set_sensitive(true);
+                let scheme = config.cluster_url.scheme_str().unwrap_or_default();
+                let host = config.cluster_url.host().unwrap_or_default();
+                let value = self.bearer(scheme, host, config.cluster_url.port_u16(), token)?;
                 config.headers.push((AUTHORIZATION, value));
             }
+        }
+        if let Some(addr) = host.as_deref().and_then(literal_address) {
+            self.policy.check(None, addr)?;
         }
         let headers = config.extra_headers_layer().map_err(|e| Error::Setup {
             reason: crate::cause_chain(&e),
@@ -168,6 +239,7 @@ impl Prober {
         let service = tower::ServiceBuilder::new()
             .layer(config.base_uri_layer())
             .layer(headers)
+            .layer(crate::remote::CapLayer::new(self.max_response_bytes))
             .service(pool.unwrap_or_else(|| self.kube_http.clone()));
         Ok(kube::Client::new(service, "default"))
     }
@@ -218,6 +290,19 @@ impl std::fmt::Debug for Prober {
     }
 }
 
+/// Whether `host` (as a URL writes it: IPv6 in brackets) is a loopback
+/// address in any form, or `localhost` (RFC 6761).
+fn is_loopback_host(host: &str) -> bool {
+    // The URL parser's reading of the host, so `2130706433` and `127.1` are
+    // judged as the 127.0.0.1 they connect to.
+    match url::Host::parse(host) {
+        Ok(url::Host::Ipv4(ip)) => crate::egress::canonical(IpAddr::V4(ip)).is_loopback(),
+        Ok(url::Host::Ipv6(ip)) => crate::egress::canonical(IpAddr::V6(ip)).is_loopback(),
+        Ok(url::Host::Domain(name)) => name.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+        Err(_) => false,
+    }
+}
+
 /// The address a parsed URL's host denotes, when it is an IP literal.
 fn url_host_address(url: &reqwest::Url) -> Option<IpAddr> {
     match url.host()? {
@@ -257,4 +342,51 @@ fn redirect_policy(policy: Arc<EgressPolicy>) -> reqwest::redirect::Policy {
 /// `base` + `path`, without a doubled slash.
 pub(crate) fn join(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+            "localhost",
+            "LOCALHOST.",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "192.0.2.1",
+            "[2001:db8::1]",
+            "localhost.example.com",
+            "10.0.0.1",
+            "example.com",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn tokens_go_over_plain_http_only_to_loopback_unless_allowed() {
+        let prober = Prober::new(EgressPolicy::parse(&[]).unwrap()).unwrap();
+        let token = SecretString::from("secret-token".to_owned());
+        let refused = prober
+            .bearer("http", "192.0.2.1", Some(9), &token)
+            .unwrap_err();
+        assert!(
+            matches!(&refused, Error::PlainHttpToken { origin } if origin == "http://192.0.2.1:9"),
+            "{refused:?}"
+        );
+        assert!(!refused.to_string().contains("secret-token"));
+        let value = prober.bearer("http", "127.0.0.1", Some(9), &token).unwrap();
+        assert!(value.is_sensitive());
+        assert!(prober.bearer("https", "192.0.2.1", None, &token).is_ok());
+        let allowed = prober.with_plain_http_tokens(true);
+        assert!(allowed.bearer("http", "192.0.2.1", Some(9), &token).is_ok());
+    }
 }

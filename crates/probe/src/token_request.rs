@@ -4,6 +4,7 @@
 use crate::credential::secret;
 use crate::error::Error;
 use crate::prober::Prober;
+use crate::remote::fetch;
 use crate::target::Target;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -44,7 +45,8 @@ impl Prober {
         service_account: &str,
         expiration_seconds: i64,
     ) -> Result<(SecretString, DateTime<Utc>), Error> {
-        let api: Api<ServiceAccount> = Api::namespaced(self.kube_client(target)?, namespace);
+        let client = self.kube_client(target)?;
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
         let request = TokenRequest {
             spec: TokenRequestSpec {
                 expiration_seconds: Some(expiration_seconds),
@@ -52,10 +54,17 @@ impl Prober {
             },
             ..TokenRequest::default()
         };
-        let mut answer = api
-            .create_token_request(service_account, &PostParams::default(), &request)
-            .await
-            .map_err(|e| Error::kube("create TokenRequest", e))?;
+        let what = "create TokenRequest";
+        let body = serde_json::to_vec(&request).map_err(|e| Error::Setup {
+            reason: format!("cannot encode the TokenRequest: {e}"),
+        })?;
+        let http_request = kube::core::Request::new(api.resource_url()).create_subresource(
+            "token",
+            service_account,
+            &PostParams::default(),
+            body,
+        );
+        let mut answer: TokenRequest = fetch(&client, http_request, what).await?;
         let unexpected = |reason: &str| Error::UnexpectedResponse {
             what: "TokenRequest",
             reason: reason.to_owned(),

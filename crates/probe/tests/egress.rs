@@ -79,6 +79,15 @@ fn everything_at(base: &str) -> Target {
     }
 }
 
+/// [`everything_at`] without credentials: for the policy alone, since a
+/// token is refused over plain http to any address that is not loopback.
+fn anonymous_at(base: &str) -> Target {
+    Target {
+        credential: None,
+        ..everything_at(base)
+    }
+}
+
 fn cause(report: &fleetreg_probe::HealthReport, component: Component) -> String {
     report
         .failures
@@ -289,14 +298,14 @@ async fn the_default_policy_refuses_cloud_metadata_at_once() {
         "http://[fd00:ec2::254]",
     ] {
         let started = Instant::now();
-        let report = prober.check(&everything_at(base), slow).await;
+        let report = prober.check(&anonymous_at(base), slow).await;
         for component in Component::ALL {
             let cause = cause(&report, component);
             assert!(cause.starts_with(BLOCKED), "{base} {component}: {cause}");
             assert!(cause.contains("metadata"), "{base}: {cause}");
         }
         let error = prober
-            .discover(&everything_at(base), slow)
+            .discover(&anonymous_at(base), slow)
             .await
             .unwrap_err();
         assert!(matches!(error, Error::Blocked { .. }), "{base}: {error:?}");
@@ -304,12 +313,103 @@ async fn the_default_policy_refuses_cloud_metadata_at_once() {
         assert!(started.elapsed() < Duration::from_secs(5), "{base}");
     }
     let report = prober
-        .check(&everything_at("http://169.254.169.254"), slow)
+        .check(&anonymous_at("http://169.254.169.254"), slow)
         .await;
     assert_eq!(
         cause(&report, Component::ApiServer),
         "blocked by health_check.allowed_networks: 169.254.169.254 (link-local/cloud metadata)"
     );
+}
+
+/// Every IPv6 form that embeds 169.254.169.254 (issue 11, item 15): each is
+/// refused by the default policy and by an open one, before any connection,
+/// through the prober as a URL literal too.
+const METADATA_IN_IPV6: [(&str, &str); 12] = [
+    ("::ffff:a9fe:a9fe", "IPv4-mapped"),
+    ("::ffff:0:a9fe:a9fe", "SIIT IPv4-translated"),
+    ("::a9fe:a9fe", "IPv4-compatible"),
+    ("64:ff9b::a9fe:a9fe", "well-known NAT64"),
+    ("64:ff9b:1::a9fe:a9fe", "local-use NAT64 /96"),
+    ("64:ff9b:1:a9fe:a9:fe00::", "local-use NAT64 /48"),
+    ("64:ff9b:1:0:a9:fea9:fe00::", "local-use NAT64 /64"),
+    ("2002:a9fe:a9fe::1", "6to4"),
+    ("2001:0:a9fe:a9fe::1", "Teredo server"),
+    (
+        "2001:0:4136:e378:8000:63bf:5601:5601",
+        "Teredo client (inverted)",
+    ),
+    ("2001:db8::5efe:a9fe:a9fe", "ISATAP"),
+    ("2001:db8::200:5efe:a9fe:a9fe", "ISATAP (universal)"),
+];
+
+#[test]
+fn every_ipv6_form_embedding_the_metadata_address_is_blocked() {
+    let metadata: std::net::Ipv4Addr = "169.254.169.254".parse().unwrap();
+    let open = policy(&["0.0.0.0/0", "::/0"]);
+    for (form, kind) in METADATA_IN_IPV6 {
+        let addr: std::net::Ipv6Addr = form.parse().unwrap();
+        assert!(
+            fleetreg_probe::embedded_ipv4(addr).contains(&metadata),
+            "{kind} {form}: {:?}",
+            fleetreg_probe::embedded_ipv4(addr)
+        );
+        for p in [&EgressPolicy::default(), &open] {
+            let error = p.check(None, addr.into()).unwrap_err();
+            assert_eq!(
+                error.reason,
+                BlockReason::AlwaysBlocked("link-local/cloud metadata"),
+                "{kind} {form}"
+            );
+        }
+    }
+}
+
+#[test]
+fn embedded_forms_of_ordinary_addresses_stay_allowed() {
+    let default = EgressPolicy::default();
+    for form in [
+        "64:ff9b::a00:1",
+        "64:ff9b:1::a00:1",
+        "2002:a00:1::1",
+        "2001:db8::1",
+        "2001:0:a00:1::1",
+        "::1",
+        "::ffff:0:a00:1",
+    ] {
+        assert!(default.check(None, form.parse().unwrap()).is_ok(), "{form}");
+    }
+    // The translated forms are judged as the IPv4 address they stand for.
+    let only_10 = policy(&["10.0.0.0/8"]);
+    for form in ["::ffff:0:a00:1", "64:ff9b:1::a00:1", "64:ff9b::a00:1"] {
+        let addr: std::net::IpAddr = form.parse().unwrap();
+        assert!(only_10.check(None, addr).is_ok(), "{form}");
+        assert_eq!(
+            fleetreg_probe::canonical(addr),
+            "10.0.0.1".parse::<std::net::IpAddr>().unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn urls_with_embedded_metadata_literals_are_refused_before_connecting() {
+    let prober = Prober::new(EgressPolicy::default()).unwrap();
+    let slow = Duration::from_secs(30);
+    for (form, kind) in METADATA_IN_IPV6 {
+        let base = format!("http://[{form}]");
+        let started = Instant::now();
+        // Anonymous: the egress policy alone must refuse it.
+        let target = Target {
+            credential: None,
+            ..everything_at(&base)
+        };
+        let report = prober.check(&target, slow).await;
+        for component in Component::ALL {
+            let cause = cause(&report, component);
+            assert!(cause.starts_with(BLOCKED), "{kind} {component}: {cause}");
+            assert!(cause.contains("metadata"), "{kind}: {cause}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{kind}");
+    }
 }
 
 async fn sim_cluster() -> (SpawnedSim, ClusterView) {

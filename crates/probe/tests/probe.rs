@@ -383,3 +383,107 @@ async fn an_invalid_url_is_reported_without_contact() {
         report.failures
     );
 }
+
+#[tokio::test]
+async fn lists_are_read_page_by_page() {
+    let spec = ClusterSpec {
+        nodes: 250,
+        gpu_count: 250,
+        gpu_nodes: 250,
+        gpu_type: "NVIDIA-A100".into(),
+        cnf_namespaces: vec!["upf-core".into()],
+        ..ClusterSpec::default()
+    };
+    let (_sim, admin, view) = start("paged", spec).await;
+    let prober = Prober::new(EgressPolicy::default()).unwrap();
+    let found = prober
+        .discover(&target(&view, false, false, false), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(found.gpu_evidence.node_gpus, 250, "every page counted");
+    assert_eq!(found.capabilities.gpu_types, vec!["NVIDIA-A100".to_owned()]);
+    assert_eq!(found.capabilities.cnf_types, vec!["UPF".to_owned()]);
+    let log = admin.requests(0, Some("paged")).await.unwrap().items;
+    let node_pages: Vec<&str> = log
+        .iter()
+        .map(|e| e.path.as_str())
+        .filter(|p| p.starts_with("/api/v1/nodes"))
+        .collect();
+    assert_eq!(node_pages.len(), 3, "{node_pages:?}");
+    assert!(
+        node_pages.iter().all(|p| p.contains("limit=100")),
+        "{node_pages:?}"
+    );
+    assert_eq!(
+        node_pages
+            .iter()
+            .filter(|p| p.contains("continue="))
+            .count(),
+        2,
+        "{node_pages:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_answer_fails_every_call_unread() {
+    let spec = ClusterSpec {
+        observability: ObservabilitySpec {
+            prometheus: true,
+            ..ObservabilitySpec::default()
+        },
+        ..ClusterSpec::default()
+    };
+    let (_sim, admin, view) = start("huge", spec).await;
+    let limit = 256 * 1024;
+    let prober = Prober::new(EgressPolicy::default())
+        .unwrap()
+        .with_max_response_bytes(limit);
+    let all = target(&view, true, false, false);
+    // A default cluster fits well under the limit, page by page.
+    assert!(prober.check(&all, TIMEOUT).await.results.all_pass());
+    prober
+        .discover(&all, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    admin.set_huge_body("huge", 64 * 1024 * 1024).await.unwrap();
+    let started = Instant::now();
+    let report = prober.check(&all, Duration::from_secs(10)).await;
+    assert!(!report.results.api_server && report.results.prometheus == Some(false));
+    for failure in &report.failures {
+        assert!(
+            failure.cause.ends_with(&format!(
+                "response body too large: more than the {limit}-byte limit \
+                 (health_check.max_response_bytes)"
+            )),
+            "{failure:?}"
+        );
+    }
+    let error = prober
+        .discover(&all, Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    match &error {
+        fleetreg_probe::Error::TooLarge { source, .. } => assert_eq!(source.limit, limit),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        error.to_string().contains("response body too large"),
+        "{error}"
+    );
+    let credential = ClusterCredential::from_token("tok".into(), None, false).unwrap();
+    let error = prober
+        .request_token(
+            &all.clone().with_credential(std::sync::Arc::new(credential)),
+            "fleet-system",
+            "fleetreg",
+            3600,
+            Duration::from_secs(10),
+        )
+        .await;
+    // TokenRequest is a POST: the fault answers reads only, so it is issued.
+    assert!(error.is_ok(), "{error:?}");
+    // 64 MiB read whole would take far longer on a loaded machine than the
+    // few hundred kB read before giving up.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

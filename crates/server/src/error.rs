@@ -18,6 +18,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidClusterName => StatusCode::BAD_REQUEST,
         ErrorCode::CredentialsInvalid => StatusCode::BAD_REQUEST,
         ErrorCode::CredentialsNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::CredentialsOriginChanged => StatusCode::CONFLICT,
         ErrorCode::ClusterUnreachable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::DiscoveryFailed => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::ValidationError => StatusCode::BAD_REQUEST,
@@ -30,6 +31,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::MalformedRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+        ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -103,6 +107,12 @@ impl ApiError {
     /// The error's code.
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The JSON body every error answers with:
+    /// `{"error": {"code", "message", "details"}}`.
+    pub fn envelope(&self) -> Value {
+        json!({ "error": { "code": self.code.as_str(), "message": self.message, "details": self.details } })
     }
 }
 
@@ -194,8 +204,7 @@ const RETRY_AFTER_SECONDS: &str = "1";
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.code);
-        let body = json!({ "error": { "code": self.code.as_str(), "message": self.message, "details": self.details } });
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (status, Json(self.envelope())).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Transient by definition: tell clients and load balancers when to retry.
             response.headers_mut().insert(
@@ -386,6 +395,7 @@ mod tests {
         assert_eq!(status_of(ErrorCode::InvalidClusterName), 400);
         assert_eq!(status_of(ErrorCode::CredentialsInvalid), 400);
         assert_eq!(status_of(ErrorCode::CredentialsNotFound), 404);
+        assert_eq!(status_of(ErrorCode::CredentialsOriginChanged), 409);
         assert_eq!(status_of(ErrorCode::ClusterUnreachable), 503);
         assert_eq!(status_of(ErrorCode::DiscoveryFailed), 500);
     }

@@ -63,7 +63,10 @@ where
 /// JSON is `MALFORMED_JSON`; JSON of the wrong shape is `VALIDATION_ERROR` with
 /// the path of the offending field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+    let UniqueKeys(value) = serde_json::from_slice(bytes).map_err(|e| {
+        if let Some(key) = DuplicateKey::of(&e) {
+            return ApiError::validation(&key, "given more than once in the body");
+        }
         ApiError::new(
             ErrorCode::MalformedJson,
             format!("request body is not valid JSON: {e}"),
@@ -83,6 +86,86 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
         .with_details(json!({ "field": field, "reason": reason }))
     })
+}
+
+/// A JSON value read with one rule serde_json leaves out: an object may not
+/// name the same key twice (which of the two would count is a guess, and two
+/// parsers may guess differently).
+struct UniqueKeys(serde_json::Value);
+
+/// The error a repeated key raises, recognised by its prefix.
+struct DuplicateKey;
+
+impl DuplicateKey {
+    const PREFIX: &'static str = "duplicate key ";
+
+    /// The repeated key (at most 64 characters of it), if `error` is that.
+    fn of(error: &serde_json::Error) -> Option<String> {
+        if error.classify() != serde_json::error::Category::Data {
+            return None;
+        }
+        let message = error.to_string();
+        let key = message.strip_prefix(Self::PREFIX)?;
+        Some(strip_position(key).chars().take(64).collect())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(v.into()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(v.into()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(v.into()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(v.into()))
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(serde_json::Value::Null))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(UniqueKeys(items.into()))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "{}{key}",
+                    DuplicateKey::PREFIX
+                )));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(UniqueKeys(object.into()))
+    }
 }
 
 fn strip_position(message: &str) -> String {

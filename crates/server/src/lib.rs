@@ -15,11 +15,14 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod front;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod query;
 pub mod retention;
+pub mod serve;
 pub mod settings;
 pub mod state;
 pub mod tls;
@@ -31,7 +34,6 @@ use crate::retention::Retention;
 use crate::settings::Settings;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -44,7 +46,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use settings::{Settings as ServerSettings, SettingsError};
@@ -99,6 +100,7 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    connections: serve::ConnectionLimits,
     router: Router,
     store: Arc<dyn Store>,
     retention: Retention,
@@ -112,16 +114,37 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, starts the workers and binds the listener.
+    /// Checks the configuration, then opens the store, starts the workers and
+    /// binds the listener. Nothing is created or written (database, key file,
+    /// token file, audit head) before the whole configuration checks out.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        // Configuration first: the listen policy, TLS files, admin token,
+        // egress policy and credentials backend settings.
+        let tls = match &settings.tls {
+            Some(files) => Some(tls::server_config(files)?),
+            None if !settings.listen.ip().is_loopback() && !settings.allow_insecure_listen => {
+                return Err(StartError::InsecureListen(settings.listen));
+            }
+            None => None,
+        };
+        auth::check_preset(settings.auth.admin_token.as_deref())?;
+        let prober = fleetreg_probe::Prober::new(
+            fleetreg_probe::EgressPolicy::parse(&settings.health_check.allowed_networks)
+                .map_err(fleetreg_probe::Error::from)?,
+        )?
+        .with_plain_http_tokens(settings.credentials.allow_plain_http)
+        .with_max_response_bytes(settings.health_check.max_response_bytes);
+        let hub = credentials::hub_config(&settings.credentials)?;
         let metrics = metrics::install();
-        // The keyring first: the store seals audit entries with a key derived from it.
+        // The keyring next (it may create the key file): the store seals audit
+        // entries, and tokens are stored, with keys derived from it.
         let keyring = credentials::load_keyring(
             settings.credentials.master_key.as_deref(),
             &settings.credentials.master_key_file,
         )?;
+        let tokens = auth::TokenHasher::new(&keyring);
         // The hub of the Kubernetes Secrets backend must answer before anything starts.
-        let secrets = match credentials::hub_config(&settings.credentials)? {
+        let secrets = match hub {
             Some(hub) => Some(credentials::SecretsBackend::connect(&hub).await?),
             None => None,
         };
@@ -142,9 +165,26 @@ impl Application {
             "store opened; writes are acknowledged after a durable commit"
         );
         ::metrics::gauge!(metrics::STORE_INFO, "backend" => store.backend().as_str(), "durability" => store.durability().to_owned()).set(1.0);
+        // Before any write, so that the head writer sees them.
+        let audit_head = audit::HeadWriter::new(head_file, store.as_ref());
+        // Tokens before any worker starts: a refusal leaves nothing running.
+        let admin = async {
+            auth::rekey_stored_tokens(store.as_ref(), &tokens).await?;
+            auth::ensure_admin_token(
+                store.as_ref(),
+                &tokens,
+                settings.auth.admin_token.as_deref(),
+                &settings.auth.admin_token_file,
+            )
+            .await
+        };
+        if let Err(error) = admin.await {
+            store.close().await;
+            audit_head.flush().await;
+            return Err(error.into());
+        }
         let shutdown = CancellationToken::new();
         let mut workers = Vec::new();
-        let audit_head = audit::HeadWriter::new(head_file, store.as_ref());
         workers.push(tokio::spawn(audit_head.clone().run(shutdown.clone())));
         let (hub, hub_task) = EventHub::start(store.clone(), shutdown.clone()).await?;
         workers.push(hub_task);
@@ -174,10 +214,7 @@ impl Application {
             credentials = credentials.with_key_file(settings.credentials.master_key_file.clone());
         }
         let health = HealthContext {
-            prober: fleetreg_probe::Prober::new(
-                fleetreg_probe::EgressPolicy::parse(&settings.health_check.allowed_networks)
-                    .map_err(fleetreg_probe::Error::from)?,
-            )?,
+            prober,
             config: settings.health_check.clone(),
             discovery: settings.discovery.clone(),
             locks: ClusterLocks::default(),
@@ -207,14 +244,8 @@ impl Application {
             tracing::info!("automatic credential rotation disabled");
             None
         };
-        auth::ensure_admin_token(
-            store.as_ref(),
-            settings.auth.admin_token.as_deref(),
-            &settings.auth.admin_token_file,
-        )
-        .await?;
         let state = AppState {
-            auth: auth::AuthState::new(store.clone(), settings.auth.metrics_open),
+            auth: auth::AuthState::new(store.clone(), tokens, settings.auth.metrics_open),
             store: store.clone(),
             hub,
             metrics,
@@ -223,13 +254,6 @@ impl Application {
             fleet: api::fleet::SharedAggregates::default(),
         };
         let router = router(state, &settings);
-        let tls = match &settings.tls {
-            Some(files) => Some(tls::server_config(files)?),
-            None if !settings.listen.ip().is_loopback() && !settings.allow_insecure_listen => {
-                return Err(StartError::InsecureListen(settings.listen));
-            }
-            None => None,
-        };
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -240,6 +264,7 @@ impl Application {
         Ok(Application {
             listener,
             tls,
+            connections: settings.http.connection_limits(),
             router,
             store,
             retention,
@@ -299,17 +324,14 @@ impl Application {
             tracing::info!("shutting down: draining requests");
             shutdown.cancel();
         };
-        let result = match self.tls {
-            Some(config) => tls::serve(self.listener, self.router, config, graceful).await,
-            None => {
-                let service = self
-                    .router
-                    .into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(self.listener, service)
-                    .with_graceful_shutdown(graceful)
-                    .await
-            }
-        };
+        let result = serve::serve(
+            self.listener,
+            self.router,
+            self.tls,
+            self.connections,
+            graceful,
+        )
+        .await;
         self.shutdown.cancel();
         self.background.stop().await;
         for worker in self.workers {
@@ -324,7 +346,7 @@ impl Application {
 }
 
 fn router(state: AppState, settings: &Settings) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = front::REQUEST_ID;
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request| {
         let request_id = request
             .headers()
@@ -338,7 +360,12 @@ fn router(state: AppState, settings: &Settings) -> Router {
         tracing::info_span!("request", %request_id, method = %request.method(), route)
     });
     let authorize = middleware::from_fn_with_state(state.auth.clone(), auth::authorize);
+    let declared = std::sync::Arc::new(query::DeclaredParameters::from_openapi(
+        &<openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+    ));
+    let query_rule = middleware::from_fn_with_state(declared, query::enforce);
     api::router()
+        .route_layer(query_rule)
         .route_layer(authorize)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -351,13 +378,15 @@ fn router(state: AppState, settings: &Settings) -> Router {
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(log_internal_errors))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        .layer(middleware::from_fn_with_state(
             settings.request_timeout,
+            front::time_limit,
         ))
+        .layer(middleware::from_fn(front::limit_uri))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(trace)
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn(front::sanitize_request_id))
 }
 
 /// Logs the hidden cause of every 5xx inside the request's span.

@@ -2,16 +2,26 @@
 //! rendered in Prometheus text format at `/metrics`.
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// HTTP requests by method, route template and status.
+/// HTTP requests by method, route template and status. Every label value
+/// comes from a closed set: [`method_label`], a route template of the router
+/// or `unmatched`, a status code.
 pub const HTTP_REQUESTS: &str = "fleetreg_http_requests_total";
-/// HTTP latency histogram by method, route template and status.
+/// HTTP latency histogram by method, route template and status (labels as
+/// [`HTTP_REQUESTS`]).
 pub const HTTP_DURATION: &str = "fleetreg_http_request_duration_seconds";
+/// Gauge: open client connections.
+pub const HTTP_CONNECTIONS: &str = "fleetreg_http_connections";
+/// Counter: client connections the server closed, by `reason`
+/// (`header_timeout`, `idle_timeout`, `write_stalled`, `shed`, `refused`,
+/// `tls_handshake_timeout`).
+pub const HTTP_CONNECTIONS_CLOSED: &str = "fleetreg_http_connections_closed_total";
 /// Constant 1, labelled with the store's backend and durability mode.
 pub const STORE_INFO: &str = "fleetreg_store_info";
 /// Latest change-log revision seen by the event hub.
@@ -103,18 +113,56 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// The `method` label: a standard method's name, else `other` (a client
+/// may send any token as a method).
+pub fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == *method)
+        .map_or("other", Method::as_str)
+}
+
+/// The `route` label of a request no route matched.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
 /// Middleware counting requests and timing them by route template.
 pub async fn track(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route),
+        ("status", status),
+    ];
     metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(HTTP_DURATION, &labels).record(start.elapsed().as_secs_f64());
     response
+}
+
+/// Counts a request hyper refused before it reached the router (`status`
+/// 400, 414 or 431), as method `other` on the unmatched route.
+pub fn record_unparsed(status: u16) {
+    let labels = [
+        ("method", "other".to_owned()),
+        ("route", UNMATCHED_ROUTE.to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
 }

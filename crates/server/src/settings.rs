@@ -40,6 +40,54 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Allow plain HTTP on a non-loopback address (behind a TLS proxy).
     pub allow_insecure_listen: bool,
+    /// The `http:` block: connection timeouts and limit.
+    pub http: HttpConfig,
+}
+
+/// `http:` (fleetreg's own): how long clients may take and how many
+/// connections may be open at once.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Seconds from a connection's start, or from the first byte of a
+    /// request, to the end of the request head; slower clients are cut off.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a connection may stay open between requests, and a response
+    /// may wait for a client that reads nothing.
+    pub idle_timeout_seconds: u64,
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_timeout_seconds: u64,
+    /// Most client connections open at once; when absent, the soft
+    /// `RLIMIT_NOFILE` minus headroom (a quarter, at least 256).
+    pub max_connections: Option<usize>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            tls_handshake_timeout_seconds: 10,
+            max_connections: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The accept loop's limits (timeouts at least one second, at least one
+    /// connection).
+    pub fn connection_limits(&self) -> crate::serve::ConnectionLimits {
+        let seconds = |s: u64| Duration::from_secs(s.max(1));
+        crate::serve::ConnectionLimits {
+            header_read_timeout: seconds(self.header_read_timeout_seconds),
+            idle_timeout: seconds(self.idle_timeout_seconds),
+            tls_handshake_timeout: seconds(self.tls_handshake_timeout_seconds),
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(crate::serve::default_max_connections)
+                .max(1),
+        }
+    }
 }
 
 /// `audit:` (fleetreg's own).
@@ -133,6 +181,7 @@ impl Default for Settings {
             audit: AuditConfig::default(),
             tls: None,
             allow_insecure_listen: false,
+            http: HttpConfig::default(),
         }
     }
 }
@@ -165,7 +214,13 @@ struct RegistryConfig {
     auth: AuthConfig,
     #[serde(default)]
     audit: AuditConfig,
+    #[serde(default)]
+    http: HttpConfig,
 }
+
+/// The smallest `health_check.max_response_bytes` accepted (an API server's
+/// `/version` or a list of one namespace is well under it).
+const MIN_RESPONSE_BYTES: u64 = 16 * 1024;
 
 /// `health_check:` (seed 11).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -187,6 +242,10 @@ pub struct HealthCheckConfig {
     /// host patterns (`*.example.com`); empty allows everything but link-local,
     /// cloud metadata and unspecified addresses (see `fleetreg_probe::EgressPolicy`).
     pub allowed_networks: Vec<String>,
+    /// The most bytes of one response body read from a cluster (API server,
+    /// Prometheus, Tempo, Loki, TokenRequest); a longer answer fails its call
+    /// with a clear cause, unread. Default 4 MiB.
+    pub max_response_bytes: u64,
 }
 
 impl Default for HealthCheckConfig {
@@ -199,6 +258,7 @@ impl Default for HealthCheckConfig {
             far_edge_interval_seconds: 120,
             timeout_seconds: None,
             allowed_networks: Vec::new(),
+            max_response_bytes: fleetreg_probe::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -244,6 +304,10 @@ pub struct CredentialsConfig {
     pub backend: CredentialsBackendKind,
     /// `kubernetes:` the hub of the Kubernetes Secrets backend.
     pub kubernetes: KubernetesBackendConfig,
+    /// Send cluster bearer tokens over plain `http://` to hosts that are not
+    /// loopback addresses (fleetreg's own; off: such a request is refused
+    /// before connecting, and loopback or `https://` only get tokens).
+    pub allow_plain_http: bool,
 }
 
 /// `credentials.backend` (fleetreg's own).
@@ -350,6 +414,7 @@ impl std::fmt::Debug for CredentialsConfig {
             .field("auto_rotation", &self.auto_rotation)
             .field("backend", &self.backend)
             .field("kubernetes", &self.kubernetes)
+            .field("allow_plain_http", &self.allow_plain_http)
             .finish()
     }
 }
@@ -364,6 +429,7 @@ impl Default for CredentialsConfig {
             auto_rotation: AutoRotationConfig::default(),
             backend: CredentialsBackendKind::Database,
             kubernetes: KubernetesBackendConfig::default(),
+            allow_plain_http: false,
         }
     }
 }
@@ -440,6 +506,12 @@ impl Settings {
         let c = file.cluster_registry;
         fleetreg_probe::EgressPolicy::parse(&c.health_check.allowed_networks)
             .map_err(|e| e.to_string())?;
+        if c.health_check.max_response_bytes < MIN_RESPONSE_BYTES {
+            return Err(format!(
+                "health_check.max_response_bytes ({}) must be at least {MIN_RESPONSE_BYTES}",
+                c.health_check.max_response_bytes
+            ));
+        }
         let rotation = &c.credentials.auto_rotation;
         if rotation.enabled
             && rotation.token_ttl_hours <= c.credentials.rotation_warning_days.saturating_mul(24)
@@ -465,6 +537,7 @@ impl Settings {
             credentials: c.credentials,
             auth: c.auth,
             audit: c.audit,
+            http: c.http,
             ..defaults
         })
     }
@@ -522,6 +595,21 @@ cluster_registry:
         .unwrap_err();
         assert!(err.contains("health_check.allowed_networks"), "{err}");
         assert!(err.contains("\"10.0.0.0/33\""), "{err}");
+    }
+
+    #[test]
+    fn reads_max_response_bytes() {
+        let default = Settings::from_yaml("cluster_registry: {}\n").unwrap();
+        assert_eq!(default.health_check.max_response_bytes, 4 * 1024 * 1024);
+        let set = Settings::from_yaml(
+            "cluster_registry:\n  health_check:\n    max_response_bytes: 1048576\n",
+        )
+        .unwrap();
+        assert_eq!(set.health_check.max_response_bytes, 1024 * 1024);
+        let error =
+            Settings::from_yaml("cluster_registry:\n  health_check:\n    max_response_bytes: 0\n")
+                .unwrap_err();
+        assert!(error.contains("health_check.max_response_bytes"), "{error}");
     }
 
     #[test]
@@ -583,6 +671,25 @@ cluster_registry:
             "cluster_registry:\n  credentials:\n    kubernetes:\n      token: x\n"
         )
         .is_err());
+    }
+
+    #[test]
+    fn reads_http_limits() {
+        let s = Settings::from_yaml("cluster_registry: {}\n").unwrap();
+        assert_eq!(s.http, HttpConfig::default());
+        let limits = s.http.connection_limits();
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+        assert!(limits.max_connections >= 64, "{limits:?}");
+        let s = Settings::from_yaml(
+            "cluster_registry:\n  http:\n    header_read_timeout_seconds: 2\n    idle_timeout_seconds: 0\n    max_connections: 500\n",
+        )
+        .unwrap();
+        let limits = s.http.connection_limits();
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(1));
+        assert_eq!(limits.max_connections, 500);
+        assert!(Settings::from_yaml("cluster_registry:\n  http:\n    timeout: 1\n").is_err());
     }
 
     #[test]

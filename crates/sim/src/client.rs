@@ -150,6 +150,31 @@ impl SimAdmin {
         .await
     }
 
+    /// `PATCH /admin/clusters/{name}/faults` with `{"huge_body_bytes": bytes}`:
+    /// API server reads and Prometheus answer with a generated body of that
+    /// many bytes (0: off). See [`Faults::huge_body_bytes`](crate::Faults::huge_body_bytes).
+    pub async fn set_huge_body(&self, name: &str, bytes: u64) -> Result<ClusterView, Error> {
+        let body = serde_json::json!({ "huge_body_bytes": bytes });
+        Self::json(
+            self.http
+                .patch(self.cluster_url(name, &["faults"])?)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `PATCH /admin/clusters/{name}/faults` with `{"raw_body": text}`: API
+    /// server reads answer 200 with `text` verbatim (`None`: off).
+    pub async fn set_raw_body(&self, name: &str, text: Option<&str>) -> Result<ClusterView, Error> {
+        let body = serde_json::json!({ "raw_body": text });
+        Self::json(
+            self.http
+                .patch(self.cluster_url(name, &["faults"])?)
+                .json(&body),
+        )
+        .await
+    }
+
     /// `POST /admin/clusters/{name}/tokens`.
     pub async fn add_token(&self, name: &str, request: &AddToken) -> Result<TokenView, Error> {
         Self::json(

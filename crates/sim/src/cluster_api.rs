@@ -185,6 +185,14 @@ async fn api_server(snapshot: &Snapshot, request: &Request<'_>) -> Response {
     if !allowed {
         return KubeError::unauthorized().into_response();
     }
+    if *request.method == Method::GET {
+        if snapshot.faults.huge_body_bytes > 0 {
+            return crate::huge_body::huge(snapshot.faults.huge_body_bytes);
+        }
+        if let Some(text) = &snapshot.faults.raw_body {
+            return crate::huge_body::raw(text);
+        }
+    }
     let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
     match api_call(snapshot, request, &segments) {
         Ok((status, body)) => (status, Json(body)).into_response(),
@@ -231,18 +239,14 @@ fn api_call(
         }
         ["api", "v1", "secrets"] if method == Method::GET => {
             let selector = selector(request)?;
-            Ok((
-                StatusCode::OK,
-                lock(&snapshot.secrets).list(None, &selector),
-            ))
+            let list = lock(&snapshot.secrets).list(None, &selector);
+            Ok((StatusCode::OK, page(request, list)?))
         }
         ["api", "v1", "namespaces", ns, "secrets"] => match *method {
             Method::GET => {
                 let selector = selector(request)?;
-                Ok((
-                    StatusCode::OK,
-                    lock(&snapshot.secrets).list(Some(ns), &selector),
-                ))
+                let list = lock(&snapshot.secrets).list(Some(ns), &selector);
+                Ok((StatusCode::OK, page(request, list)?))
             }
             Method::POST => {
                 let body = request.json_body()?;
@@ -269,12 +273,22 @@ fn api_call(
         }
         _ if method == Method::GET => {
             let selector = selector(request)?;
-            kube_get(&snapshot.spec, segments, &selector)
-                .map(|body| (StatusCode::OK, body))
-                .ok_or_else(KubeError::no_route)
+            let body =
+                kube_get(&snapshot.spec, segments, &selector).ok_or_else(KubeError::no_route)?;
+            Ok((StatusCode::OK, page(request, body)?))
         }
         _ => Err(method_not_allowed()),
     }
+}
+
+/// A list answer cut to the request's `limit` and `continue` (Kubernetes list
+/// paging); any other answer unchanged.
+fn page(request: &Request<'_>, body: Value) -> Result<Value, KubeError> {
+    crate::reads::paginate(
+        body,
+        request.query_param("limit").as_deref(),
+        request.query_param("continue").as_deref(),
+    )
 }
 
 fn method_not_allowed() -> KubeError {

@@ -43,6 +43,7 @@ mod cluster_api;
 mod credentials;
 mod der;
 mod error;
+mod huge_body;
 mod kube_status;
 mod kubeconfig;
 mod log;

@@ -24,6 +24,9 @@ const DCGM_METRIC: &str = "DCGM_FI_DEV_GPU_UTIL";
 
 pub(crate) fn prometheus(snapshot: &Snapshot, request: &Request<'_>) -> Response {
     let down = snapshot.faults.prometheus_down;
+    if snapshot.faults.huge_body_bytes > 0 && !down {
+        return crate::huge_body::huge(snapshot.faults.huge_body_bytes);
+    }
     match (request.path, down) {
         ("-/ready", false) => (StatusCode::OK, "Prometheus Server is Ready.\n").into_response(),
         ("-/healthy", false) => (StatusCode::OK, "Prometheus Server is Healthy.\n").into_response(),

@@ -3,6 +3,7 @@
 //! `labelSelector`, SR-IOV and PTP custom resources (404 when not installed) and
 //! OpenShift's `ClusterVersion`.
 
+use crate::kube_status::KubeError;
 use crate::objects::{self, Namespaced};
 use crate::selector::Selector;
 use crate::spec::ClusterSpec;
@@ -153,6 +154,51 @@ pub(crate) fn kube_get(
     }
 }
 
+/// Kubernetes list paging on a list answer (one with an `items` array): at
+/// most `limit` items from the offset a `continue` token names, with
+/// `metadata.continue` (the offset of the next page) and
+/// `metadata.remainingItemCount` when more remain. A `limit` that is not a
+/// number, or a `continue` token this simulator did not hand out, is 400.
+/// Other answers pass unchanged.
+pub(crate) fn paginate(
+    mut list: Value,
+    limit: Option<&str>,
+    continue_token: Option<&str>,
+) -> Result<Value, KubeError> {
+    let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) else {
+        return Ok(list);
+    };
+    let limit = match limit {
+        None | Some("") | Some("0") => None,
+        Some(text) => Some(
+            text.parse::<usize>()
+                .map_err(|_| KubeError::bad_request(format!("limit: invalid value {text:?}")))?,
+        ),
+    };
+    let start = match continue_token {
+        None | Some("") => 0,
+        Some(token) => token
+            .strip_prefix(CONTINUE_PREFIX)
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n <= items.len())
+            .ok_or_else(|| KubeError::bad_request("continue: invalid continue token"))?,
+    };
+    let total = items.len();
+    let end = limit.map_or(total, |limit| start.saturating_add(limit).min(total));
+    let page: Vec<Value> = items.drain(start..end).collect();
+    *items = page;
+    if let Some(metadata) = list.get_mut("metadata").and_then(Value::as_object_mut) {
+        if end < total {
+            metadata.insert("continue".into(), json!(format!("{CONTINUE_PREFIX}{end}")));
+            metadata.insert("remainingItemCount".into(), json!(total - end));
+        }
+    }
+    Ok(list)
+}
+
+/// The prefix of the simulator's `continue` tokens (the rest is an offset).
+const CONTINUE_PREFIX: &str = "sim-offset-";
+
 /// For `[plural]` → all namespaces; `["namespaces", ns, plural]` → that namespace.
 fn custom_list_namespace<'a>(rest: &[&'a str], plural: &str) -> Option<Option<&'a str>> {
     match rest {
@@ -185,6 +231,27 @@ fn resource_list(group_version: &str, resources: &[(&str, &str, bool, &[&str])])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_are_paged_with_limit_and_continue() {
+        let list = objects::list("v1", "NamespaceList", (0..5).map(|i| json!(i)).collect());
+        let first = paginate(list.clone(), Some("2"), None).unwrap();
+        assert_eq!(first["items"], json!([0, 1]));
+        assert_eq!(first["metadata"]["remainingItemCount"], 3);
+        let token = first["metadata"]["continue"].as_str().unwrap().to_owned();
+        let second = paginate(list.clone(), Some("2"), Some(&token)).unwrap();
+        assert_eq!(second["items"], json!([2, 3]));
+        let token = second["metadata"]["continue"].as_str().unwrap().to_owned();
+        let last = paginate(list.clone(), Some("2"), Some(&token)).unwrap();
+        assert_eq!(last["items"], json!([4]));
+        assert!(last["metadata"].get("continue").is_none());
+        assert_eq!(paginate(list.clone(), None, None).unwrap(), list);
+        assert!(paginate(list.clone(), Some("x"), None).is_err());
+        assert!(paginate(list.clone(), None, Some("forged")).is_err());
+        assert!(paginate(list, None, Some("sim-offset-99")).is_err());
+        let object = json!({"kind": "Namespace"});
+        assert_eq!(paginate(object.clone(), Some("1"), None).unwrap(), object);
+    }
 
     #[test]
     fn absent_custom_resources_are_not_found() {

@@ -150,6 +150,20 @@ pub struct Faults {
     /// [`SimAdmin::set_token_request_max_seconds`](crate::SimAdmin::set_token_request_max_seconds);
     /// not a field of [`FaultsPatch`] either.
     pub token_request_max_seconds: Option<i64>,
+    /// When non-zero, every API server `GET` (`/version`, namespaces, nodes,
+    /// …) and Prometheus (`-/ready`, queries) answers 200 with a body of this
+    /// many bytes, generated while it is sent (never held in memory) and
+    /// without `Content-Length`, so only a client counting while it reads can
+    /// stop early. Set it with `{"huge_body_bytes": N}` in `PATCH …/faults` or
+    /// [`SimAdmin::set_huge_body`](crate::SimAdmin::set_huge_body); not a field
+    /// of [`FaultsPatch`].
+    pub huge_body_bytes: u64,
+    /// When set, every API server `GET` answers 200 with this text as its
+    /// body, verbatim (a cluster whose answers do not decode, or that tries
+    /// to forge log lines). Set it with `{"raw_body": "…"}` in `PATCH …/faults`
+    /// or [`SimAdmin::set_raw_body`](crate::SimAdmin::set_raw_body); not a
+    /// field of [`FaultsPatch`].
+    pub raw_body: Option<String>,
 }
 
 /// A partial [`Faults`]: fields left out keep their value.

@@ -293,6 +293,18 @@ impl Sim {
         Ok(self.view(name, entry))
     }
 
+    /// Changes a cluster's faults with `change`.
+    pub fn edit_faults(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Faults),
+    ) -> Result<ClusterView, Error> {
+        let mut clusters = self.write();
+        let entry = clusters.get_mut(name).ok_or_else(|| not_found(name))?;
+        change(&mut entry.faults);
+        Ok(self.view(name, entry))
+    }
+
     /// Changes some of a cluster's faults.
     pub fn patch_faults(&self, name: &str, patch: &FaultsPatch) -> Result<ClusterView, Error> {
         let mut clusters = self.write();

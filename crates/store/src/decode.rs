@@ -28,7 +28,8 @@ pub(crate) const AUDIT_CHAIN_COLUMNS: &str =
 
 /// Columns of `cluster_credentials`, as [`credentials_from_row`] reads them.
 pub(crate) const CREDENTIAL_COLUMNS: &str =
-    "cluster_id, version, auth_type, sealed, key_id, expires_at, created_at, updated_at";
+    "cluster_id, version, auth_type, sealed, key_id, expires_at, created_at, updated_at, \
+     origins, unbound_at";
 
 /// Columns of `api_tokens` that [`token_from_row`] reads (never the hash).
 pub(crate) const TOKEN_COLUMNS: &str = "id, name, role, prefix, created_at, expires_at, revoked_at";
@@ -112,6 +113,10 @@ pub(crate) fn credentials_from_row(row: &Row) -> Result<StoredCredentials, Store
         expires_at: row.get("expires_at")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
+        origins: row
+            .json::<fleetreg_model::CredentialOrigins>("origins")?
+            .normalized(),
+        unbound_at: row.get("unbound_at")?,
     })
 }
 

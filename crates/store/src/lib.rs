@@ -44,8 +44,8 @@ pub use audit_chain::{
 };
 pub use error::StoreError;
 pub use sql_store::SqlStore;
-pub use store::{AuditQuery, Backend, ClusterList, EventPage, KeyUsage, Store};
-pub use writer::{AuditOnly, PutCredentials, RewrapCredentials};
+pub use store::{AuditQuery, Backend, ClusterList, EventPage, KeyUsage, Store, TokenRekey};
+pub use writer::{AuditOnly, BindCredentials, PutCredentials, RewrapCredentials};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,13 +14,13 @@ use crate::query::push_audit_filter;
 use crate::query::push_cluster_filter;
 use crate::sql::{Row, Sql};
 use crate::writer::{
-    AuditOnly, CreateToken, DeleteCluster, DeleteCredentials, InsertCluster, PutCredentials,
-    RecordStatus, ReplaceVaultCanary, RevokeToken, RewrapCredentials, SetCapabilities,
-    UpdateCluster, WriteBackend, Writer,
+    AuditOnly, BindCredentials, CreateToken, DeleteCluster, DeleteCredentials, InsertCluster,
+    PutCredentials, RecordStatus, RekeyTokens, ReplaceVaultCanary, RevokeToken, RewrapCredentials,
+    SetCapabilities, UpdateCluster, WriteBackend, Writer,
 };
 use crate::{
     AuditHead, AuditQuery, Backend, ChainedAuditEntry, ClusterList, EventPage, KeyUsage, Store,
-    StoreError, StoreOptions,
+    StoreError, StoreOptions, TokenRekey,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -532,6 +532,14 @@ impl Store for SqlStore {
         self.writer.write(put, audit).await
     }
 
+    async fn bind_credentials(
+        &self,
+        bind: BindCredentials,
+        audit: &Audit,
+    ) -> Result<StoredCredentials, StoreError> {
+        self.writer.write(bind, audit).await
+    }
+
     async fn delete_credentials(&self, cluster_id: Uuid, audit: &Audit) -> Result<(), StoreError> {
         self.writer
             .write(DeleteCredentials(cluster_id), audit)
@@ -606,6 +614,23 @@ impl Store for SqlStore {
             "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, name"
         ));
         self.fetch_as(&sql, token_from_row).await
+    }
+
+    async fn token_hashes(&self) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let sql = Sql::new("SELECT id, token_hash FROM api_tokens ORDER BY created_at, name");
+        self.fetch_as(&sql, |row| Ok((row.get("id")?, row.get("token_hash")?)))
+            .await
+    }
+
+    async fn rekey_tokens(
+        &self,
+        changes: Vec<TokenRekey>,
+        audit: &Audit,
+    ) -> Result<u64, StoreError> {
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        self.writer.write(RekeyTokens(changes), audit).await
     }
 
     async fn vault_canary(&self) -> Result<Option<String>, StoreError> {

@@ -1,6 +1,6 @@
 //! The `Store` trait: the boundary between the server and the databases.
 
-use crate::writer::{AuditOnly, PutCredentials, RewrapCredentials};
+use crate::writer::{AuditOnly, BindCredentials, PutCredentials, RewrapCredentials};
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,6 +11,17 @@ use fleetreg_model::{
 };
 use tokio::sync::watch;
 use uuid::Uuid;
+
+/// A change of one token's stored hash (see [`Store::rekey_tokens`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRekey {
+    /// The token.
+    pub id: Uuid,
+    /// The hash it must still have.
+    pub from: String,
+    /// Its new hash.
+    pub to: String,
+}
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +233,17 @@ pub trait Store: Send + Sync + 'static {
         audit: &Audit,
     ) -> Result<StoredCredentials, StoreError>;
 
+    /// Binds a cluster's credentials (of `bind.expected_version`, else
+    /// `PreconditionFailed`) to the origins they were re-validated against,
+    /// clearing `ORIGIN_CHANGED` when those are the cluster's origins now;
+    /// `CLUSTER_CREDENTIALS_UPDATED` and a `credentials.rebind` audit entry in
+    /// the same transaction. `NotFound`, `CredentialsNotFound` otherwise.
+    async fn bind_credentials(
+        &self,
+        bind: BindCredentials,
+        audit: &Audit,
+    ) -> Result<StoredCredentials, StoreError>;
+
     /// Deletes a cluster's credentials (`CredentialsNotFound` when there are
     /// none), with the event and audit entry in the same transaction.
     async fn delete_credentials(&self, cluster_id: Uuid, audit: &Audit) -> Result<(), StoreError>;
@@ -260,6 +282,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every token, oldest first (never the tokens themselves).
     async fn list_tokens(&self) -> Result<Vec<fleetreg_model::ApiToken>, StoreError>;
+
+    /// Every token's id and stored hash (for re-keying the stored form).
+    async fn token_hashes(&self) -> Result<Vec<(Uuid, String)>, StoreError>;
+
+    /// Replaces stored token hashes: each [`TokenRekey`] only while its token
+    /// still has the hash `from` (audited as `token.rekey` per changed token).
+    /// Returns how many were changed.
+    async fn rekey_tokens(
+        &self,
+        changes: Vec<TokenRekey>,
+        audit: &Audit,
+    ) -> Result<u64, StoreError>;
 
     /// The vault canary (a known value sealed with the master key), if set.
     async fn vault_canary(&self) -> Result<Option<String>, StoreError>;

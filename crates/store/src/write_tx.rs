@@ -285,10 +285,12 @@ impl WriteTx {
     ) -> Result<(), StoreError> {
         let sql = Sql::new(
             "INSERT INTO cluster_credentials (cluster_id, version, auth_type, sealed, key_id, \
-             expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             expires_at, created_at, updated_at, origins, unbound_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (cluster_id) DO UPDATE SET version = excluded.version, \
              auth_type = excluded.auth_type, sealed = excluded.sealed, key_id = excluded.key_id, \
-             expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+             expires_at = excluded.expires_at, updated_at = excluded.updated_at, \
+             origins = excluded.origins, unbound_at = excluded.unbound_at",
         )
         .arg(c.cluster_id)
         .arg(c.version)
@@ -297,7 +299,27 @@ impl WriteTx {
         .arg(&c.key_id)
         .arg(c.expires_at)
         .arg(c.created_at)
-        .arg(c.updated_at);
+        .arg(c.updated_at)
+        .arg(Value::json(&c.origins)?)
+        .arg(c.unbound_at);
+        self.tx.execute(&sql).await?;
+        Ok(())
+    }
+
+    /// Sets the origins a cluster's credentials are bound to and when they
+    /// were unbound (`None`: bound); version, secrets and timestamps kept.
+    pub(crate) async fn set_credentials_binding(
+        &mut self,
+        cluster_id: Uuid,
+        origins: &fleetreg_model::CredentialOrigins,
+        unbound_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let sql = Sql::new(
+            "UPDATE cluster_credentials SET origins = $1, unbound_at = $2 WHERE cluster_id = $3",
+        )
+        .arg(Value::json(origins)?)
+        .arg(unbound_at)
+        .arg(cluster_id);
         self.tx.execute(&sql).await?;
         Ok(())
     }
@@ -384,6 +406,22 @@ impl WriteTx {
             Sql::new("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                 .arg(id)
                 .arg(at);
+        Ok(self.tx.execute(&sql).await? == 1)
+    }
+
+    /// Replaces a token's stored hash `from` by `to`; `false` when the token
+    /// no longer has `from`.
+    pub(crate) async fn rekey_token(
+        &mut self,
+        id: Uuid,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let sql =
+            Sql::new("UPDATE api_tokens SET token_hash = $3 WHERE id = $1 AND token_hash = $2")
+                .arg(id)
+                .arg(from)
+                .arg(to);
         Ok(self.tx.execute(&sql).await? == 1)
     }
 

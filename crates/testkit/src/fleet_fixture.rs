@@ -153,7 +153,7 @@ pub fn filter_cases() -> Vec<FilterCase> {
             Box::new(|s| s.gpu == Some(true) && s.cnf == Some(true)),
         ),
         (
-            "cluster_type=far_edge",
+            "cluster_type=FAR_EDGE",
             Box::new(|s| s.cluster_type == "FAR_EDGE"),
         ),
         ("label=tier=silver", Box::new(|_| false)),

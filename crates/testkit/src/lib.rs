@@ -16,15 +16,19 @@
 //! - [`small_disk`]: a `tmpfs` of a few MiB the test can fill up and free
 //!   ([`SmallDisk`]); a `SKIP:` when it cannot be mounted (not root), unless
 //!   `FLEETREG_REQUIRE_TMPFS=1`.
+//! - [`skip_or_fail`]: the same rule for any other tool a test needs (its own
+//!   `FLEETREG_REQUIRE_…` variable).
 #![deny(missing_docs)]
 
 pub mod fleet_fixture;
 mod private_postgres;
+mod require;
 mod small_disk;
 
 pub use private_postgres::{
     postgres_bin_dir, private_postgres, PrivatePostgres, POSTGRES_LIB_DIR, POSTGRES_OS_USER,
 };
+pub use require::{required, skip_or_fail};
 pub use small_disk::{
     is_enospc, small_disk, tmpfs_required, SmallDisk, FILLER_NAME, REQUIRE_TMPFS_ENV,
 };

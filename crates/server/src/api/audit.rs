@@ -3,11 +3,11 @@
 
 use crate::error::ApiError;
 use crate::extract::QueryPairs;
+use crate::query::{integer, timestamp};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use fleetreg_model::AuditEntry;
 use fleetreg_store::AuditQuery;
 use serde::Serialize;
@@ -33,12 +33,6 @@ pub struct AuditList {
     pub next_after: i64,
 }
 
-fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| ApiError::validation(field, "must be an RFC 3339 timestamp"))
-}
-
 /// The store query of the request's parameters; unknown ones are refused.
 fn audit_query(pairs: Vec<(String, String)>) -> Result<AuditQuery, ApiError> {
     let mut query = AuditQuery {
@@ -58,23 +52,8 @@ fn audit_query(pairs: Vec<(String, String)>) -> Result<AuditQuery, ApiError> {
             }
             "since" => query.since = Some(timestamp("since", &value)?),
             "until" => query.until = Some(timestamp("until", &value)?),
-            "after" => {
-                query.after_id = Some(value.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(
-                    || ApiError::validation("after", "must be a non-negative integer"),
-                )?);
-            }
-            "limit" => {
-                query.limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_AUDIT_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::validation(
-                            "limit",
-                            format!("must be an integer from 1 to {MAX_AUDIT_LIMIT}"),
-                        )
-                    })?;
-            }
+            "after" => query.after_id = Some(integer("after", &value, 0, i64::MAX)?),
+            "limit" => query.limit = integer("limit", &value, 1, MAX_AUDIT_LIMIT)?,
             other => {
                 return Err(ApiError::validation(
                     other,

@@ -1,7 +1,7 @@
 //! `/api/v1/clusters`: register, read, list, update, delete, status, health
 //! history, refresh.
 
-use super::{audit_of, etag, if_match, REVISION_HEADER};
+use super::{audit_of, etag, IfMatch, REVISION_HEADER};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ClusterId, ClusterNameParam, Peer, QueryPairs};
 use crate::health::{check_and_record, discover_and_record, DiscoverError};
@@ -58,7 +58,8 @@ fn with_etag(status: StatusCode, cluster: Cluster) -> Response {
 
 /// Register a new cluster.
 #[utoipa::path(post, path = "/api/v1/clusters", tag = "clusters", request_body = ClusterCreateRequest,
-    responses((status = 201, body = Cluster), (status = 400, description = "INVALID_CLUSTER_NAME, VALIDATION_ERROR, MALFORMED_JSON"),
+    responses((status = 201, body = Cluster, headers(("ETag" = String, description = "The cluster's revision, for `If-Match`"),
+                                                     ("Location" = String, description = "The new cluster's URL"))), (status = 400, description = "INVALID_CLUSTER_NAME, VALIDATION_ERROR, MALFORMED_JSON"),
               (status = 409, description = "CLUSTER_ALREADY_EXISTS")))]
 pub async fn create(
     State(state): State<AppState>,
@@ -87,9 +88,10 @@ pub async fn create(
     params(("name" = Option<String>, Query, description = "partial name"), ("cluster_type" = Option<String>, Query),
            ("environment" = Option<String>, Query), ("region" = Option<String>, Query), ("state" = Option<String>, Query),
            ("has_gpu" = Option<bool>, Query), ("has_cnf" = Option<bool>, Query),
-           ("label" = Option<String>, Query, description = "key=value; repeat to AND"),
+           ("label" = Option<Vec<String>>, Query, style = Form, explode, description = "key=value; repeat to AND (at most 16)"),
            ("page" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "default 20, max 100")),
-    responses((status = 200, body = ClusterPage), (status = 400, description = "VALIDATION_ERROR")))]
+    responses((status = 200, body = ClusterPage, headers(("X-Fleetreg-Revision" = i64, description = "The revision the list was read at; stream events after it"))),
+              (status = 400, description = "VALIDATION_ERROR")))]
 pub async fn list(
     State(state): State<AppState>,
     QueryPairs(pairs): QueryPairs,
@@ -112,7 +114,8 @@ pub async fn list(
 
 /// Get a cluster by id.
 #[utoipa::path(get, path = "/api/v1/clusters/{id}", tag = "clusters",
-    responses((status = 200, body = Cluster), (status = 404, description = "CLUSTER_NOT_FOUND")))]
+    params(crate::openapi::ClusterPath),
+    responses((status = 200, body = Cluster, headers(("ETag" = String, description = "The cluster's revision, for `If-Match`"))), (status = 404, description = "CLUSTER_NOT_FOUND")))]
 pub async fn get_one(
     State(state): State<AppState>,
     ClusterId(id): ClusterId,
@@ -125,7 +128,8 @@ pub async fn get_one(
 
 /// Get a cluster by name.
 #[utoipa::path(get, path = "/api/v1/clusters/by-name/{name}", tag = "clusters",
-    responses((status = 200, body = Cluster), (status = 404, description = "CLUSTER_NOT_FOUND")))]
+    params(crate::openapi::ClusterNamePath),
+    responses((status = 200, body = Cluster, headers(("ETag" = String, description = "The cluster's revision, for `If-Match`"))), (status = 404, description = "CLUSTER_NOT_FOUND")))]
 pub async fn get_by_name(
     State(state): State<AppState>,
     ClusterNameParam(name): ClusterNameParam,
@@ -142,7 +146,8 @@ pub async fn get_by_name(
 
 /// Update a cluster (seed `ClusterUpdateRequest`); honours `If-Match`.
 #[utoipa::path(put, path = "/api/v1/clusters/{id}", tag = "clusters", request_body = ClusterUpdateRequest,
-    responses((status = 200, body = Cluster), (status = 400, description = "VALIDATION_ERROR"),
+    params(crate::openapi::ClusterPath, ("If-Match" = Option<String>, Header, description = "ETags (`\"revision\"`) of which one must be current; `*` or absent: any")),
+    responses((status = 200, body = Cluster, headers(("ETag" = String, description = "The cluster's new revision"))), (status = 400, description = "VALIDATION_ERROR"),
               (status = 404, description = "CLUSTER_NOT_FOUND"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn update(
     State(state): State<AppState>,
@@ -151,8 +156,10 @@ pub async fn update(
     headers: HeaderMap,
     ApiJson(request): ApiJson<ClusterUpdateRequest>,
 ) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
     let patch = request.validate()?;
+    let expected = IfMatch::from_headers(&headers)?
+        .required_revision(current_revision(&state, id))
+        .await?;
     let cluster = state
         .store
         .update_cluster(id, expected, patch, &audit_of(&headers, peer))
@@ -160,16 +167,24 @@ pub async fn update(
     Ok(with_etag(StatusCode::OK, cluster))
 }
 
+/// The cluster's revision now, for an `If-Match` that lists several.
+async fn current_revision(state: &AppState, id: uuid::Uuid) -> Result<i64, ApiError> {
+    Ok(state.store.get_cluster(id).await?.revision)
+}
+
 /// Delete a cluster; honours `If-Match`.
 #[utoipa::path(delete, path = "/api/v1/clusters/{id}", tag = "clusters",
-    responses((status = 204), (status = 404, description = "CLUSTER_NOT_FOUND"), (status = 412, description = "PRECONDITION_FAILED")))]
+    params(crate::openapi::ClusterPath, ("If-Match" = Option<String>, Header, description = "ETags (`\"revision\"`) of which one must be current; `*` or absent: any")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "CLUSTER_NOT_FOUND"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn delete(
     State(state): State<AppState>,
     ClusterId(id): ClusterId,
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let expected = if_match(&headers)?;
+    let expected = IfMatch::from_headers(&headers)?
+        .required_revision(current_revision(&state, id))
+        .await?;
     state
         .store
         .delete_cluster(id, expected, &audit_of(&headers, peer))
@@ -182,6 +197,7 @@ pub async fn delete(
 /// The cluster's status as of the last check, with its `credentials` summary
 /// (expiry judged now against `credentials.rotation_warning_days`).
 #[utoipa::path(get, path = "/api/v1/clusters/{id}/status", tag = "clusters",
+    params(crate::openapi::ClusterPath),
     responses((status = 200, body = ClusterStatusDetail), (status = 404, description = "CLUSTER_NOT_FOUND")))]
 pub async fn status(
     State(state): State<AppState>,
@@ -203,8 +219,8 @@ pub const MAX_HISTORY_LIMIT: u32 = 1000;
 /// The cluster's health history, newest first: every state change plus one
 /// sample per sampling period, kept for the history retention period.
 #[utoipa::path(get, path = "/api/v1/clusters/{id}/health/history", tag = "clusters",
-    params(("since" = Option<String>, Query, description = "RFC 3339; only samples checked at or after it"),
-           ("limit" = Option<u32>, Query, description = "default 100, max 1000")),
+    params(crate::openapi::ClusterPath, ("since" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "RFC 3339; only samples checked at or after it"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "default 100")),
     responses((status = 200, body = [HealthSample]), (status = 400, description = "VALIDATION_ERROR"),
               (status = 404, description = "CLUSTER_NOT_FOUND")))]
 pub async fn history(
@@ -216,23 +232,8 @@ pub async fn history(
     let mut limit = DEFAULT_HISTORY_LIMIT;
     for (key, value) in pairs {
         match key.as_str() {
-            "since" => {
-                let at = chrono::DateTime::parse_from_rfc3339(&value)
-                    .map_err(|_| ApiError::validation("since", "must be an RFC 3339 timestamp"))?;
-                since = Some(at.with_timezone(&chrono::Utc));
-            }
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_HISTORY_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::validation(
-                            "limit",
-                            format!("must be an integer from 1 to {MAX_HISTORY_LIMIT}"),
-                        )
-                    })?;
-            }
+            "since" => since = Some(crate::query::timestamp("since", &value)?),
+            "limit" => limit = crate::query::integer("limit", &value, 1, MAX_HISTORY_LIMIT)?,
             other => {
                 return Err(ApiError::validation(other, "unknown query parameter"));
             }
@@ -267,7 +268,8 @@ fn discover_in_background(state: &AppState, cluster: Cluster) {
 /// `DISCOVERY_FAILED` with the cause. Discovered capabilities are stored (a
 /// `CLUSTER_CAPABILITIES_CHANGED` event only when they changed).
 #[utoipa::path(post, path = "/api/v1/clusters/{id}/refresh", tag = "clusters",
-    responses((status = 200, body = Cluster), (status = 404, description = "CLUSTER_NOT_FOUND"),
+    params(crate::openapi::ClusterPath),
+    responses((status = 200, body = Cluster, headers(("ETag" = String, description = "The cluster's revision, for `If-Match`"))), (status = 404, description = "CLUSTER_NOT_FOUND"),
               (status = 500, description = "DISCOVERY_FAILED"), (status = 503, description = "CLUSTER_UNREACHABLE")))]
 pub async fn refresh(
     State(state): State<AppState>,

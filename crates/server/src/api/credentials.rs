@@ -4,6 +4,7 @@
 //! `/api/v1/credentials/expiring`: which clusters' credentials expire soon.
 
 use super::audit_of;
+use crate::credentials::Presentation;
 use crate::credentials::{
     replace, validate_against, CredentialsError, Replace, ReplaceError, Replaced, MAX_WINDOW_DAYS,
 };
@@ -16,11 +17,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fleetreg_model::{
-    Audit, AuditResult, Component, CredentialInput, CredentialStatus, CredentialValidation,
-    CredentialWrite, ErrorCode, ExpiringCredentialsList,
+    Audit, AuditResult, Component, CredentialBinding, CredentialInput, CredentialOrigins,
+    CredentialStatus, CredentialValidation, CredentialWrite, ErrorCode, ExpiringCredentialsList,
+    StoredCredentials,
 };
 use fleetreg_probe::Failure;
-use fleetreg_store::{AuditOnly, StoreError};
+use fleetreg_store::{AuditOnly, BindCredentials, StoreError};
 use serde_json::json;
 
 /// The credential routes.
@@ -32,6 +34,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/clusters/{id}/credentials/rotate", post(rotate))
         .route("/api/v1/clusters/{id}/credentials/validate", post(validate))
+        .route("/api/v1/clusters/{id}/credentials/rebind", post(rebind))
         .route("/api/v1/credentials/expiring", get(expiring))
 }
 
@@ -57,29 +60,9 @@ pub async fn expiring(
     for (key, value) in &pairs {
         match key.as_str() {
             "within_days" => {
-                within_days = value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n <= MAX_WINDOW_DAYS)
-                    .ok_or_else(|| {
-                        ApiError::validation(
-                            "within_days",
-                            format!("must be an integer from 0 to {MAX_WINDOW_DAYS}"),
-                        )
-                    })?;
+                within_days = crate::query::integer("within_days", value, 0, MAX_WINDOW_DAYS)?
             }
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_EXPIRING_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::validation(
-                            "limit",
-                            format!("must be an integer from 1 to {MAX_EXPIRING_LIMIT}"),
-                        )
-                    })?;
-            }
+            "limit" => limit = crate::query::integer("limit", value, 1, MAX_EXPIRING_LIMIT)?,
             other => {
                 return Err(ApiError::validation(
                     other,
@@ -95,6 +78,7 @@ pub async fn expiring(
 /// and nothing stored when they fail), then sealed and stored as a new version,
 /// replacing any; a health check and discovery with them follow.
 #[utoipa::path(post, path = "/api/v1/clusters/{id}/credentials", tag = "credentials",
+    params(crate::openapi::ClusterPath),
     request_body = CredentialInput,
     responses((status = 200, body = CredentialStatus),
               (status = 400, description = "CREDENTIALS_INVALID, VALIDATION_ERROR, MALFORMED_JSON"),
@@ -114,6 +98,7 @@ pub async fn store(
 /// Rotate credentials with zero downtime: the new ones are validated before they
 /// replace the old; a failed rotation leaves the old ones in force.
 #[utoipa::path(post, path = "/api/v1/clusters/{id}/credentials/rotate", tag = "credentials",
+    params(crate::openapi::ClusterPath),
     request_body = CredentialInput,
     responses((status = 200, body = CredentialStatus),
               (status = 400, description = "CREDENTIALS_INVALID, VALIDATION_ERROR, MALFORMED_JSON"),
@@ -134,11 +119,18 @@ pub async fn rotate(
     put(&state, id, CredentialWrite::Rotate, input, &audit).await
 }
 
-/// Validate the stored credentials against the cluster now.
+/// Validate the stored credentials against the cluster now. Credentials are
+/// bound to the origins (scheme, host, port) they were validated against:
+/// after an update moved a URL elsewhere (`ORIGIN_CHANGED`) they are not
+/// presented, and this answers `CREDENTIALS_ORIGIN_CHANGED` without
+/// contacting anything (upload them again, or an admin re-binds them with
+/// `POST …/credentials/rebind`).
 #[utoipa::path(post, path = "/api/v1/clusters/{id}/credentials/validate", tag = "credentials",
+    params(crate::openapi::ClusterPath),
     responses((status = 200, body = CredentialStatus),
               (status = 400, description = "CREDENTIALS_INVALID"),
-              (status = 404, description = "CLUSTER_NOT_FOUND, CREDENTIALS_NOT_FOUND")))]
+              (status = 404, description = "CLUSTER_NOT_FOUND, CREDENTIALS_NOT_FOUND"),
+              (status = 409, description = "CREDENTIALS_ORIGIN_CHANGED: the credentials are not bound to the cluster's origins (upload them again, or rebind)")))]
 pub async fn validate(
     State(state): State<AppState>,
     ClusterId(id): ClusterId,
@@ -152,13 +144,28 @@ pub async fn validate(
         .get_credentials(id)
         .await?
         .ok_or(fleetreg_store::StoreError::CredentialsNotFound(id))?;
-    let credential = state
+    let credential = match state
         .health
         .credentials
-        .for_cluster(id)
+        .for_cluster(&cluster)
         .await
         .map_err(credentials_error)?
-        .ok_or(fleetreg_store::StoreError::CredentialsNotFound(id))?;
+    {
+        Presentation::Present(credential) => credential,
+        Presentation::Nothing => {
+            return Err(fleetreg_store::StoreError::CredentialsNotFound(id).into())
+        }
+        Presentation::Withheld => {
+            let entry = AuditOnly {
+                action: "credentials.validate",
+                resource_id: Some(id),
+                result: AuditResult::Failure,
+                error_code: Some(ErrorCode::CredentialsOriginChanged),
+            };
+            state.store.append_audit(entry, &audit).await?;
+            return Err(origin_changed(&stored, &cluster));
+        }
+    };
     let (validation, failures) = validate_against(&state.health, &cluster, credential).await;
     audit_validation(&state, "credentials.validate", id, &validation, &audit).await?;
     if !validation.passed() {
@@ -173,8 +180,109 @@ pub async fn validate(
     .into_response())
 }
 
+/// Re-bind unbound credentials: the stored credentials are validated against
+/// the cluster's current URLs (whatever they are bound to) and, when they
+/// pass, bound to those origins (audited as `credentials.rebind`, with
+/// `CLUSTER_CREDENTIALS_UPDATED`). Admin only: this sends the stored secrets
+/// to wherever the URLs now point, which an operator may have chosen. One
+/// credential write per cluster at a time; a failure is audited and changes
+/// nothing.
+#[utoipa::path(post, path = "/api/v1/clusters/{id}/credentials/rebind", tag = "credentials",
+    params(crate::openapi::ClusterPath),
+    responses((status = 200, body = CredentialStatus, description = "status `rebound`"),
+              (status = 400, description = "CREDENTIALS_INVALID: the new origins refused them; still unbound"),
+              (status = 404, description = "CLUSTER_NOT_FOUND, CREDENTIALS_NOT_FOUND"),
+              (status = 412, description = "PRECONDITION_FAILED: the credentials or the cluster changed during the rebind")))]
+pub async fn rebind(
+    State(state): State<AppState>,
+    ClusterId(id): ClusterId,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let audit = audit_of(&headers, peer);
+    let cluster = state.store.get_cluster(id).await?;
+    let id = cluster.id;
+    let audit = &audit;
+    let state = &state;
+    let credentials = &state.health.credentials;
+    let _writes = credentials.lock_writes(id).await;
+    let stored = state
+        .store
+        .get_credentials(id)
+        .await?
+        .ok_or(fleetreg_store::StoreError::CredentialsNotFound(id))?;
+    let version = stored.version;
+    let credential = credentials
+        .opened(stored)
+        .await
+        .map_err(credentials_error)?;
+    let origins = CredentialOrigins::of(&cluster);
+    let (validation, failures) = validate_against(&state.health, &cluster, credential).await;
+    audit_validation(state, "credentials.validate", id, &validation, audit).await?;
+    if !validation.passed() {
+        let entry = AuditOnly {
+            action: "credentials.rebind",
+            resource_id: Some(id),
+            result: AuditResult::Failure,
+            error_code: Some(ErrorCode::CredentialsInvalid),
+        };
+        state.store.append_audit(entry, audit).await?;
+        return Err(invalid(&validation, &failures));
+    }
+    let bind = BindCredentials {
+        cluster_id: id,
+        expected_version: version,
+        origins,
+    };
+    let bound = state
+        .store
+        .bind_credentials(bind, audit)
+        .await
+        .map_err(|e| credentials_error(e.into()))?;
+    if bound.binding() != CredentialBinding::Bound {
+        // The cluster moved again while it was being validated.
+        let now = state.store.get_cluster(id).await?;
+        return Err(origin_changed(&bound, &now));
+    }
+    crate::credentials::check_in_background(&state.store, &state.health, cluster);
+    Ok(Json(CredentialStatus {
+        status: "rebound".into(),
+        validation,
+        expires_at: bound.expires_at,
+        version: bound.version,
+    })
+    .into_response())
+}
+
+/// `CREDENTIALS_ORIGIN_CHANGED` for `stored`, not bound to `cluster`'s origins.
+fn origin_changed(stored: &StoredCredentials, cluster: &fleetreg_model::Cluster) -> ApiError {
+    let current = CredentialOrigins::of(cluster);
+    let moved: Vec<&str> = stored
+        .origins
+        .moved(&current)
+        .into_iter()
+        .map(CredentialOrigins::field)
+        .collect();
+    ApiError::new(
+        ErrorCode::CredentialsOriginChanged,
+        format!(
+            "the credentials of cluster {} are bound to the origins they were validated \
+             against, and the cluster's URLs have moved since; they are presented nowhere until \
+             uploaded again or validated with rebind=true",
+            cluster.id
+        ),
+    )
+    .with_details(json!({
+        "binding": stored.binding(),
+        "bound_origins": stored.origins,
+        "current_origins": current,
+        "moved": moved,
+    }))
+}
+
 /// Delete a cluster's credentials; checks continue without them.
 #[utoipa::path(delete, path = "/api/v1/clusters/{id}/credentials", tag = "credentials",
+    params(crate::openapi::ClusterPath),
     responses((status = 204, description = "deleted"),
               (status = 404, description = "CLUSTER_NOT_FOUND, CREDENTIALS_NOT_FOUND")))]
 pub async fn delete(

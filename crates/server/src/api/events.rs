@@ -1,13 +1,14 @@
 //! `/api/v1/events` (a page of the change log) and `/api/v1/events/stream`
 //! (server-sent events, resumable with `Last-Event-ID`).
 
+use crate::auth::{AuthState, Session};
 use crate::error::ApiError;
 use crate::events::{render_frame, Frame};
 use crate::extract::QueryPairs;
 use crate::metrics::EVENT_SUBSCRIBERS;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -28,6 +29,8 @@ use utoipa::ToSchema;
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often an open stream re-checks its token.
+const REVALIDATE: Duration = Duration::from_secs(2);
 
 /// The event routes.
 pub fn router() -> Router<AppState> {
@@ -47,19 +50,6 @@ pub struct EventList {
     pub latest_revision: i64,
 }
 
-fn parse_i64(field: &str, value: &str, min: i64, max: i64) -> Result<i64, ApiError> {
-    value
-        .parse::<i64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| {
-            ApiError::validation(
-                field,
-                format!("must be an integer from {min} to {max}; got {value:?}"),
-            )
-        })
-}
-
 struct EventQuery {
     after: Option<i64>,
     limit: u32,
@@ -72,8 +62,8 @@ fn event_query(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
     };
     for (key, value) in pairs {
         match key.as_str() {
-            "after" => query.after = Some(parse_i64("after", &value, 0, i64::MAX)?),
-            "limit" => query.limit = parse_i64("limit", &value, 1, i64::from(MAX_LIMIT))? as u32,
+            "after" => query.after = Some(crate::query::integer("after", &value, 0, i64::MAX)?),
+            "limit" => query.limit = crate::query::integer("limit", &value, 1, MAX_LIMIT)?,
             other => {
                 return Err(ApiError::validation(
                     other,
@@ -87,8 +77,11 @@ fn event_query(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
 
 /// Events after a revision (`after`; without it, from the oldest retained), at most `limit` (default 100, max 1000).
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
-    params(("after" = Option<i64>, Query), ("limit" = Option<u32>, Query)),
-    responses((status = 200, body = EventList), (status = 410, description = "EVENTS_EXPIRED")))]
+    params(("after" = Option<i64>, Query, minimum = 0, description = "Events after this revision; default: from the oldest retained"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "default 100")),
+    responses((status = 200, body = EventList),
+              (status = 400, description = "VALIDATION_ERROR: `after` or `limit` out of range, or `after` beyond the latest revision"),
+              (status = 410, description = "EVENTS_EXPIRED")))]
 pub async fn list(
     State(state): State<AppState>,
     QueryPairs(pairs): QueryPairs,
@@ -131,16 +124,21 @@ pub async fn list(
 /// at the current revision. A client behind retention gets `event: RESYNC` and
 /// the stream closes.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events",
-    params(("after" = Option<i64>, Query), ("Last-Event-ID" = Option<i64>, Header)),
-    responses((status = 200, content_type = "text/event-stream", description = "id/event/data frames")))]
+    params(("after" = Option<i64>, Query, minimum = 0, description = "Start after this revision; default: now"),
+           ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "Resume after this revision (wins over `after`)")),
+    responses((status = 200, content_type = "text/event-stream", body = crate::openapi::StreamEvent,
+                description = "`id: <revision>`, `event: <type>`, `data: <Event>` frames and keep-alive comments; \
+                               `event: RESYNC` with `{oldest_revision, latest_revision}` when behind retention, then the end"),
+              (status = 400, description = "VALIDATION_ERROR: `after` or `Last-Event-ID` is not a revision")))]
 pub async fn stream(
     State(state): State<AppState>,
+    session: Option<Extension<Session>>,
     headers: HeaderMap,
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
     let query = event_query(pairs)?;
     let last_event_id = match headers.get("last-event-id") {
-        Some(v) => Some(parse_i64(
+        Some(v) => Some(crate::query::integer(
             "Last-Event-ID",
             v.to_str().unwrap_or_default().trim(),
             0,
@@ -158,7 +156,20 @@ pub async fn stream(
     // `catch_up` sends `event: RESYNC` with {oldest_revision, latest_revision},
     // then closes (DESIGN.md), so EventSource clients learn to resync.
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
-    tokio::spawn(feed(state, start, live, tx));
+    // The stream lives only as long as its token: it ends when the token is
+    // revoked or expires, like the token's REST calls start failing then.
+    let auth = state.auth.clone();
+    tokio::spawn(async move {
+        let token_ended = token_ended(auth, session.map(|Extension(s)| s));
+        tokio::select! {
+            () = feed(state, start, live, tx.clone()) => {}
+            () = token_ended => {
+                let _ = tx
+                    .send(Ok(Bytes::from_static(b": the token was revoked or has expired\n\n")))
+                    .await;
+            }
+        }
+    });
     let body = Body::from_stream(ReceiverStream::new(rx));
     Ok((
         [
@@ -172,6 +183,44 @@ pub async fn stream(
         body,
     )
         .into_response())
+}
+
+/// Completes when the token of `session` stops being valid: at its expiry,
+/// when this server revokes a token (then re-checked at once), and otherwise
+/// re-checked every [`REVALIDATE`] (a revocation on another replica shows
+/// within that plus the token cache's few seconds).
+async fn token_ended(auth: AuthState, session: Option<Session>) {
+    let Some(session) = session else {
+        // Only on a route without authentication, which this is not.
+        return std::future::pending().await;
+    };
+    let expiry = async {
+        match session.expires_at() {
+            Some(at) => {
+                let left = (at - fleetreg_model::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(left).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
+    let mut revocations = auth.revocations();
+    let mut every = tokio::time::interval(REVALIDATE);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut expiry => return,
+            changed = revocations.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+            _ = every.tick() => {}
+        }
+        if !auth.still_valid(&session).await {
+            return;
+        }
+    }
 }
 
 struct SubscriberGauge;

@@ -107,18 +107,7 @@ fn health_limit(pairs: &[(String, String)]) -> Result<u32, ApiError> {
     let mut limit = DEFAULT_HEALTH_LIMIT;
     for (key, value) in pairs {
         match key.as_str() {
-            "limit" => {
-                limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=MAX_HEALTH_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::validation(
-                            "limit",
-                            format!("must be an integer from 1 to {MAX_HEALTH_LIMIT}"),
-                        )
-                    })?;
-            }
+            "limit" => limit = crate::query::integer("limit", value, 1, MAX_HEALTH_LIMIT)?,
             other => {
                 return Err(ApiError::validation(
                     other,

@@ -35,23 +35,81 @@ pub fn etag(revision: i64) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
-/// The revision an `If-Match` header requires: `None` without the header or
-/// with `*`; an unparsable value can match nothing and is a failed precondition.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    if text == "*" {
-        return Ok(None);
+/// What an `If-Match` header (RFC 9110 §13.1.1) asks of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// No header, or `*`: any current revision will do.
+    Any,
+    /// One of these revisions must be current; empty when the header lists
+    /// only weak tags (`W/"…"`, which never match under `If-Match`) or tags
+    /// that name no revision, so nothing can match.
+    OneOf(Vec<i64>),
+}
+
+impl IfMatch {
+    /// Reads every `If-Match` header line. Entity tags compare strongly; a
+    /// value that is not a list of quoted tags is a failed precondition.
+    pub fn from_headers(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
+        let mut revisions = Vec::new();
+        let mut any_header = false;
+        for value in headers.get_all(axum::http::header::IF_MATCH) {
+            any_header = true;
+            let text = value.to_str().unwrap_or_default();
+            for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if tag == "*" {
+                    return Ok(IfMatch::Any);
+                }
+                let (weak, quoted) = match tag.strip_prefix("W/") {
+                    Some(rest) => (true, rest),
+                    None => (false, tag),
+                };
+                let Some(opaque) = quoted
+                    .strip_prefix('"')
+                    .and_then(|rest| rest.strip_suffix('"'))
+                else {
+                    return Err(ApiError::new(
+                        ErrorCode::PreconditionFailed,
+                        "If-Match must list quoted entity tags; send the ETag of a GET",
+                    ));
+                };
+                match opaque.parse::<i64>() {
+                    Ok(revision) if !weak && !revisions.contains(&revision) => {
+                        revisions.push(revision)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(if any_header {
+            IfMatch::OneOf(revisions)
+        } else {
+            IfMatch::Any
+        })
     }
-    let bare = text.trim_start_matches("W/").trim_matches('"');
-    bare.parse::<i64>().map(Some).map_err(|_| {
-        ApiError::new(
-            ErrorCode::PreconditionFailed,
-            format!("If-Match {text:?} names no revision; send the ETag of a GET"),
-        )
-    })
+
+    /// The revision the store must find current, or `None` when any will do.
+    /// A list of several is decided against `current()` (read only then);
+    /// the store still checks the chosen one atomically with the write.
+    pub async fn required_revision<F>(self, current: F) -> Result<Option<i64>, ApiError>
+    where
+        F: std::future::Future<Output = Result<i64, ApiError>>,
+    {
+        let revisions = match self {
+            IfMatch::Any => return Ok(None),
+            IfMatch::OneOf(revisions) => revisions,
+        };
+        let chosen = match revisions.as_slice() {
+            [] => None,
+            [only] => Some(*only),
+            several => Some(current.await?).filter(|now| several.contains(now)),
+        };
+        chosen.map(Some).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::PreconditionFailed,
+                "If-Match names no current revision (weak tags never match); send the ETag of a GET",
+            )
+        })
+    }
 }
 
 /// The audit context of a request (actor `anonymous` until authentication exists).

@@ -9,8 +9,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use fleetreg_model::ErrorCode;
-use serde_json::{json, Value};
-use utoipa::OpenApi;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
 
 /// The operational routes.
 pub fn router() -> Router<AppState> {
@@ -21,10 +21,30 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/openapi.json", get(openapi))
 }
 
+/// The answer of `/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
 /// The process is alive.
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200)))]
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Liveness)))]
+pub async fn health() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
+}
+
+/// The answer of `/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// The store's engine (`sqlite` or `postgres`).
+    pub store: &'static str,
+    /// How writes are made durable.
+    pub durability: String,
 }
 
 /// How long `/ready` waits for the store: a load balancer or a Kubernetes
@@ -32,8 +52,9 @@ pub async fn health() -> Json<Value> {
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// The store answers.
-#[utoipa::path(get, path = "/ready", tag = "operations", responses((status = 200), (status = 503, description = "SERVICE_UNAVAILABLE")))]
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, description = "SERVICE_UNAVAILABLE: the store does not answer")))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping())
         .await
         .unwrap_or_else(|_| {
@@ -42,9 +63,11 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
             ))
         });
     match ping {
-        Ok(()) => Ok(Json(
-            json!({ "status": "ready", "store": state.store.backend().as_str(), "durability": state.store.durability() }),
-        )),
+        Ok(()) => Ok(Json(Readiness {
+            status: "ready",
+            store: state.store.backend().as_str(),
+            durability: state.store.durability().to_string(),
+        })),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
             Err(ApiError::new(
@@ -61,7 +84,8 @@ const EXPIRY_COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// Prometheus text exposition. The credential expiry gauges are counted from
 /// the store at each scrape; when the store does not answer in time they are
 /// left out (stale) and the rest is served.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format 0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let credentials = &state.health.credentials;
     let counts = tokio::time::timeout(
@@ -85,7 +109,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// This API's OpenAPI document, generated from the code.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200)))]
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, body = Object, description = "This document (OpenAPI 3.1)")))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

@@ -2,7 +2,7 @@
 //! tokens. Admins only (see `auth::permissions`).
 
 use super::audit_of;
-use crate::auth::{hash_token, new_token};
+use crate::auth::{listed_prefix, new_token};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Peer};
 use crate::state::AppState;
@@ -38,7 +38,10 @@ pub async fn create(
                 .ok()
                 .and_then(chrono::Duration::try_seconds)
                 .and_then(|d| now.checked_add_signed(d))
-                .ok_or_else(|| ApiError::validation("expires_in_seconds", "too large"))?,
+                .filter(|t| fleetreg_model::is_storable_seconds(t.timestamp()))
+                .ok_or_else(|| {
+                    ApiError::validation("expires_in_seconds", "too large: ends after year 9999")
+                })?,
         ),
         None => None,
     };
@@ -46,14 +49,19 @@ pub async fn create(
         id: uuid::Uuid::now_v7(),
         name: request.name.clone(),
         role: request.role,
-        prefix: token.chars().take(10).collect(),
+        prefix: listed_prefix(&token),
         created_at: now,
         expires_at,
         revoked_at: None,
     };
     let stored = state
         .store
-        .create_token(record, hash_token(&token), false, &audit_of(&headers, peer))
+        .create_token(
+            record,
+            state.auth.hasher().stored(&token),
+            false,
+            &audit_of(&headers, peer),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -75,7 +83,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ApiToken>>, 
 /// Revoke a token; it stops working at once on this server (within seconds on
 /// other replicas).
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
-    responses((status = 204), (status = 404, description = "TOKEN_NOT_FOUND")))]
+    params(crate::openapi::TokenPath),
+    responses((status = 204, description = "revoked"), (status = 404, description = "TOKEN_NOT_FOUND")))]
 pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,

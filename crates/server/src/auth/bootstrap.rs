@@ -1,7 +1,8 @@
 //! The first admin token: `FLEETREG_ADMIN_TOKEN` when set (CI, containers),
 //! else a new one written to a 0600 file the CLI on the same machine reads.
+//! A revoked `FLEETREG_ADMIN_TOKEN` is never brought back: start-up refuses it.
 
-use super::tokens::{display_prefix, hash_token, new_token};
+use super::tokens::{digest, listed_prefix, new_token, TokenHasher};
 use fleetreg_model::{ApiToken, Audit, Role};
 use fleetreg_store::{Store, StoreError};
 use std::io::Write;
@@ -27,40 +28,81 @@ pub enum BootstrapError {
     /// `FLEETREG_ADMIN_TOKEN` is too short to be a secret.
     #[error("FLEETREG_ADMIN_TOKEN must be at least 16 characters")]
     TooShort,
+    /// `FLEETREG_ADMIN_TOKEN` is a token that was revoked (or expired): it
+    /// stays revoked, and the server does not start with it.
+    #[error(
+        "FLEETREG_ADMIN_TOKEN is the token {name:?}, which was revoked or has expired; a revoked \
+         token stays revoked. Set FLEETREG_ADMIN_TOKEN to a new value (at least 16 characters), or \
+         unset it to use an existing admin token (or have a new one written to the admin token file \
+         when none is active)"
+    )]
+    Revoked {
+        /// The token's name.
+        name: String,
+    },
+}
+
+/// Checks `FLEETREG_ADMIN_TOKEN` before anything is opened: at least 16 characters.
+pub fn check_preset(preset: Option<&str>) -> Result<(), BootstrapError> {
+    match preset {
+        Some(token) if token.len() < 16 => Err(BootstrapError::TooShort),
+        _ => Ok(()),
+    }
 }
 
 /// Makes sure an admin can get in: with `preset` (FLEETREG_ADMIN_TOKEN), the
-/// `bootstrap-admin` token is that value; otherwise, when no active admin token
-/// exists, a new one is created and written to `file` (mode 0600).
+/// `bootstrap-admin` token is that value — unless that value was revoked (or
+/// expired): a revoked token stays revoked, and start-up fails with
+/// [`BootstrapError::Revoked`] naming the remedy. Without `preset`, when no
+/// active admin token exists, a new one is created and written to `file`
+/// (mode 0600). Tokens are stored in `hasher`'s form.
 pub async fn ensure_admin_token(
     store: &dyn Store,
+    hasher: &TokenHasher,
     preset: Option<&str>,
     file: &Path,
 ) -> Result<(), BootstrapError> {
     let audit = Audit::system("bootstrap");
-    let record = |token: &str| ApiToken {
+    let record = |prefix: String| ApiToken {
         id: uuid::Uuid::now_v7(),
         name: BOOTSTRAP_NAME.into(),
         role: Role::Admin,
-        prefix: display_prefix(token),
+        prefix,
         created_at: fleetreg_model::now(),
         expires_at: None,
         revoked_at: None,
     };
+    let now = fleetreg_model::now();
     if let Some(token) = preset {
-        if token.len() < 16 {
-            return Err(BootstrapError::TooShort);
+        check_preset(preset)?;
+        let mut current = None;
+        for stored in hasher.candidates(&digest(token)) {
+            current = store.find_token(&stored).await?;
+            if current.is_some() {
+                break;
+            }
         }
-        let hash = hash_token(token);
-        let current = store.find_token(&hash).await?;
-        if !current.is_some_and(|t| t.is_active(fleetreg_model::now()) && t.role == Role::Admin) {
-            store
-                .create_token(record(token), hash, true, &audit)
-                .await?;
+        match current {
+            Some(t) if t.is_active(now) && t.role == Role::Admin => {}
+            Some(t) if !t.is_active(now) => {
+                tracing::error!(
+                    token = %t.name,
+                    revoked_at = ?t.revoked_at,
+                    expires_at = ?t.expires_at,
+                    "FLEETREG_ADMIN_TOKEN names a revoked or expired token; refusing to start"
+                );
+                return Err(BootstrapError::Revoked { name: t.name });
+            }
+            // Unknown (or, oddly, not an admin): this value becomes `bootstrap-admin`.
+            _ => {
+                // An admin-chosen value: no characters of it are listed.
+                store
+                    .create_token(record(String::new()), hasher.stored(token), true, &audit)
+                    .await?;
+            }
         }
         return Ok(());
     }
-    let now = fleetreg_model::now();
     let admins = store.list_tokens().await?;
     if admins
         .iter()
@@ -71,7 +113,12 @@ pub async fn ensure_admin_token(
     let token = new_token();
     write_token_file(file, &token)?;
     store
-        .create_token(record(&token), hash_token(&token), true, &audit)
+        .create_token(
+            record(listed_prefix(&token)),
+            hasher.stored(&token),
+            true,
+            &audit,
+        )
         .await?;
     tracing::warn!(file = %file.display(), "created the admin token; the CLI on this machine reads it from that file");
     Ok(())

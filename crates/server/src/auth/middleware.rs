@@ -1,22 +1,31 @@
 //! [`authorize`]: the bearer token of each request, checked against the store
-//! (with a short cache) and the permission matrix.
+//! (with a short cache) and the permission matrix; refusals by role are audited.
 
-use super::permissions::{access, Access};
-use super::tokens::hash_token;
+use super::permissions::{access, action, Access};
+use super::tokens::{digest, TokenHasher};
 use crate::error::ApiError;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use fleetreg_model::{ApiToken, ErrorCode, Role};
-use fleetreg_store::Store;
+use chrono::{DateTime, Utc};
+use fleetreg_model::{ApiToken, Audit, AuditResult, ErrorCode, Role};
+use fleetreg_store::{AuditOnly, Store};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use uuid::Uuid;
 
 /// How long a looked-up token is trusted before the store is asked again (a
 /// revocation by another replica takes effect within this; by this process, at once).
 const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The one answer for a token that is presented but not usable, whether it is
+/// unknown, revoked or expired (so the answer does not tell which).
+const INVALID_TOKEN: &str = "the bearer token is not valid (unknown, revoked or expired)";
 
 /// Who is calling: the token's name and role (the audit log's actor).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,30 +36,84 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// The token a request was authorized with, for work that outlives the
+/// request (an event stream re-checks it with [`AuthState::still_valid`]).
+#[derive(Clone)]
+pub struct Session {
+    id: Uuid,
+    expires_at: Option<DateTime<Utc>>,
+    /// SHA-256 hex of the token (the lookup key); never shown.
+    digest: String,
+}
+
+impl Session {
+    /// When the token expires, if ever.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.expires_at
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What [`authorize`] needs. Cheap to clone.
 #[derive(Clone)]
 pub struct AuthState {
     store: Arc<dyn Store>,
+    hasher: TokenHasher,
     metrics_open: bool,
     cache: Arc<Mutex<TokenCache>>,
+    /// Bumped by every revocation through this server, so open streams re-check at once.
+    revocations: Arc<watch::Sender<u64>>,
 }
 
-/// Token lookups by hash: when they were made and what they found.
+/// Token lookups by digest: when they were made and what they found.
 type TokenCache = HashMap<String, (Instant, Option<ApiToken>)>;
 
 impl AuthState {
-    /// Authorization over `store`'s tokens.
-    pub fn new(store: Arc<dyn Store>, metrics_open: bool) -> AuthState {
+    /// Authorization over `store`'s tokens, stored in `hasher`'s form.
+    pub fn new(store: Arc<dyn Store>, hasher: TokenHasher, metrics_open: bool) -> AuthState {
         AuthState {
             store,
+            hasher,
             metrics_open,
             cache: Arc::default(),
+            revocations: Arc::new(watch::Sender::new(0)),
         }
     }
 
-    /// Forgets cached lookups (after a revocation).
+    /// The stored form of tokens.
+    pub fn hasher(&self) -> &TokenHasher {
+        &self.hasher
+    }
+
+    /// Forgets cached lookups and tells open streams to re-check their token
+    /// (after a revocation).
     pub fn forget(&self) {
         self.map().clear();
+        self.revocations.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever [`AuthState::forget`] is called.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// Whether the token of `session` is still known, unrevoked and unexpired
+    /// (through the cache: a revocation by another replica shows within
+    /// [`CACHE_TTL`]). A store failure counts as valid: the next check decides.
+    pub async fn still_valid(&self, session: &Session) -> bool {
+        match self.lookup_digest(&session.digest).await {
+            Ok(Some(token)) => token.id == session.id && token.is_active(fleetreg_model::now()),
+            Ok(None) => false,
+            Err(_) => true,
+        }
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, TokenCache> {
@@ -59,21 +122,67 @@ impl AuthState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn lookup(&self, token: &str) -> Result<Option<ApiToken>, ApiError> {
-        let hash = hash_token(token);
-        if let Some((at, found)) = self.map().get(&hash) {
+    async fn lookup_digest(&self, digest: &str) -> Result<Option<ApiToken>, ApiError> {
+        if let Some((at, found)) = self.map().get(digest) {
             if at.elapsed() < CACHE_TTL {
                 return Ok(found.clone());
             }
         }
-        let found = self.store.find_token(&hash).await?;
+        let mut found = None;
+        for stored in self.hasher.candidates(digest) {
+            found = self.store.find_token(&stored).await?;
+            if found.is_some() {
+                break;
+            }
+        }
         let mut map = self.map();
         if map.len() > 10_000 {
             map.clear();
         }
-        map.insert(hash, (Instant::now(), found.clone()));
+        map.insert(digest.to_owned(), (Instant::now(), found.clone()));
         Ok(found)
     }
+
+    /// Audits a refusal by role (403, see [`refusal`]); a failure to write is
+    /// logged, the refusal stands.
+    async fn audit_refusal(&self, (entry, audit): (AuditOnly, Audit)) {
+        if let Err(error) = self.store.append_audit(entry, &audit).await {
+            tracing::warn!(%error, "a refused request could not be audited");
+        }
+    }
+}
+
+/// The audit entry of a refusal by role, and its actor.
+fn refusal(token: &ApiToken, request: &Request, path: &str) -> (AuditOnly, Audit) {
+    let entry = AuditOnly {
+        action: action(request.method(), path),
+        resource_id: target_id(path, request.uri().path()),
+        result: AuditResult::Failure,
+        error_code: Some(ErrorCode::Forbidden),
+    };
+    let audit = Audit {
+        actor: token.name.clone(),
+        role: Some(token.role.as_str().to_owned()),
+        source: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string()),
+        request_id: request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    (entry, audit)
+}
+
+/// The id in the `{id}` segment of the route `template`, read from `path`.
+fn target_id(template: &str, path: &str) -> Option<Uuid> {
+    template
+        .split('/')
+        .zip(path.split('/'))
+        .find(|(t, _)| *t == "{id}")
+        .and_then(|(_, segment)| Uuid::parse_str(segment).ok())
 }
 
 fn unauthenticated(message: &str) -> Response {
@@ -85,9 +194,23 @@ fn unauthenticated(message: &str) -> Response {
     response
 }
 
-/// Checks the request's bearer token and role; puts the [`Principal`] into the
-/// request's extensions. `UNAUTHENTICATED` 401 without a valid token,
-/// `FORBIDDEN` 403 when the role may not call the route.
+/// The bearer token of `headers`, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Checks the request's bearer token and role; puts the [`Principal`] and the
+/// [`Session`] into the request's extensions. `UNAUTHENTICATED` 401 without a
+/// valid token (one message for unknown, revoked and expired ones), `FORBIDDEN`
+/// 403 (audited) when the role may not call the route.
 pub async fn authorize(
     State(auth): State<AuthState>,
     mut request: Request,
@@ -102,27 +225,19 @@ pub async fn authorize(
     if rule == Access::Open {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned);
-    let Some(presented) = presented else {
+    let Some(presented) = bearer(request.headers()) else {
         return unauthenticated("a bearer token is required (Authorization: Bearer <token>)");
     };
-    let token = match auth.lookup(&presented).await {
+    let presented = digest(presented);
+    let token = match auth.lookup_digest(&presented).await {
         Ok(Some(token)) if token.is_active(fleetreg_model::now()) => token,
-        Ok(Some(_)) => return unauthenticated("the token is revoked or expired"),
-        Ok(None) => return unauthenticated("unknown token"),
+        Ok(_) => return unauthenticated(INVALID_TOKEN),
         Err(error) => return error.into_response(),
     };
     if !rule.allows(Some(token.role)) {
+        // Read out before awaiting: a request (its body) is not `Sync`.
+        let refused = refusal(&token, &request, &path);
+        auth.audit_refusal(refused).await;
         return ApiError::new(
             ErrorCode::Forbidden,
             format!("role {} may not {} {path}", token.role, request.method()),
@@ -130,9 +245,36 @@ pub async fn authorize(
         .with_details(serde_json::json!({ "role": token.role }))
         .into_response();
     }
+    request.extensions_mut().insert(Session {
+        id: token.id,
+        expires_at: token.expires_at,
+        digest: presented,
+    });
     request.extensions_mut().insert(Principal {
         name: token.name,
         role: token.role,
     });
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_is_the_id_segment() {
+        let id = Uuid::now_v7();
+        assert_eq!(
+            target_id(
+                "/api/v1/clusters/{id}/refresh",
+                &format!("/api/v1/clusters/{id}/refresh")
+            ),
+            Some(id)
+        );
+        assert_eq!(target_id("/api/v1/clusters", "/api/v1/clusters"), None);
+        assert_eq!(
+            target_id("/api/v1/clusters/{id}", "/api/v1/clusters/not-a-uuid"),
+            None
+        );
+    }
 }

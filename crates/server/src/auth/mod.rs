@@ -1,4 +1,4 @@
-//! Authentication and roles: bearer tokens (stored hashed), the permission
+//! Authentication and roles: bearer tokens (stored as a keyed hash), the permission
 //! matrix, the bootstrap admin token and the request's principal.
 //!
 //! Invariant: every matched route passes [`authorize`] — `/health` and `/ready`
@@ -10,6 +10,7 @@ mod middleware;
 pub mod permissions;
 mod tokens;
 
-pub use bootstrap::{ensure_admin_token, BootstrapError};
-pub use middleware::{authorize, AuthState, Principal};
-pub use tokens::{hash_token, new_token, TOKEN_PREFIX};
+pub use bootstrap::{check_preset, ensure_admin_token, BootstrapError};
+pub use middleware::{authorize, AuthState, Principal, Session};
+pub(crate) use tokens::listed_prefix;
+pub use tokens::{new_token, rekey_stored_tokens, TokenHasher, TOKEN_KEY_PURPOSE, TOKEN_PREFIX};

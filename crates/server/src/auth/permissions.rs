@@ -30,8 +30,47 @@ pub fn access(method: &Method, path: &str, metrics_open: bool) -> Access {
         "/api/v1/openapi.json" => Access::AnyRole,
         p if p.starts_with("/api/v1/audit") => Access::Roles(AUDITORS),
         p if p.starts_with("/api/v1/tokens") => Access::Roles(ADMINS),
+        // Presents stored secrets to wherever the cluster's URLs now point.
+        "/api/v1/clusters/{id}/credentials/rebind" => Access::Roles(ADMINS),
         _ if *method == Method::GET || *method == Method::HEAD => Access::Roles(READERS),
         _ => Access::Roles(WRITERS),
+    }
+}
+
+/// The audit action of `method` on the matched route `path`: what a refused
+/// call would have done (the actions the writes themselves audit, and
+/// `{resource}.read` for reads).
+pub fn action(method: &Method, path: &str) -> &'static str {
+    let write = !(*method == Method::GET || *method == Method::HEAD);
+    match (method.as_str(), path) {
+        ("POST", "/api/v1/clusters") => "cluster.create",
+        ("PUT", "/api/v1/clusters/{id}") => "cluster.update",
+        ("DELETE", "/api/v1/clusters/{id}") => "cluster.delete",
+        ("POST", "/api/v1/clusters/{id}/refresh") => "cluster.refresh",
+        ("POST", "/api/v1/clusters/{id}/credentials") => "credentials.store",
+        ("DELETE", "/api/v1/clusters/{id}/credentials") => "credentials.delete",
+        ("POST", "/api/v1/clusters/{id}/credentials/rotate") => "credentials.rotate",
+        ("POST", "/api/v1/clusters/{id}/credentials/validate") => "credentials.validate",
+        ("POST", "/api/v1/clusters/{id}/credentials/rebind") => "credentials.rebind",
+        ("POST", "/api/v1/tokens") => "token.create",
+        ("DELETE", "/api/v1/tokens/{id}") => "token.revoke",
+        ("GET", "/api/v1/tokens") => "token.list",
+        ("GET", "/metrics") => "metrics.read",
+        ("GET", "/api/v1/openapi.json") => "openapi.read",
+        (_, p) if write => match p.split('/').nth(3) {
+            Some("clusters") => "cluster.write",
+            Some("credentials") => "credentials.write",
+            Some("tokens") => "token.write",
+            _ => "api.write",
+        },
+        (_, p) => match p.split('/').nth(3) {
+            Some("audit") => "audit.read",
+            Some("credentials") => "credentials.read",
+            Some("events") => "event.read",
+            Some("fleet") => "fleet.read",
+            Some("clusters") => "cluster.read",
+            _ => "api.read",
+        },
     }
 }
 
@@ -43,6 +82,36 @@ impl Access {
             (_, None) => false,
             (Access::AnyRole, Some(_)) => true,
             (Access::Roles(roles), Some(role)) => roles.contains(&role),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_calls_are_named_like_the_writes_they_attempted() {
+        let cases = [
+            (Method::POST, "/api/v1/clusters", "cluster.create"),
+            (Method::DELETE, "/api/v1/clusters/{id}", "cluster.delete"),
+            (
+                Method::POST,
+                "/api/v1/clusters/{id}/credentials/rotate",
+                "credentials.rotate",
+            ),
+            (Method::DELETE, "/api/v1/tokens/{id}", "token.revoke"),
+            (Method::GET, "/api/v1/audit", "audit.read"),
+            (Method::GET, "/api/v1/clusters/{id}/status", "cluster.read"),
+            (
+                Method::GET,
+                "/api/v1/credentials/expiring",
+                "credentials.read",
+            ),
+            (Method::PATCH, "/api/v1/clusters/{id}", "cluster.write"),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(action(&method, path), expected, "{method} {path}");
         }
     }
 }

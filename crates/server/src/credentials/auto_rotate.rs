@@ -614,9 +614,23 @@ impl AutoRotation {
                 return Outcome::Skipped;
             }
         };
-        let current = match credentials.for_cluster(id).await {
-            Ok(Some(current)) => current,
-            Ok(None) => return Outcome::Skipped,
+        let cluster = match self.store.get_cluster(id).await {
+            Ok(cluster) => cluster,
+            Err(error) => {
+                tracing::debug!(cluster = %id, %error, "credential rotation: cluster gone");
+                self.book().forget(id);
+                return Outcome::Skipped;
+            }
+        };
+        let current = match credentials.for_cluster(&cluster).await {
+            Ok(super::Presentation::Present(current)) => current,
+            Ok(super::Presentation::Nothing) => return Outcome::Skipped,
+            Ok(super::Presentation::Withheld) => {
+                // The TokenRequest would present them to an origin they are
+                // not bound to: wait for an upload or an explicit rebind.
+                tracing::debug!(cluster = %id, "credential rotation: credentials not bound to the cluster's origins");
+                return Outcome::Skipped;
+            }
             Err(error) => {
                 let message = format!("the stored credentials cannot be opened: {error}");
                 return self.fail(id, now, message, ErrorCode::InternalError).await;
@@ -635,14 +649,6 @@ impl AutoRotation {
             return Outcome::Skipped;
         }
         self.book().attempted(id, now);
-        let cluster = match self.store.get_cluster(id).await {
-            Ok(cluster) => cluster,
-            Err(error) => {
-                tracing::debug!(cluster = %id, %error, "credential rotation: cluster gone");
-                self.book().forget(id);
-                return Outcome::Skipped;
-            }
-        };
         let timeout = self.health.timing(cluster.cluster_type).timeout;
         let target = Target::from_cluster(&cluster).with_credential(current);
         let ttl = i64::try_from(self.settings.token_ttl.as_secs())

@@ -17,6 +17,7 @@ mod secrets;
 pub use expiry::{ExpiryCounts, MAX_WINDOW_DAYS};
 pub use keys::{load_keyring, KeyError};
 use reload::SharedKeyring;
+pub(crate) use replace::check_in_background;
 pub use replace::{replace, validate_against, Replace, ReplaceError, Replaced};
 pub use secrets::{
     hub_config, secret_name, SecretsBackend, SecretsError, ABANDONED_AFTER, HUB_TOKEN_ENV,
@@ -24,7 +25,8 @@ pub use secrets::{
 };
 
 use fleetreg_model::{
-    Audit, AuditResult, AuthType, CredentialInput, CredentialWrite, ErrorCode, StoredCredentials,
+    Audit, AuditResult, AuthType, Cluster, CredentialInput, CredentialOrigins, CredentialWrite,
+    ErrorCode, StoredCredentials,
 };
 use fleetreg_probe::{ClusterCredential, CredentialError};
 use fleetreg_store::{AuditOnly, PutCredentials, Store, StoreError};
@@ -65,6 +67,19 @@ pub enum CredentialsError {
         /// Why (never secret material).
         source: SecretsError,
     },
+}
+
+/// What a probe of a cluster may present ([`Credentials::for_cluster`]).
+#[derive(Debug, Clone)]
+pub enum Presentation {
+    /// No credentials are stored: the probe goes anonymous.
+    Nothing,
+    /// The stored credentials, bound to the origins of the cluster's URLs.
+    Present(Arc<ClusterCredential>),
+    /// Stored, but not bound to where the cluster's URLs are now
+    /// (`ORIGIN_CHANGED`, or a snapshot of the cluster newer than the
+    /// binding): presented nowhere, never even opened.
+    Withheld,
 }
 
 /// Opened credentials by cluster id, with the stored version they came from.
@@ -183,8 +198,10 @@ impl Credentials {
         )
     }
 
-    /// Seals an upload's fields and stores them (a new version), with the event
-    /// and audit entry; the opened copy is cached for the health checks. The
+    /// Seals an upload's fields and stores them (a new version) bound to the
+    /// origins of `cluster`'s URLs (the snapshot they were validated against),
+    /// with the event and audit entry; the opened copy is cached for the
+    /// health checks. The
     /// caller holds the cluster's write lock ([`Credentials::lock_writes`]).
     /// Written only while the stored version is `expected_version` (`Some(0)`:
     /// none stored), or with `None` the version read here once, before
@@ -193,13 +210,15 @@ impl Credentials {
     /// credentials is `CredentialsNotFound` before the Secret is touched.
     pub async fn put(
         &self,
-        cluster_id: Uuid,
+        cluster: &Cluster,
         write: CredentialWrite,
         input: &CredentialInput,
         credential: Arc<ClusterCredential>,
         expected_version: Option<i64>,
         audit: &Audit,
     ) -> Result<StoredCredentials, CredentialsError> {
+        let cluster_id = cluster.id;
+        let origins = CredentialOrigins::of(cluster);
         let keyring = self.keyring.get();
         let mut sealed = BTreeMap::new();
         for (field, value) in input.secrets() {
@@ -241,6 +260,7 @@ impl Credentials {
                     key_id,
                     expires_at,
                     expected_version: Some(current),
+                    origins,
                 },
                 audit,
             )
@@ -271,23 +291,36 @@ impl Credentials {
         Ok(())
     }
 
-    /// The credentials the probe should present for `cluster_id`, opened once per
-    /// stored version (each opening is audited as `credentials.decrypt`; a
-    /// failure is audited and logged once per version, then only returned);
-    /// `None` when none are stored.
-    pub async fn for_cluster(
-        &self,
-        cluster_id: Uuid,
-    ) -> Result<Option<Arc<ClusterCredential>>, CredentialsError> {
-        let Some(mut stored) = self.store.get_credentials(cluster_id).await? else {
+    /// What the probe may present to `cluster` as this snapshot has it: the
+    /// stored credentials only while they are bound to the origins of its URLs
+    /// ([`StoredCredentials::presentable_to`]), opened once per stored version
+    /// (each opening is audited as `credentials.decrypt`; a failure is audited
+    /// and logged once per version, then only returned).
+    pub async fn for_cluster(&self, cluster: &Cluster) -> Result<Presentation, CredentialsError> {
+        let cluster_id = cluster.id;
+        let Some(stored) = self.store.get_credentials(cluster_id).await? else {
             self.cache().remove(&cluster_id);
             self.rotation.forget(cluster_id);
             self.failures().remove(&cluster_id);
-            return Ok(None);
+            return Ok(Presentation::Nothing);
         };
+        if !stored.presentable_to(cluster) {
+            return Ok(Presentation::Withheld);
+        }
+        Ok(Presentation::Present(self.opened(stored).await?))
+    }
+
+    /// `stored` opened, whatever its binding: for [`Credentials::for_cluster`],
+    /// and for an explicit re-validation against new origins (the caller
+    /// audits it as `credentials.rebind`).
+    pub async fn opened(
+        &self,
+        mut stored: StoredCredentials,
+    ) -> Result<Arc<ClusterCredential>, CredentialsError> {
+        let cluster_id = stored.cluster_id;
         if let Some((version, credential)) = self.cache().get(&cluster_id) {
             if *version == stored.version {
-                return Ok(Some(credential.clone()));
+                return Ok(credential.clone());
             }
         }
         let (sealed, mut opened) = match self.envelopes(&mut stored).await {
@@ -332,7 +365,7 @@ impl Credentials {
             .classify(cluster_id, stored.version, Some(&credential));
         self.cache()
             .insert(cluster_id, (stored.version, credential.clone()));
-        Ok(Some(credential))
+        Ok(credential)
     }
 
     /// Opens every sealed field and rebuilds the probe's credential.

@@ -126,9 +126,11 @@ pub async fn replace(
             failures,
         });
     }
+    // Bound to where they were just validated (an update that moved the
+    // cluster meanwhile leaves them ORIGIN_CHANGED).
     let stored = health
         .credentials
-        .put(id, write, input, credential, expected_version, audit)
+        .put(&cluster, write, input, credential, expected_version, audit)
         .await?;
     check_in_background(store, health, cluster);
     Ok(Replaced { stored, validation })
@@ -165,7 +167,11 @@ pub(super) async fn audit_failure(
 
 /// A health check and discovery with the new credentials, after the answer
 /// (cancelled when the server stops).
-fn check_in_background(store: &Arc<dyn Store>, health: &HealthContext, cluster: Cluster) {
+pub(crate) fn check_in_background(
+    store: &Arc<dyn Store>,
+    health: &HealthContext,
+    cluster: Cluster,
+) {
     let (store, health) = (store.clone(), health.clone());
     let background = health.background.clone();
     background.spawn(async move {

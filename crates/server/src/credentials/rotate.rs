@@ -624,6 +624,8 @@ mod tests {
             expires_at: None,
             created_at: fleetreg_model::now(),
             updated_at: fleetreg_model::now(),
+            origins: fleetreg_model::CredentialOrigins::default(),
+            unbound_at: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! One check of one cluster, and one discovery, each recorded in the store.
 
 use super::HealthContext;
+use crate::credentials::Presentation;
 use crate::metrics;
 use fleetreg_model::{Cluster, ClusterStatus, Component, Event};
 use fleetreg_probe::{Discovery, HealthReport, Target};
@@ -42,12 +43,17 @@ pub async fn check_and_record(
 ) -> Result<CheckOutcome, StoreError> {
     let _probing = health.locks.lock(cluster.id).await;
     let timeout = health.timing(cluster.cluster_type).timeout;
-    let report = health
-        .prober
-        .check(&target_of(health, cluster).await, timeout)
-        .await;
+    let (target, withheld) = target_of(health, cluster).await;
+    let report = health.prober.check(&target, timeout).await;
     let checked_at = fleetreg_model::now();
-    let status = report.status(cluster.status.state, checked_at);
+    let mut status = report.status(cluster.status.state, checked_at);
+    if withheld {
+        let note = WITHHELD;
+        status.reason = Some(match status.reason.take() {
+            Some(reason) => format!("{reason}; {note}"),
+            None => note.to_owned(),
+        });
+    }
     let last_seen_at = if report.results.api_server {
         Some(checked_at)
     } else {
@@ -81,21 +87,33 @@ pub async fn check_and_record(
     })
 }
 
+/// The note a check's status reason carries while stored credentials are
+/// withheld because the cluster's URLs left the origins they were bound to.
+pub const WITHHELD: &str = "stored credentials not presented: the cluster's URLs moved to \
+     another origin since they were validated (credentials ORIGIN_CHANGED; upload them again \
+     or an admin POSTs /api/v1/clusters/{id}/credentials/rebind)";
+
 /// The probe's target for `cluster`, presenting its stored credentials (none
-/// when there are none, or when they cannot be opened — logged).
-async fn target_of(health: &HealthContext, cluster: &Cluster) -> Target {
+/// when there are none, or when they cannot be opened — logged), and whether
+/// stored credentials were withheld because they are not bound to the
+/// cluster's origins.
+async fn target_of(health: &HealthContext, cluster: &Cluster) -> (Target, bool) {
     let target = Target::from_cluster(cluster);
-    match health.credentials.for_cluster(cluster.id).await {
-        Ok(Some(credential)) => target.with_credential(credential),
-        Ok(None) => target,
+    match health.credentials.for_cluster(cluster).await {
+        Ok(Presentation::Present(credential)) => (target.with_credential(credential), false),
+        Ok(Presentation::Nothing) => (target, false),
+        Ok(Presentation::Withheld) => {
+            tracing::debug!(cluster = %cluster.id, "credentials not bound to the cluster's origins: checking without them");
+            (target, true)
+        }
         Err(error @ crate::credentials::CredentialsError::Store(_)) => {
             tracing::warn!(cluster = %cluster.id, %error, "checking without credentials");
-            target
+            (target, false)
         }
         Err(error) => {
             // Logged (and audited) by `for_cluster` once per stored version.
             tracing::debug!(cluster = %cluster.id, %error, "checking without credentials");
-            target
+            (target, false)
         }
     }
 }
@@ -124,7 +142,7 @@ pub async fn discover_and_record(
     let timeout = health.timing(cluster.cluster_type).timeout;
     let discovery = health
         .prober
-        .discover(&target_of(health, cluster).await, timeout)
+        .discover(&target_of(health, cluster).await.0, timeout)
         .await?;
     let event = store
         .set_capabilities(

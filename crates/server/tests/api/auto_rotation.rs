@@ -291,6 +291,7 @@ mod service_account_token_is_rotated_within_the_warning_window {
                     key_id: "unused".into(),
                     expires_at: None,
                     expected_version: Some(1),
+                    origins: Default::default(),
                 },
                 &fleetreg_model::Audit::system("test"),
             )

@@ -554,3 +554,45 @@ pub async fn put_token(app: &TestApp, id: &str, token: &str, prom: &str, path: &
     assert_eq!(status, 200, "{body}");
     body
 }
+
+/// An `io::Write` into a shared buffer: a log capture or a response body
+/// collected while it streams.
+#[derive(Clone, Default)]
+pub struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuffer {
+    /// What was written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// What was written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+}
+
+/// Captures everything logged on this thread at TRACE, without colours,
+/// until the guard drops. On a current-thread runtime (`#[tokio::test]`'s
+/// default) every task the server spawns runs here, so this is all it logs.
+pub fn capture_trace_log() -> (SharedBuffer, tracing::subscriber::DefaultGuard) {
+    let log = SharedBuffer::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (log, tracing::subscriber::set_default(subscriber))
+}

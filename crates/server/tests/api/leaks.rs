@@ -62,27 +62,6 @@ impl Markers {
 // ---------------------------------------------------------------------------
 // Capturing everything the server says.
 
-/// An `io::Write` into a shared buffer, for the TRACE log capture.
-#[derive(Clone, Default)]
-struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl SharedBuffer {
-    fn bytes(&self) -> Vec<u8> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
 /// Calls the API, keeping every response (status line and body) and which
 /// documented endpoint each call covered.
 struct Exercise<'a> {
@@ -142,11 +121,11 @@ impl Exercise<'_> {
 /// Reads a response body (the event stream) into a buffer until aborted.
 fn collect_stream(response: reqwest::Response) -> (SharedBuffer, tokio::task::JoinHandle<()>) {
     let buffer = SharedBuffer::default();
-    let sink = buffer.clone();
+    let mut sink = buffer.clone();
     let task = tokio::spawn(async move {
         let mut stream = response.bytes_stream();
         while let Some(Ok(chunk)) = stream.next().await {
-            sink.0.lock().unwrap().extend_from_slice(&chunk);
+            std::io::Write::write_all(&mut sink, &chunk).unwrap();
         }
     });
     (buffer, task)
@@ -293,14 +272,7 @@ async fn no_marker_leaks(backend: Backend) {
 
     // Everything logged on this thread, at TRACE, from the server's start on.
     // The runtime is current-thread, so every task the server spawns runs here.
-    let log = SharedBuffer::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _capture = tracing::subscriber::set_default(subscriber);
+    let (log, _capture) = capture_trace_log();
 
     let redis_url = shared_redis_url();
     let redis = redis_collector(&redis_url).await;

@@ -4,6 +4,7 @@
 #[macro_use]
 mod helpers;
 mod audit;
+mod auth_hardening;
 mod auto_rotation;
 mod clusters;
 mod concurrency;
@@ -14,15 +15,20 @@ mod events;
 mod fleet;
 mod health;
 mod history;
+mod http_front;
+mod input_rules;
 mod isolation;
 mod leak_search;
 mod leaks;
 mod listing;
+mod openapi;
 mod operations;
+mod origin_binding;
 mod outage;
 mod prometheus;
 mod rbac;
 mod redis;
+mod remote_bounds;
 mod rotation_under_checks;
 mod secrets_backend;
 mod tls;

@@ -78,6 +78,7 @@ api_test!(openapi_document_lists_every_route, |app| {
             "/api/v1/clusters/by-name/{name}",
             "/api/v1/clusters/{id}",
             "/api/v1/clusters/{id}/credentials",
+            "/api/v1/clusters/{id}/credentials/rebind",
             "/api/v1/clusters/{id}/credentials/rotate",
             "/api/v1/clusters/{id}/credentials/validate",
             "/api/v1/clusters/{id}/health/history",

@@ -57,6 +57,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "/api/v1/clusters/{id}/credentials/validate",
         "admin operator",
     ),
+    ("POST", "/api/v1/clusters/{id}/credentials/rebind", "admin"),
     ("GET", "/api/v1/events", "admin operator viewer"),
     ("GET", "/api/v1/events/stream", "admin operator viewer"),
     ("GET", "/api/v1/fleet/summary", "admin operator viewer"),
@@ -75,7 +76,8 @@ const MATRIX: &[(&str, &str, &str)] = &[
 
 const ROLES: [&str; 4] = ["admin", "operator", "viewer", "auditor"];
 
-async fn create_token(app: &TestApp, name: &str, role: &str, expires: Option<u64>) -> Value {
+/// `POST /api/v1/tokens` as the bootstrap admin (asserting 201); the answer.
+pub async fn create_token(app: &TestApp, name: &str, role: &str, expires: Option<u64>) -> Value {
     let mut body = json!({ "name": name, "role": role });
     if let Some(seconds) = expires {
         body["expires_in_seconds"] = json!(seconds);

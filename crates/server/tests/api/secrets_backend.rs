@@ -569,11 +569,12 @@ async fn a_refused_commit_restores_the_previous_secret() {
     .unwrap();
     let credential = Arc::new(Credentials::build(&input).unwrap());
     let audit = Audit::system("test");
+    let cluster = app.store.get_cluster(id.parse().unwrap()).await.unwrap();
 
     // The row is not at the expected version: refused, the Secret put back.
     let error = credentials
         .put(
-            id.parse().unwrap(),
+            &cluster,
             CredentialWrite::Rotate,
             &input,
             credential.clone(),
@@ -606,10 +607,9 @@ async fn a_refused_commit_restores_the_previous_secret() {
     )
     .await
     .unwrap();
-    let id_uuid = id.parse().unwrap();
     let moved = database_only
         .put(
-            id_uuid,
+            &cluster,
             CredentialWrite::Rotate,
             &input,
             credential.clone(),
@@ -621,7 +621,7 @@ async fn a_refused_commit_restores_the_previous_secret() {
     assert_eq!(moved.version, 2);
     let error = credentials
         .put(
-            id_uuid,
+            &cluster,
             CredentialWrite::Rotate,
             &input,
             credential.clone(),
@@ -651,9 +651,14 @@ async fn a_refused_commit_restores_the_previous_secret() {
     // A rotation of credentials that do not exist: refused, no Secret left.
     let other = target(&sim, "target-e", api, prom).await;
     let other_id = register_with_prometheus(&app, &other).await;
+    let other_cluster = app
+        .store
+        .get_cluster(other_id.parse().unwrap())
+        .await
+        .unwrap();
     let error = credentials
         .put(
-            other_id.parse().unwrap(),
+            &other_cluster,
             CredentialWrite::Rotate,
             &input,
             credential,

@@ -7,7 +7,7 @@ use fleetreg_server::Application;
 
 /// A self-signed certificate for 127.0.0.1 written to `dir`; returns the files
 /// and the certificate PEM (the client's root).
-fn self_signed(dir: &std::path::Path) -> (TlsFiles, String) {
+pub fn self_signed(dir: &std::path::Path) -> (TlsFiles, String) {
     let certified =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     let cert_pem = certified.cert.pem();

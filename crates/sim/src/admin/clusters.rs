@@ -125,8 +125,8 @@ async fn set_spec(
     sim.set_spec(&name, body(request)?).map(Json)
 }
 
-/// A [`FaultsPatch`] plus `token_request_fail` and `token_request_max_seconds`,
-/// which are not among its fields.
+/// A [`FaultsPatch`] plus `token_request_fail`, `token_request_max_seconds`,
+/// `huge_body_bytes` and `raw_body`, which are not among its fields.
 async fn patch_faults(
     State(sim): State<Sim>,
     Path(name): Path<String>,
@@ -143,6 +143,18 @@ async fn patch_faults(
         ),
         None => (None, None),
     };
+    let (huge_body, raw_body) = match request.as_object_mut() {
+        Some(map) => (map.remove("huge_body_bytes"), map.remove("raw_body")),
+        None => (None, None),
+    };
+    let huge_body: Option<u64> = huge_body
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(invalid)?;
+    let raw_body: Option<Option<String>> = raw_body
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(invalid)?;
     let token_request_max: Option<Option<i64>> = token_request_max
         .map(serde_json::from_value)
         .transpose()
@@ -158,6 +170,12 @@ async fn patch_faults(
     }
     if let Some(max) = token_request_max {
         sim.set_token_request_max_seconds(&name, max)?;
+    }
+    if let Some(bytes) = huge_body {
+        sim.edit_faults(&name, |faults| faults.huge_body_bytes = bytes)?;
+    }
+    if let Some(text) = raw_body {
+        sim.edit_faults(&name, |faults| faults.raw_body = text)?;
     }
     sim.patch_faults(&name, &patch).map(Json)
 }

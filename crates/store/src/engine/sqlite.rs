@@ -14,6 +14,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row as _, Sqlite, TypeInfo, ValueRef};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub(super) async fn open(url: &str) -> Result<SqlxEngine<Sqlite>, StoreError> {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
+    if !url.contains(":memory:") && !url.contains("mode=memory") {
+        create_private(options.get_filename())?;
+    }
     let write = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
@@ -56,6 +60,42 @@ pub(super) async fn open(url: &str) -> Result<SqlxEngine<Sqlite>, StoreError> {
         write,
         durability: format!("sqlite journal_mode={journal} synchronous={synchronous}"),
     })
+}
+
+/// Creates the database file with mode 0600 before SQLite opens it, so neither
+/// it nor its `-wal` and `-shm` files (which SQLite creates with the database
+/// file's mode) are readable by other users. An existing file is left as it is,
+/// with a warning when others may read it.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(meta) = std::fs::metadata(path) {
+                    if meta.permissions().mode() & 0o077 != 0 {
+                        tracing::warn!(
+                            file = %path.display(),
+                            mode = format_args!("{:o}", meta.permissions().mode() & 0o777),
+                            "the database file is readable by other users; `chmod 600` it and its -wal and -shm files"
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        // A missing directory: let SQLite report it the way it always does.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
+    }
 }
 
 #[async_trait]

@@ -53,6 +53,7 @@ impl Write for UpdateCluster {
             Ok(cluster) => cluster,
             Err(refused) => return cx.refuse(action, Some(self.id), refused).await,
         };
+        let before = cluster.clone();
         match self.patch.apply(&mut cluster) {
             Err(invalid) => {
                 cx.refuse(action, Some(self.id), StoreError::Invalid(invalid))
@@ -61,6 +62,8 @@ impl Write for UpdateCluster {
             // Nothing changed: no revision, no event, no audit entry.
             Ok(false) => Ok(Ok(cluster)),
             Ok(true) => {
+                let moved_urls = cluster.api_server_url != before.api_server_url
+                    || cluster.endpoints != before.endpoints;
                 cluster.revision = cx.upcoming_revision();
                 cluster.updated_at = cx.at;
                 cx.tx.update_cluster(&cluster).await?;
@@ -68,6 +71,11 @@ impl Write for UpdateCluster {
                     cx.append_event(EventType::ClusterUpdated, cluster.id, to_json(&cluster)?)?;
                 cx.audit_success(action, Some(cluster.id), Some(event.revision))
                     .await?;
+                if moved_urls {
+                    // Same transaction: no check ever sees the new URL with
+                    // credentials still bound.
+                    super::credentials::unbind_if_moved(cx, &cluster).await?;
+                }
                 Ok(Ok(cluster))
             }
         }

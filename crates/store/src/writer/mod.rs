@@ -16,10 +16,10 @@ mod token;
 pub use audit::AuditOnly;
 pub(crate) use audit::AuditRecord;
 pub(crate) use cluster::{DeleteCluster, InsertCluster, UpdateCluster};
+pub use credentials::{BindCredentials, PutCredentials, RewrapCredentials};
 pub(crate) use credentials::{DeleteCredentials, ReplaceVaultCanary};
-pub use credentials::{PutCredentials, RewrapCredentials};
 pub(crate) use observe::{RecordStatus, SetCapabilities};
-pub(crate) use token::{CreateToken, RevokeToken};
+pub(crate) use token::{CreateToken, RekeyTokens, RevokeToken};
 
 use crate::audit_chain::{ChainConfig, TxChain};
 use crate::engine::Engine;

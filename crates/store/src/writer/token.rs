@@ -1,7 +1,7 @@
 //! Creating and revoking API tokens (audited; no revision, no event).
 
 use super::{Write, WriteCx};
-use crate::StoreError;
+use crate::{StoreError, TokenRekey};
 use async_trait::async_trait;
 use fleetreg_model::ApiToken;
 use uuid::Uuid;
@@ -52,5 +52,30 @@ impl Write for RevokeToken {
         }
         cx.audit_success(action, Some(self.0), None).await?;
         Ok(Ok(()))
+    }
+}
+
+/// Replaces stored token hashes (a new key for the stored form); each change
+/// applies only while the token still has the old hash.
+pub(crate) struct RekeyTokens(pub Vec<TokenRekey>);
+
+#[async_trait]
+impl Write for RekeyTokens {
+    type Reply = u64;
+
+    async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<u64, StoreError>, StoreError> {
+        let mut changed = 0;
+        for change in &self.0 {
+            if cx
+                .tx
+                .rekey_token(change.id, &change.from, &change.to)
+                .await?
+            {
+                cx.audit_success("token.rekey", Some(change.id), None)
+                    .await?;
+                changed += 1;
+            }
+        }
+        Ok(Ok(changed))
     }
 }

@@ -128,7 +128,8 @@ pub fn status(state: ClusterState, score: i32, checked_at: DateTime<Utc>) -> Clu
     }
 }
 
-/// An unconditional credential write of one sealed token wrapped by `k1`.
+/// An unconditional credential write of one sealed token wrapped by `k1`,
+/// bound to no origin (stored `ORIGIN_CHANGED`; `origins.rs` binds its own).
 pub fn sealed_token(cluster_id: uuid::Uuid, write: CredentialWrite) -> PutCredentials {
     PutCredentials {
         cluster_id,
@@ -138,6 +139,7 @@ pub fn sealed_token(cluster_id: uuid::Uuid, write: CredentialWrite) -> PutCreden
         key_id: "k1".into(),
         expires_at: None,
         expected_version: None,
+        origins: fleetreg_model::CredentialOrigins::default(),
     }
 }
 

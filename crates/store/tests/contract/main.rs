@@ -42,4 +42,5 @@ mod events;
 mod fleet;
 mod history;
 mod listing;
+mod origins;
 mod tokens;

@@ -3,7 +3,7 @@
 use crate::harness::*;
 use chrono::Duration;
 use fleetreg_model::{ApiToken, AuditEntry, AuditResult, Role};
-use fleetreg_store::{AuditQuery, StoreError};
+use fleetreg_store::{AuditQuery, StoreError, TokenRekey};
 use uuid::Uuid;
 
 fn token(name: &str, role: Role) -> ApiToken {
@@ -196,5 +196,61 @@ store_test!(
         let entry = token_audit(&store).await.pop().expect("audited");
         assert_eq!(entry.result, AuditResult::Failure);
         assert_eq!(entry.error_code.as_deref(), Some(error.code().as_str()));
+    }
+);
+
+// Re-keying the stored form (issue 11, item 12): a change applies only while
+// the token still has the old hash, each applied change is audited, and the
+// token is then found by its new hash only.
+store_test!(
+    token_hashes_are_rekeyed_only_from_the_current_hash,
+    |store| async move {
+        let a = token("rekeyed", Role::Admin);
+        let b = token("raced", Role::Viewer);
+        for (t, hash) in [(&a, "plain-a"), (&b, "plain-b")] {
+            store
+                .create_token(t.clone(), hash.into(), false, &operator())
+                .await
+                .unwrap();
+        }
+        let mut hashes = store.token_hashes().await.unwrap();
+        hashes.sort_by(|x, y| x.1.cmp(&y.1));
+        assert_eq!(
+            hashes,
+            [(a.id, "plain-a".to_owned()), (b.id, "plain-b".to_owned())]
+        );
+        let changes = vec![
+            TokenRekey {
+                id: a.id,
+                from: "plain-a".into(),
+                to: "keyed-a".into(),
+            },
+            // Not b's current hash any more: left alone.
+            TokenRekey {
+                id: b.id,
+                from: "stale-b".into(),
+                to: "keyed-b".into(),
+            },
+        ];
+        let changed = store
+            .rekey_tokens(changes, &actor("system:bootstrap"))
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+        assert_eq!(store.find_token("keyed-a").await.unwrap(), Some(a.clone()));
+        assert_eq!(store.find_token("plain-a").await.unwrap(), None);
+        assert_eq!(store.find_token("plain-b").await.unwrap(), Some(b.clone()));
+        assert_eq!(store.find_token("keyed-b").await.unwrap(), None);
+        assert_eq!(
+            store.rekey_tokens(Vec::new(), &operator()).await.unwrap(),
+            0
+        );
+        let rekeys: Vec<Option<Uuid>> = token_audit(&store)
+            .await
+            .iter()
+            .filter(|e| e.action == "token.rekey")
+            .map(|e| e.resource_id)
+            .collect();
+        assert_eq!(rekeys, [Some(a.id)]);
     }
 );

@@ -1,0 +1,112 @@
+//! What the HTTP front door checks before a request is routed: the request id
+//! a client may choose, the length of the request target and the time a
+//! request may take. Every refusal is an [`ApiError`] envelope.
+//!
+//! Limits hyper enforces while parsing (the size of the request head, the
+//! number of headers, bytes that are not HTTP) are answered with the same
+//! envelope by [`crate::serve`].
+
+use crate::error::ApiError;
+use axum::extract::{Request, State};
+use axum::http::HeaderName;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use fleetreg_model::ErrorCode;
+use serde_json::json;
+use std::time::Duration;
+
+/// The request id header, set on every request and echoed on every response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request id a client may choose.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The longest request target (path and query; scheme and authority too in
+/// absolute form) accepted, in bytes; longer ones answer `URI_TOO_LONG` (414).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The largest request head (request line and headers) accepted, in bytes;
+/// larger ones answer `HEADERS_TOO_LARGE` (431). Enforced by hyper.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// The most header fields a request may have (hyper's limit); more answer
+/// `HEADERS_TOO_LARGE` (431).
+pub const MAX_HEADERS: usize = 100;
+
+/// Whether `id` is a request id the server keeps as given: 1 to
+/// [`MAX_REQUEST_ID_LEN`] characters of `A-Z a-z 0-9 . _ : -`, so that it can
+/// neither forge log fields nor inflate answers.
+pub fn is_plain_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Middleware: drops a client's `X-Request-Id` unless it is one plain value
+/// (see [`is_plain_request_id`]), so that the id layer generates one instead.
+pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
+    let headers = request.headers_mut();
+    let mut given = headers.get_all(&REQUEST_ID).iter();
+    let keep = match (given.next(), given.next()) {
+        (None, _) => true,
+        (Some(id), None) => is_plain_request_id(id.as_bytes()),
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
+        headers.remove(&REQUEST_ID);
+    }
+    next.run(request).await
+}
+
+/// Middleware: answers `URI_TOO_LONG` when the request target is longer than
+/// [`MAX_URI_BYTES`].
+pub async fn limit_uri(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let length = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, str::len);
+    if length > MAX_URI_BYTES {
+        return ApiError::new(
+            ErrorCode::UriTooLong,
+            format!("the request target is longer than {MAX_URI_BYTES} bytes"),
+        )
+        .with_details(json!({ "limit_bytes": MAX_URI_BYTES }))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Middleware: answers `SERVICE_UNAVAILABLE` (with `Retry-After`) when the
+/// response is not ready within the given time (`request_timeout`). Streams
+/// are bounded only until their first byte.
+pub async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            format!(
+                "the request took longer than {} s; try again later",
+                limit.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_request_ids_are_short_and_printable() {
+        assert!(is_plain_request_id(b"trace-me-42"));
+        assert!(is_plain_request_id(b"a.b_c:d-E9"));
+        assert!(is_plain_request_id(&[b'x'; MAX_REQUEST_ID_LEN]));
+        assert!(!is_plain_request_id(&[b'x'; MAX_REQUEST_ID_LEN + 1]));
+        assert!(!is_plain_request_id(b""));
+        assert!(!is_plain_request_id(b"a b"));
+        assert!(!is_plain_request_id(b"x\" INFO fleetreg_server::auth"));
+        assert!(!is_plain_request_id("é".as_bytes()));
+    }
+}
