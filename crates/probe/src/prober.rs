@@ -295,9 +295,14 @@ impl std::fmt::Debug for Prober {
 fn is_loopback_host(host: &str) -> bool {
     // The URL parser's reading of the host, so `2130706433` and `127.1` are
     // judged as the 127.0.0.1 they connect to.
+    // Only addresses that stay on this host: not the deny-list's wider reading
+    // of IPv6 forms (a NAT64 or SIIT address carrying 127.0.0.1 goes to a
+    // translator across the network).
     match url::Host::parse(host) {
-        Ok(url::Host::Ipv4(ip)) => crate::egress::canonical(IpAddr::V4(ip)).is_loopback(),
-        Ok(url::Host::Ipv6(ip)) => crate::egress::canonical(IpAddr::V6(ip)).is_loopback(),
+        Ok(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Ok(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
         Ok(url::Host::Domain(name)) => name.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
         Err(_) => false,
     }
@@ -366,6 +371,11 @@ mod tests {
             "localhost.example.com",
             "10.0.0.1",
             "example.com",
+            // 127.0.0.1 inside NAT64, SIIT and IPv4-compatible forms leaves the host.
+            "[64:ff9b::7f00:1]",
+            "[64:ff9b:1::7f00:1]",
+            "[::ffff:0:7f00:1]",
+            "[::7f00:1]",
         ] {
             assert!(!is_loopback_host(host), "{host}");
         }

@@ -371,7 +371,9 @@ impl WriteTx {
     }
 
     /// Inserts an API token (by hash); with `replace`, one of the same name is
-    /// replaced. `false` when the name is taken and not replaced.
+    /// replaced: revoked (if it was not already) and renamed aside, never
+    /// deleted, so its hash keeps answering "revoked" if it is offered again.
+    /// `false` when the name is taken and not replaced.
     pub(crate) async fn insert_token(
         &mut self,
         t: &ApiToken,
@@ -379,7 +381,13 @@ impl WriteTx {
         replace: bool,
     ) -> Result<bool, StoreError> {
         if replace {
-            let sql = Sql::new("DELETE FROM api_tokens WHERE name = $1").arg(&t.name);
+            let sql = Sql::new(
+                "UPDATE api_tokens SET name = name || $2, revoked_at = COALESCE(revoked_at, $3) \
+                 WHERE name = $1",
+            )
+            .arg(&t.name)
+            .arg(format!("~replaced-by-{}", t.id))
+            .arg(t.created_at);
             self.tx.execute(&sql).await?;
         }
         let sql = Sql::new(

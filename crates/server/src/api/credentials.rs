@@ -268,7 +268,7 @@ fn origin_changed(stored: &StoredCredentials, cluster: &fleetreg_model::Cluster)
         format!(
             "the credentials of cluster {} are bound to the origins they were validated \
              against, and the cluster's URLs have moved since; they are presented nowhere until \
-             uploaded again or validated with rebind=true",
+             uploaded again or re-bound by an admin (POST …/credentials/rebind)",
             cluster.id
         ),
     )

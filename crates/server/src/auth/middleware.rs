@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use fleetreg_model::{ApiToken, Audit, AuditResult, ErrorCode, Role};
-use fleetreg_store::{AuditOnly, Store};
+use fleetreg_store::{AuditOnly, Store, TokenRekey};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -129,9 +129,12 @@ impl AuthState {
             }
         }
         let mut found = None;
-        for stored in self.hasher.candidates(digest) {
+        for (position, stored) in self.hasher.candidates(digest).into_iter().enumerate() {
             found = self.store.find_token(&stored).await?;
-            if found.is_some() {
+            if let Some(token) = &found {
+                if position > 0 {
+                    self.rekey_under_active_key(token, stored, digest).await;
+                }
                 break;
             }
         }
@@ -141,6 +144,24 @@ impl AuthState {
         }
         map.insert(digest.to_owned(), (Instant::now(), found.clone()));
         Ok(found)
+    }
+
+    /// Moves a token found under a previous master key to the active one, so
+    /// the previous key can be retired; a failure is logged and retried at
+    /// the next uncached use.
+    async fn rekey_under_active_key(&self, token: &ApiToken, from: String, digest: &str) {
+        let change = TokenRekey {
+            id: token.id,
+            to: self.hasher.stored_from_digest(digest),
+            from,
+        };
+        if let Err(error) = self
+            .store
+            .rekey_tokens(vec![change], &Audit::system("bootstrap"))
+            .await
+        {
+            tracing::warn!(%error, token = %token.name, "could not re-key a token under the active master key");
+        }
     }
 
     /// Audits a refusal by role (403, see [`refusal`]); a failure to write is

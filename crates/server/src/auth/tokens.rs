@@ -5,11 +5,14 @@
 //!   and `k` derived (HKDF) from the master key `key_id` for
 //!   [`TOKEN_KEY_PURPOSE`], so the database alone cannot confirm a guessed
 //!   token. Older databases hold the bare SHA-256 hex; start-up re-keys them
-//!   ([`rekey_stored_tokens`], possible without the tokens since the MAC is
-//!   over that digest). After a master-key rotation, forms under a previous
+//!   before anything is served ([`rekey_stored_tokens`], possible without the
+//!   tokens since the MAC is over that digest), and a bare digest is never
+//!   accepted as a stored form (someone who can write the database could
+//!   otherwise plant one). After a master-key rotation, forms under a previous
 //!   master key still in the key file are found too ([`TokenHasher::candidates`])
-//!   and left as they are (replicas not yet restarted with the new key keep
-//!   finding them); new tokens are stored under the active key.
+//!   and re-keyed under the active key at their first use, so a previous key
+//!   can be retired once every token was used or re-issued; new tokens are
+//!   stored under the active key.
 
 use base64::Engine;
 use fleetreg_model::Audit;
@@ -110,15 +113,12 @@ impl TokenHasher {
     }
 
     /// The forms a token with `digest` may be stored in, the current one first:
-    /// under the active key, under each previous key, then the bare digest.
+    /// under the active key, then under each previous key.
     pub(crate) fn candidates(&self, digest: &str) -> Vec<String> {
-        let mut forms: Vec<String> = self
-            .keys
+        self.keys
             .iter()
             .map(|key| Self::keyed(key, digest))
-            .collect();
-        forms.push(digest.to_owned());
-        forms
+            .collect()
     }
 }
 
@@ -169,7 +169,7 @@ mod tests {
         assert_ne!(one.stored(&a), digest(&a), "not the bare digest");
         assert!(!one.stored(&a).contains(&a[4..]));
         let candidates = one.candidates(&digest(&a));
-        assert_eq!(candidates, [one.stored(&a), digest(&a)]);
+        assert_eq!(candidates, [one.stored(&a)], "never the bare digest");
         assert!(is_plain_digest(&digest(&a)) && !is_plain_digest(&one.stored(&a)));
     }
 

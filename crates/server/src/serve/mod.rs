@@ -47,6 +47,11 @@ const FD_HEADROOM: u64 = 256;
 /// The smallest connection limit derived from the file-descriptor limit.
 const MIN_CONNECTIONS: u64 = 64;
 
+/// The largest default limit, whatever the file-descriptor limit (containers
+/// often allow a million): each connection holds buffers, so memory runs out
+/// long before such a number. A larger `http.max_connections` may be set.
+const MAX_DEFAULT_CONNECTIONS: u64 = 16_384;
+
 /// The timeouts and limit of the accept loop (`http:` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -63,12 +68,13 @@ pub struct ConnectionLimits {
 }
 
 /// The connection limit when none is configured: the soft `RLIMIT_NOFILE`
-/// minus headroom (a quarter of it, at least 256), at least 64.
+/// minus headroom (a quarter of it, at least 256), at least 64, at most
+/// 16,384.
 pub fn default_max_connections() -> usize {
     let soft = soft_fd_limit().min(1 << 24);
     let limit = soft
         .saturating_sub((soft / 4).max(FD_HEADROOM))
-        .max(MIN_CONNECTIONS);
+        .clamp(MIN_CONNECTIONS, MAX_DEFAULT_CONNECTIONS);
     usize::try_from(limit).unwrap_or(usize::MAX)
 }
 

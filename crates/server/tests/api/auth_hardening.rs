@@ -160,6 +160,16 @@ api_test!(a_revoked_bootstrap_token_stays_revoked, |app| {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_error(app.get("/api/v1/clusters").await, 401, "UNAUTHENTICATED").await;
+    // Going back to the revoked value after the remedy is still refused: the
+    // replaced row is kept (revoked), not deleted.
+    let refused = Application::build(test_settings(&app.database_url)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StartError::Auth(BootstrapError::Revoked { .. }))
+        ),
+        "the revoked value came back after a replacement"
+    );
 });
 
 // Item 7. Fails before: the stream stayed open (keep-alives) after revocation.
@@ -357,6 +367,51 @@ api_test!(plain_token_hashes_are_rekeyed_at_start_up, |app| {
     assert_eq!(rekeyed.len(), 1);
     assert_eq!(rekeyed[0]["resource_id"], record.id.to_string());
 });
+
+// After a master-key rotation a token hashed under the previous key moves to
+// the active key at its first use, so the previous key can be retired.
+api_test!(
+    a_token_under_a_previous_master_key_is_rekeyed_at_first_use,
+    |app| {
+        let viewer = create_token(&app, "before-rotation", "viewer", None).await;
+        let id = viewer["id"].as_str().unwrap().to_owned();
+        let hash_of = |app: &TestApp| {
+            let store = app.store.clone();
+            let id = id.clone();
+            async move {
+                let hashes = store.token_hashes().await.unwrap();
+                hashes
+                    .into_iter()
+                    .find(|(token, _)| token.to_string() == id)
+                    .unwrap()
+                    .1
+            }
+        };
+        let before = hash_of(&app).await;
+        // Bytes 32..63, base64: a new active key first, the test key kept after it.
+        let new_key = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+        let app = app
+            .restart_with(|s| {
+                s.credentials.master_key =
+                    Some(format!("{new_key},{}", crate::helpers::TEST_MASTER_KEY))
+            })
+            .await;
+        let response = client_with_token(viewer["token"].as_str().unwrap())
+            .get(app.url("/api/v1/clusters"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "found under the previous key");
+        let after = hash_of(&app).await;
+        assert_ne!(after, before, "re-keyed under the active key");
+        assert!(after.starts_with("hmac:"), "{after}");
+        let rekeyed = audit(&app, &app.client, &[("action", "token.rekey")]).await;
+        assert!(
+            rekeyed.iter().any(|e| e["resource_id"] == id.as_str()),
+            "{rekeyed:?}"
+        );
+    }
+);
 
 // Item 12: the SQLite files are private. Fails before (under the usual umask
 // 022): the database was created 0644.

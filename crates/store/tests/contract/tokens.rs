@@ -102,12 +102,28 @@ store_test!(token_names_are_unique_unless_replaced, |store| async move {
         store.find_token("hash-2").await.unwrap(),
         Some(second.clone())
     );
-    assert_eq!(
-        store.find_token("hash-1").await.unwrap(),
-        None,
+    // The replaced token is kept, revoked and renamed aside, so its value
+    // still answers "revoked" (a bootstrap value must not come back).
+    let old = store
+        .find_token("hash-1")
+        .await
+        .unwrap()
+        .expect("the replaced token is kept");
+    assert_eq!(old.id, first.id);
+    assert_eq!(old.revoked_at, Some(second.created_at));
+    assert!(
+        !old.is_active(second.created_at),
         "the replaced token no longer authenticates"
     );
-    assert_eq!(store.list_tokens().await.unwrap(), [second]);
+    assert_ne!(old.name, "ci", "the name is free for the new token");
+    let listed: Vec<(String, bool)> = store
+        .list_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name.clone(), t.is_active(second.created_at)))
+        .collect();
+    assert_eq!(listed, [(old.name.clone(), false), ("ci".into(), true)]);
 
     let log = token_audit(&store).await;
     let outcomes: Vec<(&str, AuditResult, Option<&str>)> = log
