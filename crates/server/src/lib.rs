@@ -167,6 +167,16 @@ impl Application {
         ::metrics::gauge!(metrics::STORE_INFO, "backend" => store.backend().as_str(), "durability" => store.durability().to_owned()).set(1.0);
         // Before any write, so that the head writer sees them.
         let audit_head = audit::HeadWriter::new(head_file, store.as_ref());
+        // The master key must open the stored data before anything is written
+        // under it (a token stored under a key that is then refused would
+        // outlive the refusal).
+        let opened = match credentials::Credentials::open(store.clone(), keyring).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                store.close().await;
+                return Err(error.into());
+            }
+        };
         // Tokens before any worker starts: a refusal leaves nothing running.
         let admin = async {
             auth::rekey_stored_tokens(store.as_ref(), &tokens).await?;
@@ -204,8 +214,7 @@ impl Application {
                 .clone()
                 .run(settings.retention_interval, shutdown.clone()),
         ));
-        let mut credentials = credentials::Credentials::open(store.clone(), keyring)
-            .await?
+        let mut credentials = opened
             .with_rotation_warning_days(settings.credentials.rotation_warning_days)
             .with_secrets(secrets)
             .with_auto_rotation(settings.credentials.auto_rotation.enabled);

@@ -457,6 +457,17 @@ async fn no_marker_leaks(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // Re-binding to the origins they are already bound to: validated again.
+    let (status, body) = ex
+        .send(
+            Method::POST,
+            &format!("{creds_route}/rebind"),
+            &format!("{creds}/rebind"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "rebound", "{body}");
     let (status, body) = ex
         .send(
             Method::POST,
