@@ -428,8 +428,10 @@ mod scheduler_rediscovers_periodically {
     use super::*;
 
     /// Hourly checks, no discovery on registration, rediscovery every 24 h.
+    /// Discovery shares the check timeout and lists page by page: 10 s, so a
+    /// loaded machine does not turn a slow rediscovery into a failed one.
     fn daily(settings: &mut Settings) {
-        scheduled(settings, 3600, 2);
+        scheduled(settings, 3600, 10);
         settings.discovery.on_registration = false;
         settings.discovery.periodic_refresh_hours = 24;
     }
