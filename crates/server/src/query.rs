@@ -19,7 +19,8 @@ use utoipa::openapi::{OpenApi, RefOr, Schema};
 /// The query parameters each operation declares, by method and route template.
 #[derive(Debug, Default)]
 pub struct DeclaredParameters {
-    by_operation: HashMap<(Method, String), Declared>,
+    /// Route template, then method (looked up without allocating per request).
+    by_route: HashMap<String, HashMap<Method, Declared>>,
 }
 
 #[derive(Debug, Default)]
@@ -31,7 +32,7 @@ struct Declared {
 impl DeclaredParameters {
     /// Reads every operation's query parameters from `doc`.
     pub fn from_openapi(doc: &OpenApi) -> Self {
-        let mut by_operation = HashMap::new();
+        let mut by_route: HashMap<String, HashMap<Method, Declared>> = HashMap::new();
         for (path, item) in &doc.paths.paths {
             let operations = [
                 (Method::GET, &item.get),
@@ -42,11 +43,14 @@ impl DeclaredParameters {
             ];
             for (method, operation) in operations {
                 if let Some(operation) = operation {
-                    by_operation.insert((method, path.clone()), declared(operation));
+                    by_route
+                        .entry(path.clone())
+                        .or_default()
+                        .insert(method, declared(operation));
                 }
             }
         }
-        DeclaredParameters { by_operation }
+        DeclaredParameters { by_route }
     }
 
     /// Checks a request's query string against its operation's declaration.
@@ -60,8 +64,9 @@ impl DeclaredParameters {
         };
         let empty = Declared::default();
         let declared = self
-            .by_operation
-            .get(&(method.clone(), route.to_owned()))
+            .by_route
+            .get(route)
+            .and_then(|methods| methods.get(method))
             .unwrap_or(&empty);
         let mut seen = BTreeSet::new();
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {

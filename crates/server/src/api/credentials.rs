@@ -199,11 +199,8 @@ pub async fn rebind(
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let audit = audit_of(&headers, peer);
+    let audit = &audit_of(&headers, peer);
     let cluster = state.store.get_cluster(id).await?;
-    let id = cluster.id;
-    let audit = &audit;
-    let state = &state;
     let credentials = &state.health.credentials;
     let _writes = credentials.lock_writes(id).await;
     let stored = state
@@ -218,7 +215,7 @@ pub async fn rebind(
         .map_err(credentials_error)?;
     let origins = CredentialOrigins::of(&cluster);
     let (validation, failures) = validate_against(&state.health, &cluster, credential).await;
-    audit_validation(state, "credentials.validate", id, &validation, audit).await?;
+    audit_validation(&state, "credentials.validate", id, &validation, audit).await?;
     if !validation.passed() {
         let entry = AuditOnly {
             action: "credentials.rebind",
