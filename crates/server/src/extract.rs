@@ -106,7 +106,7 @@ impl DuplicateKey {
         }
         let message = error.to_string();
         let key = message.strip_prefix(Self::PREFIX)?;
-        Some(strip_position(key).chars().take(64).collect())
+        Some(crate::query::bounded(&strip_position(key)))
     }
 }
 

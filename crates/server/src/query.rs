@@ -110,9 +110,9 @@ fn declared(operation: &Operation) -> Declared {
     declared
 }
 
-/// A parameter name as quoted back in an error: unknown names come from the
-/// caller, so at most 64 characters of them.
-fn bounded(name: &str) -> String {
+/// A name from the caller (a query parameter, a JSON key) as quoted back in
+/// an error: at most 64 characters of it.
+pub(crate) fn bounded(name: &str) -> String {
     let mut quoted: String = name.chars().take(64).collect();
     if quoted.len() < name.len() {
         quoted.push('…');
