@@ -1,32 +1,47 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target in fuzz/ for a bounded time and fails on the
+# Runs every libFuzzer target in fuzz/ for a bounded time and fails on the
 # first crash (docs/FUZZING.md).
 #
-#   scripts/fuzz.sh [seconds-per-target]     (default 20)
+#   scripts/fuzz.sh [seconds-per-target] [profile]     (default: 20 release)
 #
-# Installs cargo-fuzz when missing. cargo-fuzz passes nightly-only flags to
-# rustc; with the stable toolchain this sets RUSTC_BOOTSTRAP=1 so they are
-# accepted. Built without a sanitizer (`-s none`: the targets are safe Rust)
-# and with debug assertions (`-a`: integer overflow panics). New inputs go to
-# fuzz/target/corpus/<target> (not committed); the seeds in fuzz/corpus are
-# only read. A crash leaves its input in fuzz/artifacts/<target>/.
+# `.ci/run` calls `scripts/fuzz.sh 10 fuzz-ci`: the `fuzz-ci` profile
+# (fuzz/Cargo.toml) builds in about half the time of `release` and runs
+# slower, which suits a short smoke run; long runs use `release`.
+#
+# Builds with plain cargo and the flags cargo-fuzz passes (sanitizer-coverage
+# instrumentation, `--cfg fuzzing`, debug assertions and overflow checks; no
+# sanitizer: the targets are safe Rust), so nothing needs installing and the
+# stable toolchain is enough. `--target` keeps the instrumentation off build
+# scripts and proc macros. New inputs go to fuzz/target/corpus/<target> (not
+# committed); the seeds in fuzz/corpus are only read. A crash leaves its input
+# in fuzz/artifacts/<target>/.
 set -euo pipefail
 
 seconds="${1:-20}"
+profile="${2:-release}"
 cd "$(dirname "$0")/../fuzz"
 
-if ! command -v cargo-fuzz >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked
-fi
-export RUSTC_BOOTSTRAP=1
-flags=(-s none -a)
+host="$(rustc -vV | sed -n 's/^host: //p')"
+coverage=(
+    -Cpasses=sancov-module
+    -Cllvm-args=-sanitizer-coverage-level=4
+    -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+    -Cllvm-args=-sanitizer-coverage-pc-table
+    -Cllvm-args=-sanitizer-coverage-trace-compares
+    --cfg fuzzing
+    -Cdebug-assertions
+    -Coverflow-checks
+)
+RUSTFLAGS="${coverage[*]}" cargo build --locked --bins --profile "$profile" --target "$host"
 
-cargo fuzz build "${flags[@]}"
-for target in $(cargo fuzz list); do
+targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^fleetreg-fuzz$')
+for target in $targets; do
     work="target/corpus/$target"
-    mkdir -p "$work"
+    artifacts="artifacts/$target/"
+    mkdir -p "$work" "$artifacts"
     echo "== $target: ${seconds}s"
-    cargo fuzz run "${flags[@]}" "$target" "$work" "corpus/$target" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
+    "target/$host/$profile/$target" "$work" "corpus/$target" \
+        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 \
+        -artifact_prefix="$artifacts" -print_final_stats=1
 done
 echo "fuzz: every target ran ${seconds}s without a crash"

@@ -54,6 +54,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite database failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -107,6 +110,7 @@ impl StoreError {
             StoreError::Closed | StoreError::Unavailable(_) => C::ServiceUnavailable,
             StoreError::UnsupportedUrl(_)
             | StoreError::Database(_)
+            | StoreError::Sqlite(_)
             | StoreError::Migrate(_)
             | StoreError::Corrupt(_) => C::InternalError,
         }

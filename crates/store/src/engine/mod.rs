@@ -1,7 +1,8 @@
 //! The two database engines behind one small interface: run a [`Sql`] and get
 //! [`Row`]s, in or outside a transaction. Everything above this module is
-//! written once for both. [`SqlxEngine`] is written once too; each database
-//! adds only a [`Driver`]: how to open and migrate it, bind
+//! written once for both. SQLite runs on rusqlite on the calling thread
+//! (`sqlite.rs`); PostgreSQL on sqlx through [`SqlxEngine`], which a sqlx
+//! database joins by adding a [`Driver`]: how to open and migrate it, bind
 //! [`crate::sql::Value`]s in its own encoding, read its rows back into them,
 //! and begin its snapshot and write transactions.
 

@@ -1,53 +1,76 @@
-//! SQLite through sqlx: one WAL database file with `synchronous=FULL`, one
-//! write connection (the group-commit writer's) and a few read-only readers.
+//! SQLite through rusqlite, on the calling thread: one WAL database file with
+//! `synchronous=FULL`, one write connection (the group-commit writer's) and a
+//! few read-only readers. A read runs its statements where it is awaited,
+//! without a hop to another thread (sqlx's SQLite driver sends every
+//! statement to a worker thread and back, about half the server's CPU on a
+//! `GET`); only what waits on the disk, a write transaction's `COMMIT` (the
+//! fsync) and a lone write statement, runs on the blocking pool. Statements
+//! are prepared once per connection and cached. sqlx still creates the file
+//! and runs the migrations, so both engines keep one migration record.
+//!
 //! UUIDs are stored as 16-byte BLOBs, times as fixed-width RFC 3339 text (so
 //! text order is time order), JSON as text.
 
-use super::{Driver, SqlxEngine};
+use super::{Engine, Tx};
 use crate::dialect::{Dialect, SQLITE};
-use crate::sql::{Sql, Value};
+use crate::sql::{Row, Sql, Value};
 use crate::StoreError;
 use async_trait::async_trait;
 use fleetreg_model::format_timestamp;
-use sqlx::query::Query;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row as _, Sqlite, TypeInfo, ValueRef};
-use std::path::Path;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::ConnectOptions;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
-const READERS: u32 = 4;
+/// Most read connections open at once (a snapshot holds one across awaits).
+const READERS: usize = 8;
+/// How long a statement waits on another process's lock before `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Prepared statements kept per connection (the store has fewer texts than this,
+/// batch statements included: their chunk sizes are powers of two).
+const STATEMENT_CACHE: usize = 512;
+
+/// The SQLite engine: the writer's connection and the readers' pool.
+pub(super) struct SqliteEngine {
+    file: Arc<DatabaseFile>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Readers>,
+    durability: String,
+}
 
 /// Opens (creating if missing) the database at `url` and migrates it.
-pub(super) async fn open(url: &str) -> Result<SqlxEngine<Sqlite>, StoreError> {
+pub(super) async fn open(url: &str) -> Result<SqliteEngine, StoreError> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(10))
+        .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
-    if !url.contains(":memory:") && !url.contains("mode=memory") {
-        create_private(options.get_filename())?;
+    let path = options.get_filename().to_path_buf();
+    if url.contains(":memory:") || url.contains("mode=memory") || path.as_os_str().is_empty() {
+        // Every connection would see a database of its own.
+        return Err(StoreError::UnsupportedUrl(crate::redact_url(url)));
     }
-    let write = SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(60))
-        .connect_with(options.clone())
+    create_private(&path)?;
+    let mut migrator = options.connect().await?;
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&mut migrator)
         .await?;
-    sqlx::migrate!("./migrations/sqlite").run(&write).await?;
-    let read = SqlitePoolOptions::new()
-        .max_connections(READERS)
-        .connect_with(options.read_only(true))
-        .await?;
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&write)
-        .await?;
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&write)
-        .await?;
+    sqlx::Connection::close(migrator).await?;
+
+    let file = Arc::new(DatabaseFile { path });
+    let writer = file.open_writer().map_err(sqlite_error)?;
+    let synchronous: i64 = writer
+        .query_row("PRAGMA synchronous", [], |row| row.get(0))
+        .map_err(sqlite_error)?;
+    let journal: String = writer
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .map_err(sqlite_error)?;
     let synchronous = match synchronous {
         0 => "OFF",
         1 => "NORMAL",
@@ -55,11 +78,335 @@ pub(super) async fn open(url: &str) -> Result<SqlxEngine<Sqlite>, StoreError> {
         3 => "EXTRA",
         _ => "UNKNOWN",
     };
-    Ok(SqlxEngine {
-        read,
-        write,
+    Ok(SqliteEngine {
+        readers: Arc::new(Readers {
+            file: file.clone(),
+            idle: SyncMutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(READERS)),
+        }),
+        file,
+        writer: Arc::new(Mutex::new(writer)),
         durability: format!("sqlite journal_mode={journal} synchronous={synchronous}"),
     })
+}
+
+/// The database file and how its connections are opened.
+struct DatabaseFile {
+    path: PathBuf,
+}
+
+impl DatabaseFile {
+    fn open_writer(&self) -> rusqlite::Result<Connection> {
+        let conn = self.open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        Ok(conn)
+    }
+
+    fn open_reader(&self) -> rusqlite::Result<Connection> {
+        self.open(OpenFlags::SQLITE_OPEN_READ_ONLY)
+    }
+
+    fn open(&self, mode: OpenFlags) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(&self.path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    }
+}
+
+/// Idle read-only connections, opened as needed up to [`READERS`].
+struct Readers {
+    file: Arc<DatabaseFile>,
+    idle: SyncMutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    async fn take(self: &Arc<Self>) -> Result<Reader, StoreError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.file.open_reader().map_err(sqlite_error)?,
+        };
+        Ok(Reader {
+            conn: Some(conn),
+            readers: self.clone(),
+            _permit: permit,
+        })
+    }
+}
+
+/// A read connection taken from [`Readers`]; it goes back when dropped, out
+/// of any transaction (or is closed when it cannot be brought out of one).
+struct Reader {
+    conn: Option<Connection>,
+    readers: Arc<Readers>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Reader {
+    fn conn(&self) -> Result<&Connection, StoreError> {
+        self.conn.as_ref().ok_or(StoreError::Closed)
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if out_of_transaction(&conn) {
+                let mut idle = self.readers.idle.lock().unwrap_or_else(|e| e.into_inner());
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+/// Rolls back whatever transaction `conn` is in; whether it is now out of one.
+fn out_of_transaction(conn: &Connection) -> bool {
+    conn.is_autocommit() || (conn.execute_batch("ROLLBACK").is_ok() && conn.is_autocommit())
+}
+
+/// A read-only transaction on a reader: one snapshot from its first read.
+struct SnapshotTx(Reader);
+
+#[async_trait]
+impl Tx for SnapshotTx {
+    async fn fetch(&mut self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
+        fetch(self.0.conn()?, sql)
+    }
+
+    async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
+        execute(self.0.conn()?, sql)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.0.conn()?.execute_batch("COMMIT").map_err(sqlite_error)
+    }
+}
+
+/// The write transaction, holding the writer's connection until it ends. A
+/// transaction that ends without committing (rolled back, failed, or its
+/// `COMMIT` failed, e.g. on a full disk) is rolled back; a connection that
+/// cannot be brought out of it is replaced by a fresh one, so the next batch
+/// always starts clean.
+struct WriteTx {
+    conn: Option<OwnedMutexGuard<Connection>>,
+    file: Arc<DatabaseFile>,
+}
+
+impl WriteTx {
+    fn conn(&self) -> Result<&Connection, StoreError> {
+        self.conn.as_deref().ok_or(StoreError::Closed)
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if !out_of_transaction(&conn) {
+            match self.file.open_writer() {
+                Ok(fresh) => *conn = fresh,
+                Err(error) => {
+                    tracing::error!(%error, "cannot reopen the database's write connection")
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Tx for WriteTx {
+    async fn fetch(&mut self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
+        fetch(self.conn()?, sql)
+    }
+
+    async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
+        execute(self.conn()?, sql)
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        let conn = self.conn.take().ok_or(StoreError::Closed)?;
+        let (conn, committed) = on_blocking_pool(conn, |conn| conn.execute_batch("COMMIT")).await?;
+        // Back in place, so that a failed commit is rolled back on drop.
+        self.conn = Some(conn);
+        committed.map_err(sqlite_error)
+    }
+}
+
+/// Runs `work` on `conn` on the blocking pool (it waits on the disk) and
+/// hands the connection back with its result.
+async fn on_blocking_pool<T: Send + 'static>(
+    conn: OwnedMutexGuard<Connection>,
+    work: impl FnOnce(&Connection) -> T + Send + 'static,
+) -> Result<(OwnedMutexGuard<Connection>, T), StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let result = work(&conn);
+        (conn, result)
+    })
+    .await
+    .map_err(|_| StoreError::Closed)
+}
+
+#[async_trait]
+impl Engine for SqliteEngine {
+    fn dialect(&self) -> &'static Dialect {
+        &SQLITE
+    }
+
+    fn durability(&self) -> &str {
+        &self.durability
+    }
+
+    async fn fetch(&self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
+        fetch(self.readers.take().await?.conn()?, sql)
+    }
+
+    async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
+        let conn = self.writer.clone().lock_owned().await;
+        let sql = sql.clone();
+        on_blocking_pool(conn, move |conn| execute(conn, &sql))
+            .await?
+            .1
+    }
+
+    async fn snapshot(&self) -> Result<Box<dyn Tx>, StoreError> {
+        let reader = self.readers.take().await?;
+        reader
+            .conn()?
+            .execute_batch("BEGIN")
+            .map_err(sqlite_error)?;
+        Ok(Box::new(SnapshotTx(reader)))
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Tx>, StoreError> {
+        let tx = WriteTx {
+            conn: Some(self.writer.clone().lock_owned().await),
+            file: self.file.clone(),
+        };
+        // IMMEDIATE takes the write lock up front instead of upgrading mid-batch.
+        tx.conn()?
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sqlite_error)?;
+        Ok(Box::new(tx))
+    }
+
+    async fn close(&self) {
+        self.readers.permits.close();
+        self.readers
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+/// Runs a query on `conn` and reads its rows.
+fn fetch(conn: &Connection, sql: &Sql) -> Result<Vec<Row>, StoreError> {
+    let mut statement = prepare(conn, sql)?;
+    let columns: Arc<[String]> = statement
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        let values = (0..columns.len())
+            .map(|i| row.get_ref(i).map(value).map_err(sqlite_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(Row::new(columns.clone(), values));
+    }
+    Ok(out)
+}
+
+/// Runs a statement on `conn`; how many rows it changed.
+fn execute(conn: &Connection, sql: &Sql) -> Result<u64, StoreError> {
+    let changed = prepare(conn, sql)?.raw_execute().map_err(sqlite_error)?;
+    Ok(changed as u64)
+}
+
+/// The statement, from the connection's cache, with its parameters bound.
+/// `$n` names the n-th parameter wherever it appears (as sqlx binds it).
+fn prepare<'c>(
+    conn: &'c Connection,
+    sql: &Sql,
+) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+    let mut statement = conn.prepare_cached(sql.text()).map_err(sqlite_error)?;
+    let params = sql.params();
+    for index in 1..=statement.parameter_count() {
+        let position = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(index);
+        let value = params.get(position - 1).ok_or_else(|| {
+            StoreError::Corrupt(format!("statement parameter ${position} has no value"))
+        })?;
+        bind(&mut statement, index, value)?;
+    }
+    Ok(statement)
+}
+
+/// Binds one value in SQLite's storage classes (INTEGER, TEXT, BLOB, REAL).
+fn bind(
+    statement: &mut rusqlite::Statement<'_>,
+    index: usize,
+    value: &Value,
+) -> Result<(), StoreError> {
+    let bound = match value {
+        Value::Int(n) => statement.raw_bind_parameter(index, n),
+        Value::Bool(flag) => statement.raw_bind_parameter(index, flag.map(i64::from)),
+        Value::Float(x) => statement.raw_bind_parameter(index, x),
+        Value::Time(at) => statement.raw_bind_parameter(index, at.as_ref().map(format_timestamp)),
+        Value::Text(text) | Value::Json(text) => statement.raw_bind_parameter(index, text),
+        Value::Uuid(id) => statement.raw_bind_parameter(index, id.as_ref().map(|id| id.as_bytes())),
+        Value::Blob(bytes) => statement.raw_bind_parameter(index, bytes),
+    };
+    bound.map_err(sqlite_error)
+}
+
+/// A column by its stored (not declared) type.
+fn value(raw: ValueRef<'_>) -> Value {
+    match raw {
+        ValueRef::Null => Value::Text(None),
+        ValueRef::Integer(n) => Value::Int(Some(n)),
+        ValueRef::Real(x) => Value::Float(Some(x)),
+        ValueRef::Text(text) => Value::Text(Some(String::from_utf8_lossy(text).into_owned())),
+        ValueRef::Blob(bytes) => Value::Blob(Some(bytes.to_vec())),
+    }
+}
+
+/// A SQLite error as the store reports it: a full disk, an I/O error or a
+/// file that cannot be opened is `Unavailable` (503, retry later); anything
+/// else is `Sqlite` (logged, 500).
+fn sqlite_error(error: rusqlite::Error) -> StoreError {
+    let cause = match &error {
+        // Extended result codes: the primary code is the low byte.
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.extended_code & 0xff {
+            13 => Some("the database's disk is full; writes resume when space is freed"),
+            10 => Some("the database's disk reported an I/O error"),
+            14 => Some("the database file cannot be opened"),
+            _ => None,
+        },
+        _ => None,
+    };
+    match cause {
+        Some(cause) => {
+            tracing::warn!(%error, "database unavailable");
+            StoreError::Unavailable(cause.to_owned())
+        }
+        None => StoreError::Sqlite(error),
+    }
 }
 
 /// Creates the database file with mode 0600 before SQLite opens it, so neither
@@ -95,61 +442,5 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         // A missing directory: let SQLite report it the way it always does.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
-    }
-}
-
-#[async_trait]
-impl Driver for Sqlite {
-    const DIALECT: &'static Dialect = &SQLITE;
-
-    fn query(sql: &Sql) -> Query<'_, Self, <Self as sqlx::Database>::Arguments<'_>> {
-        let mut query = sqlx::query(sql.text());
-        for value in sql.params() {
-            // SQLite's storage classes: INTEGER, TEXT, BLOB, REAL.
-            query = match value {
-                Value::Int(n) => query.bind(*n),
-                Value::Bool(flag) => query.bind(flag.map(i64::from)),
-                Value::Float(x) => query.bind(*x),
-                Value::Time(at) => query.bind(at.as_ref().map(format_timestamp)),
-                Value::Text(text) | Value::Json(text) => query.bind(text.clone()),
-                Value::Uuid(id) => query.bind(id.map(|id| id.as_bytes().to_vec())),
-                Value::Blob(bytes) => query.bind(bytes.clone()),
-            };
-        }
-        query
-    }
-
-    /// A column by its stored (not declared) type.
-    fn value(row: &SqliteRow, i: usize) -> Result<Value, StoreError> {
-        let raw = row.try_get_raw(i)?;
-        if raw.is_null() {
-            return Ok(Value::Text(None));
-        }
-        let kind = raw.type_info().name().to_owned();
-        Ok(match kind.as_str() {
-            "INTEGER" | "BOOLEAN" => Value::Int(Some(row.try_get_unchecked(i)?)),
-            "REAL" => Value::Float(Some(row.try_get_unchecked(i)?)),
-            "BLOB" => Value::Blob(Some(row.try_get_unchecked(i)?)),
-            _ => Value::Text(Some(row.try_get_unchecked(i)?)),
-        })
-    }
-
-    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
-        result.rows_affected()
-    }
-
-    // In WAL mode a read transaction sees one snapshot from its first read.
-    const BEGIN_SNAPSHOT: &'static str = "BEGIN";
-    // IMMEDIATE takes the write lock up front instead of upgrading mid-batch.
-    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
-
-    fn unavailable(code: &str) -> Option<&'static str> {
-        // Extended result codes: the primary code is the low byte.
-        match code.parse::<i64>().ok()? & 0xff {
-            13 => Some("the database's disk is full; writes resume when space is freed"),
-            10 => Some("the database's disk reported an I/O error"),
-            14 => Some("the database file cannot be opened"),
-            _ => None,
-        }
     }
 }
