@@ -342,6 +342,10 @@ async fn measure(
             crate::stats::ms(p50)
         ));
     }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    drop(client);
+    let after_disconnect = released_memory(ctx, target).await;
     match (before, after_connect) {
         (Some(before), Some(after)) if connected > 0 => {
             let delta = after.rss.saturating_sub(before.rss);
@@ -351,17 +355,47 @@ async fn measure(
                 mb(before.rss),
                 mb(after.rss)
             ));
+            if let Some(released) = after_disconnect {
+                let within = released.rss as f64 <= before.rss as f64 * 1.25;
+                row.notes.push(format!(
+                    "RSS {:.1} MB after they disconnected: {} 25 % of the {:.1} MB before they connected",
+                    mb(released.rss),
+                    if within { "within" } else { "NOT within" },
+                    mb(before.rss)
+                ));
+            }
         }
         _ => row
             .notes
             .push("server memory unknown (no --server-pid)".into()),
     }
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
-    drop(client);
-    // Give the server a moment to notice the closed streams before the next step.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     Ok(())
+}
+
+/// The server's memory once it has dropped the closed streams: it notices a
+/// closed connection only when writing to it, so one write goes out first;
+/// then it is read when the server reports no subscriber (at most 10 s).
+async fn released_memory(ctx: &Context, target: &str) -> Option<procfs::Memory> {
+    let pid = ctx.server_pid?;
+    let nudge = json!({ "display_name": "fan-out released" });
+    let _ = authed(
+        ctx.control
+            .put(format!("{}/api/v1/clusters/{target}", ctx.base)),
+        &ctx.token,
+    )
+    .json(&nudge)
+    .send()
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if server_subscribers(ctx).await == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The allocator returns freed pages a moment later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    procfs::memory(pid)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 mod audit;
 mod auth;
+mod clock;
 mod cluster;
 mod credentials;
 mod enums;
@@ -26,6 +27,7 @@ mod url_field;
 
 pub use audit::{Audit, AuditEntry, AuditResult};
 pub use auth::{ApiToken, CreatedToken, Role, TokenCreateRequest};
+pub use clock::Clock;
 pub use cluster::{
     Capabilities, Cluster, ClusterCreateRequest, ClusterPatch, ClusterStatus, ClusterUpdateRequest,
     Endpoints, NewCluster, ObservabilityCapabilities, FIELD_LIMITS,

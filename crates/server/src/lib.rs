@@ -153,6 +153,7 @@ impl Application {
             fleetreg_store::StoreOptions {
                 history_sample: settings.history_sample,
                 audit_keys: Some(Arc::new(audit::audit_keys(&keyring))),
+                clock: settings.clock.clone(),
             },
         )
         .await?;
@@ -253,7 +254,7 @@ impl Application {
             tracing::info!("automatic credential rotation disabled");
             None
         };
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             auth: auth::AuthState::new(store.clone(), tokens, settings.auth.metrics_open),
             store: store.clone(),
             hub,
@@ -261,7 +262,8 @@ impl Application {
             shutdown: shutdown.clone(),
             health,
             fleet: api::fleet::SharedAggregates::default(),
-        };
+            clock: store.clock().clone(),
+        });
         let router = router(state, &settings);
         let listener =
             TcpListener::bind(settings.listen)
@@ -302,6 +304,12 @@ impl Application {
     /// The store, for tests that write observations directly.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    /// The clock the store and the server read the time from (the settings'
+    /// `clock`), for tests that set it.
+    pub fn clock(&self) -> fleetreg_model::Clock {
+        self.store.clock().clone()
     }
 
     /// The retention worker, for tests that drive it.

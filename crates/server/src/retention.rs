@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The retention worker; `tick()` does one pass so tests can drive it.
+/// The retention worker; `tick()` does one pass so tests can drive it. Ages
+/// are measured back from the store's clock (`Store::clock`).
 #[derive(Clone)]
 pub struct Retention {
     store: Arc<dyn Store>,
@@ -21,13 +22,13 @@ pub struct Retention {
 const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// `now - age`, clamped to the epoch (a huge age keeps everything).
-fn cutoff(age: Duration) -> chrono::DateTime<chrono::Utc> {
+fn cutoff(now: chrono::DateTime<chrono::Utc>, age: Duration) -> chrono::DateTime<chrono::Utc> {
     // Plain subtraction would panic and kill the worker, and dates before 1970
     // (nothing is older) may be out of the database's range.
     let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     chrono::Duration::from_std(age)
         .ok()
-        .and_then(|age| fleetreg_model::now().checked_sub_signed(age))
+        .and_then(|age| now.checked_sub_signed(age))
         .map_or(epoch, |before| before.max(epoch))
 }
 
@@ -52,7 +53,7 @@ impl Retention {
     /// returns how many were removed.
     pub async fn prune_history(&self) -> Result<u64, StoreError> {
         self.store
-            .prune_health_history(cutoff(self.history_retention))
+            .prune_health_history(cutoff(self.store.clock().now(), self.history_retention))
             .await
     }
 
@@ -63,7 +64,7 @@ impl Retention {
 
     /// Prunes events older than `age` (tests use zero).
     pub async fn prune_older_than(&self, age: Duration) -> Result<u64, StoreError> {
-        let before = cutoff(age);
+        let before = cutoff(self.store.clock().now(), age);
         let keep_from = if self.outbox_enabled {
             self.store.outbox_cursor().await?
         } else {

@@ -42,6 +42,10 @@ pub struct Settings {
     pub allow_insecure_listen: bool,
     /// The `http:` block: connection timeouts and limit.
     pub http: HttpConfig,
+    /// Where the store and the server read the current time: the system
+    /// clock (never from the file); tests give a manual one to set the time
+    /// instead of sleeping.
+    pub clock: fleetreg_model::Clock,
 }
 
 /// `http:` (fleetreg's own): how long clients may take and how many
@@ -182,6 +186,7 @@ impl Default for Settings {
             tls: None,
             allow_insecure_listen: false,
             http: HttpConfig::default(),
+            clock: fleetreg_model::Clock::system(),
         }
     }
 }

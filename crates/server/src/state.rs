@@ -7,9 +7,29 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// What every handler can reach; cheap to clone.
+/// What every handler can reach: one shared [`Shared`], so a clone (the
+/// router and its middleware make several per request) is one reference
+/// count, not a copy of every handle inside.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state holding `shared`.
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles behind [`AppState`].
+pub struct Shared {
     /// The store.
     pub store: Arc<dyn Store>,
     /// The live event fan-out.
@@ -25,4 +45,7 @@ pub struct AppState {
     pub health: HealthContext,
     /// Fleet-wide aggregates shared by concurrent requests.
     pub fleet: crate::api::fleet::SharedAggregates,
+    /// Where handlers read the current time: the store's clock
+    /// ([`Store::clock`]), so that a test setting it moves both.
+    pub clock: fleetreg_model::Clock,
 }

@@ -47,6 +47,7 @@ pub use sql_store::SqlStore;
 pub use store::{AuditQuery, Backend, ClusterList, EventPage, KeyUsage, Store, TokenRekey};
 pub use writer::{AuditOnly, BindCredentials, PutCredentials, RewrapCredentials};
 
+use fleetreg_model::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +61,11 @@ pub struct StoreOptions {
     /// The audit log's MAC keys (derived from the vault's master keys); without
     /// them audit entries are written without a MAC (tests of the store only).
     pub audit_keys: Option<Arc<AuditKeys>>,
+    /// Where the store reads the time: the writer's batch time (stamps of
+    /// rows, events, audit entries; history sampling of observations without
+    /// their own time), and expiry judged in reads. The system clock by
+    /// default; tests pass a manual one. [`Store::clock`] hands it on.
+    pub clock: Clock,
 }
 
 impl Default for StoreOptions {
@@ -67,6 +73,7 @@ impl Default for StoreOptions {
         StoreOptions {
             history_sample: Duration::from_secs(300),
             audit_keys: None,
+            clock: Clock::system(),
         }
     }
 }

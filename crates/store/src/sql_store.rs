@@ -25,9 +25,9 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
-    ApiToken, Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus,
-    ClusterType, Event, ExpiringCredentials, FleetCapabilities, FleetHealth, FleetSummary,
-    HealthSample, NewCluster, Page, StoredCredentials,
+    ApiToken, Audit, AuditEntry, Capabilities, Clock, Cluster, ClusterFilter, ClusterPatch,
+    ClusterStatus, ClusterType, Event, ExpiringCredentials, FleetCapabilities, FleetHealth,
+    FleetSummary, HealthSample, NewCluster, Page, StoredCredentials,
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -46,6 +46,7 @@ pub struct SqlStore {
     revision: watch::Receiver<i64>,
     audit_head: watch::Receiver<Option<AuditHead>>,
     counts: CountCache,
+    clock: Clock,
 }
 
 impl SqlStore {
@@ -65,6 +66,7 @@ impl SqlStore {
                 keys: options.audit_keys.clone(),
                 head: head_tx,
             }),
+            clock: options.clock.clone(),
         };
         let (writer, task) = Writer::spawn(backend, revision_tx, options.history_sample);
         Ok(SqlStore {
@@ -74,6 +76,7 @@ impl SqlStore {
             revision,
             audit_head,
             counts: CountCache::default(),
+            clock: options.clock,
         })
     }
 
@@ -174,6 +177,10 @@ impl Store for SqlStore {
 
     fn durability(&self) -> &str {
         self.engine.durability()
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -563,7 +570,7 @@ impl Store for SqlStore {
         )
         .arg(before)
         .arg(i64::from(limit));
-        let now = fleetreg_model::now();
+        let now = self.clock.now();
         self.engine
             .fetch(&sql)
             .await?
@@ -645,7 +652,7 @@ impl Store for SqlStore {
         )
         .arg(sealed)
         .arg(key_id)
-        .arg(fleetreg_model::now());
+        .arg(self.clock.now());
         Ok(self.engine.execute(&sql).await? == 1)
     }
 

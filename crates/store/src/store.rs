@@ -91,6 +91,11 @@ pub trait Store: Send + Sync + 'static {
     /// The durability mode in force, e.g. `sqlite journal_mode=wal synchronous=FULL`.
     fn durability(&self) -> &str;
 
+    /// The clock this store stamps writes with and judges expiry by
+    /// (`StoreOptions::clock`); the server reads the time from it too, so a
+    /// test that sets it moves the whole process's notion of now.
+    fn clock(&self) -> &fleetreg_model::Clock;
+
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

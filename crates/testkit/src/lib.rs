@@ -18,12 +18,18 @@
 //!   `FLEETREG_REQUIRE_TMPFS=1`.
 //! - [`skip_or_fail`]: the same rule for any other tool a test needs (its own
 //!   `FLEETREG_REQUIRE_…` variable).
+//! - [`leak_search`]: leak markers (unique secrets) and the search for them,
+//!   plain or base64, in logs, files and output.
+//! - [`spawn`]: the `fleetreg` binary's `serve` and `sim` as child processes
+//!   (the binary's path passed in), and one run's output.
 #![deny(missing_docs)]
 
 pub mod fleet_fixture;
+pub mod leak_search;
 mod private_postgres;
 mod require;
 mod small_disk;
+pub mod spawn;
 
 pub use private_postgres::{
     postgres_bin_dir, private_postgres, PrivatePostgres, POSTGRES_LIB_DIR, POSTGRES_OS_USER,

@@ -189,17 +189,30 @@ pub async fn stream(
 /// when this server revokes a token (then re-checked at once), and otherwise
 /// re-checked every [`REVALIDATE`] (a revocation on another replica shows
 /// within that plus the token cache's few seconds).
+///
+/// Expiry is judged by the store's clock ([`AuthState::clock`]), never by the
+/// timer alone. The timer sleeps (tokio, monotonic) for the time the clock
+/// says is left; when it fires, the clock decides, and if the expiry is still
+/// ahead (a manual clock standing still, the wall clock stepped back) it
+/// sleeps again for what is left. A clock that jumps past the expiry while
+/// the timer sleeps (a test advancing a manual clock, the wall clock stepped
+/// forward) is noticed at the next re-check, within [`REVALIDATE`]: the clock
+/// cannot wake sleepers, and with a 2 s bound it needs not.
 async fn token_ended(auth: AuthState, session: Option<Session>) {
     let Some(session) = session else {
         // Only on a route without authentication, which this is not.
         return std::future::pending().await;
     };
+    let clock = auth.clock().clone();
+    let expired = || session.expires_at().is_some_and(|at| at <= clock.now());
     let expiry = async {
         match session.expires_at() {
-            Some(at) => {
-                let left = (at - fleetreg_model::now()).to_std().unwrap_or_default();
-                tokio::time::sleep(left).await;
-            }
+            Some(at) => loop {
+                match (at - clock.now()).to_std() {
+                    Ok(left) if !left.is_zero() => tokio::time::sleep(left).await,
+                    _ => return,
+                }
+            },
             None => std::future::pending().await,
         }
     };
@@ -217,7 +230,7 @@ async fn token_ended(auth: AuthState, session: Option<Session>) {
             }
             _ = every.tick() => {}
         }
-        if !auth.still_valid(&session).await {
+        if expired() || !auth.still_valid(&session).await {
             return;
         }
     }

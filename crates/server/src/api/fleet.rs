@@ -59,7 +59,7 @@ pub async fn health(
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<FleetHealth>, ApiError> {
     let limit = health_limit(&pairs)?;
-    let now = fleetreg_model::now();
+    let now = state.clock.now();
     let stale_before: Vec<(ClusterType, chrono::DateTime<chrono::Utc>)> = ClusterType::ALL
         .iter()
         .filter_map(|&t| {

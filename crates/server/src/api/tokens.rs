@@ -31,7 +31,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     request.validate()?;
     let token = new_token();
-    let now = fleetreg_model::now();
+    let now = state.clock.now();
     let expires_at = match request.expires_in_seconds {
         Some(seconds) => Some(
             i64::try_from(seconds)

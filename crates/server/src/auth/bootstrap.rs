@@ -68,11 +68,11 @@ pub async fn ensure_admin_token(
         name: BOOTSTRAP_NAME.into(),
         role: Role::Admin,
         prefix,
-        created_at: fleetreg_model::now(),
+        created_at: store.clock().now(),
         expires_at: None,
         revoked_at: None,
     };
-    let now = fleetreg_model::now();
+    let now = store.clock().now();
     if let Some(token) = preset {
         check_preset(preset)?;
         let mut current = None;

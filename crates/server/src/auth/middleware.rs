@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use fleetreg_model::{ApiToken, Audit, AuditResult, ErrorCode, Role};
+use fleetreg_model::{ApiToken, Audit, AuditResult, Clock, ErrorCode, Role};
 use fleetreg_store::{AuditOnly, Store, TokenRekey};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -71,6 +71,8 @@ pub struct AuthState {
     cache: Arc<Mutex<TokenCache>>,
     /// Bumped by every revocation through this server, so open streams re-check at once.
     revocations: Arc<watch::Sender<u64>>,
+    /// Expiry is judged by the store's clock.
+    clock: Clock,
 }
 
 /// Token lookups by digest: when they were made and what they found.
@@ -80,6 +82,7 @@ impl AuthState {
     /// Authorization over `store`'s tokens, stored in `hasher`'s form.
     pub fn new(store: Arc<dyn Store>, hasher: TokenHasher, metrics_open: bool) -> AuthState {
         AuthState {
+            clock: store.clock().clone(),
             store,
             hasher,
             metrics_open,
@@ -91,6 +94,11 @@ impl AuthState {
     /// The stored form of tokens.
     pub fn hasher(&self) -> &TokenHasher {
         &self.hasher
+    }
+
+    /// The clock token expiry is judged by (the store's).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Forgets cached lookups and tells open streams to re-check their token
@@ -110,7 +118,7 @@ impl AuthState {
     /// [`CACHE_TTL`]). A store failure counts as valid: the next check decides.
     pub async fn still_valid(&self, session: &Session) -> bool {
         match self.lookup_digest(&session.digest).await {
-            Ok(Some(token)) => token.id == session.id && token.is_active(fleetreg_model::now()),
+            Ok(Some(token)) => token.id == session.id && token.is_active(self.clock.now()),
             Ok(None) => false,
             Err(_) => true,
         }
@@ -251,7 +259,7 @@ pub async fn authorize(
     };
     let presented = digest(presented);
     let token = match auth.lookup_digest(&presented).await {
-        Ok(Some(token)) if token.is_active(fleetreg_model::now()) => token,
+        Ok(Some(token)) if token.is_active(auth.clock.now()) => token,
         Ok(_) => return unauthenticated(INVALID_TOKEN),
         Err(error) => return error.into_response(),
     };

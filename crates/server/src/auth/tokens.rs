@@ -49,7 +49,7 @@ pub(crate) fn digest(token: &str) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Whether `stored` is the bare SHA-256 hex of databases before re-keying.

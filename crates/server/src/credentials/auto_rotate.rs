@@ -499,7 +499,7 @@ impl AutoRotation {
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             let mut wait = self.settings.check_interval.max(Duration::from_secs(1));
-            let now = fleetreg_model::now();
+            let now = self.store.clock().now();
             if let Some(at) = self.book().next_retry(now) {
                 let until = (at - now).to_std().unwrap_or_default();
                 wait = wait.min(until.max(Duration::from_secs(1)));
@@ -521,7 +521,7 @@ impl AutoRotation {
 
     /// One round now.
     pub async fn tick(&self) -> Round {
-        self.tick_at(fleetreg_model::now()).await
+        self.tick_at(self.store.clock().now()).await
     }
 
     /// One round as if it were `now` (the expiry window and backoffs are
@@ -693,7 +693,7 @@ impl AutoRotation {
                 // A cluster capping token lifetimes below the window: without
                 // a wait, every round would rotate again.
                 let capped = (expires_at < before).then(|| {
-                    let lifetime = (expires_at - fleetreg_model::now()).max(Span::zero());
+                    let lifetime = (expires_at - self.store.clock().now()).max(Span::zero());
                     let at = renew_at(expires_at, lifetime, now);
                     let note = capped_note(lifetime, at, self.warning_days);
                     tracing::warn!(cluster = %id, next = %at, "credential rotation: {note}");

@@ -57,7 +57,7 @@ impl Credentials {
         let stored = self.store.get_credentials(cluster_id).await?;
         let mut summary = CredentialsSummary::of(
             stored.as_ref(),
-            fleetreg_model::now(),
+            self.store.clock().now(),
             window(self.rotation_warning_days),
         );
         if let Some(stored) = &stored {
@@ -69,7 +69,7 @@ impl Credentials {
     /// The counts for a window of `within_days` days from now (two index
     /// range counts).
     pub async fn expiry_counts(&self, within_days: u64) -> Result<ExpiryCounts, StoreError> {
-        let now = fleetreg_model::now();
+        let now = self.store.clock().now();
         let expired = self.store.count_expiring_credentials(through(now)).await?;
         let within = self
             .store
@@ -90,7 +90,7 @@ impl Credentials {
     ) -> Result<ExpiringCredentialsList, StoreError> {
         let within_days = within_days.min(MAX_WINDOW_DAYS);
         let counts = self.expiry_counts(within_days).await?;
-        let before = through(fleetreg_model::now() + window(within_days));
+        let before = through(self.store.clock().now() + window(within_days));
         let mut items = self.store.expiring_credentials(before, limit).await?;
         self.with_rotation(&mut items).await;
         Ok(ExpiringCredentialsList {

@@ -45,7 +45,7 @@ pub async fn check_and_record(
     let timeout = health.timing(cluster.cluster_type).timeout;
     let (target, withheld) = target_of(health, cluster).await;
     let report = health.prober.check(&target, timeout).await;
-    let checked_at = fleetreg_model::now();
+    let checked_at = store.clock().now();
     let mut status = report.status(cluster.status.state, checked_at);
     if withheld {
         let note = WITHHELD;
@@ -140,10 +140,12 @@ pub async fn discover_and_record(
 ) -> Result<Discovery, DiscoverError> {
     let _probing = health.locks.lock(cluster.id).await;
     let timeout = health.timing(cluster.cluster_type).timeout;
-    let discovery = health
+    let mut discovery = health
         .prober
         .discover(&target_of(health, cluster).await.0, timeout)
         .await?;
+    // Discovered now by the store's clock (the probe stamps the system clock).
+    discovery.capabilities.discovered_at = Some(store.clock().now());
     let event = store
         .set_capabilities(
             cluster.id,

@@ -23,6 +23,7 @@
 
 use super::{check_and_record, discover_and_record, DiscoverError, HealthContext};
 use crate::metrics;
+use chrono::{DateTime, Utc};
 use fleetreg_model::{Cluster, ClusterFilter, ClusterState, EventType, Page, MAX_PAGE_SIZE};
 use fleetreg_store::{Store, StoreError};
 use std::collections::HashMap;
@@ -90,11 +91,12 @@ struct Loaded {
 impl Table {
     /// Adds a new cluster (due after a jitter within `span`) or replaces the
     /// metadata of a known one (keeping its due time, running flag and the
-    /// status and `last_seen_at` this process observed).
+    /// status and `last_seen_at` this process observed). `wall` is `now` by
+    /// the store's clock (the age of the cluster's `discovered_at`).
     fn upsert(
         &mut self,
         mut cluster: Cluster,
-        now: Instant,
+        (now, wall): (Instant, DateTime<Utc>),
         span: Duration,
         rediscovery: Option<Duration>,
     ) {
@@ -111,7 +113,7 @@ impl Table {
                     Slot {
                         state: cluster.status.state,
                         discover_due: rediscovery
-                            .map(|period| discovery_due(&cluster, period, now)),
+                            .map(|period| discovery_due(&cluster, period, now, wall)),
                         cluster: Arc::new(cluster),
                         due: now + jitter(id, span),
                         running: false,
@@ -364,7 +366,7 @@ impl HealthScheduler {
             match self.inner.store.get_cluster(cluster.id).await {
                 Ok(fresh) if fresh.capabilities.is_some() => {
                     return Some(Rediscovery {
-                        next: discovery_due(&fresh, period, base),
+                        next: discovery_due(&fresh, period, base, self.inner.store.clock().now()),
                         capabilities: fresh.capabilities,
                     });
                 }
@@ -449,7 +451,7 @@ impl HealthScheduler {
                             let rediscovery = self.inner.health.rediscovery_period();
                             table.upsert(
                                 cluster,
-                                now,
+                                (now, self.inner.store.clock().now()),
                                 interval.min(NEW_CLUSTER_JITTER),
                                 rediscovery,
                             );
@@ -500,7 +502,12 @@ impl HealthScheduler {
                         },
                     );
                 }
-                None => table.upsert(cluster, now, span, self.inner.health.rediscovery_period()),
+                None => table.upsert(
+                    cluster,
+                    (now, self.inner.store.clock().now()),
+                    span,
+                    self.inner.health.rediscovery_period(),
+                ),
             }
         }
         table.loaded = Some(Loaded {
@@ -537,14 +544,18 @@ impl HealthScheduler {
 }
 
 /// When `cluster` is next due for discovery: `period` after its `discovered_at`
-/// (as an instant relative to `now`), or `now` when it was never discovered.
-fn discovery_due(cluster: &Cluster, period: Duration, now: Instant) -> Instant {
+/// (as an instant relative to `now`, which is `wall` by the store's clock), or
+/// `now` when it was never discovered.
+fn discovery_due(
+    cluster: &Cluster,
+    period: Duration,
+    now: Instant,
+    wall: DateTime<Utc>,
+) -> Instant {
     let Some(discovered_at) = cluster.capabilities.as_ref().and_then(|c| c.discovered_at) else {
         return now;
     };
-    let age = (fleetreg_model::now() - discovered_at)
-        .to_std()
-        .unwrap_or_default();
+    let age = (wall - discovered_at).to_std().unwrap_or_default();
     now + period.saturating_sub(age)
 }
 

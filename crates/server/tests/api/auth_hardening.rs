@@ -6,7 +6,7 @@
 use crate::helpers::{
     assert_error, client_with_token, test_settings, Backend, TestApp, TEST_ADMIN_TOKEN,
 };
-use crate::rbac::create_token;
+use crate::rbac::{create_token, manual_clock};
 use fleetreg_server::auth::BootstrapError;
 use fleetreg_server::{Application, StartError};
 use futures::StreamExt;
@@ -212,18 +212,48 @@ api_test!(
     }
 );
 
-// Item 7, expiry. Fails before: the stream outlived its token.
-api_test!(a_stream_ends_when_its_token_expires, |app| {
-    let started = Instant::now();
-    let viewer = create_token(&app, "short-lived", "viewer", Some(4)).await;
-    let mut stream = Stream::open(&app, viewer["token"].as_str().unwrap()).await;
-    stream.ended_within(PATIENCE).await;
-    assert!(
-        started.elapsed() >= Duration::from_secs(3),
-        "not before the token expired: {:?}",
-        started.elapsed()
-    );
-});
+// Item 7, expiry. Fails before: the stream outlived its token. On a manual
+// clock: the stream stays open until the clock passes the token's expiry.
+mod a_stream_ends_when_its_token_expires {
+    use super::*;
+
+    async fn body(app: TestApp) {
+        let viewer = create_token(&app, "short-lived", "viewer", Some(3600)).await;
+        let token = viewer["token"].as_str().unwrap();
+        let mut stream = Stream::open(&app, token).await;
+        // A second before the expiry, and long enough for the stream's
+        // periodic re-check (every 2 s) to have judged the token at that time.
+        app.clock.advance(chrono::Duration::seconds(3599));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        app.register("before-expiry", json!({})).await;
+        assert!(
+            stream.read_until("before-expiry").await,
+            "still delivering a second before the token expires: {}",
+            stream.text
+        );
+        let started = Instant::now();
+        app.clock.advance(chrono::Duration::seconds(1));
+        stream.ended_within(PATIENCE).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "ended at the next re-check: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            stream.text.contains("revoked or has expired"),
+            "{}",
+            stream.text
+        );
+        let response = client_with_token(token)
+            .get(app.url("/api/v1/events/stream"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 401, "UNAUTHENTICATED").await;
+    }
+
+    on_both_stores!(manual_clock);
+}
 
 // Item 10. Fails before: 403s wrote no audit entry.
 api_test!(refusals_by_role_are_audited_unknown_tokens_are_not, |app| {
@@ -268,29 +298,45 @@ api_test!(refusals_by_role_are_audited_unknown_tokens_are_not, |app| {
 });
 
 // Item 14. Fails before: "unknown token" vs "the token is revoked or expired".
-api_test!(one_answer_for_unknown_revoked_and_expired_tokens, |app| {
-    let revoked = create_token(&app, "to-revoke", "viewer", None).await;
-    revoke(&app, &app.client, revoked["id"].as_str().unwrap()).await;
-    let expired = create_token(&app, "to-expire", "viewer", Some(1)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut answers = Vec::new();
-    for token in [
-        "frg_never-issued-by-this-server-0000",
-        revoked["token"].as_str().unwrap(),
-        expired["token"].as_str().unwrap(),
-    ] {
-        let response = client_with_token(token)
+mod one_answer_for_unknown_revoked_and_expired_tokens {
+    use super::*;
+
+    async fn body(app: TestApp) {
+        let revoked = create_token(&app, "to-revoke", "viewer", None).await;
+        revoke(&app, &app.client, revoked["id"].as_str().unwrap()).await;
+        let expired = create_token(&app, "to-expire", "viewer", Some(60)).await;
+        let response = client_with_token(expired["token"].as_str().unwrap())
             .get(app.url("/api/v1/clusters"))
             .send()
             .await
             .unwrap();
-        assert_eq!(response.headers()["www-authenticate"], "Bearer");
-        let body = assert_error(response, 401, "UNAUTHENTICATED").await;
-        answers.push(body["error"].clone());
+        assert_eq!(
+            response.status(),
+            200,
+            "valid until the clock passes its expiry"
+        );
+        app.clock.advance(chrono::Duration::seconds(61));
+        let mut answers = Vec::new();
+        for token in [
+            "frg_never-issued-by-this-server-0000",
+            revoked["token"].as_str().unwrap(),
+            expired["token"].as_str().unwrap(),
+        ] {
+            let response = client_with_token(token)
+                .get(app.url("/api/v1/clusters"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.headers()["www-authenticate"], "Bearer");
+            let body = assert_error(response, 401, "UNAUTHENTICATED").await;
+            answers.push(body["error"].clone());
+        }
+        assert_eq!(answers[0], answers[1]);
+        assert_eq!(answers[0], answers[2]);
     }
-    assert_eq!(answers[0], answers[1]);
-    assert_eq!(answers[0], answers[2]);
-});
+
+    on_both_stores!(manual_clock);
+}
 
 fn sha256_hex(token: &str) -> String {
     Sha256::digest(token.as_bytes())

@@ -297,3 +297,67 @@ mod the_warning_window_comes_from_the_settings {
 
     on_both_stores!(ten_days);
 }
+
+// On a manual clock: the same credentials go from OK to EXPIRING to EXPIRED in
+// every view as the clock passes the warning window and the expiry.
+mod expiry_follows_the_clock {
+    use super::*;
+
+    fn on_a_manual_clock(settings: &mut Settings) {
+        manual(settings);
+        crate::rbac::manual_clock(settings);
+    }
+
+    /// (`expiry` of the status, fleet health's expiring and expired counts,
+    /// the `/metrics` gauges).
+    async fn views(app: &TestApp, id: &str) -> (Value, Value, Value, Option<f64>, Option<f64>) {
+        let (_, _, status) = json_of(app, &format!("/api/v1/clusters/{id}/status")).await;
+        let (_, _, health) = json_of(app, "/api/v1/fleet/health").await;
+        let (_, text, _) = json_of(app, "/metrics").await;
+        (
+            status["credentials"]["expiry"].clone(),
+            health["credentials_expiring_count"].clone(),
+            health["credentials_expired_count"].clone(),
+            gauge(&text, "fleetreg_credentials_expiring"),
+            gauge(&text, "fleetreg_credentials_expired"),
+        )
+    }
+
+    async fn body(app: TestApp) {
+        let sim = SpawnedSim::start().await.unwrap();
+        let start = app.clock.now();
+        let expires = start + Duration::days(30);
+        let id = cluster_with_token(&app, &sim, "thirty-days", Some(expires)).await;
+        assert_eq!(
+            views(&app, &id).await,
+            (json!("OK"), json!(0), json!(0), Some(0.0), Some(0.0))
+        );
+
+        // A second outside the 7-day window, then at its edge.
+        app.clock
+            .set(expires - Duration::days(7) - Duration::seconds(1));
+        assert_eq!(
+            views(&app, &id).await,
+            (json!("OK"), json!(0), json!(0), Some(0.0), Some(0.0))
+        );
+        app.clock.set(expires - Duration::days(7));
+        assert_eq!(
+            views(&app, &id).await,
+            (json!("EXPIRING"), json!(1), json!(0), Some(1.0), Some(0.0))
+        );
+
+        // A second before the expiry, then at it.
+        app.clock.set(expires - Duration::seconds(1));
+        assert_eq!(views(&app, &id).await.0, "EXPIRING");
+        app.clock.set(expires);
+        assert_eq!(
+            views(&app, &id).await,
+            (json!("EXPIRED"), json!(0), json!(1), Some(0.0), Some(1.0))
+        );
+        let (_, _, list) = json_of(&app, "/api/v1/credentials/expiring").await;
+        assert_eq!(names(&list["items"]), ["thirty-days"]);
+        assert_eq!(list["items"][0]["expired"], true, "{list}");
+    }
+
+    on_both_stores!(on_a_manual_clock);
+}

@@ -621,6 +621,48 @@ api_test!(events_expire_after_retention, |app| {
     assert_eq!(items[0]["payload"], created);
 });
 
+// On a manual clock: the retention worker keeps `events_retention` (7 days
+// by default) back from the clock's now, stamped by the same clock.
+mod events_expire_once_the_clock_passes_retention {
+    use super::*;
+
+    async fn body(app: TestApp) {
+        let start = app.clock.now();
+        for i in 0..3 {
+            app.register(&format!("aged-{i}"), json!({})).await;
+        }
+        let first = all_events_after(&app, 0).await;
+        assert_eq!(first.len(), 3);
+        assert!(first.iter().all(|e| e["occurred_at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+            == start));
+        app.clock.advance(chrono::Duration::days(1));
+        let later = app.register("younger", json!({})).await;
+
+        // Seven days after the first three: none is older than that yet.
+        app.clock.set(start + chrono::Duration::days(7));
+        assert_eq!(app.retention.tick().await.unwrap(), 0);
+        assert_eq!(all_events_after(&app, 0).await.len(), 4);
+        // A second later: the first three, not the younger one.
+        app.clock.advance(chrono::Duration::seconds(1));
+        assert_eq!(app.retention.tick().await.unwrap(), 3);
+        assert_error(
+            app.get("/api/v1/events?after=0").await,
+            410,
+            "EVENTS_EXPIRED",
+        )
+        .await;
+        let kept = all_events_after(&app, 3).await;
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0]["payload"], later);
+    }
+
+    on_both_stores!(crate::rbac::manual_clock);
+}
+
 api_test!(huge_retention_prunes_nothing, |app| {
     app.register("kept", json!({})).await;
     // Beyond chrono's range, and beyond what std can convert: neither may panic.

@@ -77,6 +77,9 @@ pub struct TestApp {
     pub health: Option<fleetreg_server::health::HealthScheduler>,
     /// The automatic credential rotation worker, when the settings enable it.
     pub rotation: Option<fleetreg_server::credentials::auto_rotate::AutoRotation>,
+    /// The server's clock: the system clock, or the `Clock::manual` the
+    /// settings gave (`settings.clock`), which the test then sets or advances.
+    pub clock: fleetreg_model::Clock,
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -87,75 +90,19 @@ pub struct TestApp {
 pub enum TestResources {
     /// Held for its `Drop`, which removes the directory.
     Dir(#[allow(dead_code)] tempfile::TempDir),
-    PgDatabase {
-        admin_url: String,
-        name: String,
-    },
+    /// Held for its `Drop`, which drops the database; the audit head file
+    /// named after it goes first.
+    PgDatabase(fleetreg_testkit::PostgresDatabase),
     /// Nothing to clean up (a replica on another app's store).
     None,
 }
 
 impl Drop for TestResources {
     fn drop(&mut self) {
-        if let TestResources::PgDatabase { admin_url, name } = self {
-            let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{name}.audit.head")));
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs outside async context: use a thread with its own runtime.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    use sqlx::Connection;
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                });
-            })
-            .join();
+        if let TestResources::PgDatabase(database) = self {
+            let _ = std::fs::remove_file(audit_head_file(&database.url));
         }
     }
-}
-
-pub fn postgres_admin_url() -> String {
-    std::env::var("FLEETREG_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-pub fn postgres_required() -> bool {
-    std::env::var("FLEETREG_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
-}
-
-/// Creates a fresh database for one test; `None` (after a skip line) when
-/// PostgreSQL is unreachable and not required.
-pub async fn create_postgres_database() -> Option<(String, TestResources)> {
-    use sqlx::Connection;
-    let admin_url = postgres_admin_url();
-    let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
-        Ok(conn) => conn,
-        Err(error) => {
-            if postgres_required() {
-                panic!("FLEETREG_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {error}");
-            }
-            eprintln!("SKIP: PostgreSQL at {admin_url} is unreachable ({error}); set FLEETREG_TEST_POSTGRES_URL or FLEETREG_REQUIRE_POSTGRES=1");
-            return None;
-        }
-    };
-    let name = format!("fleetreg_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let url = match admin_url.rfind('/') {
-        Some(i) if i > "postgres://".len() => format!("{}/{name}", &admin_url[..i]),
-        _ => format!("{admin_url}/{name}"),
-    };
-    Some((url, TestResources::PgDatabase { admin_url, name }))
 }
 
 /// Settings for a test server on a random port with the given store. Health
@@ -231,7 +178,10 @@ pub async fn spawn_app_with(
             let url = format!("sqlite://{}", dir.path().join("fleetreg.db").display());
             (url, TestResources::Dir(dir))
         }
-        Backend::Postgres => create_postgres_database().await?,
+        Backend::Postgres => {
+            let database = fleetreg_testkit::postgres_database().await?;
+            (database.url.clone(), TestResources::PgDatabase(database))
+        }
     };
     Some(start(backend, database_url, resources, adjust).await)
 }
@@ -250,6 +200,7 @@ async fn start(
     let retention = app.retention();
     let health = app.health_scheduler();
     let rotation = app.credential_rotation();
+    let clock = app.clock();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -262,6 +213,7 @@ async fn start(
         retention,
         health,
         rotation,
+        clock,
         database_url,
         stop: Some(stop),
         server: Some(server),

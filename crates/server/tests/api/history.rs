@@ -158,68 +158,103 @@ api_test!(history_validation_and_not_found, |app| {
     ));
 });
 
-api_test!(history_retention_removes_old_rows, |app| {
-    let cluster = app.register("hist-r", json!({})).await;
-    let id = cluster["id"].as_str().unwrap().to_owned();
-    let uuid = id.parse().unwrap();
-    let base = fleetreg_model::now() - Duration::days(8) + Duration::hours(12);
-    // Alternating states: each observation is a sample.
-    for i in 0..6 {
-        let state = if i % 2 == 0 {
-            ClusterState::Online
-        } else {
-            ClusterState::Degraded
-        };
-        let at = base + Duration::days(i);
-        app.store
-            .record_status(uuid, observed(state, at), Some(at))
+/// An observation without a time of its own: the store stamps it with its
+/// clock's time.
+fn unstamped(state: ClusterState) -> ClusterStatus {
+    ClusterStatus {
+        checked_at: None,
+        ..observed(state, fleetreg_model::now())
+    }
+}
+
+// On a manual clock: samples are stamped by the clock, one a day, and the
+// retention worker (default 7 days) removes each once the clock is past it.
+mod history_retention_removes_old_rows {
+    use super::*;
+
+    async fn body(app: TestApp) {
+        let cluster = app.register("hist-r", json!({})).await;
+        let id = cluster["id"].as_str().unwrap().to_owned();
+        let uuid = id.parse().unwrap();
+        let start = app.clock.now();
+        // Alternating states: each observation is a sample, one a day.
+        for i in 0..6 {
+            let state = if i % 2 == 0 {
+                ClusterState::Online
+            } else {
+                ClusterState::Degraded
+            };
+            app.clock.set(start + Duration::days(i));
+            app.store
+                .record_status(uuid, unstamped(state), None)
+                .await
+                .unwrap();
+        }
+        let samples = history(&app, &id, "?limit=1000").await;
+        assert_eq!(samples.len(), 6);
+        assert_eq!(
+            samples[5]["checked_at"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap(),
+            start,
+            "stamped by the clock"
+        );
+
+        // Exactly 7 days after the first sample: nothing is older yet.
+        app.clock.set(start + Duration::days(7));
+        assert_eq!(app.retention.prune_history().await.unwrap(), 0);
+        assert_eq!(history(&app, &id, "").await.len(), 6);
+        // Half a day later: the first sample only.
+        app.clock.advance(Duration::hours(12));
+        assert_eq!(app.retention.prune_history().await.unwrap(), 1);
+        assert_eq!(history(&app, &id, "").await.len(), 5);
+        assert_eq!(
+            app.retention.prune_history().await.unwrap(),
+            0,
+            "nothing left to remove"
+        );
+        // Three days on: the next three.
+        app.clock.advance(Duration::days(3));
+        assert_eq!(app.retention.prune_history().await.unwrap(), 3);
+        assert_eq!(history(&app, &id, "").await.len(), 2);
+
+        // A cutoff in the future removes everything.
+        let removed = app
+            .store
+            .prune_health_history(app.clock.now() + Duration::days(1))
             .await
             .unwrap();
+        assert_eq!(removed, 2);
+        assert!(history(&app, &id, "").await.is_empty());
     }
-    assert_eq!(history(&app, &id, "?limit=1000").await.len(), 6);
 
-    // The retention worker (default 7 days): the first sample only.
-    let removed = app.retention.prune_history().await.unwrap();
-    assert_eq!(removed, 1);
-    assert_eq!(history(&app, &id, "").await.len(), 5);
-    assert_eq!(
-        app.store
-            .prune_health_history(fleetreg_model::now() - Duration::days(7))
-            .await
-            .unwrap(),
-        0,
-        "nothing left to remove"
-    );
-
-    // A cutoff in the future removes everything.
-    let removed = app
-        .store
-        .prune_health_history(fleetreg_model::now() + Duration::days(1))
-        .await
-        .unwrap();
-    assert_eq!(removed, 5);
-    assert!(history(&app, &id, "").await.is_empty());
-});
+    on_both_stores!(crate::rbac::manual_clock);
+}
 
 mod history_sample_period_is_configurable {
     use super::*;
 
+    /// One-minute sampling, on a manual clock.
     fn one_minute(settings: &mut fleetreg_server::settings::Settings) {
         settings.history_sample = std::time::Duration::from_secs(60);
+        crate::rbac::manual_clock(settings);
     }
 
     async fn body(app: TestApp) {
         let cluster = app.register("hist-period", json!({})).await;
         let id = cluster["id"].as_str().unwrap().to_owned();
         let uuid = id.parse().unwrap();
-        let base = fleetreg_model::now() - Duration::hours(1);
-        // (seconds, whether sampled) with the state ONLINE throughout.
+        let base = app.clock.now();
+        // (seconds, whether sampled) with the state ONLINE throughout; the
+        // observations carry no time, the store's clock stamps them.
         let steps = [(0, true), (30, false), (60, true), (90, false), (150, true)];
         let mut expected = 0;
         for (second, sampled) in steps {
-            let at = base + Duration::seconds(second);
+            app.clock.set(base + Duration::seconds(second));
             app.store
-                .record_status(uuid, observed(ClusterState::Online, at), Some(at))
+                .record_status(uuid, unstamped(ClusterState::Online), None)
                 .await
                 .unwrap();
             expected += usize::from(sampled);

@@ -86,7 +86,7 @@ mod a_blocked_cluster_is_never_contacted {
         }
         // A host written in another form than the one contacted is refused at
         // registration (the probe's own reading of such forms is tested in
-        // crates/probe/tests/egress.rs).
+        // crates/probe/tests/probe/egress.rs).
         let decimal = app
             .post_cluster(&json!({
                 "name": "decimal",

@@ -10,14 +10,14 @@
 //! and log lines emitted on threads other than the test's (the SQLite driver's
 //! worker thread, `spawn_blocking`): the log capture is a thread-local subscriber,
 //! since the test binary is shared and its global subscriber can be set only once.
-//! `crates/cli/tests/leaks.rs` covers those: it searches the complete TRACE log
-//! of the real `fleetreg serve` run as a child process. The search itself is in
-//! `leak_search.rs`, shared by both.
+//! `crates/cli/tests/cli/leaks.rs` covers those: it searches the complete TRACE
+//! log of the real `fleetreg serve` run as a child process. The markers and the
+//! search are `fleetreg_testkit::leak_search`, shared by both.
 
 use crate::helpers::*;
-use crate::leak_search::{assert_search_finds_markers, LeakReport};
 use fleetreg_server::settings::Settings;
 use fleetreg_sim::{AddToken, AuthSpec, ClusterSpec, Service, SpawnedSim};
+use fleetreg_testkit::leak_search::{assert_search_finds_markers, marker, LeakReport};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -45,7 +45,6 @@ struct Markers {
 
 impl Markers {
     fn new() -> Markers {
-        let marker = |kind: &str| format!("leakmark-{kind}-{}", uuid::Uuid::new_v4().simple());
         Markers {
             api: marker("api"),
             rotated: marker("rot"),

@@ -18,7 +18,6 @@ mod history;
 mod http_front;
 mod input_rules;
 mod isolation;
-mod leak_search;
 mod leaks;
 mod listing;
 mod openapi;

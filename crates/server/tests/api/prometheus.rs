@@ -9,7 +9,6 @@ use crate::helpers::TestApp;
 use fleetreg_server::settings::Settings;
 use fleetreg_sim::{ClusterSpec, SpawnedSim};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -41,11 +40,7 @@ impl RealPrometheus {
         let data = tempfile::tempdir().unwrap();
         let config = data.path().join("prometheus.yml");
         std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = fleetreg_testkit::free_port();
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(

@@ -3,6 +3,8 @@
 //! document, so an endpoint without a row in `MATRIX` fails the test.
 
 use crate::helpers::{client_with_token, TestApp};
+use fleetreg_model::Clock;
+use fleetreg_server::settings::Settings;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -76,6 +78,12 @@ const MATRIX: &[(&str, &str, &str)] = &[
 
 const ROLES: [&str; 4] = ["admin", "operator", "viewer", "auditor"];
 
+/// Settings adjustment: the server's clock is a manual one starting now, which
+/// the test moves with `app.clock` instead of sleeping.
+pub fn manual_clock(settings: &mut Settings) {
+    settings.clock = Clock::manual(fleetreg_model::now());
+}
+
 /// `POST /api/v1/tokens` as the bootstrap admin (asserting 201); the answer.
 pub async fn create_token(app: &TestApp, name: &str, role: &str, expires: Option<u64>) -> Value {
     let mut body = json!({ "name": name, "role": role });
@@ -106,91 +114,105 @@ async fn call(app: &TestApp, client: &reqwest::Client, method: &str, path: &str)
     request.send().await.unwrap().status().as_u16()
 }
 
-api_test!(every_endpoint_every_role, |app| {
-    // The endpoint list of the OpenAPI document must match the matrix exactly.
-    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
-    let mut documented = BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
-            documented.insert((method.to_uppercase(), path.clone()));
-        }
-    }
-    let listed: BTreeSet<(String, String)> = MATRIX
-        .iter()
-        .map(|(m, p, _)| (m.to_string(), p.to_string()))
-        .collect();
-    assert_eq!(
-        documented, listed,
-        "every documented endpoint needs a row in MATRIX"
-    );
+// On a manual clock: the expired token is accepted until the clock passes its
+// expiry, refused after.
+mod every_endpoint_every_role {
+    use super::*;
 
-    let cluster = app.register("rbac-target", json!({})).await;
-    let id = cluster["id"].as_str().unwrap().to_owned();
-    let concrete = |path: &str| {
-        // `/tokens/{id}` gets the cluster's id: no such token, 404 once allowed.
-        path.replace("{id}", &id).replace("{name}", "rbac-target")
-    };
-
-    let mut clients = Vec::new();
-    for role in ROLES {
-        let created = create_token(&app, &format!("rbac-{role}"), role, None).await;
-        clients.push((role, client_with_token(created["token"].as_str().unwrap())));
-    }
-    let revoked = create_token(&app, "rbac-revoked", "admin", None).await;
-    let response = app
-        .client
-        .delete(app.url(&format!(
-            "/api/v1/tokens/{}",
-            revoked["id"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-    let expired = create_token(&app, "rbac-expired", "admin", Some(1)).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let refused = [
-        ("no token", reqwest::Client::new()),
-        (
-            "unknown token",
-            client_with_token("frg_not-a-real-token-at-all-000000"),
-        ),
-        (
-            "revoked token",
-            client_with_token(revoked["token"].as_str().unwrap()),
-        ),
-        (
-            "expired token",
-            client_with_token(expired["token"].as_str().unwrap()),
-        ),
-    ];
-
-    // Deletions last, so the cluster exists for every other call.
-    let mut rows: Vec<&(&str, &str, &str)> = MATRIX.iter().collect();
-    rows.sort_by_key(|(method, _, _)| *method == "DELETE");
-    for (method, path, allowed) in rows {
-        let target = concrete(path);
-        for (what, client) in &refused {
-            let status = call(&app, client, method, &target).await;
-            if *allowed == "open" {
-                assert_ne!(status, 401, "{what}: {method} {path}");
-            } else {
-                assert_eq!(status, 401, "{what}: {method} {path}");
+    async fn body(app: TestApp) {
+        // The endpoint list of the OpenAPI document must match the matrix exactly.
+        let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.to_uppercase(), path.clone()));
             }
         }
-        for (role, client) in &clients {
-            let status = call(&app, client, method, &target).await;
-            if *allowed == "open" || allowed.split(' ').any(|r| r == *role) {
-                assert!(
-                    status != 401 && status != 403,
-                    "{role} may {method} {path}, got {status}"
-                );
-            } else {
-                assert_eq!(status, 403, "{role} may not {method} {path}");
+        let listed: BTreeSet<(String, String)> = MATRIX
+            .iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(
+            documented, listed,
+            "every documented endpoint needs a row in MATRIX"
+        );
+
+        let cluster = app.register("rbac-target", json!({})).await;
+        let id = cluster["id"].as_str().unwrap().to_owned();
+        let concrete = |path: &str| {
+            // `/tokens/{id}` gets the cluster's id: no such token, 404 once allowed.
+            path.replace("{id}", &id).replace("{name}", "rbac-target")
+        };
+
+        let mut clients = Vec::new();
+        for role in ROLES {
+            let created = create_token(&app, &format!("rbac-{role}"), role, None).await;
+            clients.push((role, client_with_token(created["token"].as_str().unwrap())));
+        }
+        let revoked = create_token(&app, "rbac-revoked", "admin", None).await;
+        let response = app
+            .client
+            .delete(app.url(&format!(
+                "/api/v1/tokens/{}",
+                revoked["id"].as_str().unwrap()
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+        let expired = create_token(&app, "rbac-expired", "admin", Some(60)).await;
+        let expiring = client_with_token(expired["token"].as_str().unwrap());
+        let status = call(&app, &expiring, "GET", "/api/v1/clusters").await;
+        assert_eq!(status, 200, "valid until the clock reaches its expiry");
+        app.clock.advance(chrono::Duration::seconds(59));
+        let status = call(&app, &expiring, "GET", "/api/v1/clusters").await;
+        assert_eq!(status, 200, "valid a second before its expiry");
+        app.clock.advance(chrono::Duration::seconds(1));
+        let refused = [
+            ("no token", reqwest::Client::new()),
+            (
+                "unknown token",
+                client_with_token("frg_not-a-real-token-at-all-000000"),
+            ),
+            (
+                "revoked token",
+                client_with_token(revoked["token"].as_str().unwrap()),
+            ),
+            (
+                "expired token",
+                client_with_token(expired["token"].as_str().unwrap()),
+            ),
+        ];
+
+        // Deletions last, so the cluster exists for every other call.
+        let mut rows: Vec<&(&str, &str, &str)> = MATRIX.iter().collect();
+        rows.sort_by_key(|(method, _, _)| *method == "DELETE");
+        for (method, path, allowed) in rows {
+            let target = concrete(path);
+            for (what, client) in &refused {
+                let status = call(&app, client, method, &target).await;
+                if *allowed == "open" {
+                    assert_ne!(status, 401, "{what}: {method} {path}");
+                } else {
+                    assert_eq!(status, 401, "{what}: {method} {path}");
+                }
+            }
+            for (role, client) in &clients {
+                let status = call(&app, client, method, &target).await;
+                if *allowed == "open" || allowed.split(' ').any(|r| r == *role) {
+                    assert!(
+                        status != 401 && status != 403,
+                        "{role} may {method} {path}, got {status}"
+                    );
+                } else {
+                    assert_eq!(status, 403, "{role} may not {method} {path}");
+                }
             }
         }
     }
-});
+
+    on_both_stores!(manual_clock);
+}
 
 api_test!(forbidden_and_unauthenticated_bodies, |app| {
     let viewer = create_token(&app, "plain-viewer", "viewer", None).await;

@@ -3,6 +3,7 @@
 //! the test's own (the shared one is never stopped).
 
 use crate::helpers::*;
+use fleetreg_testkit::free_port;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
@@ -245,14 +246,6 @@ impl Drop for OwnRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The value of an unlabelled metric in `/metrics`, 0 when absent.

@@ -27,7 +27,7 @@ use crate::write_tx::WriteTx;
 use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use fleetreg_model::{now, Audit, AuditResult, ErrorCode, Event, EventType};
+use fleetreg_model::{Audit, AuditResult, Clock, ErrorCode, Event, EventType};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -152,12 +152,13 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Valu
 #[async_trait]
 trait Queued: Send {
     fn registers(&self) -> Option<&str>;
-    /// Applies the write, keeping its outcome for [`Queued::answer`].
+    /// Applies the write at `at`, keeping its outcome for [`Queued::answer`].
     async fn apply(
         &mut self,
         tx: &mut WriteTx,
         revision: &mut i64,
         sample: chrono::Duration,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Sends the kept outcome (after commit).
     fn answer(self: Box<Self>);
@@ -183,11 +184,12 @@ impl<W: Write> Queued for Pending<W> {
         tx: &mut WriteTx,
         revision: &mut i64,
         sample: chrono::Duration,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut cx = WriteCx {
             tx,
             audit: &self.audit,
-            at: now(),
+            at,
             sample,
             revision,
         };
@@ -205,13 +207,15 @@ impl<W: Write> Queued for Pending<W> {
     }
 }
 
-/// Where the writer's transactions come from: the engine, and the audit
-/// chain's configuration (keys, head publisher).
+/// Where the writer's transactions come from: the engine, the audit chain's
+/// configuration (keys, head publisher), and the clock writes are stamped by.
 pub(crate) struct WriteBackend {
     /// The database.
     pub engine: Arc<dyn Engine>,
     /// The audit chain's keys and head.
     pub chain: Arc<ChainConfig>,
+    /// Each write's time ([`WriteCx::at`]), read as it is applied.
+    pub clock: Clock,
 }
 
 impl WriteBackend {
@@ -360,7 +364,8 @@ async fn apply_batch(
     }
     let mut revision = start;
     for job in batch.iter_mut() {
-        job.apply(&mut tx, &mut revision, sample).await?;
+        let at = backend.clock.now();
+        job.apply(&mut tx, &mut revision, sample, at).await?;
     }
     if revision != start {
         tx.save_revision(revision).await?;

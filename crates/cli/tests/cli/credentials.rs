@@ -4,10 +4,9 @@
 //! validate, a refused upload with its per-component failures, the expiring
 //! list, delete — and no secret in anything the CLI or the server printed.
 
-mod common;
-
-use common::{Server, BIN};
+use crate::common::{BIN, FLEETREG};
 use fleetreg_sim::{AddToken, AuthSpec, ClusterSpec, KubeconfigAuth, SpawnedSim};
+use fleetreg_testkit::spawn::Server;
 use std::process::Command;
 
 /// The bearer token inside a kubeconfig the simulator rendered.
@@ -51,7 +50,7 @@ fn store_rotate_validate_expiring_delete_without_leaking_secrets() {
         .expect("token");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), "fleetreg.db");
+    let server = Server::start(FLEETREG, dir.path(), "fleetreg.db");
     let mut printed = String::new();
     let api_server_url = view.api_server_url.clone();
     let prometheus_url = view.prometheus_url.clone();

@@ -2,9 +2,8 @@
 //! `fleetreg serve` on a free port with a temporary SQLite file and runs the
 //! real binary against it, checking output, `error: CODE:` lines and exit codes.
 
-mod common;
-
-use common::{dead_url, fleetreg, Run, Server};
+use crate::common::{dead_url, fleetreg, FLEETREG};
+use fleetreg_testkit::spawn::{Run, Server};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -20,7 +19,7 @@ fn names(page: &Value) -> Vec<String> {
 #[test]
 fn register_get_update_status_delete() {
     let dir = TempDir::new().unwrap();
-    let server = Server::start(dir.path(), "crud.db");
+    let server = Server::start(FLEETREG, dir.path(), "crud.db");
 
     let created = server.json(&[
         "cluster",
@@ -275,7 +274,7 @@ fn register_get_update_status_delete() {
 #[test]
 fn list_filters_and_output_formats() {
     let dir = TempDir::new().unwrap();
-    let server = Server::start(dir.path(), "list.db");
+    let server = Server::start(FLEETREG, dir.path(), "list.db");
     let clusters = [
         ("alpha-hub", "HUB", "PRODUCTION", "us-east-1", "team=core"),
         (
@@ -437,7 +436,7 @@ fn list_filters_and_output_formats() {
 #[test]
 fn server_errors_print_their_code() {
     let dir = TempDir::new().unwrap();
-    let server = Server::start(dir.path(), "errors.db");
+    let server = Server::start(FLEETREG, dir.path(), "errors.db");
     let register = |name: &str| {
         server.run(&[
             "cluster",
@@ -515,7 +514,7 @@ fn server_errors_print_their_code() {
 #[test]
 fn server_comes_from_flag_then_env_then_default() {
     let dir = TempDir::new().unwrap();
-    let server = Server::start(dir.path(), "url.db");
+    let server = Server::start(FLEETREG, dir.path(), "url.db");
     let dead = dead_url();
     let list = |flag: Option<&str>, env: Option<&str>| {
         let mut command = fleetreg();
@@ -625,7 +624,7 @@ fn seed_config_file_starts_the_server() {
     );
     std::fs::write(&config, yaml).unwrap();
     let config = config.display().to_string();
-    let server = Server::start_with(dir.path(), &["--config", &config]);
+    let server = Server::start_with(FLEETREG, dir.path(), &["--config", &config]);
     server.ok(&[
         "cluster",
         "register",
@@ -646,7 +645,7 @@ fn seed_config_file_starts_the_server() {
 #[test]
 fn sigterm_stops_gracefully_and_keeps_acknowledged_writes() {
     let dir = TempDir::new().unwrap();
-    let server = Server::start(dir.path(), "term.db");
+    let server = Server::start(FLEETREG, dir.path(), "term.db");
     let log = server.log_text();
     assert!(
         log.contains("synchronous=FULL"),
@@ -667,7 +666,7 @@ fn sigterm_stops_gracefully_and_keeps_acknowledged_writes() {
     );
     assert!(log.contains("stopped"), "{log}");
 
-    let server = Server::start(dir.path(), "term.db");
+    let server = Server::start(FLEETREG, dir.path(), "term.db");
     assert_eq!(
         server.json(&["cluster", "get", "kept-1"])["id"],
         created["id"]
@@ -702,7 +701,7 @@ fn help_shows_examples() {
 #[test]
 fn fleet_views_print_as_table_json_and_yaml() {
     let dir = TempDir::new().unwrap();
-    let server = Server::start(dir.path(), "fleet.db");
+    let server = Server::start(FLEETREG, dir.path(), "fleet.db");
     for (name, kind) in [("fleet-hub", "HUB"), ("fleet-spoke", "SPOKE")] {
         let url = format!("https://api.{name}.example.com:6443");
         server.ok(&[

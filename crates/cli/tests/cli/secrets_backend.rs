@@ -2,10 +2,9 @@
 //! `vault rotate-master-key --config` refuse, naming what is missing, when the
 //! file selects the Kubernetes backend without a hub URL or token.
 
+use crate::common::BIN;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_fleetreg");
 
 /// `fleetreg ARGS` in `dir` with no FLEETREG_* from the environment but `env`;
 /// returns the exit code and stderr.

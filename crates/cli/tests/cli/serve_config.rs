@@ -2,9 +2,8 @@
 //! writes any file (issue 11, item 18): a refused start-up leaves a fresh
 //! directory empty — no database, master key, admin token file or audit head.
 
-mod common;
-
-use common::{fleetreg_in, Run};
+use crate::common::fleetreg_in;
+use fleetreg_testkit::spawn::Run;
 use std::path::Path;
 
 /// `fleetreg serve ARGS` in a fresh directory, without FLEETREG_ADMIN_TOKEN

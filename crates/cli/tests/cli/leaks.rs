@@ -11,20 +11,15 @@
 //! file in its directory (SQLite database, `-wal` and `-shm`, also as copied
 //! while it ran; key and audit head files), the simulator's output and all the
 //! CLI printed — for every marker, plain or base64 (standard or URL-safe, any
-//! offset, padded or not; see `leak_search.rs`, shared with the in-process
-//! test `crates/server/tests/api/leaks.rs`). The log must really be at TRACE,
-//! from several crates, so that a clean search means something.
+//! offset, padded or not; see `fleetreg_testkit::leak_search`, shared with the
+//! in-process test `crates/server/tests/api/leaks.rs`). The log must really be
+//! at TRACE, from several crates, so that a clean search means something.
 
-mod common;
-#[path = "../../server/tests/api/leak_search.rs"]
-mod leak_search;
-
-use common::{fleetreg_in, sigterm, wait_exit, Run, Server, PATIENCE};
+use crate::common::FLEETREG;
 use fleetreg_sim::{AuthSpec, ClusterSpec, ObservabilitySpec, RequestPage, Service, SimAdmin};
-use leak_search::{assert_search_finds_markers, LeakReport};
+use fleetreg_testkit::leak_search::{assert_search_finds_markers, marker, LeakReport};
+use fleetreg_testkit::spawn::{Run, Server, Sim};
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::time::{Duration, Instant};
 
 const CLUSTER: &str = "leaky";
 
@@ -47,7 +42,6 @@ struct Markers {
 
 impl Markers {
     fn new() -> Markers {
-        let marker = |kind: &str| format!("leakmark-{kind}-{}", uuid::Uuid::new_v4().simple());
         Markers {
             api: marker("api"),
             prom: marker("prom"),
@@ -73,65 +67,6 @@ impl Markers {
             &self.loki2,
             &self.rejected,
         ]
-    }
-}
-
-/// `fleetreg sim` as a child process, its stdout and stderr in files in its
-/// directory; killed on drop.
-struct Sim {
-    child: Child,
-    base_url: String,
-    stderr: PathBuf,
-}
-
-impl Sim {
-    fn start(dir: &Path) -> Sim {
-        let stderr = dir.join("sim.stderr");
-        let child = fleetreg_in(dir)
-            .args(["sim", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "trace")
-            .stdout(std::fs::File::create(dir.join("sim.stdout")).expect("create sim stdout"))
-            .stderr(std::fs::File::create(&stderr).expect("create sim stderr"))
-            .spawn()
-            .expect("start fleetreg sim");
-        let mut sim = Sim {
-            child,
-            base_url: String::new(),
-            stderr,
-        };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let text = std::fs::read_to_string(&sim.stderr).unwrap_or_default();
-            // `fleetreg sim: 0 clusters at http://ADDR/c/<name>, admin API at …`
-            if let Some(url) = text
-                .split(" clusters at ")
-                .nth(1)
-                .and_then(|rest| rest.split("/c/<name>").next())
-            {
-                sim.base_url = url.to_owned();
-                return sim;
-            }
-            if let Ok(Some(status)) = sim.child.try_wait() {
-                panic!("fleetreg sim exited with {status}:\n{text}");
-            }
-            assert!(Instant::now() < deadline, "sim did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        sigterm(&self.child);
-        assert!(
-            wait_exit(&mut self.child, PATIENCE).is_some(),
-            "sim did not stop"
-        );
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -215,7 +150,7 @@ fn no_marker_leaks_in_the_trace_log_of_the_real_binaries() {
     }
 
     // The simulator, with a cluster accepting both sets (and nothing else).
-    let mut sim = Sim::start(&sim_dir);
+    let mut sim = Sim::start(FLEETREG, &sim_dir, &[("RUST_LOG", "trace")]);
     let admin = SimAdmin::new(&sim.base_url);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let view = runtime
@@ -250,6 +185,7 @@ fn no_marker_leaks_in_the_trace_log_of_the_real_binaries() {
     let db = server_dir.join("fleetreg.db");
     let database_url = format!("sqlite://{}", db.display());
     let server = Server::start_with_env(
+        FLEETREG,
         &server_dir,
         &["--listen", "127.0.0.1:0", "--database-url", &database_url],
         &[("RUST_LOG", "trace")],

@@ -5,9 +5,8 @@
 //! tail is cut off (the head file) and after an entry is edited, 1 when it
 //! cannot check at all.
 
-mod common;
-
-use common::{fleetreg_in, Run, Server};
+use crate::common::{fleetreg_in, FLEETREG};
+use fleetreg_testkit::spawn::{Run, Server};
 use serde_json::Value;
 use std::path::Path;
 
@@ -32,7 +31,7 @@ fn audit_list_and_verify_exit_codes() {
     let dir = temp.path();
     let db = dir.join("fleetreg.db");
     let database_url = format!("sqlite://{}", db.display());
-    let server = Server::start(dir, "fleetreg.db");
+    let server = Server::start(FLEETREG, dir, "fleetreg.db");
     for name in ["audited-one", "audited-two"] {
         let url = format!("https://api.{name}.example.com:6443");
         server.ok(&["cluster", "register", name, "--api-server-url", &url]);

@@ -1,53 +1,64 @@
-//! The harness the CLI tests share: the `fleetreg` binary with a clean
-//! environment, one run's output, and `fleetreg serve` as a child process on a
-//! free port (waiting for its address and `/health`, killed on drop).
+//! The `fleetreg` binary as child processes: `fleetreg serve` on a free port
+//! ([`Server`]: waits for its address and `/health`, runs client commands
+//! against it, killed on drop), `fleetreg sim` ([`Sim`]), and one run's output
+//! ([`Run`]).
 //!
-//! Each test file includes it with `mod common;` and uses what it needs.
-
-#![allow(dead_code)]
+//! Only the crate that builds the binary can name its path
+//! (`env!("CARGO_BIN_EXE_fleetreg")`), so its tests pass it in as a
+//! [`Binary`].
 
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_fleetreg");
-
-/// The bootstrap admin token every server these tests start takes (as
-/// `FLEETREG_ADMIN_TOKEN`) and every client command sends.
-pub const ADMIN_TOKEN: &str = "frg_cli-test-admin-token-0123456789";
-
-/// How long a server may take to start or stop on a busy machine.
+/// How long a server or simulator may take to start or stop on a busy machine.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// `fleetreg` with no `FLEETREG_*` or `RUST_LOG` from the caller's environment,
-/// the admin token (`serve` takes it as `FLEETREG_ADMIN_TOKEN`, the client
-/// commands send it) and stdin closed.
-pub fn fleetreg() -> Command {
-    let mut command = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("FLEETREG_") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
-    command.env("FLEETREG_ADMIN_TOKEN", ADMIN_TOKEN);
-    command.stdin(Stdio::null());
-    command
+/// The `fleetreg` binary under test and the admin token its runs get.
+#[derive(Debug, Clone, Copy)]
+pub struct Binary {
+    /// Its path: `env!("CARGO_BIN_EXE_fleetreg")` in the crate that builds it.
+    pub path: &'static str,
+    /// The bootstrap admin token: `serve` takes it as `FLEETREG_ADMIN_TOKEN`,
+    /// the client commands send it.
+    pub admin_token: &'static str,
 }
 
-/// [`fleetreg`] run in `dir`.
-pub fn fleetreg_in(dir: &Path) -> Command {
-    let mut command = fleetreg();
-    command.current_dir(dir);
-    command
+impl Binary {
+    /// The binary with no `FLEETREG_*` or `RUST_LOG` from the caller's
+    /// environment, `FLEETREG_ADMIN_TOKEN` set to [`Binary::admin_token`] and
+    /// stdin closed.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(self.path);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("FLEETREG_") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command.env("FLEETREG_ADMIN_TOKEN", self.admin_token);
+        command.stdin(Stdio::null());
+        command
+    }
+
+    /// [`Binary::command`] run in `dir`.
+    pub fn command_in(&self, dir: &Path) -> Command {
+        let mut command = self.command();
+        command.current_dir(dir);
+        command
+    }
 }
 
 /// What one run of the binary printed and how it ended.
+#[derive(Debug)]
 pub struct Run {
+    /// The exit code (-1 when a signal ended it).
     pub code: i32,
+    /// Its stdout (lossy UTF-8).
     pub stdout: String,
+    /// Its stderr (lossy UTF-8).
     pub stderr: String,
 }
 
@@ -57,6 +68,7 @@ impl Run {
         Run::from_output(command.output().expect("run fleetreg"))
     }
 
+    /// The run that produced `output`.
     pub fn from_output(output: Output) -> Run {
         let Output {
             status,
@@ -119,7 +131,8 @@ pub fn listening_address(log: &str) -> Option<String> {
     addr.contains(':').then_some(addr)
 }
 
-/// A minimal HTTP/1.1 GET, enough to poll `/health`.
+/// A minimal HTTP/1.1 GET of `path` at `base` (`http://ADDR`), enough to poll
+/// `/health`: the whole answer, or `None` when it could not be had.
 pub fn http_get(base: &str, path: &str) -> Option<String> {
     let addr = base.strip_prefix("http://")?;
     let mut stream =
@@ -133,17 +146,6 @@ pub fn http_get(base: &str, path: &str) -> Option<String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     Some(answer)
-}
-
-/// A free local port (bound once, then released).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-/// A local URL where nothing listens.
-pub fn dead_url() -> String {
-    format!("http://127.0.0.1:{}", free_port())
 }
 
 /// Sends SIGTERM to `child`.
@@ -173,7 +175,9 @@ pub fn wait_exit(child: &mut Child, patience: Duration) -> Option<ExitStatus> {
 /// A `fleetreg serve` child in a directory of its own (its working directory:
 /// the default key and audit head files land there), stderr and stdout each
 /// in a file; killed on drop.
+#[derive(Debug)]
 pub struct Server {
+    /// The process.
     pub child: Child,
     /// `http://ADDR` once it listens.
     pub url: String,
@@ -181,15 +185,18 @@ pub struct Server {
     pub log: PathBuf,
     /// Its stdout.
     pub stdout_log: PathBuf,
+    /// Its working directory.
     pub dir: PathBuf,
+    binary: Binary,
 }
 
 impl Server {
     /// `fleetreg serve --listen 127.0.0.1:0 --database-url sqlite://DIR/DB
     /// --no-health-checks`, started.
-    pub fn start(dir: &Path, db: &str) -> Server {
+    pub fn start(binary: Binary, dir: &Path, db: &str) -> Server {
         let url = format!("sqlite://{}", dir.join(db).display());
         Server::start_with(
+            binary,
             dir,
             &[
                 "--listen",
@@ -202,24 +209,29 @@ impl Server {
     }
 
     /// `fleetreg serve ARGS` (`RUST_LOG=info`), started.
-    pub fn start_with(dir: &Path, args: &[&str]) -> Server {
-        Server::start_with_env(dir, args, &[])
+    pub fn start_with(binary: Binary, dir: &Path, args: &[&str]) -> Server {
+        Server::start_with_env(binary, dir, args, &[])
     }
 
     /// `fleetreg serve ARGS` with `env` added (it may override `RUST_LOG`),
     /// waiting until it logs its address and `/health` answers.
-    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut server = Server::spawn(dir, args, env);
+    pub fn start_with_env(
+        binary: Binary,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut server = Server::spawn(binary, dir, args, env);
         server.wait_listening();
         server
     }
 
     /// `fleetreg serve ARGS` with `env` added, not waited for.
-    pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub fn spawn(binary: Binary, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let id = unique();
         let log = dir.join(format!("serve-{id}.log"));
         let stdout_log = dir.join(format!("serve-{id}.stdout"));
-        let mut command = fleetreg_in(dir);
+        let mut command = binary.command_in(dir);
         command
             .arg("serve")
             .args(args)
@@ -235,6 +247,7 @@ impl Server {
             log,
             stdout_log,
             dir: dir.to_owned(),
+            binary,
         }
     }
 
@@ -294,7 +307,7 @@ impl Server {
 
     /// `fleetreg` in the server's directory, pointed at it (`FLEETREG_URL`).
     pub fn command(&self) -> Command {
-        let mut command = fleetreg_in(&self.dir);
+        let mut command = self.binary.command_in(&self.dir);
         command.env("FLEETREG_URL", &self.url);
         command
     }
@@ -358,6 +371,73 @@ impl Server {
 }
 
 impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `fleetreg sim` as a child process on a free port, its stdout and stderr in
+/// files in its directory (`sim.stdout`, `sim.stderr`); killed on drop.
+#[derive(Debug)]
+pub struct Sim {
+    /// The process.
+    pub child: Child,
+    /// Where its clusters are: `http://ADDR` (a cluster at `/c/<name>`).
+    pub base_url: String,
+    /// Its stderr (where it logs and announces its address).
+    pub stderr: PathBuf,
+}
+
+impl Sim {
+    /// `fleetreg sim --listen 127.0.0.1:0` in `dir` with `env` added (e.g.
+    /// `RUST_LOG`), waiting until it announces its address.
+    pub fn start(binary: Binary, dir: &Path, env: &[(&str, &str)]) -> Sim {
+        let stderr = dir.join("sim.stderr");
+        let mut command = binary.command_in(dir);
+        command
+            .args(["sim", "--listen", "127.0.0.1:0"])
+            .stdout(std::fs::File::create(dir.join("sim.stdout")).expect("create sim stdout"))
+            .stderr(std::fs::File::create(&stderr).expect("create sim stderr"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut sim = Sim {
+            child: command.spawn().expect("start fleetreg sim"),
+            base_url: String::new(),
+            stderr,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = std::fs::read_to_string(&sim.stderr).unwrap_or_default();
+            // `fleetreg sim: 0 clusters at http://ADDR/c/<name>, admin API at …`
+            if let Some(url) = text
+                .split(" clusters at ")
+                .nth(1)
+                .and_then(|rest| rest.split("/c/<name>").next())
+            {
+                sim.base_url = url.to_owned();
+                return sim;
+            }
+            if let Ok(Some(status)) = sim.child.try_wait() {
+                panic!("fleetreg sim exited with {status}:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "sim did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to [`PATIENCE`]) for it to exit.
+    pub fn stop(&mut self) {
+        sigterm(&self.child);
+        assert!(
+            wait_exit(&mut self.child, PATIENCE).is_some(),
+            "sim did not stop"
+        );
+    }
+}
+
+impl Drop for Sim {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

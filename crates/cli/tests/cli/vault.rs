@@ -4,9 +4,8 @@
 //! alone; `audit verify` still passes; `--rewrap-only` takes keys from
 //! FLEETREG_MASTER_KEY, which a plain rotation refuses (exit 1, nothing written).
 
-mod common;
-
-use common::{fleetreg_in, Run, Server};
+use crate::common::{fleetreg_in, FLEETREG};
+use fleetreg_testkit::spawn::{Run, Server};
 use std::path::Path;
 
 /// A master key (32 bytes of 7, base64).
@@ -67,7 +66,7 @@ fn rotate_master_key_refuses_an_environment_key() {
 fn rotate_master_key_then_serve_with_both_keys_not_the_old_alone() {
     let temp = tempfile::tempdir().expect("tempdir");
     let dir = temp.path();
-    Server::start_with_env(dir, SERVE_ARGS, &[]).stop();
+    Server::start_with_env(FLEETREG, dir, SERVE_ARGS, &[]).stop();
     let old = key_lines(dir);
     assert_eq!(old.len(), 1);
 
@@ -103,12 +102,18 @@ fn rotate_master_key_then_serve_with_both_keys_not_the_old_alone() {
     );
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("does NOT open"), "{}", out.stdout);
-    let log = Server::spawn(dir, SERVE_ARGS, &[("FLEETREG_MASTER_KEY", &old[0])]).refused();
+    let log = Server::spawn(
+        FLEETREG,
+        dir,
+        SERVE_ARGS,
+        &[("FLEETREG_MASTER_KEY", &old[0])],
+    )
+    .refused();
     assert!(
         log.contains("cannot decrypt the stored credentials"),
         "{log}"
     );
-    Server::start_with_env(dir, SERVE_ARGS, &[]).stop();
+    Server::start_with_env(FLEETREG, dir, SERVE_ARGS, &[]).stop();
 
     // Keys from the environment: re-wrap only, new key first.
     let both = format!("{},{}", keys[0], keys[1]);

@@ -3,9 +3,8 @@
 //! registration that was acknowledged with 201 must be there, with its event.
 //! Runs on SQLite and on PostgreSQL (a database of its own, dropped after).
 
-mod common;
-
-use common::{fleetreg_in, free_port, ADMIN_TOKEN};
+use crate::common::{fleetreg_in, ADMIN_TOKEN};
+use fleetreg_testkit::free_port;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -290,62 +289,13 @@ async fn sigkill_loses_no_acknowledged_registration_sqlite() {
     kill_mid_registrations_loses_nothing(&url, dir.path()).await;
 }
 
-/// A PostgreSQL database of the test's own, dropped on drop.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_acknowledged_registration_postgres() {
-    use sqlx::Connection;
-    let admin_url = std::env::var("FLEETREG_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
-        Ok(conn) => conn,
-        Err(error) => {
-            if std::env::var("FLEETREG_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!("FLEETREG_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {error}");
-            }
-            eprintln!("SKIP: PostgreSQL at {admin_url} is unreachable ({error}); set FLEETREG_TEST_POSTGRES_URL or FLEETREG_REQUIRE_POSTGRES=1");
-            return;
-        }
+    let Some(database) = fleetreg_testkit::postgres_database().await else {
+        return;
     };
-    let name = format!("fleetreg_durability_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let _ = conn.close().await;
-    let url = match admin_url.rfind('/') {
-        Some(i) if i > "postgres://".len() => format!("{}/{name}", &admin_url[..i]),
-        _ => format!("{admin_url}/{name}"),
-    };
-    let _database = PgDatabase { admin_url, name };
     let dir = tempfile::tempdir().unwrap();
-    kill_mid_registrations_loses_nothing(&url, dir.path()).await;
+    kill_mid_registrations_loses_nothing(&database.url, dir.path()).await;
 }
 
 /// A client builder that sends the admin token.

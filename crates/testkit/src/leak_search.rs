@@ -1,13 +1,20 @@
-//! The search for secret markers, shared by the marker leak tests of issue 5:
-//! `crates/server/tests/api/leaks.rs` (in-process server) and
-//! `crates/cli/tests/leaks.rs` (the real binaries as child processes, which
-//! includes this file with `#[path]`).
+//! Leak markers and the search for them, shared by the marker leak tests of
+//! issue 5: `crates/server/tests/api/leaks.rs` (in-process server) and
+//! `crates/cli/tests/cli/leaks.rs` (the real binaries as child processes).
 //!
-//! A marker is found plain, by its random part alone, or inside base64 of any
-//! data that holds it (standard and URL-safe alphabets, padded or not, at each
-//! of the three byte offsets).
+//! A marker ([`marker`]) is a unique string a test uses as a secret. It is
+//! found plain, by its random part alone, or inside base64 of any data that
+//! holds it (standard and URL-safe alphabets, padded or not, at each of the
+//! three byte offsets).
 
 use base64::Engine;
+
+/// A fresh leak marker of `kind`: `leakmark-KIND-RANDOM`, where `RANDOM` is
+/// 32 hex digits (a UUID) that nothing else contains. `kind` (letters only,
+/// no `-`) tells the markers of one test apart in a report.
+pub fn marker(kind: &str) -> String {
+    format!("leakmark-{kind}-{}", uuid::Uuid::new_v4().simple())
+}
 
 /// One form in which a marker could appear.
 pub struct Needle {

@@ -1,0 +1,14 @@
+//! The `fleetreg` binary as a user runs it, as one test binary: each module
+//! starts `fleetreg serve` (and `fleetreg sim`) as child processes through
+//! `fleetreg_testkit::spawn` and runs client commands against them; `common`
+//! names the binary.
+
+mod audit;
+mod cli;
+mod common;
+mod credentials;
+mod durability;
+mod leaks;
+mod secrets_backend;
+mod serve_config;
+mod vault;

@@ -1,0 +1,138 @@
+//! The store's clock (`StoreOptions::clock`): every write is stamped with its
+//! time, observations without a time of their own are sampled into the
+//! health history by it, and expiry is judged by it in reads.
+
+use crate::harness::*;
+use chrono::{DateTime, Duration, Utc};
+use fleetreg_model::{Clock, ClusterState, ClusterStatus, CredentialWrite};
+use fleetreg_store::{PutCredentials, StoreOptions};
+use serde_json::json;
+use std::time::Duration as StdDuration;
+
+/// A fixed start, far from the wall clock.
+fn start() -> DateTime<Utc> {
+    "2031-05-06T07:08:09.123456Z".parse().unwrap()
+}
+
+/// Hourly history samples, on a manual clock standing at [`start`].
+fn on_a_manual_clock() -> StoreOptions {
+    StoreOptions {
+        history_sample: StdDuration::from_secs(3600),
+        clock: Clock::manual(start()),
+        ..test_options()
+    }
+}
+
+/// An ONLINE observation without a time of its own.
+fn unstamped() -> ClusterStatus {
+    ClusterStatus {
+        checked_at: None,
+        ..status(ClusterState::Online, 90, start())
+    }
+}
+
+store_test!(
+    writes_are_stamped_by_the_stores_clock,
+    options = on_a_manual_clock(),
+    |store| async move {
+        let clock = store.clock().clone();
+        assert_eq!(clock.now(), start());
+        let cluster = insert(&store, "clocked").await;
+        assert_eq!((cluster.created_at, cluster.updated_at), (start(), start()));
+        let registered = events_from(&store, 0).await;
+        assert_eq!(registered[0].occurred_at, start());
+        assert_eq!(audit_log(&store).await[0].at, start());
+
+        let later = clock.advance(Duration::hours(1));
+        let updated = store
+            .update_cluster(
+                cluster.id,
+                None,
+                patch(json!({ "region": "r1" })),
+                &operator(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated.created_at, start());
+        assert_eq!(updated.updated_at, later);
+        let log = events_from(&store, 0).await;
+        assert_eq!(log[1].occurred_at, later);
+        let audit = audit_log(&store).await;
+        assert_eq!(audit.last().unwrap().at, later);
+    }
+);
+
+store_test!(
+    unstamped_observations_are_sampled_by_the_clock,
+    options = on_a_manual_clock(),
+    |store| async move {
+        let clock = store.clock().clone();
+        let cluster = insert(&store, "observed").await;
+        // (minutes after the start, whether sampled): hourly, ONLINE throughout.
+        for (minute, sampled) in [
+            (0, true),
+            (59, false),
+            (60, true),
+            (119, false),
+            (121, true),
+        ] {
+            clock.set(start() + Duration::minutes(minute));
+            let before = store
+                .list_health_history(cluster.id, None, 100)
+                .await
+                .unwrap();
+            store
+                .record_status(cluster.id, unstamped(), None)
+                .await
+                .unwrap();
+            let after = store
+                .list_health_history(cluster.id, None, 100)
+                .await
+                .unwrap();
+            assert_eq!(
+                after.len() - before.len(),
+                usize::from(sampled),
+                "minute {minute}"
+            );
+            if sampled {
+                assert_eq!(after[0].checked_at, clock.now(), "minute {minute}");
+            }
+        }
+    }
+);
+
+store_test!(
+    expiry_in_reads_is_judged_by_the_clock,
+    options = on_a_manual_clock(),
+    |store| async move {
+        let clock = store.clock().clone();
+        let cluster = insert(&store, "expiring").await;
+        let expires = start() + Duration::days(2);
+        let put = PutCredentials {
+            expires_at: Some(expires),
+            ..sealed_token(cluster.id, CredentialWrite::Store)
+        };
+        store.put_credentials(put, &operator()).await.unwrap();
+        let far = start() + Duration::days(30);
+        let expired = || async {
+            let items = store.expiring_credentials(far, 10).await.unwrap();
+            assert_eq!(items.len(), 1);
+            items[0].expired
+        };
+        assert!(!expired().await, "two days ahead of the clock");
+        clock.set(expires - Duration::microseconds(1));
+        assert!(!expired().await, "a microsecond before");
+        clock.set(expires);
+        assert!(expired().await, "at the expiry");
+        assert_eq!(
+            store
+                .get_credentials(cluster.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .created_at,
+            start(),
+            "stamped by the clock"
+        );
+    }
+);
