@@ -41,7 +41,7 @@ for target in $targets; do
     mkdir -p "$work" "$artifacts"
     echo "== $target: ${seconds}s"
     "target/$host/$profile/$target" "$work" "corpus/$target" \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="$artifacts" -print_final_stats=1
 done
 echo "fuzz: every target ran ${seconds}s without a crash"

@@ -257,6 +257,19 @@ async fn on_blocking_pool<T: Send + 'static>(
     .map_err(|_| StoreError::Closed)
 }
 
+impl SqliteEngine {
+    /// The write connection, out of any transaction: one left inside a
+    /// transaction (its rollback and its reopening both failed when the last
+    /// one ended) is brought out now, or the write is refused.
+    async fn clean_writer(&self) -> Result<OwnedMutexGuard<Connection>, StoreError> {
+        let mut conn = self.writer.clone().lock_owned().await;
+        if !out_of_transaction(&conn) {
+            *conn = self.file.open_writer().map_err(sqlite_error)?;
+        }
+        Ok(conn)
+    }
+}
+
 #[async_trait]
 impl Engine for SqliteEngine {
     fn dialect(&self) -> &'static Dialect {
@@ -272,7 +285,7 @@ impl Engine for SqliteEngine {
     }
 
     async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
-        let conn = self.writer.clone().lock_owned().await;
+        let conn = self.clean_writer().await?;
         let sql = sql.clone();
         on_blocking_pool(conn, move |conn| execute(conn, &sql))
             .await?
@@ -289,14 +302,17 @@ impl Engine for SqliteEngine {
     }
 
     async fn begin(&self) -> Result<Box<dyn Tx>, StoreError> {
+        let conn = self.clean_writer().await?;
+        // IMMEDIATE takes the write lock up front instead of upgrading
+        // mid-batch; on the blocking pool, since another process (e.g.
+        // `vault rotate-master-key`) may hold it for up to the busy timeout.
+        let (conn, begun) =
+            on_blocking_pool(conn, |conn| conn.execute_batch("BEGIN IMMEDIATE")).await?;
         let tx = WriteTx {
-            conn: Some(self.writer.clone().lock_owned().await),
+            conn: Some(conn),
             file: self.file.clone(),
         };
-        // IMMEDIATE takes the write lock up front instead of upgrading mid-batch.
-        tx.conn()?
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(sqlite_error)?;
+        begun.map_err(sqlite_error)?;
         Ok(Box::new(tx))
     }
 
@@ -322,17 +338,20 @@ fn fetch(conn: &Connection, sql: &Sql) -> Result<Vec<Row>, StoreError> {
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite_error)? {
         let values = (0..columns.len())
-            .map(|i| row.get_ref(i).map(value).map_err(sqlite_error))
+            .map(|i| value(row.get_ref(i).map_err(sqlite_error)?))
             .collect::<Result<Vec<_>, _>>()?;
         out.push(Row::new(columns.clone(), values));
     }
     Ok(out)
 }
 
-/// Runs a statement on `conn`; how many rows it changed.
+/// Runs a statement on `conn` to its end (rows it returns, as a `PRAGMA`
+/// does, are skipped); how many rows it changed.
 fn execute(conn: &Connection, sql: &Sql) -> Result<u64, StoreError> {
-    let changed = prepare(conn, sql)?.raw_execute().map_err(sqlite_error)?;
-    Ok(changed as u64)
+    let mut statement = prepare(conn, sql)?;
+    let mut rows = statement.raw_query();
+    while rows.next().map_err(sqlite_error)?.is_some() {}
+    Ok(conn.changes())
 }
 
 /// The statement, from the connection's cache, with its parameters bound.
@@ -344,14 +363,15 @@ fn prepare<'c>(
     let mut statement = conn.prepare_cached(sql.text()).map_err(sqlite_error)?;
     let params = sql.params();
     for index in 1..=statement.parameter_count() {
-        let position = statement
-            .parameter_name(index)
-            .and_then(|name| name.strip_prefix('$'))
+        let name = statement.parameter_name(index).unwrap_or("?");
+        let value = name
+            .strip_prefix('$')
             .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(index);
-        let value = params.get(position - 1).ok_or_else(|| {
-            StoreError::Corrupt(format!("statement parameter ${position} has no value"))
-        })?;
+            .and_then(|position| position.checked_sub(1))
+            .and_then(|at| params.get(at))
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("statement parameter {name:?} has no value"))
+            })?;
         bind(&mut statement, index, value)?;
     }
     Ok(statement)
@@ -375,25 +395,34 @@ fn bind(
     bound.map_err(sqlite_error)
 }
 
-/// A column by its stored (not declared) type.
-fn value(raw: ValueRef<'_>) -> Value {
-    match raw {
+/// A column by its stored (not declared) type; TEXT that is not UTF-8 is corrupt.
+fn value(raw: ValueRef<'_>) -> Result<Value, StoreError> {
+    Ok(match raw {
         ValueRef::Null => Value::Text(None),
         ValueRef::Integer(n) => Value::Int(Some(n)),
         ValueRef::Real(x) => Value::Float(Some(x)),
-        ValueRef::Text(text) => Value::Text(Some(String::from_utf8_lossy(text).into_owned())),
+        ValueRef::Text(text) => match std::str::from_utf8(text) {
+            Ok(text) => Value::Text(Some(text.to_owned())),
+            Err(e) => {
+                return Err(StoreError::Corrupt(format!(
+                    "stored text is not UTF-8: {e}"
+                )))
+            }
+        },
         ValueRef::Blob(bytes) => Value::Blob(Some(bytes.to_vec())),
-    }
+    })
 }
 
-/// A SQLite error as the store reports it: a full disk, an I/O error or a
-/// file that cannot be opened is `Unavailable` (503, retry later); anything
-/// else is `Sqlite` (logged, 500).
+/// A SQLite error as the store reports it: a full disk, an I/O error, a file
+/// that cannot be opened or a lock another process held past the busy
+/// timeout is `Unavailable` (503, retry later); anything else is `Sqlite`
+/// (logged, 500).
 fn sqlite_error(error: rusqlite::Error) -> StoreError {
     let cause = match &error {
         // Extended result codes: the primary code is the low byte.
         rusqlite::Error::SqliteFailure(failure, _) => match failure.extended_code & 0xff {
             13 => Some("the database's disk is full; writes resume when space is freed"),
+            5 | 6 => Some("the database is locked by another process"),
             10 => Some("the database's disk reported an I/O error"),
             14 => Some("the database file cannot be opened"),
             _ => None,
@@ -442,5 +471,60 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         // A missing directory: let SQLite report it the way it always does.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::SQLITE;
+
+    async fn engine(dir: &tempfile::TempDir) -> SqliteEngine {
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        open(&url).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_storage_relief_statement_runs_as_a_statement() {
+        // It returns a row; the writer's retry after a full disk needs it to succeed.
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir).await;
+        let relief = SQLITE.relieve_storage.expect("SQLite gives back storage");
+        engine.execute(&Sql::new(relief)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn numbered_parameters_bind_by_number_wherever_they_appear() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir).await;
+        let sql = Sql::new("SELECT $2 AS b, $1 AS a, $2 AS again")
+            .arg(1i64)
+            .arg("two");
+        let row = engine.fetch_one(&sql).await.unwrap();
+        assert_eq!(row.get::<String>("b").unwrap(), "two");
+        assert_eq!(row.get::<i64>("a").unwrap(), 1);
+        assert_eq!(row.get::<String>("again").unwrap(), "two");
+
+        let unnumbered = Sql::new("SELECT ?");
+        assert!(matches!(
+            engine.fetch(&unnumbered).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        let zero = Sql::new("SELECT $0");
+        assert!(matches!(
+            engine.fetch(&zero).await,
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn text_that_is_not_utf8_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir).await;
+        let sql = Sql::new("SELECT CAST(x'ff' AS TEXT)");
+        assert!(matches!(
+            engine.fetch(&sql).await,
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }
