@@ -69,7 +69,7 @@ fn capability_counts_sql(flag: fn(&[&str]) -> String) -> String {
 
 /// The summary of seed 4.2.
 pub(crate) async fn fleet_summary(engine: &dyn Engine) -> Result<FleetSummary, StoreError> {
-    let rows = engine.fetch(&Sql::new(SUMMARY_SQL)).await?;
+    let rows = engine.scan(&Sql::new(SUMMARY_SQL)).await?;
     let groups = rows
         .iter()
         .map(|row| {

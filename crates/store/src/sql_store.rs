@@ -467,7 +467,12 @@ impl Store for SqlStore {
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let mut sql = Sql::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log"));
         push_audit_filter(&mut sql, query);
-        self.fetch_as(&sql, audit_from_row).await
+        self.engine
+            .scan(&sql)
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
     }
 
     async fn list_audit_chain(

@@ -48,6 +48,12 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn durability(&self) -> &str;
     /// Runs a query on a reader, outside a transaction.
     async fn fetch(&self, sql: &Sql) -> Result<Vec<Row>, StoreError>;
+    /// Runs a query that may read many rows (an aggregate, an unindexed
+    /// filter) on a reader: an engine that runs reads on the async worker
+    /// runs this one off it.
+    async fn scan(&self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
+        self.fetch(sql).await
+    }
     /// Runs a statement on the write connection, in its own transaction.
     async fn execute(&self, sql: &Sql) -> Result<u64, StoreError>;
     /// A read-only transaction that sees one snapshot throughout.

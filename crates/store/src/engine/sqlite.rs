@@ -177,14 +177,29 @@ fn out_of_transaction(conn: &Connection) -> bool {
 /// A read-only transaction on a reader: one snapshot from its first read.
 struct SnapshotTx(Reader);
 
+/// Runs `work` off the async worker when the runtime has others to take
+/// over its tasks (`block_in_place`), else where it is: for reads that may
+/// scan many rows, so they do not hold up every task queued on this worker.
+fn off_the_worker<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+/// Snapshots serve the multi-statement reads (list pages with their totals,
+/// the fleet views): they run off the worker.
 #[async_trait]
 impl Tx for SnapshotTx {
     async fn fetch(&mut self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
-        fetch(self.0.conn()?, sql)
+        let conn = self.0.conn()?;
+        off_the_worker(|| fetch(conn, sql))
     }
 
     async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
-        execute(self.0.conn()?, sql)
+        let conn = self.0.conn()?;
+        off_the_worker(|| execute(conn, sql))
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
@@ -282,6 +297,12 @@ impl Engine for SqliteEngine {
 
     async fn fetch(&self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
         fetch(self.readers.take().await?.conn()?, sql)
+    }
+
+    async fn scan(&self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
+        let reader = self.readers.take().await?;
+        let conn = reader.conn()?;
+        off_the_worker(|| fetch(conn, sql))
     }
 
     async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
