@@ -39,21 +39,30 @@ pub struct ServerError {
     pub status: StatusCode,
     /// The envelope's `details` (`null` when absent).
     pub details: Value,
+    /// A line on what to do about it, e.g. where the token was looked for.
+    pub hint: Option<String>,
 }
 
 /// The resolved connection: where to send requests and with which token.
 pub struct Client {
     base: String,
     token: Option<String>,
+    /// Where the token came from (`--token`, `FLEETREG_TOKEN`, …), for the
+    /// hint under `UNAUTHENTICATED`.
+    token_source: Option<String>,
     http: reqwest::Client,
+}
+
+/// The file `serve` writes the admin token to, as the CLI looks for it
+/// (`FLEETREG_ADMIN_TOKEN_FILE`, else `./fleetreg-admin.token`).
+fn admin_token_path() -> String {
+    non_empty_env("FLEETREG_ADMIN_TOKEN_FILE").unwrap_or_else(|| "./fleetreg-admin.token".into())
 }
 
 /// The admin token `serve` wrote in this directory, if any
 /// (`FLEETREG_ADMIN_TOKEN_FILE` names another file).
 fn admin_token_file() -> Option<String> {
-    let path =
-        non_empty_env("FLEETREG_ADMIN_TOKEN_FILE").unwrap_or_else(|| "fleetreg-admin.token".into());
-    std::fs::read_to_string(path)
+    std::fs::read_to_string(admin_token_path())
         .ok()
         .map(|text| text.trim().to_owned())
         .filter(|t| !t.is_empty())
@@ -78,18 +87,30 @@ impl Client {
                 "invalid server URL {base:?} (from {source}); expected e.g. http://127.0.0.1:8080"
             ),
         }
-        let token = args
-            .token
-            .clone()
-            .filter(|s| !s.trim().is_empty())
-            .or_else(|| non_empty_env("FLEETREG_TOKEN"))
-            .or_else(|| non_empty_env("FLEETREG_ADMIN_TOKEN"))
-            .or_else(admin_token_file);
+        let found = |token: Option<String>, source: String| token.map(|t| (t, source));
+        let (token, token_source) = found(
+            args.token.clone().filter(|s| !s.trim().is_empty()),
+            "--token".into(),
+        )
+        .or_else(|| found(non_empty_env("FLEETREG_TOKEN"), "FLEETREG_TOKEN".into()))
+        .or_else(|| {
+            found(
+                non_empty_env("FLEETREG_ADMIN_TOKEN"),
+                "FLEETREG_ADMIN_TOKEN".into(),
+            )
+        })
+        .or_else(|| found(admin_token_file(), admin_token_path()))
+        .unzip();
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("fleetreg-cli/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Client { base, token, http })
+        Ok(Client {
+            base,
+            token,
+            token_source,
+            http,
+        })
     }
 
     /// A request to `path` (starting with `/`), with the default time limit.
@@ -153,13 +174,31 @@ impl Client {
         let message = body["error"]["message"]
             .as_str()
             .map_or_else(|| format!("the server answered {status}"), str::to_owned);
+        let hint = (status == StatusCode::UNAUTHORIZED).then(|| self.token_hint());
         Err(ServerError {
             code,
             message,
             status,
             details: body["error"]["details"].clone(),
+            hint,
         }
         .into())
+    }
+
+    /// Where the refused token came from, and where tokens are looked for.
+    fn token_hint(&self) -> String {
+        let order = format!(
+            "--token, then FLEETREG_TOKEN, then FLEETREG_ADMIN_TOKEN, then the file {}",
+            admin_token_path()
+        );
+        match &self.token_source {
+            Some(source) => format!(
+                "the token from {source} was refused (unknown, revoked or expired); tokens are taken from {order}"
+            ),
+            None => format!(
+                "no token was sent: none in {order} (`fleetreg serve` writes that file in its working directory on first start)"
+            ),
+        }
     }
 }
 
@@ -173,10 +212,12 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Prints `error: CODE: message` (or the cause chain of a local error) to stderr.
 ///
-/// A cause whose text the message above it already contains is not repeated.
+/// A server error is followed by its `details` (see [`details_lines`]) and a
+/// hint when there is one. A cause whose text the message above it already
+/// contains is not repeated.
 pub fn print_error(error: &anyhow::Error) {
     if let Some(server) = error.downcast_ref::<ServerError>() {
-        eprintln!("error: {}: {}", server.code, server.message);
+        eprint!("{}", server_error_text(server));
         return;
     }
     eprintln!("error: {error}");
@@ -188,6 +229,44 @@ pub fn print_error(error: &anyhow::Error) {
         }
         shown = text;
     }
+}
+
+/// The text [`print_error`] shows for a server error.
+fn server_error_text(server: &ServerError) -> String {
+    let mut out = format!("error: {}: {}\n", server.code, server.message);
+    out.push_str(&details_lines(&server.details));
+    if let Some(hint) = &server.hint {
+        out.push_str(&format!("  hint: {hint}\n"));
+    }
+    out
+}
+
+/// The envelope's `details` as indented `key: value` lines, `cause` first:
+/// scalars as they are, lists of scalars joined with `, `, nested objects as
+/// compact JSON (e.g. a refresh's recorded `status`).
+fn details_lines(details: &Value) -> String {
+    let Some(map) = details.as_object() else {
+        return match details {
+            Value::Null => String::new(),
+            Value::String(text) => format!("  details: {text}\n"),
+            other => format!("  details: {other}\n"),
+        };
+    };
+    let text = |value: &Value| match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_by_key(|k| (k.as_str() != "cause", k.as_str()));
+    keys.into_iter()
+        .filter(|k| !map[*k].is_null())
+        .map(|k| format!("  {k}: {}\n", text(&map[k])))
+        .collect()
 }
 
 /// Percent-encodes one path segment (a cluster name typed by a user).
@@ -206,6 +285,45 @@ pub fn path_segment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server_error(code: &str, details: Value, hint: Option<&str>) -> ServerError {
+        ServerError {
+            code: code.into(),
+            message: "the API server of cluster c1 is unreachable".into(),
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            details,
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn server_errors_show_their_details_cause_first() {
+        let text = server_error_text(&server_error(
+            "CLUSTER_UNREACHABLE",
+            serde_json::json!({
+                "cluster": "0190", "api_server_url": "https://a:6443",
+                "cause": "connection refused", "status": {"state": "OFFLINE"}
+            }),
+            None,
+        ));
+        assert_eq!(
+            text,
+            "error: CLUSTER_UNREACHABLE: the API server of cluster c1 is unreachable\n  \
+             cause: connection refused\n  api_server_url: https://a:6443\n  cluster: 0190\n  \
+             status: {\"state\":\"OFFLINE\"}\n"
+        );
+        let text = server_error_text(&server_error(
+            "CREDENTIALS_ORIGIN_CHANGED",
+            serde_json::json!({"moved": ["https://a:6443", "https://b:6443"], "binding": null}),
+            Some("try again"),
+        ));
+        assert!(
+            text.ends_with("\n  moved: https://a:6443, https://b:6443\n  hint: try again\n"),
+            "{text}"
+        );
+        let text = server_error_text(&server_error("X", Value::Null, None));
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
 
     #[test]
     fn encodes_path_segments() {

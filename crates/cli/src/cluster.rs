@@ -124,6 +124,23 @@ pub struct LabelArg {
     value: String,
 }
 
+/// A wire enum's values, in the API's case (`EDGE`, `FAR_EDGE`).
+const CLUSTER_TYPES: &[&str] = &["HUB", "SPOKE", "EDGE", "FAR_EDGE"];
+const PLATFORMS: &[&str] = &["OPENSHIFT", "KUBERNETES", "MICROSHIFT"];
+const ENVIRONMENTS: &[&str] = &["PRODUCTION", "STAGING", "DEVELOPMENT", "LAB"];
+const STATES: &[&str] = &["UNKNOWN", "ONLINE", "DEGRADED", "OFFLINE"];
+
+/// One case rule for every enum flag: any case is accepted (with the arg's
+/// `ignore_case`) and the API's upper-case form is sent; anything else is
+/// refused before a request, listing the values.
+fn wire_enum(
+    values: &'static [&'static str],
+) -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(values.iter().copied())
+        .map(|value| value.to_ascii_uppercase())
+}
+
 fn parse_label(text: &str) -> Result<LabelArg, String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok(LabelArg {
@@ -152,11 +169,11 @@ pub struct MetadataArgs {
     /// Human-readable name.
     #[arg(long, value_name = "TEXT")]
     display_name: Option<String>,
-    /// HUB, SPOKE, EDGE or FAR_EDGE [register default: SPOKE].
-    #[arg(long = "type", value_name = "TYPE")]
+    /// HUB, SPOKE, EDGE or FAR_EDGE, any case [register default: SPOKE].
+    #[arg(long = "type", value_name = "TYPE", ignore_case = true, value_parser = wire_enum(CLUSTER_TYPES))]
     cluster_type: Option<String>,
-    /// OPENSHIFT, KUBERNETES or MICROSHIFT [register default: OPENSHIFT].
-    #[arg(long)]
+    /// OPENSHIFT, KUBERNETES or MICROSHIFT, any case [register default: OPENSHIFT].
+    #[arg(long, ignore_case = true, value_parser = wire_enum(PLATFORMS))]
     platform: Option<String>,
     /// Platform version, e.g. 4.14.
     #[arg(long, value_name = "VERSION")]
@@ -164,8 +181,8 @@ pub struct MetadataArgs {
     /// Region, e.g. us-east-1.
     #[arg(long)]
     region: Option<String>,
-    /// PRODUCTION, STAGING, DEVELOPMENT or LAB [register default: DEVELOPMENT].
-    #[arg(long)]
+    /// PRODUCTION, STAGING, DEVELOPMENT or LAB, any case [register default: DEVELOPMENT].
+    #[arg(long, ignore_case = true, value_parser = wire_enum(ENVIRONMENTS))]
     environment: Option<String>,
     /// Label KEY=VALUE; repeat for several (on update: replaces all labels).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -201,17 +218,17 @@ pub struct ListArgs {
     /// Names containing this text.
     #[arg(long, value_name = "TEXT")]
     name: Option<String>,
-    /// HUB, SPOKE, EDGE or FAR_EDGE.
-    #[arg(long = "type", value_name = "TYPE")]
+    /// HUB, SPOKE, EDGE or FAR_EDGE, any case.
+    #[arg(long = "type", value_name = "TYPE", ignore_case = true, value_parser = wire_enum(CLUSTER_TYPES))]
     cluster_type: Option<String>,
-    /// PRODUCTION, STAGING, DEVELOPMENT or LAB.
-    #[arg(long)]
+    /// PRODUCTION, STAGING, DEVELOPMENT or LAB, any case.
+    #[arg(long, ignore_case = true, value_parser = wire_enum(ENVIRONMENTS))]
     environment: Option<String>,
     /// Region (exact).
     #[arg(long)]
     region: Option<String>,
-    /// UNKNOWN, ONLINE, DEGRADED or OFFLINE.
-    #[arg(long)]
+    /// UNKNOWN, ONLINE, DEGRADED or OFFLINE, any case.
+    #[arg(long, ignore_case = true, value_parser = wire_enum(STATES))]
     state: Option<String>,
     /// Only clusters with (true) or without (false) GPU nodes.
     #[arg(long, value_name = "BOOL")]
@@ -1115,6 +1132,63 @@ mod tests {
         assert!(Test::try_parse_from(argv).is_err());
         let argv = ["test", "update", "c1", "--label", "nolabel"];
         assert!(Test::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn enum_flags_take_any_case_and_send_the_api_form_everywhere() {
+        let parse = |args: &[&str]| Test::try_parse_from(["test"].iter().chain(args));
+        let url = "https://a.example.com:6443";
+        let register = |value: &str| match parse(&[
+            "register",
+            "c1",
+            "--api-server-url",
+            url,
+            "--type",
+            value,
+        ]) {
+            Ok(Test {
+                command: ClusterCommand::Register(args),
+            }) => args.metadata.cluster_type,
+            other => panic!("register --type {value}: {:?}", other.err()),
+        };
+        let list = |value: &str| match parse(&["list", "--type", value]) {
+            Ok(Test {
+                command: ClusterCommand::List(args),
+            }) => args.cluster_type,
+            other => panic!("list --type {value}: {:?}", other.err()),
+        };
+        for value in ["edge", "Edge", "EDGE"] {
+            assert_eq!(register(value).as_deref(), Some("EDGE"));
+            assert_eq!(list(value).as_deref(), Some("EDGE"));
+        }
+        assert_eq!(list("far_edge").as_deref(), Some("FAR_EDGE"));
+        let update = update(&["--environment", "staging", "--platform", "microshift"]);
+        assert_eq!(update.metadata.environment.as_deref(), Some("STAGING"));
+        assert_eq!(update.metadata.platform.as_deref(), Some("MICROSHIFT"));
+        match parse(&["list", "--state", "online"]) {
+            Ok(Test {
+                command: ClusterCommand::List(args),
+            }) => assert_eq!(args.state.as_deref(), Some("ONLINE")),
+            other => panic!("list --state online: {:?}", other.err()),
+        }
+        // Anything else is refused by both, naming the values.
+        for args in [
+            &[
+                "register",
+                "c1",
+                "--api-server-url",
+                url,
+                "--type",
+                "mainframe",
+            ][..],
+            &["list", "--type", "mainframe"],
+        ] {
+            let error = parse(args).err().expect("refused").to_string();
+            assert!(
+                error.contains("HUB") && error.contains("FAR_EDGE"),
+                "{args:?}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::client::{Client, ConnectArgs, ServerError};
 use crate::cluster::{fetch, id_of};
-use crate::output::{print_whole, table, write_stdout, Column, Format};
+use crate::output::{print, print_whole, table, write_stdout, Column, Format};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -33,7 +33,8 @@ fail, the old ones stay in force.";
 
 const EXPIRING_EXAMPLES: &str = "Examples:
   fleetreg credentials expiring                  # within credentials.rotation_warning_days (7)
-  fleetreg credentials expiring --within-days 30 -o json";
+  fleetreg credentials expiring --within-days 30 -o json
+  fleetreg credentials expiring --within-days 90 -o csv > expiring.csv";
 
 const ALL_EXAMPLES: &str = "Examples:
   fleetreg credentials store prod-east-1 --kubeconfig ./prod-east-1.kubeconfig
@@ -158,7 +159,10 @@ pub struct ExpiringArgs {
     #[arg(long, value_name = "N")]
     limit: Option<u32>,
     #[command(flatten)]
-    common: Common,
+    connect: ConnectArgs,
+    /// Output format (csv: one row per cluster, the table's columns).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 /// The server refused the credentials: its message plus what each component
@@ -417,7 +421,7 @@ fn rotation_text(rotation: &Value) -> String {
 }
 
 async fn expiring(args: ExpiringArgs) -> anyhow::Result<()> {
-    let client = Client::from_args(&args.common.connect)?;
+    let client = Client::from_args(&args.connect)?;
     let query: Vec<(&str, String)> = [
         ("within_days", args.within_days.map(|n| n.to_string())),
         ("limit", args.limit.map(|n| n.to_string())),
@@ -432,8 +436,8 @@ async fn expiring(args: ExpiringArgs) -> anyhow::Result<()> {
                 .query(&query),
         )
         .await?;
-    match args.common.format {
-        CredentialsFormat::Table => {
+    match args.format {
+        Format::Table => {
             let text = expiring_text(&list);
             if !text.is_empty() {
                 write_stdout(&text)?;
@@ -444,14 +448,14 @@ async fn expiring(args: ExpiringArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        format => print_whole(whole(format), &list),
+        format => print(format, &list, &expiring_rows(&list), EXPIRING_COLUMNS),
     }
 }
 
-/// The expiring list as a table, `EXPIRED` or `EXPIRING` per row; empty
-/// without rows.
-fn expiring_text(list: &Value) -> String {
-    let rows: Vec<Value> = list["items"]
+/// The expiring list's items with the STATUS (`EXPIRED` or `EXPIRING`) and
+/// ROTATION cells filled in.
+fn expiring_rows(list: &Value) -> Vec<Value> {
+    list["items"]
         .as_array()
         .map(|items| {
             items
@@ -469,7 +473,13 @@ fn expiring_text(list: &Value) -> String {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The expiring list as a table, `EXPIRED` or `EXPIRING` per row; empty
+/// without rows.
+fn expiring_text(list: &Value) -> String {
+    let rows = expiring_rows(list);
     if rows.is_empty() {
         return String::new();
     }
@@ -597,6 +607,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("EXPIRING"), "{text}");
+    }
+
+    #[test]
+    fn expiring_takes_csv_like_the_other_lists() {
+        match parse(&["expiring", "--within-days", "30", "-o", "csv"]) {
+            Ok(CredentialsCommand::Expiring(args)) => assert_eq!(args.format, Format::Csv),
+            other => panic!("expiring -o csv: {other:?}"),
+        }
+        let rows = expiring_rows(&json!({ "items": [
+            { "cluster_name": "a", "auth_type": "TOKEN", "version": 1,
+              "expires_at": "2020-01-01T00:00:00Z", "expired": true,
+              "rotation": { "mode": "manual", "consecutive_failures": 0 } }
+        ]}));
+        assert_eq!(rows[0]["status"], "EXPIRED");
+        assert_eq!(rows[0]["rotation_text"], "manual");
     }
 
     #[test]

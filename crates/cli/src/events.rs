@@ -55,7 +55,7 @@ pub enum WatchFormat {
     Json,
     /// One YAML document per event.
     Yaml,
-    /// Tab-separated columns: revision, type, time, resource id, name.
+    /// Tab-separated columns: revision, type, time, resource, resource id, detail.
     Table,
     /// Comma-separated columns under a header row.
     Csv,
@@ -99,10 +99,25 @@ const COLUMNS: &[Column] = &[
         pointer: "/resource_id",
     },
     Column {
-        header: "NAME",
-        pointer: "/payload/name",
+        header: "DETAIL",
+        pointer: "/detail",
     },
 ];
+
+/// The event with a `detail` for the DETAIL column: `OLD → NEW` for a status
+/// change (its payload has states, no name), else the cluster's name.
+fn with_detail(event: &Value) -> Value {
+    let payload = &event["payload"];
+    let detail = match (payload["old_state"].as_str(), payload["new_state"].as_str()) {
+        (Some(old), Some(new)) => Value::String(format!("{old} → {new}")),
+        _ => payload["name"].clone(),
+    };
+    let mut event = event.clone();
+    if let Some(map) = event.as_object_mut() {
+        map.insert("detail".into(), detail);
+    }
+    event
+}
 
 /// Runs an events command.
 pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
@@ -116,7 +131,10 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
             let page: Value = client
                 .send(client.request(Method::GET, "/api/v1/events").query(&query))
                 .await?;
-            let items = page["items"].as_array().cloned().unwrap_or_default();
+            let items: Vec<Value> = page["items"]
+                .as_array()
+                .map(|items| items.iter().map(with_detail).collect())
+                .unwrap_or_default();
             if args.format == Format::Table && items.is_empty() {
                 eprintln!(
                     "no events after revision {} (latest revision {})",
@@ -142,7 +160,8 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
 fn print_event(format: WatchFormat, data: &str) -> anyhow::Result<()> {
     let event: Value = match format {
         WatchFormat::Json => return write_stdout(&format!("{data}\n")),
-        _ => serde_json::from_str(data)?,
+        WatchFormat::Yaml => serde_json::from_str(data)?,
+        _ => with_detail(&serde_json::from_str(data)?),
     };
     match format {
         WatchFormat::Yaml => write_stdout(&format!("---\n{}", serde_yaml::to_string(&event)?)),
@@ -245,5 +264,25 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         let from = last.map_or_else(|| "now".to_owned(), |r| format!("revision {r}"));
         eprintln!("warning: the event stream closed; reconnecting after {from}");
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_changes_show_old_and_new_state() {
+        let changed = json!({"revision": 7, "type": "CLUSTER_STATUS_CHANGED", "resource": "cluster",
+            "resource_id": "0190", "payload": {"cluster_id": "0190", "old_state": "UNKNOWN", "new_state": "ONLINE"}});
+        let registered = json!({"revision": 6, "type": "CLUSTER_REGISTERED", "resource": "cluster",
+            "resource_id": "0190", "payload": {"id": "0190", "name": "edge-a"}});
+        let text =
+            crate::output::table(&[with_detail(&registered), with_detail(&changed)], COLUMNS);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("DETAIL"), "{text}");
+        assert!(lines[1].ends_with("edge-a"), "{text}");
+        assert!(lines[2].ends_with("UNKNOWN → ONLINE"), "{text}");
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 const SERVE_EXAMPLES: &str = "Examples:
   fleetreg serve                                   # SQLite file ./fleetreg.db, http://127.0.0.1:8080
-  fleetreg serve --listen 0.0.0.0:8080 --database-url postgres://postgres@127.0.0.1/fleet
+  fleetreg serve --database-url postgres://postgres@127.0.0.1/fleet   # after: createdb -h 127.0.0.1 -U postgres fleet
+  fleetreg serve --listen 0.0.0.0:8443 --tls-cert chain.pem --tls-key key.pem   # other hosts: HTTPS only
   fleetreg serve --config fleetreg.yaml --redis-url redis://127.0.0.1:6379
 
 Flags override environment variables, which override the configuration file:
@@ -100,6 +101,15 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// The address a plain-HTTP `serve` with these flags would refuse (a
+/// non-loopback `--listen` without `--tls-cert` or `--allow-insecure-listen`),
+/// as `Application::build` does; for checking the examples.
+#[cfg(test)]
+pub(crate) fn refused_listen(args: &ServeArgs) -> Option<SocketAddr> {
+    args.listen
+        .filter(|l| !l.ip().is_loopback() && args.tls_cert.is_none() && !args.allow_insecure_listen)
 }
 
 fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {

@@ -114,12 +114,13 @@ pub struct Application {
 }
 
 impl Application {
-    /// Checks the configuration, then opens the store, starts the workers and
-    /// binds the listener. Nothing is created or written (database, key file,
-    /// token file, audit head) before the whole configuration checks out.
+    /// Checks the configuration and binds the listener, then opens the store
+    /// and starts the workers. Nothing is created or written (database, key
+    /// file, token file, audit head) before the whole configuration checks out
+    /// and the port is bound; a token file of another database is never replaced.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         // Configuration first: the listen policy, TLS files, admin token,
-        // egress policy and credentials backend settings.
+        // egress policy and credentials backend settings, then the port.
         let tls = match &settings.tls {
             Some(files) => Some(tls::server_config(files)?),
             None if !settings.listen.ip().is_loopback() && !settings.allow_insecure_listen => {
@@ -135,6 +136,14 @@ impl Application {
         .with_plain_http_tokens(settings.credentials.allow_plain_http)
         .with_max_response_bytes(settings.health_check.max_response_bytes);
         let hub = credentials::hub_config(&settings.credentials)?;
+        // The port too: a server that cannot listen writes nothing.
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
         let metrics = metrics::install();
         // The keyring next (it may create the key file): the store seals audit
         // entries, and tokens are stored, with keys derived from it.
@@ -157,8 +166,21 @@ impl Application {
             },
         )
         .await?;
-        let head_file = audit::HeadFile::new(settings.audit_head_file());
+        let head_file = audit::HeadFile::new(settings.audit_head_file())
+            .for_database(store.database_id().await?);
         audit::check_head(store.as_ref(), &head_file).await?;
+        // A token file of another database is refused before anything is written.
+        if let Err(error) = auth::check_token_file(
+            store.as_ref(),
+            &tokens,
+            settings.auth.admin_token.as_deref(),
+            &settings.auth.admin_token_file,
+        )
+        .await
+        {
+            store.close().await;
+            return Err(error.into());
+        }
         tracing::info!(
             backend = store.backend().as_str(),
             durability = store.durability(),
@@ -265,13 +287,6 @@ impl Application {
             clock: store.clock().clone(),
         });
         let router = router(state, &settings);
-        let listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: settings.listen,
-                    source,
-                })?;
         Ok(Application {
             listener,
             tls,

@@ -645,6 +645,11 @@ impl Store for SqlStore {
         self.writer.write(RekeyTokens(changes), audit).await
     }
 
+    async fn database_id(&self) -> Result<String, StoreError> {
+        // Stored as a signed 64-bit integer; shown as its 16 hex digits.
+        Ok(format!("{:016x}", self.meta("database_id").await? as u64))
+    }
+
     async fn vault_canary(&self) -> Result<Option<String>, StoreError> {
         let sql = Sql::new("SELECT sealed FROM vault_canary WHERE id = 1");
         self.fetch_optional_as(&sql, |row| row.get_at(0)).await

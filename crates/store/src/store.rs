@@ -300,6 +300,10 @@ pub trait Store: Send + Sync + 'static {
         audit: &Audit,
     ) -> Result<u64, StoreError>;
 
+    /// The database's identity: a random id created with the schema (16 hex
+    /// digits), kept by copies and backups, new for a new (or reset) database.
+    async fn database_id(&self) -> Result<String, StoreError>;
+
     /// The vault canary (a known value sealed with the master key), if set.
     async fn vault_canary(&self) -> Result<Option<String>, StoreError>;
 

@@ -374,9 +374,10 @@ fn list_filters_and_output_formats() {
             .run(&["cluster", "list", "--page-size", bad])
             .assert_error("VALIDATION_ERROR");
     }
-    server
-        .run(&["cluster", "list", "--type", "MAINFRAME"])
-        .assert_error("VALIDATION_ERROR");
+    // An unknown enum value is refused before a request, naming the values.
+    let run = server.run(&["cluster", "list", "--type", "MAINFRAME"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("FAR_EDGE"), "{}", run.stderr);
 
     // Table: a header and one aligned line per cluster; the page line goes to stderr.
     let run = server.run(&["cluster", "list", "--environment", "PRODUCTION"]);
@@ -471,17 +472,17 @@ fn server_errors_print_their_code() {
             "not a url",
         ])
         .assert_error("VALIDATION_ERROR");
-    server
-        .run(&[
-            "cluster",
-            "register",
-            "bad-env",
-            "--api-server-url",
-            "https://a:6443",
-            "--environment",
-            "MARS",
-        ])
-        .assert_error("VALIDATION_ERROR");
+    let run = server.run(&[
+        "cluster",
+        "register",
+        "bad-env",
+        "--api-server-url",
+        "https://a:6443",
+        "--environment",
+        "MARS",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("PRODUCTION"), "{}", run.stderr);
     server
         .run(&["cluster", "list", "--page-size", "1000"])
         .assert_error("VALIDATION_ERROR");
@@ -730,4 +731,101 @@ fn fleet_views_print_as_table_json_and_yaml() {
     server
         .run(&["fleet", "health", "--limit", "0"])
         .assert_error("VALIDATION_ERROR");
+}
+
+/// Issue 14: what the server said reaches the user — an unreachable
+/// cluster's cause, status changes as `OLD → NEW`, where the token was looked
+/// for on a 401 — and enum flags follow one case rule everywhere.
+#[test]
+fn the_cli_shows_what_the_server_said() {
+    let dir = TempDir::new().unwrap();
+    let server = Server::start(FLEETREG, dir.path(), "said.db");
+
+    // Lower case is accepted by register and list alike and sent as the API writes it.
+    let created = server.json(&[
+        "cluster",
+        "register",
+        "dead-1",
+        "--api-server-url",
+        &dead_url(),
+        "--type",
+        "edge",
+        "--environment",
+        "lab",
+    ]);
+    assert_eq!(created["cluster_type"], "EDGE");
+    assert_eq!(created["environment"], "LAB");
+    assert_eq!(
+        names(&server.json(&["cluster", "list", "--type", "edge", "--environment", "Lab"])),
+        ["dead-1"]
+    );
+
+    // Refresh of an unreachable cluster: the code, the message and the cause.
+    let run = server.run(&["cluster", "refresh", "dead-1"]);
+    run.assert_error("CLUSTER_UNREACHABLE");
+    let cause = run
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("  cause: "))
+        .unwrap_or_else(|| panic!("no cause line: {}", run.stderr));
+    assert!(!cause.trim().is_empty(), "{}", run.stderr);
+
+    // The status change it recorded shows as OLD → NEW, in the table and CSV.
+    let table = server.ok(&["events", "list"]);
+    let changed = table
+        .lines()
+        .find(|l| l.contains("CLUSTER_STATUS_CHANGED"))
+        .unwrap_or_else(|| panic!("no status change: {table}"));
+    assert!(changed.ends_with("UNKNOWN → OFFLINE"), "{table}");
+    let csv = server.ok(&["events", "list", "-o", "csv"]);
+    assert!(csv.contains("UNKNOWN → OFFLINE"), "{csv}");
+
+    // A refused token: which one, and where tokens are looked for.
+    let run = server.run(&["cluster", "list", "--token", "frg_not-a-token-0123456789"]);
+    run.assert_error("UNAUTHENTICATED");
+    let hint = run
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("  hint: "))
+        .unwrap_or_else(|| panic!("no hint: {}", run.stderr));
+    assert!(
+        hint.contains("--token") && hint.contains("FLEETREG_TOKEN"),
+        "{hint}"
+    );
+    assert!(hint.contains("fleetreg-admin.token"), "{hint}");
+    // No token at all (none in the environment, no file here).
+    let run = Run::of(
+        server
+            .command()
+            .env_remove("FLEETREG_ADMIN_TOKEN")
+            .args(["cluster", "list"]),
+    );
+    run.assert_error("UNAUTHENTICATED");
+    assert!(
+        run.stderr.contains("hint: no token was sent")
+            && run.stderr.contains("./fleetreg-admin.token"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Issue 14: `credentials expiring` prints CSV like the other lists.
+#[test]
+fn credentials_expiring_prints_csv() {
+    let dir = TempDir::new().unwrap();
+    let server = Server::start(FLEETREG, dir.path(), "expiring.db");
+    let csv = server.ok(&[
+        "credentials",
+        "expiring",
+        "--within-days",
+        "30",
+        "-o",
+        "csv",
+    ]);
+    assert_eq!(
+        csv.lines().next(),
+        Some("CLUSTER,AUTH TYPE,VERSION,EXPIRES AT,STATUS,ROTATION"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 1, "{csv}");
 }

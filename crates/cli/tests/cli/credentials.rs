@@ -346,3 +346,47 @@ fn secrets_cannot_be_given_as_values() {
         assert!(text.contains(flag), "{flag} missing: {text}");
     }
 }
+
+// Fails before: the README's walkthrough wrote the kubeconfig, a live token,
+// with the shell's umask (0644) and nothing kept it out of git.
+#[cfg(unix)]
+#[test]
+fn the_walkthrough_writes_its_kubeconfig_private_and_git_ignored() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.contains("$F/kubeconfig") && l.contains("edge-a.kubeconfig"))
+        .expect("the walkthrough fetches edge-a.kubeconfig");
+    let command = line.split(" # ").next().unwrap_or(line).trim();
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sim = runtime.block_on(SpawnedSim::start()).expect("sim");
+    runtime
+        .block_on(
+            sim.admin()
+                .create_cluster("sim-00000", ClusterSpec::default()),
+        )
+        .expect("sim cluster");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask 022; {command}"))
+        .env("F", format!("{}/admin/clusters/sim-00000", sim.base_url()))
+        .current_dir(dir.path())
+        .output()
+        .expect("sh");
+    assert!(run.status.success(), "{command}: {run:?}");
+    let file = dir.path().join("edge-a.kubeconfig");
+    let text = std::fs::read_to_string(&file).expect("kubeconfig written");
+    assert!(text.contains("token"), "{text}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{command} wrote mode {mode:o}");
+
+    let ignored = std::fs::read_to_string(root.join(".gitignore")).expect(".gitignore");
+    assert!(
+        ignored.lines().any(|l| l.trim() == "*.kubeconfig"),
+        ".gitignore keeps kubeconfigs out of git"
+    );
+}

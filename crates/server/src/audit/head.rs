@@ -1,8 +1,11 @@
-//! The audit head file: `{"id": N, "mac": "…"}` of the last committed entry,
+//! The audit head file: `{"id": N, "mac": "…", "database_id": "…"}` of the
+//! last committed entry and the database it belongs to (`Store::database_id`),
 //! replaced atomically (temporary file, fsync, rename, fsync of the directory)
-//! by a worker that follows the store's head.
+//! by a worker that follows the store's head. A head of another database is set
+//! aside as `<file>.<its database id>` (and put back when that database returns).
 
 use fleetreg_store::{AuditHead, Store};
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,10 +41,23 @@ pub enum HeadError {
     },
 }
 
-/// Where the head is kept.
+/// Where the head is kept, and (when known) the database whose head it holds.
 #[derive(Debug, Clone)]
 pub struct HeadFile {
     path: PathBuf,
+    database_id: Option<String>,
+}
+
+/// What a head file records: the head, and the database it was written for
+/// (`None` in files written before database ids).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedHead {
+    /// The head.
+    #[serde(flatten)]
+    pub head: AuditHead,
+    /// The database's id (`Store::database_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_id: Option<String>,
 }
 
 /// Distinguishes temporary files of writers in one process.
@@ -50,7 +66,32 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl HeadFile {
     /// The head file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> HeadFile {
-        HeadFile { path: path.into() }
+        HeadFile {
+            path: path.into(),
+            database_id: None,
+        }
+    }
+
+    /// The same file, holding the head of the database `database_id`: heads
+    /// are written with it.
+    pub fn for_database(self, database_id: impl Into<String>) -> HeadFile {
+        HeadFile {
+            database_id: Some(database_id.into()),
+            ..self
+        }
+    }
+
+    /// The database whose head it holds, when known.
+    pub fn database_id(&self) -> Option<&str> {
+        self.database_id.as_deref()
+    }
+
+    /// Where the head of the database `database_id` is set aside while another
+    /// database's head is in the file: `<file>.<database_id>`.
+    pub fn aside_path(&self, database_id: &str) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".{database_id}"));
+        PathBuf::from(name)
     }
 
     /// Its path.
@@ -58,8 +99,31 @@ impl HeadFile {
         &self.path
     }
 
-    /// The recorded head; `None` when the file does not exist.
+    /// The recorded head, whichever database it belongs to; `None` when the
+    /// file does not exist.
     pub fn read(&self) -> Result<Option<AuditHead>, HeadError> {
+        Ok(self.read_recorded()?.map(|recorded| recorded.head))
+    }
+
+    /// The recorded head of this file's database: the file's when it was
+    /// written for it (or before database ids), else the one set aside for it;
+    /// `None` when there is neither.
+    pub fn read_own(&self) -> Result<Option<AuditHead>, HeadError> {
+        let Some(own) = self.database_id.as_deref() else {
+            return self.read();
+        };
+        match self.read_recorded()? {
+            Some(recorded) if recorded.database_id.as_deref().is_none_or(|id| id == own) => {
+                Ok(Some(recorded.head))
+            }
+            _ => Ok(HeadFile::new(self.aside_path(own))
+                .read_recorded()?
+                .map(|recorded| recorded.head)),
+        }
+    }
+
+    /// The file's contents; `None` when the file does not exist.
+    pub fn read_recorded(&self) -> Result<Option<RecordedHead>, HeadError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -98,7 +162,11 @@ impl HeadFile {
             std::process::id(),
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut text = serde_json::to_string(head).map_err(|e| fail(e.into()))?;
+        let recorded = RecordedHead {
+            head: head.clone(),
+            database_id: self.database_id.clone(),
+        };
+        let mut text = serde_json::to_string(&recorded).map_err(|e| fail(e.into()))?;
         text.push('\n');
         let written = std::fs::OpenOptions::new()
             .write(true)

@@ -14,11 +14,18 @@
 //!   off or rewritten.
 //! - Start-up: the server refuses to start when the log no longer reaches its
 //!   head, since its next write would make the head match a truncated log.
+//! - Database identity: the head file records the id of the database it
+//!   belongs to (`Store::database_id`, created with the schema). A head of
+//!   another database (a reset, or another database used from the same
+//!   directory) is no alarm: it is set aside as `<file>.<its id>` and put back
+//!   when that database is used again. The same database cut short keeps its id
+//!   and is still refused. Heads written before database ids are checked as
+//!   before (and carry the id from the next write on).
 
 mod head;
 mod verify;
 
-pub use head::{HeadError, HeadFile, HeadWriter};
+pub use head::{HeadError, HeadFile, HeadWriter, RecordedHead};
 pub use verify::{verify, VerifyOptions, VerifyOutcome};
 
 use fleetreg_store::{AuditKey, AuditKeys, Store, StoreError, AUDIT_KEY_PURPOSE};
@@ -72,8 +79,13 @@ pub fn audit_keys(keyring: &Keyring) -> AuditKeys {
 }
 
 /// At start-up: checks that the log still holds the entry the head file
-/// records, with the recorded MAC (no file yet: nothing to check).
+/// records, with the recorded MAC (no file yet: nothing to check). With the
+/// file's database id set ([`HeadFile::for_database`]), a head of another
+/// database is set aside first, and one set aside for this database put back.
 pub async fn check_head(store: &dyn Store, file: &HeadFile) -> Result<(), AuditError> {
+    if let Some(own) = file.database_id() {
+        adopt_head(file, own)?;
+    }
     let Some(head) = file.read()? else {
         tracing::info!(head_file = %file.path().display(), "no audit head file yet; it is written after the next audited write");
         return Ok(());
@@ -100,4 +112,43 @@ pub async fn check_head(store: &dyn Store, file: &HeadFile) -> Result<(), AuditE
         path: file.path().to_path_buf(),
         problem,
     })
+}
+
+/// Makes the head file hold database `own`'s head, if there is one: a head
+/// recorded for another database is renamed to `<file>.<its id>`, and a head
+/// set aside for `own` is renamed back.
+fn adopt_head(file: &HeadFile, own: &str) -> Result<(), AuditError> {
+    let rename = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::rename(from, to).map_err(|source| HeadError::Write {
+            path: to.to_path_buf(),
+            source,
+        })
+    };
+    if let Some(other) = file.read_recorded()?.and_then(|r| r.database_id) {
+        if other == own {
+            return Ok(());
+        }
+        let aside = file.aside_path(&other);
+        rename(file.path(), &aside)?;
+        tracing::info!(
+            head_file = %file.path().display(),
+            set_aside_as = %aside.display(),
+            database_id = own,
+            head_database_id = %other,
+            "the audit head file belongs to another database (a reset database, or another one \
+             used from this directory); set it aside, this database's head is written after its \
+             next audited write"
+        );
+    }
+    let aside = file.aside_path(own);
+    if file.read_recorded()?.is_none() && aside.exists() {
+        rename(&aside, file.path())?;
+        tracing::info!(
+            head_file = %file.path().display(),
+            from = %aside.display(),
+            database_id = own,
+            "put back the audit head this database left when another one was used"
+        );
+    }
+    Ok(())
 }

@@ -65,8 +65,25 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyOutcome, AuditError
             return Err(AuditError::NoDatabase(path.to_path_buf()));
         }
     }
-    let head = HeadFile::new(&options.head_file).read()?;
     let store = fleetreg_store::connect(&options.database_url).await?;
+    // This database's head: the file's, or the one set aside for it while
+    // another database's head was in the file.
+    let head = match store.database_id().await {
+        Ok(id) => HeadFile::new(&options.head_file)
+            .for_database(id)
+            .read_own(),
+        Err(error) => {
+            store.close().await;
+            return Err(error.into());
+        }
+    };
+    let head = match head {
+        Ok(head) => head,
+        Err(error) => {
+            store.close().await;
+            return Err(error.into());
+        }
+    };
     let report = verify_audit_chain(store.as_ref(), &audit_keys(&keyring), head.as_ref()).await;
     store.close().await;
     Ok(VerifyOutcome {

@@ -1,6 +1,9 @@
 //! The first admin token: `FLEETREG_ADMIN_TOKEN` when set (CI, containers),
 //! else a new one written to a 0600 file the CLI on the same machine reads.
 //! A revoked `FLEETREG_ADMIN_TOKEN` is never brought back: start-up refuses it.
+//! A token file holding a token this database does not know (another server's,
+//! from another database, or from a database since reset) is never replaced:
+//! start-up refuses, naming the file.
 
 use super::tokens::{digest, listed_prefix, new_token, TokenHasher};
 use fleetreg_model::{ApiToken, Audit, Role};
@@ -39,6 +42,20 @@ pub enum BootstrapError {
     Revoked {
         /// The token's name.
         name: String,
+    },
+    /// A new admin token is needed, but the token file holds a token this
+    /// database does not know: replacing it would lock out the server it
+    /// belongs to.
+    #[error(
+        "the admin token file {path} holds a token this database does not know: it belongs to \
+         another database (another server using this directory, or a database since removed). \
+         It is left alone. Give this server its own file (--admin-token-file or \
+         auth.admin_token_file), or set FLEETREG_ADMIN_TOKEN; if the database it belonged to is \
+         gone for good, move the file aside"
+    )]
+    ForeignTokenFile {
+        /// The file.
+        path: String,
     },
 }
 
@@ -110,6 +127,7 @@ pub async fn ensure_admin_token(
     {
         return Ok(());
     }
+    check_token_file_owner(store, hasher, file).await?;
     let token = new_token();
     write_token_file(file, &token)?;
     store
@@ -122,6 +140,65 @@ pub async fn ensure_admin_token(
         .await?;
     tracing::warn!(file = %file.display(), "created the admin token; the CLI on this machine reads it from that file");
     Ok(())
+}
+
+/// Before anything is written at start-up: fails with
+/// [`BootstrapError::ForeignTokenFile`] when a new admin token would be needed
+/// (no `preset`, no active admin token) and `file` holds a token this database
+/// does not know.
+pub async fn check_token_file(
+    store: &dyn Store,
+    hasher: &TokenHasher,
+    preset: Option<&str>,
+    file: &Path,
+) -> Result<(), BootstrapError> {
+    if preset.is_some() {
+        return Ok(());
+    }
+    let now = store.clock().now();
+    let admins = store.list_tokens().await?;
+    if admins
+        .iter()
+        .any(|t| t.role == Role::Admin && t.is_active(now))
+    {
+        return Ok(());
+    }
+    check_token_file_owner(store, hasher, file).await
+}
+
+/// `file` may be (over)written: it does not exist, is empty, or holds a token
+/// of this database (active, revoked or expired).
+async fn check_token_file_owner(
+    store: &dyn Store,
+    hasher: &TokenHasher,
+    file: &Path,
+) -> Result<(), BootstrapError> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(BootstrapError::File {
+                path: file.display().to_string(),
+                source,
+            })
+        }
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Ok(());
+    }
+    let digest = digest(token);
+    // The keyed forms, and the bare digest of a database not yet re-keyed.
+    let mut forms = hasher.candidates(&digest);
+    forms.push(digest);
+    for stored in forms {
+        if store.find_token(&stored).await?.is_some() {
+            return Ok(());
+        }
+    }
+    Err(BootstrapError::ForeignTokenFile {
+        path: file.display().to_string(),
+    })
 }
 
 /// Writes `token` to `path` with mode 0600 (replacing a stale file atomically).

@@ -10,7 +10,7 @@ mod middleware;
 pub mod permissions;
 mod tokens;
 
-pub use bootstrap::{check_preset, ensure_admin_token, BootstrapError};
+pub use bootstrap::{check_preset, check_token_file, ensure_admin_token, BootstrapError};
 pub use middleware::{authorize, AuthState, Principal, Session};
 pub(crate) use tokens::listed_prefix;
 pub use tokens::{new_token, rekey_stored_tokens, TokenHasher, TOKEN_KEY_PURPOSE, TOKEN_PREFIX};

@@ -475,8 +475,9 @@ impl HealthScheduler {
     }
 
     /// Replaces the table's cluster list with the store's: new clusters get a
-    /// slot due after a jitter (over a whole interval when `first`), deleted ones
-    /// lose theirs, known ones keep their due time.
+    /// slot due after a jitter (over a whole interval when `first` and they
+    /// were checked before), deleted ones lose theirs, known ones keep their
+    /// due time.
     async fn full_reload(&self, first: bool) -> Result<(), StoreError> {
         // The revision is read before the list: events after it are applied again
         // by the next `follow_log`, which is harmless.
@@ -487,7 +488,11 @@ impl HealthScheduler {
         let mut old = std::mem::take(&mut table.slots);
         for cluster in clusters {
             let interval = self.inner.health.timing(cluster.cluster_type).interval;
-            let span = if first {
+            // Only the first load spreads first checks over a whole interval,
+            // and only of clusters checked before (by an earlier run): one never
+            // checked, e.g. registered while this process was starting, is due
+            // as soon as one registered while it runs.
+            let span = if first && cluster.status.checked_at.is_some() {
                 interval
             } else {
                 interval.min(NEW_CLUSTER_JITTER)

@@ -335,6 +335,64 @@ api_test!(a_truncated_tail_is_caught_by_the_head_file, |app| {
     );
 });
 
+// Fails before: a head file of another database (a reset, or another
+// database used from the same place) made start-up refuse, as if entries had
+// been cut off.
+api_test!(
+    a_head_of_another_database_is_set_aside_and_put_back,
+    |app| {
+        some_writes(&app).await;
+        let head = settled_head(&app).await;
+        let own = app.store.database_id().await.unwrap();
+        let file = head_file(&app);
+        let recorded = file.read_recorded().unwrap().expect("head");
+        assert_eq!(recorded.database_id.as_deref(), Some(own.as_str()));
+        // Another database's head is in the file, far ahead of this log; this
+        // database's own head was set aside while that one was used.
+        let other = "00000000000000ff";
+        let foreign = AuditHead {
+            id: head.id + 100,
+            mac: "cd".repeat(32),
+        };
+        HeadFile::new(file.path())
+            .for_database(other)
+            .write(&foreign)
+            .unwrap();
+        HeadFile::new(file.aside_path(&own))
+            .for_database(&own)
+            .write(&head)
+            .unwrap();
+        let second = fleetreg_server::Application::build(test_settings(&app.database_url))
+            .await
+            .expect("another database's head is no alarm");
+        second
+            .run_until_stopped(std::future::ready(()))
+            .await
+            .unwrap();
+        assert_eq!(
+            HeadFile::new(file.aside_path(other)).read().unwrap(),
+            Some(foreign),
+            "the other database's head is set aside"
+        );
+        assert_eq!(
+            file.read().unwrap(),
+            Some(head.clone()),
+            "this one's is back"
+        );
+        assert!(!file.aside_path(&own).exists());
+        // Cut short, the same database (same id) is still refused.
+        sql(
+            &app,
+            &format!("DELETE FROM audit_log WHERE id = {}", head.id),
+        )
+        .await;
+        let refused = fleetreg_server::Application::build(test_settings(&app.database_url)).await;
+        let error = refused.err().expect("start refused").to_string();
+        assert!(error.contains("does not match its head file"), "{error}");
+        let _ = std::fs::remove_file(file.aside_path(other));
+    }
+);
+
 api_test!(a_wrong_key_fails_verification, |app| {
     some_writes(&app).await;
     let wrong = Keyring::new(MasterKey::generate());
