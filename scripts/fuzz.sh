@@ -32,7 +32,9 @@ coverage=(
     -Cdebug-assertions
     -Coverflow-checks
 )
-RUSTFLAGS="${coverage[*]}" cargo build --locked --bins --profile "$profile" --target "$host"
+# Not --locked: a dependency added to the main workspace joins fuzz/Cargo.lock
+# here, with every version already in it kept.
+RUSTFLAGS="${coverage[*]}" cargo build --bins --profile "$profile" --target "$host"
 
 targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^fleetreg-fuzz$')
 for target in $targets; do
