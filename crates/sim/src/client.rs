@@ -310,4 +310,18 @@ impl SimAdmin {
         }
         Self::json(self.http.get(self.url("/requests")).query(&query)).await
     }
+
+    /// The sequence number of the last logged request: a mark after which
+    /// only requests made from now on appear (one page of [`SimAdmin::requests`]
+    /// ends at its page size, not at the end of the log).
+    pub async fn log_end(&self) -> Result<u64, Error> {
+        let mut end = 0;
+        loop {
+            let page = self.requests(end, None).await?;
+            if page.next_after == end {
+                return Ok(end);
+            }
+            end = page.next_after;
+        }
+    }
 }

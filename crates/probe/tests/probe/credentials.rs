@@ -99,7 +99,7 @@ async fn log_after(admin: &SimAdmin, after: u64, cluster: &str) -> Vec<LogEntry>
 }
 
 async fn log_position(admin: &SimAdmin) -> u64 {
-    admin.requests(0, None).await.unwrap().next_after
+    admin.log_end().await.unwrap()
 }
 
 #[tokio::test]

@@ -92,7 +92,7 @@ async fn every_score_deduction() {
         )
         .await
         .unwrap();
-    let after = admin.requests(0, None).await.unwrap().next_after;
+    let after = admin.log_end().await.unwrap();
     let report = prober
         .check(&target(&view, false, false, false), TIMEOUT)
         .await;
@@ -234,7 +234,7 @@ async fn the_base_path_is_kept_and_the_token_sent_to_the_api_server_only() {
         report.failures
     );
 
-    let after = admin.requests(0, None).await.unwrap().next_after;
+    let after = admin.log_end().await.unwrap();
     let credential = ClusterCredential::from_token("tok-123".into(), None, false).unwrap();
     let with_token = anonymous.with_credential(std::sync::Arc::new(credential));
     assert!(prober.check(&with_token, TIMEOUT).await.results.all_pass());

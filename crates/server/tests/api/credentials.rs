@@ -157,7 +157,7 @@ mod store_validate_rotate_delete {
         );
 
         // Checks now present the stored token (and Prometheus its own).
-        let after = sim.admin().requests(0, None).await.unwrap().next_after;
+        let after = sim.admin().log_end().await.unwrap();
         let cluster = refresh_state(&app, &id).await;
         assert_eq!(cluster["status"]["state"], "ONLINE", "{cluster}");
         let seen = api_tokens_seen(&sim, "vaulted", after).await;
@@ -183,7 +183,7 @@ mod store_validate_rotate_delete {
             "CREDENTIALS_INVALID",
         )
         .await;
-        let after = sim.admin().requests(0, None).await.unwrap().next_after;
+        let after = sim.admin().log_end().await.unwrap();
         refresh_state(&app, &id).await;
         let seen = api_tokens_seen(&sim, "vaulted", after).await;
         assert!(
@@ -201,7 +201,7 @@ mod store_validate_rotate_delete {
         let rotated: Value = response.json().await.unwrap();
         assert_eq!(rotated["status"], "rotated");
         assert_eq!(rotated["version"], 2);
-        let after = sim.admin().requests(0, None).await.unwrap().next_after;
+        let after = sim.admin().log_end().await.unwrap();
         refresh_state(&app, &id).await;
         let seen = api_tokens_seen(&sim, "vaulted", after).await;
         assert!(!seen.is_empty());

@@ -64,7 +64,7 @@ async fn check(
     id: &str,
     name: &str,
 ) -> (Value, Vec<Option<String>>) {
-    let after = sim.admin().requests(0, None).await.unwrap().next_after;
+    let after = sim.admin().log_end().await.unwrap();
     let response = app
         .client
         .post(app.url(&format!("/api/v1/clusters/{id}/refresh")))

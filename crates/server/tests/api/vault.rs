@@ -55,7 +55,7 @@ fn key_lines(path: &Path) -> Vec<String> {
 
 /// Refreshes `id` on `app` and returns the bearer tokens its API server saw.
 async fn check(app: &TestApp, sim: &SpawnedSim, id: &str, name: &str) -> Vec<Option<String>> {
-    let after = sim.admin().requests(0, None).await.unwrap().next_after;
+    let after = sim.admin().log_end().await.unwrap();
     let response = app
         .client
         .post(app.url(&format!("/api/v1/clusters/{id}/refresh")))

@@ -66,5 +66,5 @@ async fn log_after(admin: &SimAdmin, after: u64, cluster: &str) -> Vec<LogEntry>
 
 /// Where the request log ends now.
 async fn log_end(admin: &SimAdmin) -> u64 {
-    admin.requests(0, None).await.unwrap().next_after
+    admin.log_end().await.unwrap()
 }
