@@ -324,4 +324,20 @@ impl SimAdmin {
             end = page.next_after;
         }
     }
+
+    /// [`SimAdmin::log_end`] once no request has been logged for `quiet`
+    /// (at most 30 s): work a server started in the background (a check
+    /// after a credential upload) has finished calling in.
+    pub async fn log_end_when_quiet(&self, quiet: std::time::Duration) -> Result<u64, Error> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut end = self.log_end().await?;
+        loop {
+            tokio::time::sleep(quiet).await;
+            let now = self.log_end().await?;
+            if now == end || std::time::Instant::now() >= deadline {
+                return Ok(now);
+            }
+            end = now;
+        }
+    }
 }

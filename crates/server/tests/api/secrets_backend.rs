@@ -64,7 +64,12 @@ async fn check(
     id: &str,
     name: &str,
 ) -> (Value, Vec<Option<String>>) {
-    let after = sim.admin().log_end().await.unwrap();
+    // After the check and discovery an upload starts in the background.
+    let after = sim
+        .admin()
+        .log_end_when_quiet(std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
     let response = app
         .client
         .post(app.url(&format!("/api/v1/clusters/{id}/refresh")))
