@@ -169,7 +169,8 @@ impl Application {
         let head_file = audit::HeadFile::new(settings.audit_head_file())
             .for_database(store.database_id().await?);
         audit::check_head(store.as_ref(), &head_file).await?;
-        // A token file of another database is refused before anything is written.
+        // A token file of another database is refused before the token file or
+        // any audit entry is written (the database itself exists by now).
         if let Err(error) = auth::check_token_file(
             store.as_ref(),
             &tokens,

@@ -92,14 +92,8 @@ pub async fn ensure_admin_token(
     let now = store.clock().now();
     if let Some(token) = preset {
         check_preset(preset)?;
-        let mut current = None;
-        for stored in hasher.candidates(&digest(token)) {
-            current = store.find_token(&stored).await?;
-            if current.is_some() {
-                break;
-            }
-        }
-        match current {
+        let current = hasher.find(store, &digest(token)).await?;
+        match current.map(|(_, _, token)| token) {
             Some(t) if t.is_active(now) && t.role == Role::Admin => {}
             Some(t) if !t.is_active(now) => {
                 tracing::error!(
@@ -189,12 +183,8 @@ async fn check_token_file_owner(
     }
     let digest = digest(token);
     // The keyed forms, and the bare digest of a database not yet re-keyed.
-    let mut forms = hasher.candidates(&digest);
-    forms.push(digest);
-    for stored in forms {
-        if store.find_token(&stored).await?.is_some() {
-            return Ok(());
-        }
+    if hasher.find(store, &digest).await?.is_some() || store.find_token(&digest).await?.is_some() {
+        return Ok(());
     }
     Err(BootstrapError::ForeignTokenFile {
         path: file.display().to_string(),

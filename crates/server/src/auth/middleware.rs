@@ -136,16 +136,15 @@ impl AuthState {
                 return Ok(found.clone());
             }
         }
-        let mut found = None;
-        for (position, stored) in self.hasher.candidates(digest).into_iter().enumerate() {
-            found = self.store.find_token(&stored).await?;
-            if let Some(token) = &found {
+        let found = match self.hasher.find(self.store.as_ref(), digest).await? {
+            Some((position, stored, token)) => {
                 if position > 0 {
-                    self.rekey_under_active_key(token, stored, digest).await;
+                    self.rekey_under_active_key(&token, stored, digest).await;
                 }
-                break;
+                Some(token)
             }
-        }
+            None => None,
+        };
         let mut map = self.map();
         if map.len() > 10_000 {
             map.clear();

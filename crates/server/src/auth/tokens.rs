@@ -120,6 +120,22 @@ impl TokenHasher {
             .map(|key| Self::keyed(key, digest))
             .collect()
     }
+
+    /// The stored token with `digest`, looked up in each of its
+    /// [`TokenHasher::candidates`] forms in turn: the form it was found under
+    /// (its position: 0 is the active key) and the token.
+    pub(crate) async fn find(
+        &self,
+        store: &dyn Store,
+        digest: &str,
+    ) -> Result<Option<(usize, String, fleetreg_model::ApiToken)>, StoreError> {
+        for (position, stored) in self.candidates(digest).into_iter().enumerate() {
+            if let Some(token) = store.find_token(&stored).await? {
+                return Ok(Some((position, stored, token)));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// At start-up: rewrites every stored bare SHA-256 digest (databases before
