@@ -304,7 +304,7 @@ fn parse_enum<T>(
         .ok_or_else(|| Error::invalid(field, format!("must be one of {expected}; got {value:?}")))
 }
 
-fn validate_text(field: &str, value: &str, max_len: usize) -> Result<(), Error> {
+pub(crate) fn validate_text(field: &str, value: &str, max_len: usize) -> Result<(), Error> {
     if value.chars().count() > max_len {
         return Err(Error::invalid(
             field,

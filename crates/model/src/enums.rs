@@ -159,10 +159,52 @@ macro_rules! wire_default {
     };
 }
 
+wire_enum! {
+    /// Where a client is in its life (seed client-registry.md).
+    ClientStatus {
+        /// Configuration created, not yet deployed.
+        Pending => "pending",
+        /// Live and operational.
+        Deployed => "deployed",
+        /// Under maintenance, may be temporarily unavailable.
+        Maintenance => "maintenance",
+        /// Being decommissioned.
+        Offboarding => "offboarding",
+        /// Infrastructure removed; the entry is kept for the audit trail.
+        Destroyed => "destroyed",
+    }
+}
+
+wire_enum! {
+    /// Whether a client receives updates first.
+    ClientRole {
+        /// Tests updates before the production rollout.
+        Canary => "canary",
+        /// Serves real users.
+        Production => "production",
+    }
+}
+
+wire_enum! {
+    /// The maintenance dates kept per client.
+    MaintenanceField {
+        /// The last full update (rebuild).
+        LastFullUpdate => "last_full_update",
+        /// The last security patch.
+        LastSecurityPatch => "last_security_patch",
+        /// The last operating-system update.
+        LastOsUpdate => "last_os_update",
+        /// The last verified backup.
+        LastBackupVerified => "last_backup_verified",
+    }
+}
+
 wire_default! {
     ClusterType => Spoke,
     Platform => Openshift,
     Environment => Development,
+    ClientStatus => Pending,
+    ClientRole => Production,
 }
 
 #[cfg(test)]

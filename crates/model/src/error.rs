@@ -29,6 +29,16 @@ pub enum ErrorCode {
     ClusterUnreachable,
     /// Capability discovery failed (seed, 500).
     DiscoveryFailed,
+    /// No client with that name (404).
+    ClientNotFound,
+    /// A client with that name already exists (409).
+    ClientAlreadyExists,
+    /// The requested status change is not a lifecycle move; details
+    /// `{from, to}` name both states (409).
+    InvalidStatusTransition,
+    /// The client is destroyed: only an explicit deploy (or notes) may change
+    /// it (409).
+    ClientDestroyed,
     /// A field of the request is invalid (400, details `{field, reason}`).
     ValidationError,
     /// The body is not valid JSON or has the wrong shape (400).
@@ -75,6 +85,10 @@ impl ErrorCode {
         ErrorCode::CredentialsOriginChanged,
         ErrorCode::ClusterUnreachable,
         ErrorCode::DiscoveryFailed,
+        ErrorCode::ClientNotFound,
+        ErrorCode::ClientAlreadyExists,
+        ErrorCode::InvalidStatusTransition,
+        ErrorCode::ClientDestroyed,
         ErrorCode::ValidationError,
         ErrorCode::MalformedJson,
         ErrorCode::PreconditionFailed,
@@ -104,6 +118,10 @@ impl ErrorCode {
             ErrorCode::CredentialsOriginChanged => "CREDENTIALS_ORIGIN_CHANGED",
             ErrorCode::ClusterUnreachable => "CLUSTER_UNREACHABLE",
             ErrorCode::DiscoveryFailed => "DISCOVERY_FAILED",
+            ErrorCode::ClientNotFound => "CLIENT_NOT_FOUND",
+            ErrorCode::ClientAlreadyExists => "CLIENT_ALREADY_EXISTS",
+            ErrorCode::InvalidStatusTransition => "INVALID_STATUS_TRANSITION",
+            ErrorCode::ClientDestroyed => "CLIENT_DESTROYED",
             ErrorCode::ValidationError => "VALIDATION_ERROR",
             ErrorCode::MalformedJson => "MALFORMED_JSON",
             ErrorCode::PreconditionFailed => "PRECONDITION_FAILED",
@@ -142,6 +160,19 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// A status change that is not a lifecycle move.
+    #[error("cannot move from {from} to {to}: {reason}")]
+    Transition {
+        /// The current state.
+        from: crate::ClientStatus,
+        /// The requested state.
+        to: crate::ClientStatus,
+        /// Why not.
+        reason: String,
+    },
+    /// A change to a destroyed client other than a re-deploy or its notes.
+    #[error("client {0} is destroyed; deploy it again before changing it")]
+    Destroyed(String),
     /// Any other field that failed validation.
     #[error("invalid {field}: {reason}")]
     Invalid {
@@ -166,6 +197,8 @@ impl Error {
         match self {
             Error::InvalidName { .. } => ErrorCode::InvalidClusterName,
             Error::Invalid { .. } => ErrorCode::ValidationError,
+            Error::Transition { .. } => ErrorCode::InvalidStatusTransition,
+            Error::Destroyed(_) => ErrorCode::ClientDestroyed,
         }
     }
 
@@ -174,13 +207,17 @@ impl Error {
         match self {
             Error::InvalidName { .. } => "name",
             Error::Invalid { field, .. } => field,
+            Error::Transition { .. } | Error::Destroyed(_) => "status",
         }
     }
 
     /// Why the value was rejected.
     pub fn reason(&self) -> &str {
         match self {
-            Error::InvalidName { reason, .. } | Error::Invalid { reason, .. } => reason,
+            Error::InvalidName { reason, .. }
+            | Error::Invalid { reason, .. }
+            | Error::Transition { reason, .. } => reason,
+            Error::Destroyed(_) => "destroyed is terminal until re-deployed",
         }
     }
 }

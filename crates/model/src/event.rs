@@ -21,6 +21,18 @@ pub enum EventType {
     ClusterCredentialsUpdated,
     /// Discovered capabilities changed; payload `{cluster_id, capabilities}`.
     ClusterCapabilitiesChanged,
+    /// A client was registered (created, deployed or imported); payload is the client.
+    ClientRegistered,
+    /// A client's fields changed, not its status; payload is the client.
+    ClientUpdated,
+    /// A client's status changed (not to destroyed); payload
+    /// `{client_id, name, old_status, new_status, client}`.
+    ClientStatusChanged,
+    /// A client was destroyed (kept for the audit trail); payload as
+    /// `CLIENT_STATUS_CHANGED`.
+    ClientDestroyed,
+    /// A client's entry was removed from the registry; payload `{client_id, name}`.
+    ClientDeleted,
 }
 
 impl EventType {
@@ -33,6 +45,20 @@ impl EventType {
             EventType::ClusterStatusChanged => "CLUSTER_STATUS_CHANGED",
             EventType::ClusterCredentialsUpdated => "CLUSTER_CREDENTIALS_UPDATED",
             EventType::ClusterCapabilitiesChanged => "CLUSTER_CAPABILITIES_CHANGED",
+            EventType::ClientRegistered => "CLIENT_REGISTERED",
+            EventType::ClientUpdated => "CLIENT_UPDATED",
+            EventType::ClientStatusChanged => "CLIENT_STATUS_CHANGED",
+            EventType::ClientDestroyed => "CLIENT_DESTROYED",
+            EventType::ClientDeleted => "CLIENT_DELETED",
+        }
+    }
+
+    /// The kind of resource the event is about (`cluster`, `client`).
+    pub fn resource(self) -> &'static str {
+        if self.as_str().starts_with("CLIENT_") {
+            "client"
+        } else {
+            "cluster"
         }
     }
 
@@ -58,7 +84,7 @@ pub struct Event {
     pub event_type: EventType,
     /// When it was committed.
     pub occurred_at: DateTime<Utc>,
-    /// The kind of resource (`cluster`).
+    /// The kind of resource (`cluster`, `client`).
     pub resource: String,
     /// The resource's id.
     pub resource_id: Uuid,

@@ -88,7 +88,8 @@ impl Page {
     }
 }
 
-fn parse_bool(field: &str, value: &str) -> Result<bool, Error> {
+/// Reads a boolean query value (`true`/`false`/`1`/`0`, any case).
+pub fn parse_bool(field: &str, value: &str) -> Result<bool, Error> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
@@ -99,7 +100,7 @@ fn parse_bool(field: &str, value: &str) -> Result<bool, Error> {
     }
 }
 
-fn parse_number(field: &str, value: &str, min: u32, max: u32) -> Result<u32, Error> {
+pub(crate) fn parse_number(field: &str, value: &str, min: u32, max: u32) -> Result<u32, Error> {
     value
         .parse::<u32>()
         .ok()
@@ -112,7 +113,7 @@ fn parse_number(field: &str, value: &str, min: u32, max: u32) -> Result<u32, Err
         })
 }
 
-fn parse_enum<T>(
+pub(crate) fn parse_enum<T>(
     field: &str,
     value: &str,
     parse: fn(&str) -> Option<T>,

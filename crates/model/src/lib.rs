@@ -8,6 +8,10 @@
 
 mod audit;
 mod auth;
+mod client;
+mod client_lifecycle;
+mod client_query;
+mod client_schema;
 mod clock;
 mod cluster;
 mod credentials;
@@ -22,11 +26,24 @@ mod labels;
 mod name;
 mod nullable;
 mod origin;
+mod registry_file;
 mod time;
 mod url_field;
 
 pub use audit::{Audit, AuditEntry, AuditResult};
 pub use auth::{ApiToken, CreatedToken, Role, TokenCreateRequest};
+pub use client::{
+    Client, ClientCreateRequest, ClientSpec, ClientUpdateRequest, Maintenance, NewClient,
+    ServerInfo, MAX_CLIENT_ENTRIES, MAX_NOTES,
+};
+pub use client_lifecycle::{
+    ClientAction, DeployRequest, DestroyRequest, MaintenanceRequest, NotesRequest, RebuildRequest,
+    StatusRequest, VersionsRequest,
+};
+pub use client_query::{
+    stale_cutoff, ClientFilter, ClientHistoryEntry, ClientSummary, StaleCondition,
+    DEFAULT_STALE_DAYS, MAX_HISTORY_PAGE,
+};
 pub use clock::Clock;
 pub use cluster::{
     Capabilities, Cluster, ClusterCreateRequest, ClusterPatch, ClusterStatus, ClusterUpdateRequest,
@@ -38,13 +55,14 @@ pub use credentials::{
     StoredCredentials, ValidationOutcome, SECRET_FIELDS,
 };
 pub use enums::{
-    AuthType, ClusterState, ClusterType, Connectivity, CredentialBinding, CredentialExpiry,
-    Environment, Platform,
+    AuthType, ClientRole, ClientStatus, ClusterState, ClusterType, Connectivity, CredentialBinding,
+    CredentialExpiry, Environment, MaintenanceField, Platform,
 };
 pub use error::{Error, ErrorCode};
 pub use event::{Event, EventType};
 pub use filter::{
-    ClusterFilter, LabelSelector, Page, DEFAULT_PAGE_SIZE, MAX_LABEL_SELECTORS, MAX_PAGE_SIZE,
+    parse_bool, ClusterFilter, LabelSelector, Page, DEFAULT_PAGE_SIZE, MAX_LABEL_SELECTORS,
+    MAX_PAGE_SIZE,
 };
 pub use fleet::{
     CapabilityCounts, FleetCapabilities, FleetClusterHealth, FleetHealth, FleetSummary,
@@ -55,6 +73,7 @@ pub use health::{
 };
 pub use history::HealthSample;
 pub use labels::{validate_label_key, validate_label_value, Labels};
-pub use name::ClusterName;
+pub use name::{ClientName, ClusterName};
 pub use origin::{origin_of, CredentialOrigins};
+pub use registry_file::{ImportPlan, RegistryFile};
 pub use time::{check_storable, format_timestamp, is_storable_seconds, now};

@@ -8,34 +8,39 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct ClusterName(String);
 
+/// Why `name` is not a DNS label of `min` to 63 characters, if it is not.
+fn dns_label_problem(name: &str, min: usize) -> Option<String> {
+    let bytes = name.as_bytes();
+    if bytes.len() < min || bytes.len() > 63 {
+        return Some(format!(
+            "must be {min} to 63 characters of lowercase letters, digits and '-'"
+        ));
+    }
+    let is_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(format!(
+            "character {bad:?} is not allowed; use lowercase letters, digits and '-'"
+        ));
+    }
+    if !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
+        return Some("must start and end with a lowercase letter or digit".to_owned());
+    }
+    None
+}
+
 impl ClusterName {
     /// Validates `name` and wraps it.
     pub fn parse(name: &str) -> Result<Self, Error> {
-        let reject = |reason: &str| Error::InvalidName {
-            name: name.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let bytes = name.as_bytes();
-        if bytes.len() < 3 || bytes.len() > 63 {
-            return Err(reject(
-                "must be 3 to 63 characters of lowercase letters, digits and '-'",
-            ));
+        match dns_label_problem(name, 3) {
+            Some(reason) => Err(Error::InvalidName {
+                name: name.to_owned(),
+                reason,
+            }),
+            None => Ok(ClusterName(name.to_owned())),
         }
-        let is_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-        if let Some(bad) = name
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-        {
-            return Err(reject(&format!(
-                "character {bad:?} is not allowed; use lowercase letters, digits and '-'"
-            )));
-        }
-        if !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
-            return Err(reject(
-                "must start and end with a lowercase letter or digit",
-            ));
-        }
-        Ok(ClusterName(name.to_owned()))
     }
 
     /// The name as a string slice.
@@ -58,6 +63,54 @@ impl From<ClusterName> for String {
 }
 
 impl std::fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated client name: a DNS label, `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ClientName(String);
+
+/// Names that are routes beside `/api/v1/clients/{name}`.
+pub const RESERVED_CLIENT_NAMES: &[&str] = &["summary", "export", "import"];
+
+impl ClientName {
+    /// Validates `name` and wraps it (`VALIDATION_ERROR` on `name` otherwise).
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        if RESERVED_CLIENT_NAMES.contains(&name) {
+            return Err(Error::invalid(
+                "name",
+                format!("{name:?} is reserved (it is an API route under /api/v1/clients)"),
+            ));
+        }
+        match dns_label_problem(name, 1) {
+            Some(reason) => Err(Error::invalid("name", format!("{name:?} {reason}"))),
+            None => Ok(ClientName(name.to_owned())),
+        }
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ClientName {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        ClientName::parse(&value)
+    }
+}
+
+impl From<ClientName> for String {
+    fn from(name: ClientName) -> String {
+        name.0
+    }
+}
+
+impl std::fmt::Display for ClientName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
@@ -90,6 +143,19 @@ mod tests {
         assert!(ClusterName::parse(&"a".repeat(63)).is_ok());
         assert!(ClusterName::parse(&"a".repeat(64)).is_err());
         assert!(ClusterName::parse("prod\u{e9}1").is_err());
+    }
+
+    #[test]
+    fn client_names_are_dns_labels_of_one_char_or_more() {
+        assert!(ClientName::parse("dev").is_ok());
+        assert!(ClientName::parse("a").is_ok());
+        assert!(ClientName::parse("a1-b").is_ok());
+        assert!(ClientName::parse("").is_err());
+        assert!(ClientName::parse("summary").is_err());
+        assert!(ClientName::parse("-a").is_err());
+        assert!(ClientName::parse("A").is_err());
+        assert!(ClientName::parse(&"a".repeat(64)).is_err());
+        assert_eq!(ClientName::parse("a_b").unwrap_err().field(), "name");
     }
 
     proptest! {

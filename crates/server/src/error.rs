@@ -21,6 +21,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::CredentialsOriginChanged => StatusCode::CONFLICT,
         ErrorCode::ClusterUnreachable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::DiscoveryFailed => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::ClientNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::ClientAlreadyExists
+        | ErrorCode::InvalidStatusTransition
+        | ErrorCode::ClientDestroyed => StatusCode::CONFLICT,
         ErrorCode::ValidationError => StatusCode::BAD_REQUEST,
         ErrorCode::MalformedJson => StatusCode::BAD_REQUEST,
         ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -123,6 +127,10 @@ impl From<ModelError> for ApiError {
         match &error {
             ModelError::InvalidName { name, reason } => ApiError::new(code, error.to_string())
                 .with_details(json!({ "field": "name", "value": name, "reason": reason })),
+            ModelError::Transition { from, to, reason } => ApiError::new(code, error.to_string())
+                .with_details(json!({ "from": from, "to": to, "reason": reason })),
+            ModelError::Destroyed(client) => ApiError::new(code, error.to_string())
+                .with_details(json!({ "client": client, "status": "destroyed" })),
             _ => ApiError {
                 code,
                 ..ApiError::validation(error.field(), error.reason())
@@ -163,11 +171,19 @@ impl From<StoreError> for ApiError {
             } => ApiError::new(
                 code,
                 format!(
-                    "If-Match revision {expected} is not current; cluster {id} is at revision {actual}"
+                    "If-Match revision {expected} is not current; {id} is at revision {actual}"
                 ),
             )
             .with_details(json!({ "expected_revision": expected, "current_revision": actual })),
             StoreError::Invalid(e) => e.into(),
+            StoreError::ClientNotFound(name) => {
+                ApiError::new(code, format!("client {name} not found"))
+                    .with_details(json!({ "client": name }))
+            }
+            StoreError::ClientExists(name) => {
+                ApiError::new(code, format!("a client named {name:?} already exists"))
+                    .with_details(json!({ "name": name }))
+            }
             StoreError::EventsExpired {
                 after,
                 oldest_revision,

@@ -8,7 +8,7 @@
 //! middleware answers (authentication, the query rule, body limits, the
 //! request time limit).
 
-use crate::api::{clusters, credentials, events, fleet, ops, tokens};
+use crate::api::{clients, clusters, credentials, events, fleet, ops, tokens};
 use crate::auth::permissions::{access, Access};
 use axum::http::Method;
 use fleetreg_model::{
@@ -48,6 +48,22 @@ use utoipa::{IntoParams, Modify, ToSchema};
     ),
     modifiers(&Conventions),
     paths(
+        clients::create,
+        clients::list,
+        clients::summary,
+        clients::export,
+        clients::import,
+        clients::get_one,
+        clients::update,
+        clients::delete,
+        clients::history,
+        clients::deploy,
+        clients::rebuild,
+        clients::destroy,
+        clients::set_status,
+        clients::maintenance,
+        clients::versions,
+        clients::notes,
         clusters::create,
         clusters::list,
         clusters::get_one,
@@ -100,6 +116,7 @@ use utoipa::{IntoParams, Modify, ToSchema};
         Event,
         EventType,
         clusters::ClusterPage,
+        clients::ClientPage,
         events::EventList,
         FleetSummary,
         FleetHealth,
@@ -235,6 +252,14 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Operati
 
 /// Security and the shared error responses of one operation.
 fn standardise(path: &str, method: &Method, operation: &mut Operation) {
+    // Handlers of different resources share names (`list`, `get_one`): the
+    // tag makes each operationId unique, as links and generated clients need.
+    if let (Some(tag), Some(id)) = (
+        operation.tags.as_ref().and_then(|t| t.first()),
+        operation.operation_id.as_mut(),
+    ) {
+        *id = format!("{tag}_{id}");
+    }
     // The permission matrix under both settings of `auth.metrics_open`.
     let rules = [access(method, path, true), access(method, path, false)];
     let open = rules.iter().filter(|a| **a == Access::Open).count();

@@ -152,6 +152,11 @@ where
         })
 }
 
+/// Reads a boolean parameter (`true`/`false`/`1`/`0`).
+pub fn boolean(field: &str, value: &str) -> Result<bool, ApiError> {
+    Ok(fleetreg_model::parse_bool(field, value)?)
+}
+
 /// Reads an RFC 3339 timestamp parameter within the storable years 0001–9999.
 pub fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     let at = DateTime::parse_from_rfc3339(value)

@@ -54,6 +54,9 @@ pub(crate) struct Dialect {
     pub cnf_types_sql: &'static str,
     /// The number of keys of the JSON object in `column`.
     pub json_key_count: fn(&str) -> String,
+    /// The set-returning function giving a JSON object's entries as text
+    /// `key`/`value` columns (`json_each`, `jsonb_each_text`).
+    pub json_object_entries: &'static str,
     /// Whether a batch's registrations are decided in memory after one
     /// `SELECT … IN` of their names and written with one multi-row `INSERT`
     /// (else one `INSERT … ON CONFLICT DO NOTHING` each, which always uses the
@@ -87,6 +90,7 @@ pub(crate) static SQLITE: Dialect = Dialect {
                        WHERE k.value = j.value AND k.key < j.key) \
      GROUP BY j.value ORDER BY j.value",
     json_key_count: |column| format!("(SELECT COUNT(*) FROM json_each({column}))"),
+    json_object_entries: "json_each",
     batch_registrations: true,
     // The WAL only shrinks when a checkpoint truncates it; on a small disk it
     // can hold all the space freed meanwhile.
@@ -116,6 +120,7 @@ pub(crate) static POSTGRES: Dialect = Dialect {
        THEN c.capabilities->'cnf_types' ELSE '[]'::jsonb END) e) j \
      WHERE c.has_cnf GROUP BY j.t ORDER BY j.t",
     json_key_count: |column| format!("(SELECT COUNT(*) FROM jsonb_object_keys({column}))"),
+    json_object_entries: "jsonb_each_text",
     // The `IN` lookup's generic plan scans a table without statistics (fresh
     // or bulk-loaded, before autovacuum's ANALYZE): 3-4x slower than per-row.
     batch_registrations: false,

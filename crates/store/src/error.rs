@@ -15,15 +15,21 @@ pub enum StoreError {
     #[error("a cluster named {0:?} already exists")]
     AlreadyExists(String),
     /// `If-Match` named a revision that is not current.
-    #[error("revision {expected} is not current; the cluster is at revision {actual}")]
+    #[error("revision {expected} is not current; the resource is at revision {actual}")]
     PreconditionFailed {
         /// The revision the client expected.
         expected: i64,
         /// The current revision.
         actual: i64,
-        /// The cluster.
+        /// The cluster or client.
         id: Uuid,
     },
+    /// No client with that name.
+    #[error("client {0} not found")]
+    ClientNotFound(String),
+    /// Another client already has the name.
+    #[error("a client named {0:?} already exists")]
+    ClientExists(String),
     /// The cluster has no stored credentials.
     #[error("cluster {0} has no stored credentials")]
     CredentialsNotFound(Uuid),
@@ -99,6 +105,8 @@ impl StoreError {
         match self {
             StoreError::NotFound(_) => C::ClusterNotFound,
             StoreError::AlreadyExists(_) => C::ClusterAlreadyExists,
+            StoreError::ClientNotFound(_) => C::ClientNotFound,
+            StoreError::ClientExists(_) => C::ClientAlreadyExists,
             StoreError::PreconditionFailed { .. } => C::PreconditionFailed,
             StoreError::Invalid(e) => e.code(),
             StoreError::EventsExpired { .. } => C::EventsExpired,

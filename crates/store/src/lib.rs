@@ -25,6 +25,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit_chain;
+mod client_rows;
+mod client_store;
 mod count_cache;
 mod decode;
 mod dialect;
@@ -42,6 +44,7 @@ pub use audit_chain::{
     verify_audit_chain, AuditHead, AuditKey, AuditKeys, ChainBreak, ChainedAuditEntry,
     VerifyReport, AUDIT_KEY_PURPOSE,
 };
+pub use client_store::{ClientList, ClientStore};
 pub use error::StoreError;
 pub use sql_store::SqlStore;
 pub use store::{AuditQuery, Backend, ClusterList, EventPage, KeyUsage, Store, TokenRekey};

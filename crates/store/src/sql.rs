@@ -5,7 +5,7 @@
 //! values and turn their rows into these.
 
 use crate::StoreError;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -24,6 +24,9 @@ pub(crate) enum Value {
     /// A UTC instant (SQLite: fixed-width RFC 3339 text, so text order is time
     /// order; PostgreSQL: TIMESTAMPTZ).
     Time(Option<DateTime<Utc>>),
+    /// A calendar date (SQLite: `YYYY-MM-DD` text, so text order is date
+    /// order; PostgreSQL: DATE).
+    Date(Option<NaiveDate>),
     /// A JSON document as text (SQLite: TEXT; PostgreSQL: JSONB).
     Json(Option<String>),
     /// Raw bytes, as SQLite returns BLOB columns.
@@ -40,6 +43,7 @@ impl Value {
             Value::Text(v) | Value::Json(v) => v.is_none(),
             Value::Uuid(v) => v.is_none(),
             Value::Time(v) => v.is_none(),
+            Value::Date(v) => v.is_none(),
             Value::Blob(v) => v.is_none(),
             Value::Float(v) => v.is_none(),
         }
@@ -79,6 +83,7 @@ value_from! {
     &String => Text via String::clone,
     Uuid => Uuid,
     DateTime<Utc> => Time,
+    NaiveDate => Date,
 }
 
 impl From<&Option<String>> for Value {
@@ -308,6 +313,17 @@ impl FromValue for DateTime<Utc> {
                 parse_time(text).ok_or_else(|| Mismatch::new("a time", value))
             }
             other => Err(Mismatch::new("a time", other)),
+        }
+    }
+}
+
+impl FromValue for NaiveDate {
+    fn from_value(value: &Value) -> Result<Self, Mismatch> {
+        match value {
+            Value::Date(Some(v)) => Ok(*v),
+            Value::Text(Some(text)) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| Mismatch::new("a date", value)),
+            other => Err(Mismatch::new("a date", other)),
         }
     }
 }

@@ -40,7 +40,7 @@ const PRUNE_BATCH: i64 = 5000;
 /// The store, on SQLite or PostgreSQL.
 pub struct SqlStore {
     pub(crate) engine: Arc<dyn Engine>,
-    writer: Writer,
+    pub(crate) writer: Writer,
     // std Mutex: taken once at close, never held across an await.
     writer_task: Mutex<Option<JoinHandle<()>>>,
     revision: watch::Receiver<i64>,
@@ -81,7 +81,7 @@ impl SqlStore {
     }
 
     /// The rows of `sql` decoded with `decode`.
-    async fn fetch_as<T>(
+    pub(crate) async fn fetch_as<T>(
         &self,
         sql: &Sql,
         decode: fn(&Row) -> Result<T, StoreError>,
@@ -90,7 +90,7 @@ impl SqlStore {
     }
 
     /// The first row of `sql` decoded with `decode`, if any.
-    async fn fetch_optional_as<T>(
+    pub(crate) async fn fetch_optional_as<T>(
         &self,
         sql: &Sql,
         decode: fn(&Row) -> Result<T, StoreError>,

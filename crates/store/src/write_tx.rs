@@ -75,6 +75,24 @@ impl WriteTx {
         }
     }
 
+    /// The dialect of the transaction's database.
+    pub(crate) fn dialect(&self) -> &'static Dialect {
+        self.dialect
+    }
+
+    /// Runs a statement of another resource's module (`client_rows`, …)
+    /// inside the transaction, after the buffered registrations are written.
+    pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
+        self.flush_clusters().await?;
+        self.tx.execute(sql).await
+    }
+
+    /// Reads rows inside the transaction (see [`WriteTx::execute`]).
+    pub(crate) async fn fetch(&mut self, sql: &Sql) -> Result<Vec<crate::sql::Row>, StoreError> {
+        self.flush_clusters().await?;
+        self.tx.fetch(sql).await
+    }
+
     /// Locks (PostgreSQL: row lock until commit, so revisions become visible
     /// in order across replicas) and reads the last assigned revision.
     pub(crate) async fn lock_revision(&mut self) -> Result<i64, StoreError> {

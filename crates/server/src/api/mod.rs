@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each exporting `router()`.
 
 pub mod audit;
+pub mod clients;
 pub mod clusters;
 pub mod credentials;
 pub mod events;
@@ -21,6 +22,7 @@ pub const REVISION_HEADER: &str = "x-fleetreg-revision";
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(audit::router())
+        .merge(clients::router())
         .merge(clusters::router())
         .merge(credentials::router())
         .merge(events::router())

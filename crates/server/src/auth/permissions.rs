@@ -52,6 +52,22 @@ pub fn action(method: &Method, path: &str) -> &'static str {
         ("POST", "/api/v1/clusters/{id}/credentials/rotate") => "credentials.rotate",
         ("POST", "/api/v1/clusters/{id}/credentials/validate") => "credentials.validate",
         ("POST", "/api/v1/clusters/{id}/credentials/rebind") => "credentials.rebind",
+        ("POST", "/api/v1/clients") => "client.create",
+        ("PUT", "/api/v1/clients/{name}") => "client.update",
+        ("DELETE", "/api/v1/clients/{name}") => "client.delete",
+        ("POST", "/api/v1/clients/import") => "client.import",
+        ("POST", p) if p.starts_with("/api/v1/clients/{name}/") => {
+            match p.rsplit('/').next().unwrap_or_default() {
+                "deploy" => "client.deploy",
+                "rebuild" => "client.rebuild",
+                "destroy" => "client.destroy",
+                "status" => "client.status",
+                "maintenance" => "client.maintenance",
+                "versions" => "client.versions",
+                "notes" => "client.notes",
+                _ => "client.write",
+            }
+        }
         ("POST", "/api/v1/tokens") => "token.create",
         ("DELETE", "/api/v1/tokens/{id}") => "token.revoke",
         ("GET", "/api/v1/tokens") => "token.list",
@@ -59,6 +75,7 @@ pub fn action(method: &Method, path: &str) -> &'static str {
         ("GET", "/api/v1/openapi.json") => "openapi.read",
         (_, p) if write => match p.split('/').nth(3) {
             Some("clusters") => "cluster.write",
+            Some("clients") => "client.write",
             Some("credentials") => "credentials.write",
             Some("tokens") => "token.write",
             _ => "api.write",
@@ -69,6 +86,7 @@ pub fn action(method: &Method, path: &str) -> &'static str {
             Some("events") => "event.read",
             Some("fleet") => "fleet.read",
             Some("clusters") => "cluster.read",
+            Some("clients") => "client.read",
             _ => "api.read",
         },
     }

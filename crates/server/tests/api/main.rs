@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod auth_hardening;
 mod auto_rotation;
+mod clients;
 mod clusters;
 mod concurrency;
 mod credential_expiry;

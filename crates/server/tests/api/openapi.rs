@@ -332,8 +332,18 @@ async fn every_operation_declares_its_path_parameters_security_and_errors() {
     assert_eq!(scheme["scheme"], "bearer", "{scheme}");
     assert_eq!(doc["security"], json!([{ "bearer": [] }]));
     let mut open = Vec::new();
+    let mut operation_ids = std::collections::BTreeSet::new();
     for (path, method, operation) in operations(&doc) {
         let at = format!("{method} {path}");
+        // Links and generated clients find operations by id.
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            operation_ids.insert(id.clone()),
+            "{at}: operationId {id:?} is not unique"
+        );
         let declared: Vec<&str> = operation["parameters"]
             .as_array()
             .map(|p| p.iter().filter(|p| p["in"] == "path").collect::<Vec<_>>())

@@ -76,6 +76,7 @@ impl Driver for Postgres {
             query = match param {
                 Value::Json(document) => query.bind(document.clone().map(JsonbText)),
                 Value::Time(instant) => query.bind(*instant), // TIMESTAMPTZ
+                Value::Date(day) => query.bind(*day),         // DATE
                 Value::Uuid(uuid) => query.bind(*uuid),
                 Value::Int(int8) => query.bind(*int8),
                 Value::Bool(boolean) => query.bind(*boolean),
@@ -99,6 +100,7 @@ impl Driver for Postgres {
             "BOOL" => Value::Bool(row.try_get(i)?),
             "UUID" => Value::Uuid(row.try_get::<Option<Uuid>, _>(i)?),
             "TIMESTAMPTZ" => Value::Time(row.try_get::<Option<DateTime<Utc>>, _>(i)?),
+            "DATE" => Value::Date(row.try_get::<Option<chrono::NaiveDate>, _>(i)?),
             "JSONB" | "JSON" => Value::Json(
                 row.try_get::<Option<Json<Box<serde_json::value::RawValue>>>, _>(i)?
                     .map(|json| json.0.get().to_owned()),

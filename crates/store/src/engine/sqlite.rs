@@ -409,6 +409,9 @@ fn bind(
         Value::Bool(flag) => statement.raw_bind_parameter(index, flag.map(i64::from)),
         Value::Float(x) => statement.raw_bind_parameter(index, x),
         Value::Time(at) => statement.raw_bind_parameter(index, at.as_ref().map(format_timestamp)),
+        Value::Date(day) => {
+            statement.raw_bind_parameter(index, day.map(|d| d.format("%Y-%m-%d").to_string()))
+        }
         Value::Text(text) | Value::Json(text) => statement.raw_bind_parameter(index, text),
         Value::Uuid(id) => statement.raw_bind_parameter(index, id.as_ref().map(|id| id.as_bytes())),
         Value::Blob(bytes) => statement.raw_bind_parameter(index, bytes),

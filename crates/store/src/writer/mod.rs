@@ -8,6 +8,7 @@
 //! the SQL of [`WriteTx`]. This module only batches, commits and answers.
 
 mod audit;
+mod client;
 mod cluster;
 mod credentials;
 mod observe;
@@ -15,6 +16,7 @@ mod token;
 
 pub use audit::AuditOnly;
 pub(crate) use audit::AuditRecord;
+pub(crate) use client::{ChangeClient, ClientChange, CreateClient, DeleteClient, ImportClients};
 pub(crate) use cluster::{DeleteCluster, InsertCluster, UpdateCluster};
 pub use credentials::{BindCredentials, PutCredentials, RewrapCredentials};
 pub(crate) use credentials::{DeleteCredentials, ReplaceVaultCanary};
@@ -88,7 +90,7 @@ impl WriteCx<'_> {
             revision: *self.revision,
             event_type,
             occurred_at: self.at,
-            resource: "cluster".to_owned(),
+            resource: event_type.resource().to_owned(),
             resource_id,
             payload,
         };

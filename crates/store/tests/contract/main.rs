@@ -36,6 +36,7 @@ mod harness;
 
 mod audit;
 mod basics;
+mod clients;
 mod clock;
 mod clusters;
 mod credentials;
