@@ -6,6 +6,7 @@
 //! goes to a loopback server only (unless `--allow-remote`).
 #![deny(missing_docs)]
 
+mod clients;
 mod fanout;
 mod load;
 mod procfs;
@@ -28,8 +29,9 @@ use std::time::Duration;
     fleetreg bench --scenario register-1,register-64 --duration-secs 5\n  \
     fleetreg bench --scenario seed,get,list,rss --clusters 100000 --json\n  \
     fleetreg bench --scenario seed,fleet-summary --clusters 100000\n  \
-    fleetreg bench --scenario scheduler --sim http://127.0.0.1:9000 --sched-interval-secs 30\n\n\
-    The scheduler scenario is not part of `all`; crates/bench/scripts/scheduler-sweep.sh\n\
+    fleetreg bench --scenario scheduler --sim http://127.0.0.1:9000 --sched-interval-secs 30\n  \
+    fleetreg bench --scenario clients --bench-clients 10000 --bench-hosts 2000\n\n\
+    The scheduler and clients scenarios are not part of `all`; crates/bench/scripts/scheduler-sweep.sh\n\
     runs it at several intervals (docs/BENCHMARKS.md).")]
 pub struct BenchArgs {
     /// The running server to drive (loopback only unless --allow-remote).
@@ -99,6 +101,12 @@ pub struct BenchArgs {
     /// its first checks are spread over one interval).
     #[arg(long)]
     pub sched_setup_only: bool,
+    /// clients: clients the store should hold (imported in chunks until reached).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub bench_clients: u64,
+    /// clients: hosts to register (200 per cluster) in this run.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub bench_hosts: u64,
     /// Print the results as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -131,6 +139,9 @@ pub enum Scenario {
     Fanout,
     /// Health-scheduler timeliness from a simulator's request log (needs --sim).
     Scheduler,
+    /// Client registry: seed clients and hosts, timed import, filtered and
+    /// stale lists, deregistration preview.
+    Clients,
     /// Everything above but scheduler, in that order.
     All,
 }
@@ -166,7 +177,7 @@ pub enum BenchError {
 }
 
 impl BenchArgs {
-    fn duration(&self) -> Duration {
+    pub(crate) fn duration(&self) -> Duration {
         Duration::from_secs(self.duration_secs)
     }
 
@@ -207,6 +218,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
             Scenario::Rss => vec![scenarios::rss(&mut ctx).await?],
             Scenario::Fanout => fanout::run(&mut ctx).await?,
             Scenario::Scheduler => vec![scheduler::run(&mut ctx).await?],
+            Scenario::Clients => clients::run(&mut ctx).await?,
             Scenario::All => Vec::new(),
         };
         if scenario != Scenario::Fanout {

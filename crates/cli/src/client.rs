@@ -1,12 +1,13 @@
 //! The HTTP client behind every CLI command, and how its errors are shown.
 
+use crate::context::Selected;
 use clap::Args;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;
 
-/// The server used when neither `--server` nor `FLEETREG_URL` is given.
+/// The server used when neither `--server`, `FLEETREG_URL` nor a context gives one.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// How long a (non-streaming) request may take before the CLI gives up.
@@ -18,13 +19,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection flags shared by every client command.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// Server URL [env: FLEETREG_URL] [default: http://127.0.0.1:8080].
+    /// Server URL [then: the --context's server, FLEETREG_URL, the server of the
+    /// FLEETREG_CONTEXT or current context] [default: http://127.0.0.1:8080].
     #[arg(long, global = true, value_name = "URL")]
     pub server: Option<String>,
-    /// Bearer token [env: FLEETREG_TOKEN, then FLEETREG_ADMIN_TOKEN, then the
-    /// file ./fleetreg-admin.token that `serve` writes on first start].
+    /// Bearer token [then: the --context's token, FLEETREG_TOKEN,
+    /// FLEETREG_ADMIN_TOKEN, the token of the FLEETREG_CONTEXT or current
+    /// context, and with no context in use the file ./fleetreg-admin.token that
+    /// `serve` writes on first start].
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Use this context (`fleetreg context --help`) instead of FLEETREG_CONTEXT
+    /// or the current context; --server and --token still override it.
+    #[arg(long, global = true, value_name = "NAME", value_parser = crate::context::parse_name)]
+    pub context: Option<String>,
 }
 
 /// An error answered by the server in the API's envelope.
@@ -50,7 +58,21 @@ pub struct Client {
     /// Where the token came from (`--token`, `FLEETREG_TOKEN`, …), for the
     /// hint under `UNAUTHENTICATED`.
     token_source: Option<String>,
+    /// The context in use, if any.
+    context: Option<String>,
     http: reqwest::Client,
+}
+
+/// `base` without a trailing `/` when it is an http(s) URL with a host;
+/// `source` says where it came from in the error.
+pub fn check_server_url(base: &str, source: &str) -> anyhow::Result<String> {
+    let base = base.trim().trim_end_matches('/').to_owned();
+    match reqwest::Url::parse(&base) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(base),
+        _ => anyhow::bail!(
+            "invalid server URL {base:?} (from {source}); expected e.g. http://127.0.0.1:8080"
+        ),
+    }
 }
 
 /// The file `serve` writes the admin token to, as the CLI looks for it
@@ -73,43 +95,61 @@ fn non_empty_env(name: &str) -> Option<String> {
 }
 
 impl Client {
-    /// Resolves flags, then environment, then defaults.
+    /// Resolves flags (`--context` among them), then environment, then the
+    /// context `FLEETREG_CONTEXT` names or the current one, then defaults.
     pub fn from_args(args: &ConnectArgs) -> anyhow::Result<Client> {
-        let (base, source) = match (&args.server, non_empty_env("FLEETREG_URL")) {
-            (Some(server), _) => (server.clone(), "--server"),
-            (None, Some(env)) => (env, "FLEETREG_URL"),
-            (None, None) => (DEFAULT_SERVER.to_owned(), "the default"),
+        let context = Selected::resolve(args.context.as_deref())?;
+        let (by_flag, later) = match &context {
+            Some(c) if c.by_flag => (Some(c), None),
+            other => (None, other.as_ref()),
         };
-        let base = base.trim().trim_end_matches('/').to_owned();
-        match reqwest::Url::parse(&base) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            _ => anyhow::bail!(
-                "invalid server URL {base:?} (from {source}); expected e.g. http://127.0.0.1:8080"
-            ),
-        }
-        let found = |token: Option<String>, source: String| token.map(|t| (t, source));
+        let server = |c: Option<&Selected>| c.map(|c| (c.context.server.clone(), c.source()));
+        let (base, source) = args
+            .server
+            .clone()
+            .map(|s| (s, "--server".to_owned()))
+            .or_else(|| server(by_flag))
+            .or_else(|| non_empty_env("FLEETREG_URL").map(|e| (e, "FLEETREG_URL".into())))
+            .or_else(|| server(later))
+            .unwrap_or_else(|| (DEFAULT_SERVER.to_owned(), "the default".into()));
+        let base = check_server_url(&base, &source)?;
+        let found = |token: Option<String>, source: &str| token.map(|t| Ok((t, source.into())));
         let (token, token_source) = found(
             args.token.clone().filter(|s| !s.trim().is_empty()),
-            "--token".into(),
+            "--token",
         )
-        .or_else(|| found(non_empty_env("FLEETREG_TOKEN"), "FLEETREG_TOKEN".into()))
+        .or_else(|| by_flag.and_then(Selected::token))
+        .or_else(|| found(non_empty_env("FLEETREG_TOKEN"), "FLEETREG_TOKEN"))
         .or_else(|| {
             found(
                 non_empty_env("FLEETREG_ADMIN_TOKEN"),
-                "FLEETREG_ADMIN_TOKEN".into(),
+                "FLEETREG_ADMIN_TOKEN",
             )
         })
-        .or_else(|| found(admin_token_file(), admin_token_path()))
+        .or_else(|| later.and_then(Selected::token))
+        .or_else(|| {
+            found(
+                admin_token_file().filter(|_| context.is_none()),
+                &admin_token_path(),
+            )
+        })
+        .transpose()?
         .unzip();
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("fleetreg-cli/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("fleetreg-cli/", env!("CARGO_PKG_VERSION")));
+        for cert in context
+            .as_ref()
+            .map_or(Ok(Vec::new()), Selected::ca_certs)?
+        {
+            http = http.add_root_certificate(cert);
+        }
         Ok(Client {
             base,
             token,
             token_source,
-            http,
+            context: context.map(|c| c.context.name),
+            http: http.build()?,
         })
     }
 
@@ -157,7 +197,7 @@ impl Client {
         let response = request.send().await.map_err(|e| {
             let what = if e.is_timeout() { "timed out talking to" } else { "cannot reach" };
             anyhow::anyhow!(
-                "{what} the fleetreg server at {}: {}\n  hint: start one with `fleetreg serve`, or point --server or FLEETREG_URL at it",
+                "{what} the fleetreg server at {}: {}\n  hint: start one with `fleetreg serve`, or point --server, FLEETREG_URL or a context (`fleetreg context --help`) at it",
                 self.base,
                 root_cause(&e)
             )
@@ -188,14 +228,21 @@ impl Client {
     /// Where the refused token came from, and where tokens are looked for.
     fn token_hint(&self) -> String {
         let order = format!(
-            "--token, then FLEETREG_TOKEN, then FLEETREG_ADMIN_TOKEN, then the file {}",
+            "--token, then the --context's, then FLEETREG_TOKEN, then FLEETREG_ADMIN_TOKEN, then \
+             the FLEETREG_CONTEXT or current context's (`fleetreg context --help`), then (with no \
+             context in use) the file {}",
             admin_token_path()
         );
-        match &self.token_source {
-            Some(source) => format!(
+        match (&self.token_source, &self.context) {
+            (Some(source), _) => format!(
                 "the token from {source} was refused (unknown, revoked or expired); tokens are taken from {order}"
             ),
-            None => format!(
+            (None, Some(context)) => format!(
+                "no token was sent: context {context:?} has none, nor are there any in --token, \
+                 FLEETREG_TOKEN or FLEETREG_ADMIN_TOKEN; `fleetreg context add {context} --overwrite \
+                 --server URL --token-file FILE` gives it one"
+            ),
+            (None, None) => format!(
                 "no token was sent: none in {order} (`fleetreg serve` writes that file in its working directory on first start)"
             ),
         }

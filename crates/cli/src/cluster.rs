@@ -32,7 +32,12 @@ const UPDATE_EXAMPLES: &str = "Examples:
 
 const DELETE_EXAMPLES: &str = "Examples:
   fleetreg cluster delete prod-east-1
-  fleetreg cluster delete prod-east-1 --if-match 7";
+  fleetreg cluster delete prod-east-1 --if-match 7
+
+A cluster with hosts is refused: CLUSTER_HAS_SYNC_CLIENTS (with the report of
+`fleetreg cluster deregister`) while deployments on them sync, else
+CONFIRMATION_REQUIRED with what would go; `fleetreg cluster deregister` asks and
+removes it with its hosts.";
 
 const STATUS_EXAMPLES: &str = "Examples:
   fleetreg cluster status prod-east-1
@@ -70,6 +75,8 @@ const ALL_EXAMPLES: &str = "Examples:
   fleetreg cluster history prod-east-1 --limit 20
   fleetreg cluster refresh prod-east-1
   fleetreg cluster delete prod-east-1
+  fleetreg cluster sync-status prod-host-1
+  fleetreg cluster deregister prod-host-1 --dry-run
 
 The server is --server, else $FLEETREG_URL, else http://127.0.0.1:8080.
 Errors from the server print as `error: CODE: message` and exit with status 1.";
@@ -105,6 +112,15 @@ pub enum ClusterCommand {
     /// Check a cluster and discover its capabilities now; shows the updated cluster.
     #[command(after_help = REFRESH_EXAMPLES)]
     Refresh(TargetArgs),
+    /// Show a cluster's hosts, leader lease, client deployments and recent sync jobs.
+    #[command(after_help = crate::cluster_sync::SYNC_STATUS_EXAMPLES)]
+    SyncStatus(crate::cluster_sync::SyncStatusArgs),
+    /// Deregister a cluster safely: show what goes with it, ask, then delete.
+    #[command(after_help = crate::cluster_sync::DEREGISTER_EXAMPLES)]
+    Deregister(crate::cluster_sync::DeregisterArgs),
+    /// Take or renew the cluster's leader lease for one of its hosts.
+    #[command(after_help = crate::cluster_sync::LEADER_EXAMPLES)]
+    Leader(crate::cluster_sync::LeaderArgs),
 }
 
 /// Output and connection flags.
@@ -934,8 +950,11 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             if let Some(revision) = &args.if_match {
                 request = request.header("If-Match", if_match_header(revision));
             }
-            client.send_raw(request).await?;
             let name = current["name"].as_str().unwrap_or(&args.cluster);
+            client
+                .send_raw(request)
+                .await
+                .map_err(|e| crate::cluster_sync::explain_refusal(e, name, args.common.format))?;
             match args.common.format {
                 Format::Table => write_stdout(&format!("cluster {name} deleted ({id})\n")),
                 format => {
@@ -1014,6 +1033,9 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             let cluster: Value = client.send(client.request(Method::POST, &path)).await?;
             print_cluster(args.common.format, &cluster)
         }
+        ClusterCommand::SyncStatus(args) => crate::cluster_sync::sync_status(args).await,
+        ClusterCommand::Deregister(args) => crate::cluster_sync::deregister(args).await,
+        ClusterCommand::Leader(args) => crate::cluster_sync::leader(args).await,
     }
 }
 

@@ -3,12 +3,21 @@
 
 mod audit;
 mod client;
+mod client_drift;
+mod client_health;
+mod clients;
 mod cluster;
 mod cluster_health;
+mod cluster_sync;
+mod completion;
+mod context;
 mod credentials;
+mod deployment;
 mod events;
 mod fleet;
+mod host;
 mod output;
+mod rollout;
 mod serve;
 mod token;
 mod vault;
@@ -31,7 +40,8 @@ const EXAMPLES: &str = "Examples:
   fleetreg credentials store prod-east-1 --kubeconfig ./prod-east-1.kubeconfig
   fleetreg bench --help
 
-The client commands reach the server at --server, else FLEETREG_URL, else http://127.0.0.1:8080.";
+The client commands reach the server at --server (or --context), else FLEETREG_URL (or
+FLEETREG_CONTEXT), else the current context (`fleetreg context --help`), else http://127.0.0.1:8080.";
 
 /// fleetreg: the source of truth for a fleet of Kubernetes clusters.
 #[derive(Parser)]
@@ -48,6 +58,19 @@ enum Command {
     /// Register, list, inspect, update and delete clusters.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Client deployments: list, lifecycle, maintenance, import/export.
+    #[command(subcommand)]
+    Client(clients::ClientCommand),
+    /// Canary-first rollouts of an app version: start, status, promote, pause, resume, abort.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
+    /// Hosts of a cluster: register, list, heartbeat; the orphaned ones.
+    #[command(subcommand)]
+    Host(host::HostCommand),
+    /// Clients placed on hosts and their sync: create, enable, pause, move,
+    /// delete, sync jobs, conflicts.
+    #[command(subcommand)]
+    Deployment(deployment::DeploymentCommand),
     /// Read the change log or follow it live.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -72,6 +95,13 @@ enum Command {
     /// Serve simulated clusters (Kubernetes API subset, Prometheus, Tempo, Loki)
     /// with faults controllable at run time over /admin.
     Sim(fleetreg_sim::SimArgs),
+    /// Named connections (server, token, CA certificate) the client commands use.
+    #[command(subcommand)]
+    Context(context::ContextCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
+    /// Print the fleetreg(1) man page, or write one page per command with --out-dir.
+    Man(completion::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +120,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Cluster(command) => cluster::run(command).await,
+            Command::Client(command) => clients::run(command).await,
+            Command::Rollout(command) => rollout::run(command).await,
+            Command::Host(command) => host::run(command).await,
+            Command::Deployment(command) => deployment::run(command).await,
             Command::Events(command) => events::run(command).await,
             Command::Fleet(command) => fleet::run(command).await,
             Command::Credentials(command) => credentials::run(command).await,
@@ -98,6 +132,9 @@ fn main() -> ExitCode {
             Command::Vault(command) => vault::run(command).await,
             Command::Bench(args) => fleetreg_bench::run(args).await.map_err(anyhow::Error::from),
             Command::Sim(args) => fleetreg_sim::run_cli(args).await.map_err(Into::into),
+            Command::Context(command) => context::run(command).await,
+            Command::Completion(args) => completion::completion(args).await,
+            Command::Man(args) => completion::man(args).await,
         }
     });
     match result {

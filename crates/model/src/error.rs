@@ -39,6 +39,30 @@ pub enum ErrorCode {
     /// The client is destroyed: only an explicit deploy (or notes) may change
     /// it (409).
     ClientDestroyed,
+    /// No host with that id (404).
+    HostNotFound,
+    /// The cluster already has a host of that name (409).
+    HostAlreadyExists,
+    /// No deployment with that id (404).
+    DeploymentNotFound,
+    /// The host already runs a container of that name (409).
+    DeploymentAlreadyExists,
+    /// No sync job with that id (404).
+    SyncJobNotFound,
+    /// Another host holds the cluster's leader lease (409; details name it
+    /// and its expiry).
+    LeaderHeld,
+    /// The cluster cannot be deregistered while deployments on its hosts
+    /// sync; details list them and the remediations (409).
+    ClusterHasSyncClients,
+    /// Deregistering removes hosts and deployments: repeat with
+    /// `confirm=true`; details hold the preview (409).
+    ConfirmationRequired,
+    /// No rollout with that id (404).
+    RolloutNotFound,
+    /// The rollout's status does not allow the command, e.g. promoting a
+    /// halted rollout (409; details `{command, status}`).
+    RolloutConflict,
     /// A field of the request is invalid (400, details `{field, reason}`).
     ValidationError,
     /// The body is not valid JSON or has the wrong shape (400).
@@ -89,6 +113,16 @@ impl ErrorCode {
         ErrorCode::ClientAlreadyExists,
         ErrorCode::InvalidStatusTransition,
         ErrorCode::ClientDestroyed,
+        ErrorCode::HostNotFound,
+        ErrorCode::HostAlreadyExists,
+        ErrorCode::DeploymentNotFound,
+        ErrorCode::DeploymentAlreadyExists,
+        ErrorCode::SyncJobNotFound,
+        ErrorCode::LeaderHeld,
+        ErrorCode::ClusterHasSyncClients,
+        ErrorCode::ConfirmationRequired,
+        ErrorCode::RolloutNotFound,
+        ErrorCode::RolloutConflict,
         ErrorCode::ValidationError,
         ErrorCode::MalformedJson,
         ErrorCode::PreconditionFailed,
@@ -122,6 +156,16 @@ impl ErrorCode {
             ErrorCode::ClientAlreadyExists => "CLIENT_ALREADY_EXISTS",
             ErrorCode::InvalidStatusTransition => "INVALID_STATUS_TRANSITION",
             ErrorCode::ClientDestroyed => "CLIENT_DESTROYED",
+            ErrorCode::HostNotFound => "HOST_NOT_FOUND",
+            ErrorCode::HostAlreadyExists => "HOST_ALREADY_EXISTS",
+            ErrorCode::DeploymentNotFound => "DEPLOYMENT_NOT_FOUND",
+            ErrorCode::DeploymentAlreadyExists => "DEPLOYMENT_ALREADY_EXISTS",
+            ErrorCode::SyncJobNotFound => "SYNC_JOB_NOT_FOUND",
+            ErrorCode::LeaderHeld => "LEADER_HELD",
+            ErrorCode::ClusterHasSyncClients => "CLUSTER_HAS_SYNC_CLIENTS",
+            ErrorCode::ConfirmationRequired => "CONFIRMATION_REQUIRED",
+            ErrorCode::RolloutNotFound => "ROLLOUT_NOT_FOUND",
+            ErrorCode::RolloutConflict => "ROLLOUT_CONFLICT",
             ErrorCode::ValidationError => "VALIDATION_ERROR",
             ErrorCode::MalformedJson => "MALFORMED_JSON",
             ErrorCode::PreconditionFailed => "PRECONDITION_FAILED",

@@ -33,6 +33,27 @@ pub enum EventType {
     ClientDestroyed,
     /// A client's entry was removed from the registry; payload `{client_id, name}`.
     ClientDeleted,
+    /// A deployed client's live health state changed (periodic URL checks);
+    /// payload `{client_id, name, old_state, new_state, health}`.
+    ClientHealthChanged,
+    /// A host was registered under a cluster; payload is the host.
+    HostRegistered,
+    /// A host sent no heartbeat for longer than the threshold (once per
+    /// episode); payload is the host.
+    HostOrphaned,
+    /// An orphaned host sent a heartbeat again; payload is the host.
+    HostRecovered,
+    /// A deployment was created, changed (sync enabled or paused), moved or
+    /// removed; payload `{action, deployment}`.
+    DeploymentChanged,
+    /// A deployment's syncs failed several times in a row (once per
+    /// episode); payload `{deployment, consecutive_failures}`.
+    SyncFailing,
+    /// A cluster's leader lease changed hands; payload is the lease.
+    LeaderChanged,
+    /// A rollout started, moved (a client done or failed, a wave, a status)
+    /// or was commanded; payload is the rollout.
+    RolloutChanged,
 }
 
 impl EventType {
@@ -50,13 +71,28 @@ impl EventType {
             EventType::ClientStatusChanged => "CLIENT_STATUS_CHANGED",
             EventType::ClientDestroyed => "CLIENT_DESTROYED",
             EventType::ClientDeleted => "CLIENT_DELETED",
+            EventType::ClientHealthChanged => "CLIENT_HEALTH_CHANGED",
+            EventType::HostRegistered => "HOST_REGISTERED",
+            EventType::HostOrphaned => "HOST_ORPHANED",
+            EventType::HostRecovered => "HOST_RECOVERED",
+            EventType::DeploymentChanged => "DEPLOYMENT_CHANGED",
+            EventType::SyncFailing => "SYNC_FAILING",
+            EventType::LeaderChanged => "LEADER_CHANGED",
+            EventType::RolloutChanged => "ROLLOUT_CHANGED",
         }
     }
 
     /// The kind of resource the event is about (`cluster`, `client`).
     pub fn resource(self) -> &'static str {
-        if self.as_str().starts_with("CLIENT_") {
+        let wire = self.as_str();
+        if wire.starts_with("CLIENT_") {
             "client"
+        } else if wire.starts_with("ROLLOUT_") {
+            "rollout"
+        } else if wire.starts_with("HOST_") {
+            "host"
+        } else if wire.starts_with("DEPLOYMENT_") || wire.starts_with("SYNC_") {
+            "deployment"
         } else {
             "cluster"
         }

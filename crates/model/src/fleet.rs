@@ -133,6 +133,9 @@ pub struct FleetHealth {
     /// first), at most `limit`.
     #[serde(default)]
     pub credentials_expiring: Vec<crate::ExpiringCredentials>,
+    /// Hosts without a heartbeat for longer than `sync.orphan_after_seconds`.
+    #[serde(default)]
+    pub orphaned_hosts_count: u64,
 }
 
 /// The clusters whose health score falls in `[min, max]`.
@@ -207,6 +210,7 @@ impl FleetHealth {
             credentials_expiring_count: 0,
             credentials_expired_count: 0,
             credentials_expiring: Vec::new(),
+            orphaned_hosts_count: 0,
         }
     }
 }

@@ -9,6 +9,7 @@
 mod audit;
 mod auth;
 mod client;
+mod client_health;
 mod client_lifecycle;
 mod client_query;
 mod client_schema;
@@ -27,6 +28,8 @@ mod name;
 mod nullable;
 mod origin;
 mod registry_file;
+mod rollout;
+mod sync;
 mod time;
 mod url_field;
 
@@ -35,6 +38,9 @@ pub use auth::{ApiToken, CreatedToken, Role, TokenCreateRequest};
 pub use client::{
     Client, ClientCreateRequest, ClientSpec, ClientUpdateRequest, Maintenance, NewClient,
     ServerInfo, MAX_CLIENT_ENTRIES, MAX_NOTES,
+};
+pub use client_health::{
+    tls_days_left, ClientHealth, ClientHealthState, ClientUrlHealth, UrlOutcome,
 };
 pub use client_lifecycle::{
     ClientAction, DeployRequest, DestroyRequest, MaintenanceRequest, NotesRequest, RebuildRequest,
@@ -76,4 +82,14 @@ pub use labels::{validate_label_key, validate_label_value, Labels};
 pub use name::{ClientName, ClusterName};
 pub use origin::{origin_of, CredentialOrigins};
 pub use registry_file::{ImportPlan, RegistryFile};
+pub use rollout::{
+    Rollout, RolloutClient, RolloutClientState, RolloutCommand, RolloutConflict,
+    RolloutObservation, RolloutRequest, RolloutStatus, RolloutWave, DEFAULT_WAVE_SIZE,
+};
+pub use sync::{
+    ConflictReport, Deployment, DeploymentCreateRequest, DeregistrationPreview, Host,
+    HostCreateRequest, Leader, LeaderClaim, MoveRequest, SyncClient, SyncConflict, SyncJob,
+    SyncJobReport, SyncKind, SyncStartRequest, SyncStatus, SyncStatusView, MAX_LEASE_SECONDS,
+    SYNC_CLIENT_REMEDIATIONS,
+};
 pub use time::{check_storable, format_timestamp, is_storable_seconds, now};

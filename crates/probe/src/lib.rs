@@ -45,6 +45,7 @@ mod remote;
 mod resolver;
 mod target;
 mod token_request;
+mod url_check;
 mod validate;
 
 pub use credential::{ApiAuth, ClusterCredential, TlsTrust};
@@ -57,6 +58,7 @@ pub use hub_secrets::{HubConfig, HubError, HubSecret, HubSecrets};
 pub use prober::Prober;
 pub use remote::{escape_remote, TooLarge, DEFAULT_MAX_RESPONSE_BYTES, MAX_REMOTE_TEXT_CHARS};
 pub use target::Target;
+pub use url_check::{UrlCheck, UrlChecker};
 
 /// An error and its sources, joined by `": "` (reqwest and hyper hide the useful
 /// part in the source chain), escaped and truncated ([`escape_remote`]: a

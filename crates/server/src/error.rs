@@ -25,6 +25,16 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ClientAlreadyExists
         | ErrorCode::InvalidStatusTransition
         | ErrorCode::ClientDestroyed => StatusCode::CONFLICT,
+        ErrorCode::RolloutNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::RolloutConflict => StatusCode::CONFLICT,
+        ErrorCode::HostNotFound | ErrorCode::DeploymentNotFound | ErrorCode::SyncJobNotFound => {
+            StatusCode::NOT_FOUND
+        }
+        ErrorCode::HostAlreadyExists
+        | ErrorCode::DeploymentAlreadyExists
+        | ErrorCode::LeaderHeld
+        | ErrorCode::ClusterHasSyncClients
+        | ErrorCode::ConfirmationRequired => StatusCode::CONFLICT,
         ErrorCode::ValidationError => StatusCode::BAD_REQUEST,
         ErrorCode::MalformedJson => StatusCode::BAD_REQUEST,
         ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -91,6 +101,12 @@ impl ApiError {
             format!("cluster {what} not found"),
         )
         .with_details(json!({ "cluster": what }))
+    }
+
+    /// `code` (a 404) for the `kind` of resource named `what`.
+    pub fn not_found(code: ErrorCode, kind: &str, what: impl std::fmt::Display) -> Self {
+        ApiError::new(code, format!("{kind} {what} not found"))
+            .with_details(json!({ kind: what.to_string() }))
     }
 
     /// An unexpected failure: the client sees a generic message, the log the cause.
@@ -176,6 +192,55 @@ impl From<StoreError> for ApiError {
             )
             .with_details(json!({ "expected_revision": expected, "current_revision": actual })),
             StoreError::Invalid(e) => e.into(),
+            StoreError::RolloutNotFound(id) => ApiError::not_found(code, "rollout", id),
+            StoreError::RolloutConflict(conflict) => ApiError::new(code, conflict.to_string())
+                .with_details(json!({ "command": conflict.command, "status": conflict.status })),
+            StoreError::HostNotFound(id) => ApiError::not_found(code, "host", id),
+            StoreError::DeploymentNotFound(id) => ApiError::not_found(code, "deployment", id),
+            StoreError::SyncJobNotFound(id) => ApiError::not_found(code, "sync_job", id),
+            StoreError::HostExists(name) => {
+                ApiError::new(code, format!("the cluster already has a host named {name:?}"))
+                    .with_details(json!({ "hostname": name }))
+            }
+            StoreError::DeploymentExists(name) => ApiError::new(
+                code,
+                format!("the host already runs a container named {name:?}"),
+            )
+            .with_details(json!({ "container_name": name })),
+            StoreError::LeaderHeld(leader) => ApiError::new(
+                code,
+                format!(
+                    "host {} holds the leader lease until {}",
+                    leader.host_id,
+                    fleetreg_model::format_timestamp(&leader.lease_expires_at)
+                ),
+            )
+            .with_details(json!({ "holder": leader })),
+            StoreError::HasSyncClients(clients) => ApiError::new(
+                code,
+                format!(
+                    "cannot deregister: {} client deployment(s) on the cluster's hosts have sync enabled; \
+                     for each, disable sync, migrate it to another host, or decommission it",
+                    clients.len()
+                ),
+            )
+            .with_details(json!({
+                "clients": clients,
+                "remediations": fleetreg_model::SYNC_CLIENT_REMEDIATIONS,
+            })),
+            StoreError::NeedsConfirmation(preview) => ApiError::new(
+                code,
+                format!(
+                    "deregistering removes {} host(s), {} deployment(s), {} sync job(s), {} conflict(s) \
+                     and {} leader record(s); repeat with confirm=true",
+                    preview.hosts.len(),
+                    preview.deployments.len(),
+                    preview.sync_jobs,
+                    preview.conflicts,
+                    preview.leader_records
+                ),
+            )
+            .with_details(json!({ "preview": preview })),
             StoreError::ClientNotFound(name) => {
                 ApiError::new(code, format!("client {name} not found"))
                     .with_details(json!({ "client": name }))

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod client_health;
 pub mod coalesce;
 pub mod credentials;
 pub mod error;
@@ -19,9 +20,11 @@ pub mod front;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod orphans;
 pub mod outbox;
 pub mod query;
 pub mod retention;
+pub mod rollouts;
 pub mod serve;
 pub mod settings;
 pub mod state;
@@ -94,6 +97,9 @@ pub enum StartError {
     /// The audit log no longer reaches its head file (or the file is unreadable).
     #[error("audit log: {0}")]
     Audit(#[from] audit::AuditError),
+    /// The client health checks could not be set up (`client_health.ca_file`).
+    #[error("cannot set up client health checks: {0}")]
+    ClientHealth(#[from] client_health::SetupError),
 }
 
 /// A built server: store opened, workers started, listener bound.
@@ -105,6 +111,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     retention: Retention,
     health_scheduler: Option<HealthScheduler>,
+    client_health: Option<client_health::ClientHealthMonitor>,
     credential_rotation: Option<credentials::auto_rotate::AutoRotation>,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
@@ -135,6 +142,13 @@ impl Application {
         )?
         .with_plain_http_tokens(settings.credentials.allow_plain_http)
         .with_max_response_bytes(settings.health_check.max_response_bytes);
+        // The same egress policy binds the client URL checks.
+        let client_checker = client_health::ClientHealthChecker::new(
+            &settings.client_health,
+            fleetreg_probe::EgressPolicy::parse(&settings.health_check.allowed_networks)
+                .map_err(fleetreg_probe::Error::from)?,
+            settings.clock.clone(),
+        )?;
         let hub = credentials::hub_config(&settings.credentials)?;
         // The port too: a server that cannot listen writes nothing.
         let listener =
@@ -238,6 +252,16 @@ impl Application {
                 .clone()
                 .run(settings.retention_interval, shutdown.clone()),
         ));
+        let driver = rollouts::RolloutDriver::new(store.clone());
+        workers.push(tokio::spawn(driver.run(
+            std::time::Duration::from_secs(settings.sync.rollout_check_seconds.max(1)),
+            shutdown.clone(),
+        )));
+        let orphans = orphans::OrphanWatch::new(store.clone(), &settings.sync);
+        workers.push(tokio::spawn(orphans.run(
+            std::time::Duration::from_secs(settings.sync.orphan_check_seconds.max(1)),
+            shutdown.clone(),
+        )));
         let mut credentials = opened
             .with_rotation_warning_days(settings.credentials.rotation_warning_days)
             .with_secrets(secrets)
@@ -264,6 +288,19 @@ impl Application {
             tracing::info!("health checks disabled");
             None
         };
+        let client_health = settings.client_health.interval().map(|interval| {
+            let monitor = client_health::ClientHealthMonitor::new(
+                store.clone(),
+                client_checker.clone(),
+                interval,
+            );
+            workers.push(tokio::spawn(monitor.clone().run(shutdown.clone())));
+            tracing::info!(
+                interval_seconds = interval.as_secs(),
+                "client health checks started"
+            );
+            monitor
+        });
         let credential_rotation = if settings.credentials.auto_rotation.enabled {
             let rotation = credentials::auto_rotate::AutoRotation::new(
                 store.clone(),
@@ -284,6 +321,7 @@ impl Application {
             metrics,
             shutdown: shutdown.clone(),
             health,
+            client_health: client_checker,
             fleet: api::fleet::SharedAggregates::default(),
             clock: store.clock().clone(),
         });
@@ -296,6 +334,7 @@ impl Application {
             store,
             retention,
             health_scheduler,
+            client_health,
             credential_rotation,
             shutdown,
             workers,
@@ -337,6 +376,13 @@ impl Application {
     /// it with `tick_at`.
     pub fn health_scheduler(&self) -> Option<HealthScheduler> {
         self.health_scheduler.clone()
+    }
+
+    /// The periodic client health checks (when
+    /// `client_health.interval_seconds` is not 0), for tests that drive them
+    /// with `tick_at`.
+    pub fn client_health_monitor(&self) -> Option<client_health::ClientHealthMonitor> {
+        self.client_health.clone()
     }
 
     /// The automatic credential rotation worker (when

@@ -61,6 +61,15 @@ pub const CREDENTIALS_EXPIRED: &str = "fleetreg_credentials_expired";
 /// `superseded`: another write came first).
 pub const CREDENTIAL_ROTATIONS: &str = "fleetreg_credentials_rotations_total";
 
+/// Gauge: deployed clients by the live health state the periodic checks last
+/// recorded (`state`: HEALTHY, DEGRADED, DOWN, NOT_CHECKED), set after each round.
+pub const CLIENTS_BY_HEALTH: &str = "fleetreg_clients_by_health_state";
+/// Counter: periodic client health checks recorded, by the `state` they found.
+pub const CLIENT_HEALTH_CHECKS: &str = "fleetreg_client_health_checks_total";
+/// Counter: client URLs fetched (periodic and on demand), by `outcome` (OK,
+/// HTTP_STATUS, TIMEOUT, TLS_ERROR, REFUSED, CONNECTION_ERROR).
+pub const CLIENT_URL_CHECKS: &str = "fleetreg_client_url_checks_total";
+
 /// The credential expiry gauges in Prometheus text format.
 ///
 /// They are computed on each scrape from two counts over the store's
@@ -75,6 +84,19 @@ pub fn credential_expiry_text(expiring: u64, expired: u64) -> String {
          # HELP {CREDENTIALS_EXPIRED} Clusters whose credentials have expired.\n\
          # TYPE {CREDENTIALS_EXPIRED} gauge\n\
          {CREDENTIALS_EXPIRED} {expired}\n"
+    )
+}
+
+/// Gauge: hosts without a heartbeat for longer than `sync.orphan_after_seconds`
+/// (computed at scrape, like the credential gauges).
+pub const ORPHANED_HOSTS: &str = "fleetreg_orphaned_hosts";
+
+/// The orphaned-hosts gauge in Prometheus text format.
+pub fn orphaned_hosts_text(count: u64) -> String {
+    format!(
+        "# HELP {ORPHANED_HOSTS} Hosts whose heartbeat is older than the orphan threshold.\n\
+         # TYPE {ORPHANED_HOSTS} gauge\n\
+         {ORPHANED_HOSTS} {count}\n"
     )
 }
 

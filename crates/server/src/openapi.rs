@@ -8,7 +8,7 @@
 //! middleware answers (authentication, the query rule, body limits, the
 //! request time limit).
 
-use crate::api::{clients, clusters, credentials, events, fleet, ops, tokens};
+use crate::api::{clients, clusters, credentials, events, fleet, ops, rollouts, sync, tokens};
 use crate::auth::permissions::{access, Access};
 use axum::http::Method;
 use fleetreg_model::{
@@ -64,6 +64,30 @@ use utoipa::{IntoParams, Modify, ToSchema};
         clients::maintenance,
         clients::versions,
         clients::notes,
+        crate::api::client_health::health,
+        rollouts::start,
+        rollouts::list,
+        rollouts::get_one,
+        rollouts::promote,
+        rollouts::pause,
+        rollouts::resume,
+        rollouts::abort,
+        sync::register_host,
+        sync::list_hosts,
+        sync::sync_status,
+        sync::claim_leader,
+        sync::orphaned,
+        sync::heartbeat,
+        sync::create_deployment,
+        sync::get_deployment,
+        sync::delete_deployment,
+        sync::enable,
+        sync::pause,
+        sync::move_to,
+        sync::start_sync,
+        sync::finish_sync,
+        sync::record_conflict,
+        sync::conflicts,
         clusters::create,
         clusters::list,
         clusters::get_one,

@@ -40,12 +40,40 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Allow plain HTTP on a non-loopback address (behind a TLS proxy).
     pub allow_insecure_listen: bool,
+    /// The `client_health:` block: live checks of deployed clients' URLs.
+    pub client_health: ClientHealthConfig,
     /// The `http:` block: connection timeouts and limit.
     pub http: HttpConfig,
+    /// The `sync:` block: when a silent host counts as orphaned.
+    pub sync: SyncConfig,
     /// Where the store and the server read the current time: the system
     /// clock (never from the file); tests give a manual one to set the time
     /// instead of sleeping.
     pub clock: fleetreg_model::Clock,
+}
+
+/// `sync:` (fleetreg's own): hosts and their heartbeats, and how often
+/// rollouts move.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// A host without a heartbeat for this many seconds is orphaned
+    /// (`HOST_ORPHANED`, `fleetreg host orphaned`); the seed's 5 minutes.
+    pub orphan_after_seconds: u64,
+    /// How often hosts are checked for that.
+    pub orphan_check_seconds: u64,
+    /// How often running rollouts look at their current wave's clients.
+    pub rollout_check_seconds: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            orphan_after_seconds: 300,
+            orphan_check_seconds: 30,
+            rollout_check_seconds: 5,
+        }
+    }
 }
 
 /// `http:` (fleetreg's own): how long clients may take and how many
@@ -91,6 +119,60 @@ impl HttpConfig {
                 .unwrap_or_else(crate::serve::default_max_connections)
                 .max(1),
         }
+    }
+}
+
+/// `client_health:` (fleetreg's own; issue 12): live checks of the URLs of
+/// deployed clients, on demand (`GET /api/v1/clients/{name}/health`) and
+/// periodically. They connect only where `health_check.allowed_networks`
+/// allows.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientHealthConfig {
+    /// Seconds between two periodic checks of a deployed client (the
+    /// clients' checks spread over it); 0 turns periodic checks off.
+    pub interval_seconds: u64,
+    /// Seconds one URL may take to answer (resolving, connecting and the TLS
+    /// handshake included), 1 to [`MAX_CLIENT_HEALTH_TIMEOUT`].
+    pub timeout_seconds: u64,
+    /// A CA bundle (PEM) whose certificates https URLs may also chain to,
+    /// besides the web PKI roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The longest `client_health.timeout_seconds`: a live check must answer
+/// well within the request time limit (30 s).
+pub const MAX_CLIENT_HEALTH_TIMEOUT: u64 = 20;
+
+impl Default for ClientHealthConfig {
+    fn default() -> Self {
+        ClientHealthConfig {
+            interval_seconds: 60,
+            timeout_seconds: 5,
+            ca_file: None,
+        }
+    }
+}
+
+impl ClientHealthConfig {
+    /// The period of the periodic checks; `None` when they are off.
+    pub fn interval(&self) -> Option<Duration> {
+        (self.interval_seconds > 0).then(|| Duration::from_secs(self.interval_seconds))
+    }
+
+    /// The time one URL may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_seconds.clamp(1, MAX_CLIENT_HEALTH_TIMEOUT))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_CLIENT_HEALTH_TIMEOUT).contains(&self.timeout_seconds) {
+            return Err(format!(
+                "client_health.timeout_seconds ({}) must be 1 to {MAX_CLIENT_HEALTH_TIMEOUT}",
+                self.timeout_seconds
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -185,7 +267,9 @@ impl Default for Settings {
             audit: AuditConfig::default(),
             tls: None,
             allow_insecure_listen: false,
+            client_health: ClientHealthConfig::default(),
             http: HttpConfig::default(),
+            sync: SyncConfig::default(),
             clock: fleetreg_model::Clock::system(),
         }
     }
@@ -220,7 +304,11 @@ struct RegistryConfig {
     #[serde(default)]
     audit: AuditConfig,
     #[serde(default)]
+    client_health: ClientHealthConfig,
+    #[serde(default)]
     http: HttpConfig,
+    #[serde(default)]
+    sync: SyncConfig,
 }
 
 /// The smallest `health_check.max_response_bytes` accepted (an API server's
@@ -527,6 +615,7 @@ impl Settings {
                 rotation.token_ttl_hours, c.credentials.rotation_warning_days
             ));
         }
+        c.client_health.validate()?;
         let defaults = Settings::default();
         Ok(Settings {
             listen: c.listen.unwrap_or(defaults.listen),
@@ -542,7 +631,9 @@ impl Settings {
             credentials: c.credentials,
             auth: c.auth,
             audit: c.audit,
+            client_health: c.client_health,
             http: c.http,
+            sync: c.sync,
             ..defaults
         })
     }
@@ -695,6 +786,28 @@ cluster_registry:
         assert_eq!(limits.idle_timeout, Duration::from_secs(1));
         assert_eq!(limits.max_connections, 500);
         assert!(Settings::from_yaml("cluster_registry:\n  http:\n    timeout: 1\n").is_err());
+    }
+
+    #[test]
+    fn reads_client_health() {
+        let s = Settings::from_yaml("cluster_registry: {}\n").unwrap();
+        assert_eq!(s.client_health, ClientHealthConfig::default());
+        assert_eq!(s.client_health.interval(), Some(Duration::from_secs(60)));
+        assert_eq!(s.client_health.timeout(), Duration::from_secs(5));
+        let s = Settings::from_yaml(
+            "cluster_registry:\n  client_health:\n    interval_seconds: 0\n    timeout_seconds: 2\n    ca_file: /etc/ca.pem\n",
+        )
+        .unwrap();
+        assert_eq!(s.client_health.interval(), None);
+        assert_eq!(s.client_health.timeout(), Duration::from_secs(2));
+        assert_eq!(
+            s.client_health.ca_file.as_deref(),
+            Some(Path::new("/etc/ca.pem"))
+        );
+        for bad in ["timeout_seconds: 0", "timeout_seconds: 21", "every: 5"] {
+            let yaml = format!("cluster_registry:\n  client_health:\n    {bad}\n");
+            assert!(Settings::from_yaml(&yaml).is_err(), "{bad}");
+        }
     }
 
     #[test]

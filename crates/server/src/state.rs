@@ -43,6 +43,8 @@ pub struct Shared {
     /// The prober and the health-check and discovery settings (refresh,
     /// discovery on registration).
     pub health: HealthContext,
+    /// Live checks of clients' URLs (`GET /api/v1/clients/{name}/health`).
+    pub client_health: crate::client_health::ClientHealthChecker,
     /// Fleet-wide aggregates shared by concurrent requests.
     pub fleet: crate::api::fleet::SharedAggregates,
     /// Where handlers read the current time: the store's clock

@@ -107,9 +107,12 @@ pub(crate) fn push_client_filter(sql: &mut Sql, filter: &ClientFilter) {
     }
     if let Some(app) = &filter.app {
         and(sql);
-        sql.push("c.id IN (SELECT a.client_id FROM client_apps a WHERE a.app = ")
+        // A probe of client_apps' primary key per candidate row: the page
+        // walks an index in name order and stops after its rows (an `IN`
+        // list would first collect every client with the app).
+        sql.push("EXISTS (SELECT 1 FROM client_apps a WHERE a.app = ")
             .bind(app.as_str())
-            .push(")");
+            .push(" AND a.client_id = c.id)");
     }
     if let Some(stale) = filter.stale {
         if filter.status.is_none() {

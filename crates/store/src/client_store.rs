@@ -2,19 +2,22 @@
 //! one implementation on [`SqlStore`] (reads here, writes queued to the
 //! group-commit writer, SQL in `client_rows.rs`).
 
+use crate::client_health_rows::{health_by_name, health_from_row};
 use crate::client_rows::{
     client_from_row, history_from_row, maintenance_column, push_client_filter, CLIENT_COLUMNS,
     HISTORY_COLUMNS,
 };
 use crate::sql::Sql;
-use crate::writer::{ChangeClient, ClientChange, CreateClient, DeleteClient, ImportClients};
+use crate::writer::{
+    ChangeClient, ClientChange, CreateClient, DeleteClient, ImportClients, RecordClientHealth,
+};
 use crate::{SqlStore, StoreError};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use fleetreg_model::{
-    stale_cutoff, Audit, Client, ClientAction, ClientFilter, ClientHistoryEntry, ClientName,
-    ClientRole, ClientStatus, ClientSummary, ClientUpdateRequest, ImportPlan, MaintenanceField,
-    NewClient, Page,
+    stale_cutoff, Audit, Client, ClientAction, ClientFilter, ClientHealth, ClientHistoryEntry,
+    ClientName, ClientRole, ClientStatus, ClientSummary, ClientUpdateRequest, Event, ImportPlan,
+    MaintenanceField, NewClient, Page,
 };
 
 /// One page of clients and the revision the list was read at.
@@ -104,6 +107,21 @@ pub trait ClientStore: Send + Sync {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<ClientHistoryEntry>, StoreError>;
+
+    /// Records a client's live health (the periodic URL checks) as its last
+    /// state. An observation, not a change: no revision of the client, no
+    /// history row, no audit entry. Appends `CLIENT_HEALTH_CHANGED` (returned)
+    /// only when `health.state` differs from the last recorded state (none
+    /// recorded counts as `NOT_CHECKED`). Records nothing, and returns `None`,
+    /// unless the client is `deployed` now (a check finishing after a move to
+    /// maintenance says nothing about the client). `ClientNotFound` when the
+    /// client (`health.client_id`) no longer exists.
+    async fn record_client_health(&self, health: ClientHealth)
+        -> Result<Option<Event>, StoreError>;
+
+    /// The last live health recorded for the client named `name` (`None`
+    /// when none was); `ClientNotFound` when there is no such client.
+    async fn client_health(&self, name: &str) -> Result<Option<ClientHealth>, StoreError>;
 }
 
 fn count(value: i64) -> u64 {
@@ -136,9 +154,16 @@ impl ClientStore for SqlStore {
             .fetch_one(&Sql::new("SELECT value FROM meta WHERE key = 'revision'"))
             .await?
             .get_at(0)?;
-        let mut sql = Sql::new("SELECT COUNT(*) FROM clients c");
-        push_client_filter(&mut sql, filter);
-        let total = count(tx.fetch_one(&sql).await?.get_at(0)?);
+        let total = match self.client_counts.get(filter, revision) {
+            Some(total) => total,
+            None => {
+                let mut sql = Sql::new("SELECT COUNT(*) FROM clients c");
+                push_client_filter(&mut sql, filter);
+                let total = count(tx.fetch_one(&sql).await?.get_at(0)?);
+                self.client_counts.put(filter, revision, total);
+                total
+            }
+        };
         let items = if page.offset() >= total {
             Vec::new()
         } else {
@@ -168,28 +193,10 @@ impl ClientStore for SqlStore {
     }
 
     async fn explain_list_clients(&self, filter: &ClientFilter) -> Result<String, StoreError> {
-        let dialect = self.engine.dialect();
-        let mut tx = self.engine.snapshot().await?;
-        if let Some(setup) = dialect.explain_setup {
-            tx.execute(&Sql::new(setup)).await?;
-        }
-        let mut plan = String::new();
-        for select in [
-            "SELECT COUNT(*) FROM clients c".to_owned(),
-            format!("SELECT {CLIENT_COLUMNS} FROM clients c"),
-        ] {
-            let mut sql = Sql::new(format!("{}{select}", dialect.explain));
-            push_client_filter(&mut sql, filter);
-            if !select.contains("COUNT") {
-                sql.push(" ORDER BY c.name LIMIT 20");
-            }
-            for row in tx.fetch(&sql).await? {
-                plan.push_str(&row.get_at::<String>(dialect.explain_column)?);
-                plan.push('\n');
-            }
-        }
-        tx.commit().await?;
-        Ok(plan)
+        self.explain_list("clients", CLIENT_COLUMNS, |sql| {
+            push_client_filter(sql, filter)
+        })
+        .await
     }
 
     async fn update_client(
@@ -332,5 +339,20 @@ impl ClientStore for SqlStore {
             return Err(StoreError::ClientNotFound(name.to_owned()));
         }
         Ok(entries)
+    }
+
+    async fn record_client_health(
+        &self,
+        health: ClientHealth,
+    ) -> Result<Option<Event>, StoreError> {
+        self.writer
+            .write(RecordClientHealth(health), &Audit::system("client-health"))
+            .await
+    }
+
+    async fn client_health(&self, name: &str) -> Result<Option<ClientHealth>, StoreError> {
+        self.fetch_optional_as(&health_by_name(name), health_from_row)
+            .await?
+            .ok_or_else(|| StoreError::ClientNotFound(name.to_owned()))
     }
 }

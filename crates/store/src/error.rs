@@ -30,6 +30,36 @@ pub enum StoreError {
     /// Another client already has the name.
     #[error("a client named {0:?} already exists")]
     ClientExists(String),
+    /// No host with that id.
+    #[error("host {0} not found")]
+    HostNotFound(Uuid),
+    /// The cluster already has a host of that name.
+    #[error("the cluster already has a host named {0:?}")]
+    HostExists(String),
+    /// No deployment with that id.
+    #[error("deployment {0} not found")]
+    DeploymentNotFound(Uuid),
+    /// The host already runs a container of that name.
+    #[error("the host already runs a container named {0:?}")]
+    DeploymentExists(String),
+    /// No sync job with that id.
+    #[error("sync job {0} not found")]
+    SyncJobNotFound(Uuid),
+    /// Another host holds the cluster's leader lease.
+    #[error("host {} holds the leader lease until {}", .0.host_id, .0.lease_expires_at)]
+    LeaderHeld(model::Leader),
+    /// Deployments on the cluster's hosts sync: it cannot be deregistered.
+    #[error("{} client deployment(s) on the cluster's hosts have sync enabled", .0.len())]
+    HasSyncClients(Vec<model::SyncClient>),
+    /// Deregistering removes what the preview lists: it needs confirmation.
+    #[error("deregistering removes hosts and deployments; confirm it")]
+    NeedsConfirmation(Box<model::DeregistrationPreview>),
+    /// No rollout with that id.
+    #[error("rollout {0} not found")]
+    RolloutNotFound(Uuid),
+    /// The rollout's status does not allow the command.
+    #[error(transparent)]
+    RolloutConflict(model::RolloutConflict),
     /// The cluster has no stored credentials.
     #[error("cluster {0} has no stored credentials")]
     CredentialsNotFound(Uuid),
@@ -107,6 +137,16 @@ impl StoreError {
             StoreError::AlreadyExists(_) => C::ClusterAlreadyExists,
             StoreError::ClientNotFound(_) => C::ClientNotFound,
             StoreError::ClientExists(_) => C::ClientAlreadyExists,
+            StoreError::RolloutNotFound(_) => C::RolloutNotFound,
+            StoreError::RolloutConflict(_) => C::RolloutConflict,
+            StoreError::HostNotFound(_) => C::HostNotFound,
+            StoreError::HostExists(_) => C::HostAlreadyExists,
+            StoreError::DeploymentNotFound(_) => C::DeploymentNotFound,
+            StoreError::DeploymentExists(_) => C::DeploymentAlreadyExists,
+            StoreError::SyncJobNotFound(_) => C::SyncJobNotFound,
+            StoreError::LeaderHeld(_) => C::LeaderHeld,
+            StoreError::HasSyncClients(_) => C::ClusterHasSyncClients,
+            StoreError::NeedsConfirmation(_) => C::ConfirmationRequired,
             StoreError::PreconditionFailed { .. } => C::PreconditionFailed,
             StoreError::Invalid(e) => e.code(),
             StoreError::EventsExpired { .. } => C::EventsExpired,

@@ -25,6 +25,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit_chain;
+mod client_health_rows;
 mod client_rows;
 mod client_store;
 mod count_cache;
@@ -34,9 +35,12 @@ mod engine;
 mod error;
 mod fleet;
 mod query;
+mod rollout_store;
 mod sql;
 mod sql_store;
 mod store;
+mod sync_rows;
+mod sync_store;
 mod write_tx;
 pub mod writer;
 
@@ -46,9 +50,13 @@ pub use audit_chain::{
 };
 pub use client_store::{ClientList, ClientStore};
 pub use error::StoreError;
+pub use rollout_store::RolloutStore;
 pub use sql_store::SqlStore;
 pub use store::{AuditQuery, Backend, ClusterList, EventPage, KeyUsage, Store, TokenRekey};
-pub use writer::{AuditOnly, BindCredentials, PutCredentials, RewrapCredentials};
+pub use sync_store::SyncStore;
+pub use writer::{
+    AuditOnly, BindCredentials, PutCredentials, RewrapCredentials, SYNC_FAILING_AFTER,
+};
 
 use fleetreg_model::Clock;
 use std::sync::Arc;

@@ -45,7 +45,8 @@ pub struct SqlStore {
     writer_task: Mutex<Option<JoinHandle<()>>>,
     revision: watch::Receiver<i64>,
     audit_head: watch::Receiver<Option<AuditHead>>,
-    counts: CountCache,
+    counts: CountCache<ClusterFilter>,
+    pub(crate) client_counts: CountCache<fleetreg_model::ClientFilter>,
     clock: Clock,
 }
 
@@ -76,6 +77,7 @@ impl SqlStore {
             revision,
             audit_head,
             counts: CountCache::default(),
+            client_counts: CountCache::default(),
             clock: options.clock,
         })
     }
@@ -153,6 +155,38 @@ impl SqlStore {
             total,
             revision,
         }))
+    }
+
+    /// The database's plans for a list's count and page queries over
+    /// `table c` with the filter `push_filter` appends, one line per step.
+    pub(crate) async fn explain_list(
+        &self,
+        table: &str,
+        columns: &str,
+        push_filter: impl Fn(&mut Sql),
+    ) -> Result<String, StoreError> {
+        let dialect = self.engine.dialect();
+        let mut tx = self.engine.snapshot().await?;
+        if let Some(setup) = dialect.explain_setup {
+            tx.execute(&Sql::new(setup)).await?;
+        }
+        let mut plan = String::new();
+        for select in [
+            format!("SELECT COUNT(*) FROM {table} c"),
+            format!("SELECT {columns} FROM {table} c"),
+        ] {
+            let mut sql = Sql::new(format!("{}{select}", dialect.explain));
+            push_filter(&mut sql);
+            if !select.contains("COUNT") {
+                sql.push(" ORDER BY c.name LIMIT 20");
+            }
+            for row in tx.fetch(&sql).await? {
+                plan.push_str(&row.get_at::<String>(dialect.explain_column)?);
+                plan.push('\n');
+            }
+        }
+        tx.commit().await?;
+        Ok(plan)
     }
 
     /// Deletes with `delete` (one batch of at most [`PRUNE_BATCH`] rows per
@@ -253,28 +287,11 @@ impl Store for SqlStore {
     }
 
     async fn explain_list_clusters(&self, filter: &ClusterFilter) -> Result<String, StoreError> {
-        let dialect = self.engine.dialect();
-        let mut tx = self.engine.snapshot().await?;
-        if let Some(setup) = dialect.explain_setup {
-            tx.execute(&Sql::new(setup)).await?;
-        }
-        let mut plan = String::new();
-        for select in [
-            "SELECT COUNT(*) FROM clusters c".to_owned(),
-            format!("SELECT {CLUSTER_COLUMNS} FROM clusters c"),
-        ] {
-            let mut sql = Sql::new(format!("{}{select}", dialect.explain));
-            push_cluster_filter(&mut sql, filter, dialect.labels);
-            if !select.contains("COUNT") {
-                sql.push(" ORDER BY c.name LIMIT 20");
-            }
-            for row in tx.fetch(&sql).await? {
-                plan.push_str(&row.get_at::<String>(dialect.explain_column)?);
-                plan.push('\n');
-            }
-        }
-        tx.commit().await?;
-        Ok(plan)
+        let labels = self.engine.dialect().labels;
+        self.explain_list("clusters", CLUSTER_COLUMNS, |sql| {
+            push_cluster_filter(sql, filter, labels)
+        })
+        .await
     }
 
     async fn update_cluster(
@@ -301,8 +318,10 @@ impl Store for SqlStore {
         let delete = DeleteCluster {
             id,
             expected_revision,
+            confirm: false,
+            dry_run: false,
         };
-        self.writer.write(delete, audit).await
+        self.writer.write(delete, audit).await.map(drop)
     }
 
     async fn record_status(

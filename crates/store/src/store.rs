@@ -84,7 +84,9 @@ pub struct AuditQuery {
 /// The fleet's storage. Implemented for SQLite and PostgreSQL; both pass the
 /// same contract tests.
 #[async_trait]
-pub trait Store: crate::ClientStore + Send + Sync + 'static {
+pub trait Store:
+    crate::ClientStore + crate::SyncStore + crate::RolloutStore + Send + Sync + 'static
+{
     /// Which database this is.
     fn backend(&self) -> Backend;
 

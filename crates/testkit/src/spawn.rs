@@ -29,8 +29,9 @@ pub struct Binary {
 
 impl Binary {
     /// The binary with no `FLEETREG_*` or `RUST_LOG` from the caller's
-    /// environment, `FLEETREG_ADMIN_TOKEN` set to [`Binary::admin_token`] and
-    /// stdin closed.
+    /// environment, no CLI contexts of the caller's (`XDG_CONFIG_HOME` points
+    /// at a directory that does not exist; a test of contexts sets its own),
+    /// `FLEETREG_ADMIN_TOKEN` set to [`Binary::admin_token`] and stdin closed.
     pub fn command(&self) -> Command {
         let mut command = Command::new(self.path);
         for (key, _) in std::env::vars() {
@@ -38,6 +39,10 @@ impl Binary {
                 command.env_remove(key);
             }
         }
+        command.env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("fleetreg-test-no-contexts"),
+        );
         command.env("FLEETREG_ADMIN_TOKEN", self.admin_token);
         command.stdin(Stdio::null());
         command

@@ -5,10 +5,15 @@
 
 mod audit;
 mod cli;
+mod clients;
 mod common;
+mod context;
 mod credentials;
+mod drift;
 mod durability;
 mod leaks;
+mod rollout;
 mod secrets_backend;
 mod serve_config;
+mod sync;
 mod vault;

@@ -2,12 +2,12 @@
 //! read, list with filters, update, delete, the lifecycle operations, the
 //! history, the summary, and registry-file import and export.
 
-use super::{audit_of, etag, IfMatch, REVISION_HEADER};
+use super::{audit_of, IfMatch, REVISION_HEADER};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Peer, QueryPairs};
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::header::{ETAG, LOCATION};
+use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,10 +65,7 @@ pub struct ClientPage {
 }
 
 fn with_etag(status: StatusCode, client: Client) -> Response {
-    let tag = etag(client.revision);
-    let mut response = (status, Json(client)).into_response();
-    response.headers_mut().insert(ETAG, tag);
-    response
+    super::with_etag(status, client.revision, client)
 }
 
 /// A client named in a path. A string that is not a valid name names no

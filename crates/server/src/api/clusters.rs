@@ -1,20 +1,20 @@
 //! `/api/v1/clusters`: register, read, list, update, delete, status, health
 //! history, refresh.
 
-use super::{audit_of, etag, IfMatch, REVISION_HEADER};
+use super::{audit_of, IfMatch, REVISION_HEADER};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ClusterId, ClusterNameParam, Peer, QueryPairs};
 use crate::health::{check_and_record, discover_and_record, DiscoverError};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::header::{ETAG, LOCATION};
+use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fleetreg_model::{
     Cluster, ClusterCreateRequest, ClusterFilter, ClusterStatusDetail, ClusterUpdateRequest,
-    ErrorCode, HealthSample,
+    DeregistrationPreview, ErrorCode, HealthSample,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -50,10 +50,7 @@ pub struct ClusterPage {
 }
 
 fn with_etag(status: StatusCode, cluster: Cluster) -> Response {
-    let tag = etag(cluster.revision);
-    let mut response = (status, Json(cluster)).into_response();
-    response.headers_mut().insert(ETAG, tag);
-    response
+    super::with_etag(status, cluster.revision, cluster)
 }
 
 /// Register a new cluster.
@@ -172,26 +169,54 @@ async fn current_revision(state: &AppState, id: uuid::Uuid) -> Result<i64, ApiEr
     Ok(state.store.get_cluster(id).await?.revision)
 }
 
-/// Delete a cluster; honours `If-Match`.
+/// Deregister a cluster; honours `If-Match`. Refused with
+/// `CLUSTER_HAS_SYNC_CLIENTS` while deployments on its hosts sync (details
+/// list them and the remediations). `dry_run=true` answers the preview of
+/// what the deletion removes with it (hosts, deployments, sync jobs,
+/// conflicts, leader records); when that is anything, the deletion needs
+/// `confirm=true` (else `CONFIRMATION_REQUIRED` with the preview). The check
+/// and the deletion are one transaction.
 #[utoipa::path(delete, path = "/api/v1/clusters/{id}", tag = "clusters",
-    params(crate::openapi::ClusterPath, ("If-Match" = Option<String>, Header, description = "ETags (`\"revision\"`) of which one must be current; `*` or absent: any")),
-    responses((status = 204, description = "deleted"), (status = 404, description = "CLUSTER_NOT_FOUND"), (status = 412, description = "PRECONDITION_FAILED")))]
+    params(crate::openapi::ClusterPath, ("If-Match" = Option<String>, Header, description = "ETags (`\"revision\"`) of which one must be current; `*` or absent: any"),
+           ("dry_run" = Option<bool>, Query, description = "only preview what would be removed"),
+           ("confirm" = Option<bool>, Query, description = "remove the hosts and deployments the preview lists too")),
+    responses((status = 204, description = "deleted"), (status = 200, body = DeregistrationPreview, description = "the preview (dry_run=true)"),
+              (status = 400, description = "VALIDATION_ERROR"), (status = 404, description = "CLUSTER_NOT_FOUND"),
+              (status = 409, description = "CLUSTER_HAS_SYNC_CLIENTS, CONFIRMATION_REQUIRED"),
+              (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn delete(
     State(state): State<AppState>,
     ClusterId(id): ClusterId,
     Peer(peer): Peer,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Response, ApiError> {
+    let (mut dry_run, mut confirm) = (false, false);
+    for (key, value) in pairs {
+        match key.as_str() {
+            "dry_run" => dry_run = crate::query::boolean("dry_run", &value)?,
+            "confirm" => confirm = crate::query::boolean("confirm", &value)?,
+            other => {
+                return Err(ApiError::validation(
+                    other,
+                    "unknown query parameter; expected dry_run or confirm",
+                ))
+            }
+        }
+    }
     let expected = IfMatch::from_headers(&headers)?
         .required_revision(current_revision(&state, id))
         .await?;
-    state
+    let outcome = state
         .store
-        .delete_cluster(id, expected, &audit_of(&headers, peer))
+        .deregister_cluster(id, expected, confirm, dry_run, &audit_of(&headers, peer))
         .await?;
+    if dry_run {
+        return Ok(Json(outcome).into_response());
+    }
     // The credentials row went with the cluster; a Secret on the hub does not.
     state.health.credentials.forget(id).await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The cluster's status as of the last check, with its `credentials` summary

@@ -76,6 +76,7 @@ pub async fn health(
     health.credentials_expiring_count = expiring.expiring_count;
     health.credentials_expired_count = expiring.expired_count;
     health.credentials_expiring = expiring.items;
+    health.orphaned_hosts_count = state.store.count_orphaned_hosts().await?;
     Ok(Json(health))
 }
 

@@ -1,12 +1,15 @@
 //! The HTTP API: one module per resource, each exporting `router()`.
 
 pub mod audit;
+pub mod client_health;
 pub mod clients;
 pub mod clusters;
 pub mod credentials;
 pub mod events;
 pub mod fleet;
 pub mod ops;
+pub mod rollouts;
+pub mod sync;
 pub mod tokens;
 
 use crate::error::ApiError;
@@ -22,12 +25,15 @@ pub const REVISION_HEADER: &str = "x-fleetreg-revision";
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(audit::router())
+        .merge(client_health::router())
         .merge(clients::router())
         .merge(clusters::router())
         .merge(credentials::router())
         .merge(events::router())
         .merge(fleet::router())
         .merge(ops::router())
+        .merge(rollouts::router())
+        .merge(sync::router())
         .merge(tokens::router())
 }
 
@@ -35,6 +41,20 @@ pub fn router() -> Router<AppState> {
 pub fn etag(revision: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{revision}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// `body` as JSON with the `ETag` of `revision`.
+pub fn with_etag<T: serde::Serialize>(
+    status: axum::http::StatusCode,
+    revision: i64,
+    body: T,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (status, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::ETAG, etag(revision));
+    response
 }
 
 /// What an `If-Match` header (RFC 9110 §13.1.1) asks of a write.

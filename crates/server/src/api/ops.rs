@@ -105,7 +105,41 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "credential expiry gauges left out of this scrape: the store did not answer in time"
         ),
     }
+    match tokio::time::timeout(EXPIRY_COUNT_TIMEOUT, state.store.count_orphaned_hosts()).await {
+        Ok(Ok(count)) => text.push_str(&crate::metrics::orphaned_hosts_text(count)),
+        Ok(Err(error)) => tracing::warn!(%error, "orphaned-hosts gauge left out of this scrape"),
+        Err(_) => tracing::warn!(
+            "orphaned-hosts gauge left out of this scrape: the store did not answer in time"
+        ),
+    }
+    match tokio::time::timeout(
+        EXPIRY_COUNT_TIMEOUT,
+        state.store.count_failing_deployments(),
+    )
+    .await
+    {
+        Ok(Ok(count)) => text.push_str(&sync_failing_text(count)),
+        Ok(Err(error)) => tracing::warn!(%error, "sync-failing gauge left out of this scrape"),
+        Err(_) => tracing::warn!(
+            "sync-failing gauge left out of this scrape: the store did not answer in time"
+        ),
+    }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Gauge: sync-enabled deployments whose last `SYNC_FAILING_AFTER` (3) or more
+/// syncs failed in a row (computed at scrape, like the orphaned-hosts gauge;
+/// docs/alerts/fleetreg-rules.yml alerts on it).
+const SYNC_FAILING_DEPLOYMENTS: &str = "fleetreg_sync_failing_deployments";
+
+/// The sync-failing gauge in Prometheus text format.
+fn sync_failing_text(count: u64) -> String {
+    format!(
+        "# HELP {SYNC_FAILING_DEPLOYMENTS} Sync-enabled deployments with {} or more failed syncs in a row.\n\
+         # TYPE {SYNC_FAILING_DEPLOYMENTS} gauge\n\
+         {SYNC_FAILING_DEPLOYMENTS} {count}\n",
+        fleetreg_store::SYNC_FAILING_AFTER
+    )
 }
 
 /// This API's OpenAPI document, generated from the code.

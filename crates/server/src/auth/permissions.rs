@@ -68,6 +68,11 @@ pub fn action(method: &Method, path: &str) -> &'static str {
                 _ => "client.write",
             }
         }
+        ("POST", "/api/v1/rollouts") => "rollout.start",
+        ("POST", "/api/v1/rollouts/{rollout_id}/promote") => "rollout.promote",
+        ("POST", "/api/v1/rollouts/{rollout_id}/pause") => "rollout.pause",
+        ("POST", "/api/v1/rollouts/{rollout_id}/resume") => "rollout.resume",
+        ("POST", "/api/v1/rollouts/{rollout_id}/abort") => "rollout.abort",
         ("POST", "/api/v1/tokens") => "token.create",
         ("DELETE", "/api/v1/tokens/{id}") => "token.revoke",
         ("GET", "/api/v1/tokens") => "token.list",
@@ -76,6 +81,10 @@ pub fn action(method: &Method, path: &str) -> &'static str {
         (_, p) if write => match p.split('/').nth(3) {
             Some("clusters") => "cluster.write",
             Some("clients") => "client.write",
+            Some("hosts") => "host.write",
+            Some("deployments") => "deployment.write",
+            Some("sync-jobs") => "sync.write",
+            Some("rollouts") => "rollout.write",
             Some("credentials") => "credentials.write",
             Some("tokens") => "token.write",
             _ => "api.write",
@@ -87,6 +96,9 @@ pub fn action(method: &Method, path: &str) -> &'static str {
             Some("fleet") => "fleet.read",
             Some("clusters") => "cluster.read",
             Some("clients") => "client.read",
+            Some("hosts") => "host.read",
+            Some("deployments") => "deployment.read",
+            Some("rollouts") => "rollout.read",
             _ => "api.read",
         },
     }

@@ -3,7 +3,6 @@
 //! example registry.
 
 use crate::helpers::*;
-use reqwest::Response;
 use serde_json::{json, Value};
 
 /// The example registry of `shared/examples/registry.yml`, as JSON.
@@ -16,24 +15,8 @@ pub fn example_registry() -> Value {
     serde_yaml::from_str(&text).unwrap()
 }
 
-async fn post(app: &TestApp, path: &str, body: Value) -> Response {
-    app.client
-        .post(app.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn ok(response: Response) -> Value {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "{status}: {body}");
-    body
-}
-
 async fn names(app: &TestApp, query: &str) -> Vec<String> {
-    let body = ok(app.get(&format!("/api/v1/clients{query}")).await).await;
+    let body = ok_json(app.get(&format!("/api/v1/clients{query}")).await).await;
     body["items"]
         .as_array()
         .unwrap()
@@ -45,9 +28,11 @@ async fn names(app: &TestApp, query: &str) -> Vec<String> {
 api_test!(a_client_walks_its_lifecycle, |app| {
     let deploy = json!({"role": "production", "date": "2026-01-17",
         "server": {"type": "cx22", "location": "nbg1", "ip": "203.0.113.7", "id": "12345678"}});
-    let response = post(&app, "/api/v1/clients/acme/deploy", deploy.clone()).await;
+    let response = app
+        .post_json("/api/v1/clients/acme/deploy", deploy.clone())
+        .await;
     let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-    let deployed = ok(response).await;
+    let deployed = ok_json(response).await;
     assert_eq!(deployed["status"], "deployed");
     assert_eq!(deployed["deployed_date"], "2026-01-17");
     assert_eq!(deployed["server"]["ip"], "203.0.113.7");
@@ -73,14 +58,15 @@ api_test!(a_client_walks_its_lifecycle, |app| {
         .send()
         .await
         .unwrap();
-    assert_eq!(ok(maintenance).await["status"], "maintenance");
+    assert_eq!(ok_json(maintenance).await["status"], "maintenance");
 
-    let rebuilt = ok(post(
-        &app,
-        "/api/v1/clients/acme/rebuild",
-        json!({"server": {"ip": "203.0.113.8"}, "date": "2026-02-01"}),
+    let rebuilt = ok_json(
+        app.post_json(
+            "/api/v1/clients/acme/rebuild",
+            json!({"server": {"ip": "203.0.113.8"}, "date": "2026-02-01"}),
+        )
+        .await,
     )
-    .await)
     .await;
     assert_eq!(rebuilt["server"]["ip"], "203.0.113.8");
     assert_eq!(
@@ -89,24 +75,30 @@ api_test!(a_client_walks_its_lifecycle, |app| {
     );
     assert_eq!(rebuilt["maintenance"]["last_full_update"], "2026-02-01");
 
-    let stamped = ok(post(
-        &app,
-        "/api/v1/clients/acme/maintenance",
-        json!({"field": "last_backup_verified"}),
+    let stamped = ok_json(
+        app.post_json(
+            "/api/v1/clients/acme/maintenance",
+            json!({"field": "last_backup_verified"}),
+        )
+        .await,
     )
-    .await)
     .await;
     assert!(stamped["maintenance"]["last_backup_verified"].is_string());
-    let versioned = ok(post(
-        &app,
-        "/api/v1/clients/acme/versions",
-        json!({"versions": {"nextcloud": "31.0.2", "ubuntu": "24.04"}}),
+    let versioned = ok_json(
+        app.post_json(
+            "/api/v1/clients/acme/versions",
+            json!({"versions": {"nextcloud": "31.0.2", "ubuntu": "24.04"}}),
+        )
+        .await,
     )
-    .await)
     .await;
     assert_eq!(versioned["versions"]["nextcloud"], "31.0.2");
 
-    let destroyed = ok(post(&app, "/api/v1/clients/acme/destroy", json!({})).await).await;
+    let destroyed = ok_json(
+        app.post_json("/api/v1/clients/acme/destroy", json!({}))
+            .await,
+    )
+    .await;
     assert_eq!(destroyed["status"], "destroyed");
     assert!(destroyed["destroyed_date"].is_string());
     assert_eq!(
@@ -115,38 +107,38 @@ api_test!(a_client_walks_its_lifecycle, |app| {
     );
 
     // Destroyed is terminal: an illegal move names both states.
-    let refused = post(
-        &app,
-        "/api/v1/clients/acme/status",
-        json!({"status": "maintenance"}),
-    )
-    .await;
+    let refused = app
+        .post_json(
+            "/api/v1/clients/acme/status",
+            json!({"status": "maintenance"}),
+        )
+        .await;
     let body = assert_error(refused, 409, "INVALID_STATUS_TRANSITION").await;
     assert_eq!(body["error"]["details"]["from"], "destroyed");
     assert_eq!(body["error"]["details"]["to"], "maintenance");
-    let rebuild = post(&app, "/api/v1/clients/acme/rebuild", json!({})).await;
+    let rebuild = app
+        .post_json("/api/v1/clients/acme/rebuild", json!({}))
+        .await;
     assert_error(rebuild, 409, "INVALID_STATUS_TRANSITION").await;
-    let stamp = post(
-        &app,
-        "/api/v1/clients/acme/maintenance",
-        json!({"field": "last_os_update"}),
-    )
-    .await;
+    let stamp = app
+        .post_json(
+            "/api/v1/clients/acme/maintenance",
+            json!({"field": "last_os_update"}),
+        )
+        .await;
     assert_error(stamp, 409, "CLIENT_DESTROYED").await;
-    let notes = ok(post(
-        &app,
-        "/api/v1/clients/acme/notes",
-        json!({"notes": "archived"}),
+    let notes = ok_json(
+        app.post_json("/api/v1/clients/acme/notes", json!({"notes": "archived"}))
+            .await,
     )
-    .await)
     .await;
     assert_eq!(notes["notes"], "archived");
-    let redeployed = ok(post(&app, "/api/v1/clients/acme/deploy", deploy).await).await;
+    let redeployed = ok_json(app.post_json("/api/v1/clients/acme/deploy", deploy).await).await;
     assert_eq!(redeployed["status"], "deployed");
     assert_eq!(redeployed["destroyed_date"], Value::Null);
 
     // Every past state is retrievable, newest first.
-    let history: Value = ok(app.get("/api/v1/clients/acme/history").await).await;
+    let history: Value = ok_json(app.get("/api/v1/clients/acme/history").await).await;
     let types: Vec<&str> = history
         .as_array()
         .unwrap()
@@ -171,7 +163,7 @@ api_test!(a_client_walks_its_lifecycle, |app| {
     assert_eq!(history[0]["actor"], "bootstrap-admin");
 
     // The change log and the audit log saw every step.
-    let events = ok(app.get("/api/v1/events?after=0").await).await;
+    let events = ok_json(app.get("/api/v1/events?after=0").await).await;
     let client_events = events["items"]
         .as_array()
         .unwrap()
@@ -179,7 +171,7 @@ api_test!(a_client_walks_its_lifecycle, |app| {
         .filter(|e| e["resource"] == "client")
         .count();
     assert_eq!(client_events, 8);
-    let audit = ok(app.get("/api/v1/audit?action=client.status").await).await;
+    let audit = ok_json(app.get("/api/v1/audit?action=client.status").await).await;
     let results: Vec<&str> = audit["items"]
         .as_array()
         .unwrap()
@@ -193,36 +185,37 @@ api_test!(a_client_walks_its_lifecycle, |app| {
 });
 
 api_test!(create_update_delete_and_name_rules, |app| {
-    let created = post(
-        &app,
-        "/api/v1/clients",
-        json!({"name": "beta", "apps": ["nextcloud"]}),
-    )
-    .await;
+    let created = app
+        .post_json(
+            "/api/v1/clients",
+            json!({"name": "beta", "apps": ["nextcloud"]}),
+        )
+        .await;
     assert_eq!(created.status(), 201);
     assert_eq!(created.headers()["location"], "/api/v1/clients/beta");
     let body: Value = created.json().await.unwrap();
     assert_eq!(body["status"], "pending");
     assert_eq!(body["role"], "production");
-    let again = post(&app, "/api/v1/clients", json!({"name": "beta"})).await;
+    let again = app
+        .post_json("/api/v1/clients", json!({"name": "beta"}))
+        .await;
     assert_error(again, 409, "CLIENT_ALREADY_EXISTS").await;
     for bad in ["Beta", "summary", "-x", "a_b"] {
-        let response = post(&app, "/api/v1/clients", json!({ "name": bad })).await;
+        let response = app
+            .post_json("/api/v1/clients", json!({ "name": bad }))
+            .await;
         assert_error(response, 400, "VALIDATION_ERROR").await;
     }
-    let unknown = post(
-        &app,
-        "/api/v1/clients",
-        json!({"name": "x", "colour": "red"}),
-    )
-    .await;
+    let unknown = app
+        .post_json("/api/v1/clients", json!({"name": "x", "colour": "red"}))
+        .await;
     assert_error(unknown, 400, "VALIDATION_ERROR").await;
-    let bad_ip = post(
-        &app,
-        "/api/v1/clients",
-        json!({"name": "x", "server": {"ip": "1.2.3"}}),
-    )
-    .await;
+    let bad_ip = app
+        .post_json(
+            "/api/v1/clients",
+            json!({"name": "x", "server": {"ip": "1.2.3"}}),
+        )
+        .await;
     assert_error(bad_ip, 400, "VALIDATION_ERROR").await;
     assert_error(
         app.get("/api/v1/clients/nobody").await,
@@ -236,7 +229,9 @@ api_test!(create_update_delete_and_name_rules, |app| {
         "CLIENT_NOT_FOUND",
     )
     .await;
-    let deploy_bad_name = post(&app, "/api/v1/clients/Bad_Name/deploy", json!({})).await;
+    let deploy_bad_name = app
+        .post_json("/api/v1/clients/Bad_Name/deploy", json!({}))
+        .await;
     assert_error(deploy_bad_name, 400, "VALIDATION_ERROR").await;
 
     let put = app
@@ -246,7 +241,7 @@ api_test!(create_update_delete_and_name_rules, |app| {
         .send()
         .await
         .unwrap();
-    let updated = ok(put).await;
+    let updated = ok_json(put).await;
     assert_eq!(updated["role"], "canary");
     assert_eq!(updated["apps"], json!(["nextcloud"]), "absent fields stay");
     let skip = app
@@ -272,25 +267,31 @@ api_test!(create_update_delete_and_name_rules, |app| {
         "CLIENT_NOT_FOUND",
     )
     .await;
-    let history = ok(app.get("/api/v1/clients/beta/history").await).await;
+    let history = ok_json(app.get("/api/v1/clients/beta/history").await).await;
     assert_eq!(history[0]["type"], "CLIENT_DELETED");
 });
 
 api_test!(import_filters_summary_and_export_round_trip, |app| {
     let registry = example_registry();
-    let dry = ok(post(
-        &app,
-        "/api/v1/clients/import?dry_run=true",
-        registry.clone(),
+    let dry = ok_json(
+        app.post_json("/api/v1/clients/import?dry_run=true", registry.clone())
+            .await,
     )
-    .await)
     .await;
     assert_eq!(dry["dry_run"], true);
     assert_eq!(names(&app, "").await.len(), 0, "a dry run writes nothing");
-    let plan = ok(post(&app, "/api/v1/clients/import", registry.clone()).await).await;
+    let plan = ok_json(
+        app.post_json("/api/v1/clients/import", registry.clone())
+            .await,
+    )
+    .await;
     let count = registry["clients"].as_object().unwrap().len();
     assert_eq!(plan["created"].as_array().unwrap().len(), count);
-    let again = ok(post(&app, "/api/v1/clients/import", registry.clone()).await).await;
+    let again = ok_json(
+        app.post_json("/api/v1/clients/import", registry.clone())
+            .await,
+    )
+    .await;
     assert_eq!(again["unchanged"].as_array().unwrap().len(), count);
 
     assert_eq!(names(&app, "?role=canary").await, ["dev"]);
@@ -314,14 +315,14 @@ api_test!(import_filters_summary_and_export_round_trip, |app| {
     let typo = app.get("/api/v1/clients?staus=deployed").await;
     assert_error(typo, 400, "VALIDATION_ERROR").await;
 
-    let summary = ok(app.get("/api/v1/clients/summary").await).await;
+    let summary = ok_json(app.get("/api/v1/clients/summary").await).await;
     assert_eq!(summary["total"], count);
     assert_eq!(summary["by_status"]["destroyed"], 1);
     assert_eq!(summary["by_status"]["offboarding"], 0);
     assert!(summary["versions"]["nextcloud"].is_object());
 
     // Export gives back an equivalent document.
-    let exported = ok(app.get("/api/v1/clients/export").await).await;
+    let exported = ok_json(app.get("/api/v1/clients/export").await).await;
     assert_eq!(normalise(&exported), normalise(&registry));
 });
 
@@ -339,12 +340,13 @@ fn normalise(document: &Value) -> Value {
 api_test!(
     a_bad_import_changes_nothing_and_names_every_problem,
     |app| {
-        let before = ok(post(
-            &app,
-            "/api/v1/clients",
-            json!({"name": "kept", "notes": "original"}),
+        let before = ok_json(
+            app.post_json(
+                "/api/v1/clients",
+                json!({"name": "kept", "notes": "original"}),
+            )
+            .await,
         )
-        .await)
         .await;
         let file = json!({"clients": {
             "kept": {"notes": "overwritten"},
@@ -353,7 +355,7 @@ api_test!(
             "bad-date": {"deployed_date": "2026-13-01"},
             "Bad_Name": {},
         }});
-        let refused = post(&app, "/api/v1/clients/import", file).await;
+        let refused = app.post_json("/api/v1/clients/import", file).await;
         let body = assert_error(refused, 400, "VALIDATION_ERROR").await;
         let problems = body["error"]["details"]["problems"].as_array().unwrap();
         let pairs: Vec<(String, String)> = problems
@@ -376,7 +378,7 @@ api_test!(
                 "{expected:?} in {pairs:?}"
             );
         }
-        let after = ok(app.get("/api/v1/clients/kept").await).await;
+        let after = ok_json(app.get("/api/v1/clients/kept").await).await;
         assert_eq!(after, before, "nothing was applied");
         assert_eq!(names(&app, "").await, ["kept"]);
         let not_yaml = app.post_raw("/api/v1/clients/import", "clients: [").await;

@@ -77,6 +77,8 @@ pub struct TestApp {
     pub health: Option<fleetreg_server::health::HealthScheduler>,
     /// The automatic credential rotation worker, when the settings enable it.
     pub rotation: Option<fleetreg_server::credentials::auto_rotate::AutoRotation>,
+    /// The periodic client health checks, when the settings enable them.
+    pub client_health: Option<fleetreg_server::client_health::ClientHealthMonitor>,
     /// The server's clock: the system clock, or the `Clock::manual` the
     /// settings gave (`settings.clock`), which the test then sets or advances.
     pub clock: fleetreg_model::Clock,
@@ -116,6 +118,9 @@ pub fn test_settings(database_url: &str) -> Settings {
     };
     settings.health_check.enabled = false;
     settings.discovery.on_registration = false;
+    // Test clients' URLs name hosts that do not exist: no periodic checks
+    // unless a test turns them on (`client_health.rs`).
+    settings.client_health.interval_seconds = 0;
     settings.credentials.master_key = Some(TEST_MASTER_KEY.into());
     settings.auth.admin_token = Some(TEST_ADMIN_TOKEN.into());
     settings.audit.head_file = Some(audit_head_file(database_url));
@@ -200,6 +205,7 @@ async fn start(
     let retention = app.retention();
     let health = app.health_scheduler();
     let rotation = app.credential_rotation();
+    let client_health = app.client_health_monitor();
     let clock = app.clock();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -213,6 +219,7 @@ async fn start(
         retention,
         health,
         rotation,
+        client_health,
         clock,
         database_url,
         stop: Some(stop),
@@ -252,6 +259,16 @@ impl TestApp {
             .post(self.url(path))
             .header("content-type", "application/json")
             .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
             .send()
             .await
             .unwrap()
@@ -344,6 +361,14 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// Asserts a 2xx answer; its JSON body (`null` when empty).
+pub async fn ok_json(response: Response) -> Value {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 /// Asserts an error envelope with `code` and `status`; returns the body.

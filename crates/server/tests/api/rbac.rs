@@ -31,6 +31,11 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "/api/v1/clients/{name}/history",
         "admin operator viewer",
     ),
+    (
+        "GET",
+        "/api/v1/clients/{name}/health",
+        "admin operator viewer",
+    ),
     ("POST", "/api/v1/clients/{name}/deploy", "admin operator"),
     ("POST", "/api/v1/clients/{name}/rebuild", "admin operator"),
     ("POST", "/api/v1/clients/{name}/destroy", "admin operator"),
@@ -42,6 +47,101 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ),
     ("POST", "/api/v1/clients/{name}/versions", "admin operator"),
     ("POST", "/api/v1/clients/{name}/notes", "admin operator"),
+    ("POST", "/api/v1/clusters/{id}/hosts", "admin operator"),
+    (
+        "GET",
+        "/api/v1/clusters/{id}/hosts",
+        "admin operator viewer",
+    ),
+    (
+        "GET",
+        "/api/v1/clusters/{id}/sync-status",
+        "admin operator viewer",
+    ),
+    ("POST", "/api/v1/clusters/{id}/leader", "admin operator"),
+    ("GET", "/api/v1/hosts/orphaned", "admin operator viewer"),
+    (
+        "POST",
+        "/api/v1/hosts/{host_id}/heartbeat",
+        "admin operator",
+    ),
+    (
+        "POST",
+        "/api/v1/hosts/{host_id}/deployments",
+        "admin operator",
+    ),
+    (
+        "GET",
+        "/api/v1/deployments/{deployment_id}",
+        "admin operator viewer",
+    ),
+    (
+        "DELETE",
+        "/api/v1/deployments/{deployment_id}",
+        "admin operator",
+    ),
+    (
+        "POST",
+        "/api/v1/deployments/{deployment_id}/enable",
+        "admin operator",
+    ),
+    (
+        "POST",
+        "/api/v1/deployments/{deployment_id}/pause",
+        "admin operator",
+    ),
+    (
+        "POST",
+        "/api/v1/deployments/{deployment_id}/move",
+        "admin operator",
+    ),
+    (
+        "POST",
+        "/api/v1/deployments/{deployment_id}/sync",
+        "admin operator",
+    ),
+    (
+        "POST",
+        "/api/v1/deployments/{deployment_id}/conflicts",
+        "admin operator",
+    ),
+    (
+        "GET",
+        "/api/v1/deployments/{deployment_id}/conflicts",
+        "admin operator viewer",
+    ),
+    (
+        "POST",
+        "/api/v1/sync-jobs/{job_id}/finish",
+        "admin operator",
+    ),
+    ("POST", "/api/v1/rollouts", "admin operator"),
+    ("GET", "/api/v1/rollouts", "admin operator viewer"),
+    (
+        "GET",
+        "/api/v1/rollouts/{rollout_id}",
+        "admin operator viewer",
+    ),
+    (
+        "POST",
+        "/api/v1/rollouts/{rollout_id}/promote",
+        "admin operator",
+    ),
+    (
+        "POST",
+        "/api/v1/rollouts/{rollout_id}/pause",
+        "admin operator",
+    ),
+    (
+        "POST",
+        "/api/v1/rollouts/{rollout_id}/resume",
+        "admin operator",
+    ),
+    (
+        "POST",
+        "/api/v1/rollouts/{rollout_id}/abort",
+        "admin operator",
+    ),
     ("GET", "/api/v1/clusters", "admin operator viewer"),
     ("POST", "/api/v1/clusters", "admin operator"),
     (

@@ -1,9 +1,10 @@
 //! Registering, updating and deleting clusters.
 
 use super::{to_json, Write, WriteCx};
+use crate::sync_rows::{cascade_of, sync_clients};
 use crate::StoreError;
 use async_trait::async_trait;
-use fleetreg_model::{Cluster, ClusterPatch, EventType, NewCluster};
+use fleetreg_model::{Cluster, ClusterPatch, DeregistrationPreview, EventType, NewCluster};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -82,27 +83,60 @@ impl Write for UpdateCluster {
     }
 }
 
-/// Removes a cluster, optionally guarded by the expected revision.
+/// Deregisters a cluster, optionally guarded by the expected revision:
+/// refused while deployments on its hosts sync (`HasSyncClients`, checked in
+/// the same transaction as the delete, under the cluster's row lock), and,
+/// when hosts, deployments, jobs, conflicts or leases would go with it, unless
+/// `confirm` (`NeedsConfirmation` carries the preview). With `dry_run` only
+/// the preview is made.
 pub(crate) struct DeleteCluster {
     pub id: Uuid,
     pub expected_revision: Option<i64>,
+    pub confirm: bool,
+    pub dry_run: bool,
 }
 
 #[async_trait]
 impl Write for DeleteCluster {
-    type Reply = ();
+    type Reply = DeregistrationPreview;
 
-    async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<(), StoreError>, StoreError> {
+    async fn apply(
+        &self,
+        cx: &mut WriteCx<'_>,
+    ) -> Result<Result<DeregistrationPreview, StoreError>, StoreError> {
         let action = "cluster.delete";
         if let Err(refused) = current(cx, self.id, self.expected_revision).await? {
             return cx.refuse(action, Some(self.id), refused).await;
         }
+        let syncing = sync_clients(cx.tx, self.id).await?;
+        if !syncing.is_empty() {
+            let blocked = StoreError::HasSyncClients(syncing);
+            return cx.refuse(action, Some(self.id), blocked).await;
+        }
+        let mut preview = cascade_of(cx.tx, self.id).await?;
+        if self.dry_run {
+            preview.dry_run = true;
+            return Ok(Ok(preview));
+        }
+        if preview.cascades() && !self.confirm {
+            let unconfirmed = StoreError::NeedsConfirmation(Box::new(preview));
+            return cx.refuse(action, Some(self.id), unconfirmed).await;
+        }
         cx.tx.delete_cluster(self.id).await?;
-        let payload = json!({ "cluster_id": self.id });
+        let payload = json!({
+            "cluster_id": self.id,
+            "removed": {
+                "hosts": preview.hosts.len(),
+                "deployments": preview.deployments.len(),
+                "sync_jobs": preview.sync_jobs,
+                "conflicts": preview.conflicts,
+                "leader_records": preview.leader_records,
+            }
+        });
         let event = cx.append_event(EventType::ClusterDeleted, self.id, payload)?;
         cx.audit_success(action, Some(self.id), Some(event.revision))
             .await?;
-        Ok(Ok(()))
+        Ok(Ok(preview))
     }
 }
 

@@ -9,18 +9,28 @@
 
 mod audit;
 mod client;
+mod client_health;
 mod cluster;
 mod credentials;
 mod observe;
+mod rollout;
+mod sync;
 mod token;
 
 pub use audit::AuditOnly;
 pub(crate) use audit::AuditRecord;
 pub(crate) use client::{ChangeClient, ClientChange, CreateClient, DeleteClient, ImportClients};
+pub(crate) use client_health::RecordClientHealth;
 pub(crate) use cluster::{DeleteCluster, InsertCluster, UpdateCluster};
 pub use credentials::{BindCredentials, PutCredentials, RewrapCredentials};
 pub(crate) use credentials::{DeleteCredentials, ReplaceVaultCanary};
 pub(crate) use observe::{RecordStatus, SetCapabilities};
+pub(crate) use rollout::{ChangeRollout, CreateRollout, RolloutChange};
+pub use sync::SYNC_FAILING_AFTER;
+pub(crate) use sync::{
+    ClaimLeader, CreateDeployment, DeleteDeployment, FinishSync, Heartbeat, MarkOrphans,
+    MoveDeployment, RecordConflict, RegisterHost, SetSync, StartSync,
+};
 pub(crate) use token::{CreateToken, RekeyTokens, RevokeToken};
 
 use crate::audit_chain::{ChainConfig, TxChain};

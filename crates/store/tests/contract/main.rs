@@ -36,6 +36,7 @@ mod harness;
 
 mod audit;
 mod basics;
+mod client_health;
 mod clients;
 mod clock;
 mod clusters;
@@ -45,4 +46,6 @@ mod fleet;
 mod history;
 mod listing;
 mod origins;
+mod rollouts;
+mod sync;
 mod tokens;
