@@ -107,7 +107,8 @@ pub struct StartArgs {
     /// The app to update (clients with it in their apps), e.g. nextcloud.
     app: String,
     /// The version to reach, e.g. 31.0.3.
-    version: String,
+    #[arg(value_name = "VERSION")]
+    target_version: String,
     /// Production clients per wave, 1 to 1000 [server default: 5].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     wave_size: Option<u32>,
@@ -201,7 +202,7 @@ pub async fn run(command: RolloutCommand) -> anyhow::Result<()> {
 
 /// The body of `POST /api/v1/rollouts`: only what was given.
 fn start_body(args: &StartArgs) -> Value {
-    let mut body = json!({"app": args.app, "version": args.version});
+    let mut body = json!({"app": args.app, "version": args.target_version});
     if let Some(size) = args.wave_size {
         body["wave_size"] = json!(size);
     }

@@ -5,6 +5,7 @@
 
 mod audit;
 mod cli;
+mod client_health;
 mod clients;
 mod common;
 mod context;

@@ -59,7 +59,8 @@ fn registry_with_local_canary(dir: &Path, port: u16) -> PathBuf {
 }
 
 /// `fleetreg serve` with the rollout driver and client health checks every
-/// second, allowed to reach loopback addresses.
+/// second, allowed to reach loopback addresses (not `--no-health-checks`:
+/// that turns the client health checks off too).
 fn fast_server(dir: &Path) -> Server {
     let config = dir.join("fleetreg.yaml");
     std::fs::write(
@@ -81,7 +82,6 @@ fn fast_server(dir: &Path) -> Server {
             "127.0.0.1:0",
             "--database-url",
             &url,
-            "--no-health-checks",
         ],
     )
 }
