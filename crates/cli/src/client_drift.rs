@@ -23,7 +23,7 @@ use std::path::PathBuf;
 /// The exit status when drift remains: found without `--apply`, or of a
 /// kind `--apply` does not change (clients only in the state or only in the
 /// registry, destroyed clients whose server still exists).
-pub const DRIFT_EXIT_STATUS: i32 = 3;
+pub const DRIFT_EXIT_STATUS: u8 = 3;
 
 /// `client drift --help`'s examples and exit statuses.
 pub const DRIFT_EXAMPLES: &str = "Examples:
@@ -525,6 +525,15 @@ struct Applied {
     revision: Value,
 }
 
+/// `-o json`: the report's fields in order, then (with `--apply`) `applied`.
+#[derive(Serialize)]
+struct JsonOutput<'a> {
+    #[serde(flatten)]
+    report: &'a DriftReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<&'a [Applied]>,
+}
+
 /// The text of `path`, or of stdin for `-`, and how to name it.
 fn read_state(path: &std::path::Path) -> anyhow::Result<(String, String)> {
     if path.as_os_str() == "-" {
@@ -575,10 +584,10 @@ pub async fn run(args: DriftArgs) -> anyhow::Result<()> {
     match args.format {
         DriftFormat::Table => write_stdout(&report_text(&report, args.apply))?,
         DriftFormat::Json => {
-            let mut whole = serde_json::to_value(&report)?;
-            if args.apply {
-                whole["applied"] = serde_json::to_value(&applied)?;
-            }
+            let whole = JsonOutput {
+                report: &report,
+                applied: args.apply.then_some(applied.as_slice()),
+            };
             write_stdout(&format!("{}\n", serde_json::to_string_pretty(&whole)?))?;
         }
     }
@@ -619,9 +628,13 @@ pub async fn run(args: DriftArgs) -> anyhow::Result<()> {
     } else {
         "; --apply does not create, destroy or delete clients: use `fleetreg client update NAME deploy|destroy`"
     };
-    eprintln!("drift: {}{advice}", found.join(", "));
-    std::process::exit(DRIFT_EXIT_STATUS);
+    Err(DriftFound(format!("{}{advice}", found.join(", "))).into())
 }
+
+/// Drift remains after the command (exit status [`DRIFT_EXIT_STATUS`]).
+#[derive(Debug, thiserror::Error)]
+#[error("drift: {0}")]
+pub struct DriftFound(pub String);
 
 /// Puts the state's details of `server` into its client, as the client is
 /// now (read again, and written only if it did not change meanwhile); `None`

@@ -144,6 +144,9 @@ fn main() -> ExitCode {
             if error.downcast_ref::<audit::ChainBroken>().is_some() {
                 return ExitCode::from(2);
             }
+            if error.downcast_ref::<client_drift::DriftFound>().is_some() {
+                return ExitCode::from(client_drift::DRIFT_EXIT_STATUS);
+            }
             ExitCode::FAILURE
         }
     }

@@ -41,6 +41,11 @@ pub enum HeadError {
     },
 }
 
+/// Whether `id` has the form of `Store::database_id` (16 hex digits).
+fn is_database_id(id: &str) -> bool {
+    id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Where the head is kept, and (when known) the database whose head it holds.
 #[derive(Debug, Clone)]
 pub struct HeadFile {
@@ -134,12 +139,22 @@ impl HeadFile {
                 })
             }
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| HeadError::Malformed {
+        let recorded: RecordedHead =
+            serde_json::from_str(&text).map_err(|e| HeadError::Malformed {
                 path: self.path.clone(),
                 reason: e.to_string(),
-            })
+            })?;
+        // The id names a file beside this one when a head is set aside: only
+        // a database id's own form (16 hex digits) may reach a path.
+        if let Some(id) = &recorded.database_id {
+            if !is_database_id(id) {
+                return Err(HeadError::Malformed {
+                    path: self.path.clone(),
+                    reason: "database_id is not 16 hex digits".into(),
+                });
+            }
+        }
+        Ok(Some(recorded))
     }
 
     /// Replaces the file with `head` durably: a new temporary file in the same
@@ -266,5 +281,23 @@ mod tests {
         assert_eq!(names.len(), 1, "no temporary files left");
         std::fs::write(dir.path().join("h"), "garbage").unwrap();
         assert!(matches!(file.read(), Err(HeadError::Malformed { .. })));
+    }
+
+    #[test]
+    fn a_database_id_that_is_not_hex_never_becomes_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = HeadFile::new(dir.path().join("h")).for_database("00112233aabbccdd");
+        let mac = "ab".repeat(32);
+        for id in ["../../etc/evil", "00112233aabbccd/", "short"] {
+            let text = format!(r#"{{"id": 3, "mac": "{mac}", "database_id": "{id}"}}"#);
+            std::fs::write(dir.path().join("h"), text).unwrap();
+            assert!(
+                matches!(file.read_own(), Err(HeadError::Malformed { .. })),
+                "{id}"
+            );
+        }
+        let good = format!(r#"{{"id": 3, "mac": "{mac}", "database_id": "ffeeddccbbaa9988"}}"#);
+        std::fs::write(dir.path().join("h"), good).unwrap();
+        assert_eq!(file.read_own().unwrap(), None, "another database's head");
     }
 }
