@@ -174,6 +174,29 @@ impl ClientSpec {
     /// Checks every field and brings `apps` into its stored form (sorted,
     /// without repeats). Errors name the field (`server.ip`, `urls.nextcloud`).
     pub fn validate(mut self) -> Result<ClientSpec, Error> {
+        let dates = [
+            ("deployed_date", self.deployed_date),
+            ("destroyed_date", self.destroyed_date),
+            (
+                "maintenance.last_full_update",
+                self.maintenance.last_full_update,
+            ),
+            (
+                "maintenance.last_security_patch",
+                self.maintenance.last_security_patch,
+            ),
+            (
+                "maintenance.last_os_update",
+                self.maintenance.last_os_update,
+            ),
+            (
+                "maintenance.last_backup_verified",
+                self.maintenance.last_backup_verified,
+            ),
+        ];
+        for (field, date) in dates {
+            check_year(field, date)?;
+        }
         self.server.validate("server")?;
         if self.apps.len() > MAX_CLIENT_ENTRIES {
             return Err(Error::invalid(
@@ -229,6 +252,18 @@ impl ClientSpec {
             }
         }
         Ok(self)
+    }
+}
+
+/// A date both databases store and order as written: years 1 to 9999
+/// (chrono also reads `+12345-01-01` and negative years).
+fn check_year(field: &str, date: Option<NaiveDate>) -> Result<(), Error> {
+    use chrono::Datelike;
+    match date {
+        Some(date) if !(1..=9999).contains(&date.year()) => {
+            Err(Error::invalid(field, "the year must be 1 to 9999"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -562,6 +597,8 @@ mod tests {
         assert!(err(json!({"server": {"location": "nbg 1"}})).contains("server.location"));
         assert!(err(json!({"destroyed_date": "2026-01-01"})).contains("destroyed_date"));
         assert!(err(json!({"colour": "red"})).contains("unknown field"));
+        assert!(err(json!({"deployed_date": "+12345-01-01"})).contains("deployed_date"));
+        assert!(err(json!({"maintenance": {"last_os_update": "-0300-01-01"}})).contains("year"));
         let long = "x".repeat(MAX_NOTES + 1);
         assert!(err(json!({ "notes": long })).contains("notes"));
     }

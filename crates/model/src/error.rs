@@ -58,6 +58,9 @@ pub enum ErrorCode {
     /// Deregistering removes hosts and deployments: repeat with
     /// `confirm=true`; details hold the preview (409).
     ConfirmationRequired,
+    /// The client still runs on hosts: decommission or move its deployments
+    /// first; details list them (409).
+    ClientHasDeployments,
     /// No rollout with that id (404).
     RolloutNotFound,
     /// The rollout's status does not allow the command, e.g. promoting a
@@ -121,6 +124,7 @@ impl ErrorCode {
         ErrorCode::LeaderHeld,
         ErrorCode::ClusterHasSyncClients,
         ErrorCode::ConfirmationRequired,
+        ErrorCode::ClientHasDeployments,
         ErrorCode::RolloutNotFound,
         ErrorCode::RolloutConflict,
         ErrorCode::ValidationError,
@@ -164,6 +168,7 @@ impl ErrorCode {
             ErrorCode::LeaderHeld => "LEADER_HELD",
             ErrorCode::ClusterHasSyncClients => "CLUSTER_HAS_SYNC_CLIENTS",
             ErrorCode::ConfirmationRequired => "CONFIRMATION_REQUIRED",
+            ErrorCode::ClientHasDeployments => "CLIENT_HAS_DEPLOYMENTS",
             ErrorCode::RolloutNotFound => "ROLLOUT_NOT_FOUND",
             ErrorCode::RolloutConflict => "ROLLOUT_CONFLICT",
             ErrorCode::ValidationError => "VALIDATION_ERROR",

@@ -81,10 +81,11 @@ pub use history::HealthSample;
 pub use labels::{validate_label_key, validate_label_value, Labels};
 pub use name::{ClientName, ClusterName};
 pub use origin::{origin_of, CredentialOrigins};
-pub use registry_file::{ImportPlan, RegistryFile};
+pub use registry_file::{ImportPlan, ImportProblem, RegistryFile};
 pub use rollout::{
-    Rollout, RolloutClient, RolloutClientState, RolloutCommand, RolloutConflict,
+    Rollout, RolloutClient, RolloutClientState, RolloutCommand, RolloutConflict, RolloutEvent,
     RolloutObservation, RolloutRequest, RolloutStatus, RolloutWave, DEFAULT_WAVE_SIZE,
+    MAX_ROLLOUT_CLIENTS,
 };
 pub use sync::{
     ConflictReport, Deployment, DeploymentCreateRequest, DeregistrationPreview, Host,

@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// Most client names a rollout request may list.
+pub const MAX_ROLLOUT_CLIENTS: usize = 1000;
+
 /// Default production wave size.
 pub const DEFAULT_WAVE_SIZE: u32 = 5;
 
@@ -181,6 +184,16 @@ pub enum RolloutCommand {
 }
 
 impl RolloutCommand {
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutCommand::Promote => "promote",
+            RolloutCommand::Pause => "pause",
+            RolloutCommand::Resume => "resume",
+            RolloutCommand::Abort => "abort",
+        }
+    }
+
     /// The audit action (`rollout.promote`, …).
     pub fn audit_action(self) -> &'static str {
         match self {
@@ -194,7 +207,7 @@ impl RolloutCommand {
 
 /// A command the rollout's status does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot {command:?} a rollout that is {status:?}")]
+#[error("cannot {} a rollout that is {}", command.as_str(), status.as_str())]
 pub struct RolloutConflict {
     /// The command.
     pub command: RolloutCommand,
@@ -202,7 +215,40 @@ pub struct RolloutConflict {
     pub status: RolloutStatus,
 }
 
+/// What a `ROLLOUT_CHANGED` event carries: where the rollout is, not its
+/// whole plan (which grows with the fleet); `GET /api/v1/rollouts/{id}` has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RolloutEvent {
+    /// The rollout.
+    pub id: Uuid,
+    /// The app.
+    pub app: String,
+    /// The target version.
+    pub version: String,
+    /// Where it is.
+    pub status: RolloutStatus,
+    /// The wave in progress (or last done).
+    pub current_wave: usize,
+    /// How many waves there are.
+    pub waves: usize,
+    /// Why it halted.
+    pub halted_reason: Option<String>,
+}
+
 impl Rollout {
+    /// The event payload of this rollout's state.
+    pub fn event(&self) -> RolloutEvent {
+        RolloutEvent {
+            id: self.id,
+            app: self.app.clone(),
+            version: self.version.clone(),
+            status: self.status,
+            current_wave: self.current_wave,
+            waves: self.waves.len(),
+            halted_reason: self.halted_reason.clone(),
+        }
+    }
+
     /// Plans a rollout over `clients`: every `deployed` client with the app
     /// (and matching the request's selectors); canaries first (one wave),
     /// production in waves of `wave_size`, each sorted by name. Refused when
@@ -218,6 +264,20 @@ impl Rollout {
         if request.app.is_empty() || request.version.is_empty() {
             return Err(Error::invalid("app", "app and version must not be empty"));
         }
+        if request
+            .clients
+            .as_ref()
+            .is_some_and(|c| c.len() > MAX_ROLLOUT_CLIENTS)
+        {
+            return Err(Error::invalid(
+                "clients",
+                format!("at most {MAX_ROLLOUT_CLIENTS} names"),
+            ));
+        }
+        let named: Option<std::collections::HashSet<&str>> = request
+            .clients
+            .as_ref()
+            .map(|names| names.iter().map(String::as_str).collect());
         let wave_size = request.wave_size.unwrap_or(DEFAULT_WAVE_SIZE);
         if !(1..=1000).contains(&wave_size) {
             return Err(Error::invalid("wave_size", "must be 1 to 1000"));
@@ -229,10 +289,9 @@ impl Rollout {
                     .location
                     .as_ref()
                     .is_none_or(|l| c.spec.server.location.as_ref() == Some(l))
-                && request
-                    .clients
+                && named
                     .as_ref()
-                    .is_none_or(|names| names.iter().any(|n| n == c.name.as_str()))
+                    .is_none_or(|names| names.contains(c.name.as_str()))
         };
         let mut canaries: Vec<&Client> = Vec::new();
         let mut production: Vec<&Client> = Vec::new();
@@ -313,17 +372,20 @@ impl Rollout {
             .unwrap_or_default()
     }
 
-    /// Feeds what the server saw of the current wave's clients (by name;
-    /// a missing name means the client is gone): clients move to done or
-    /// failed, and the rollout to the next wave, to awaiting promotion, to
-    /// completed or to halted. Only a running rollout moves. True when
-    /// anything changed.
+    /// Feeds what the server saw of wave `wave`'s clients (by name; a name
+    /// not in `seen` was not looked at; a client that is gone is seen as not
+    /// `deployed`): clients move to done or failed, and the rollout to the
+    /// next wave, to awaiting promotion, to completed or to halted. Only a
+    /// running rollout at that wave moves: observations made for an earlier
+    /// wave (another replica's, or from before a promotion) change nothing.
+    /// True when anything changed.
     pub fn observe(
         &mut self,
+        wave: usize,
         seen: &BTreeMap<String, RolloutObservation>,
         now: DateTime<Utc>,
     ) -> bool {
-        if self.status != RolloutStatus::Running {
+        if self.status != RolloutStatus::Running || wave != self.current_wave {
             return false;
         }
         let version = self.version.clone();
@@ -336,8 +398,11 @@ impl Rollout {
                 continue;
             }
             let before = client.clone();
-            match seen.get(&client.name) {
-                Some(o) if o.deployed => {
+            let Some(o) = seen.get(&client.name) else {
+                continue;
+            };
+            match o {
+                o if o.deployed => {
                     client.reported_version.clone_from(&o.version);
                     if o.version.as_deref() == Some(version.as_str()) {
                         // Only a check after the version was reported counts.
@@ -526,24 +591,43 @@ mod tests {
     fn production_waits_for_a_healthy_canary_and_promotion() {
         let mut rollout = Rollout::plan(&request(), &fleet(), Uuid::nil(), t(0)).unwrap();
         // Not updated yet: nothing moves.
-        assert!(!rollout.observe(&seen(&["dev"], "30", ClientHealthState::Healthy), t(3)));
+        assert!(!rollout.observe(
+            rollout.current_wave,
+            &seen(&["dev"], "30", ClientHealthState::Healthy),
+            t(3)
+        ));
         // Updated but the check predates the update: still waiting.
         let mut stale = seen(&["dev"], "31.0.2", ClientHealthState::Healthy);
         stale.get_mut("dev").unwrap().health = Some((t(0), ClientHealthState::Healthy));
-        rollout.observe(&stale, t(3));
+        rollout.observe(rollout.current_wave, &stale, t(3));
         assert_eq!(rollout.status, RolloutStatus::Running);
         assert_eq!(rollout.current_wave, 0);
-        rollout.observe(&seen(&["dev"], "31.0.2", ClientHealthState::Healthy), t(3));
+        rollout.observe(
+            rollout.current_wave,
+            &seen(&["dev"], "31.0.2", ClientHealthState::Healthy),
+            t(3),
+        );
         assert_eq!(rollout.status, RolloutStatus::AwaitingPromotion);
         assert!(rollout.watched().is_empty(), "production has not started");
         rollout.command(RolloutCommand::Promote, t(4)).unwrap();
         assert_eq!(rollout.watched(), ["a", "b"]);
+        // A late observation made for the canary wave changes nothing now.
+        assert!(!rollout.observe(0, &seen(&["dev"], "31.0.2", ClientHealthState::Down), t(4)));
+        assert!(
+            !rollout.observe(1, &BTreeMap::new(), t(4)),
+            "not looked at is not gone"
+        );
         rollout.observe(
+            1,
             &seen(&["a", "b"], "31.0.2", ClientHealthState::NotChecked),
             t(5),
         );
         assert_eq!(rollout.watched(), ["c"]);
-        rollout.observe(&seen(&["c"], "31.0.2", ClientHealthState::Healthy), t(6));
+        rollout.observe(
+            rollout.current_wave,
+            &seen(&["c"], "31.0.2", ClientHealthState::Healthy),
+            t(6),
+        );
         assert_eq!(rollout.status, RolloutStatus::Completed);
         assert!(rollout.command(RolloutCommand::Abort, t(7)).is_err());
     }
@@ -551,7 +635,11 @@ mod tests {
     #[test]
     fn a_failing_canary_halts_before_production() {
         let mut rollout = Rollout::plan(&request(), &fleet(), Uuid::nil(), t(0)).unwrap();
-        rollout.observe(&seen(&["dev"], "31.0.2", ClientHealthState::Down), t(3));
+        rollout.observe(
+            rollout.current_wave,
+            &seen(&["dev"], "31.0.2", ClientHealthState::Down),
+            t(3),
+        );
         assert_eq!(rollout.status, RolloutStatus::Halted);
         assert!(rollout
             .halted_reason
@@ -569,7 +657,11 @@ mod tests {
     fn pause_resume_abort() {
         let mut rollout = Rollout::plan(&request(), &fleet(), Uuid::nil(), t(0)).unwrap();
         rollout.command(RolloutCommand::Pause, t(1)).unwrap();
-        assert!(!rollout.observe(&seen(&["dev"], "31.0.2", ClientHealthState::Healthy), t(2)));
+        assert!(!rollout.observe(
+            0,
+            &seen(&["dev"], "31.0.2", ClientHealthState::Healthy),
+            t(2)
+        ));
         rollout.command(RolloutCommand::Resume, t(3)).unwrap();
         assert_eq!(rollout.status, RolloutStatus::Running);
         rollout.command(RolloutCommand::Abort, t(4)).unwrap();

@@ -26,6 +26,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidStatusTransition
         | ErrorCode::ClientDestroyed => StatusCode::CONFLICT,
         ErrorCode::RolloutNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::ClientHasDeployments => StatusCode::CONFLICT,
         ErrorCode::RolloutConflict => StatusCode::CONFLICT,
         ErrorCode::HostNotFound | ErrorCode::DeploymentNotFound | ErrorCode::SyncJobNotFound => {
             StatusCode::NOT_FOUND
@@ -105,8 +106,26 @@ impl ApiError {
 
     /// `code` (a 404) for the `kind` of resource named `what`.
     pub fn not_found(code: ErrorCode, kind: &str, what: impl std::fmt::Display) -> Self {
-        ApiError::new(code, format!("{kind} {what} not found"))
-            .with_details(json!({ kind: what.to_string() }))
+        // `what` may come from a path: echoed at most 128 characters long.
+        let what: String = what.to_string().chars().take(128).collect();
+        ApiError::new(code, format!("{kind} {what} not found")).with_details(json!({ kind: what }))
+    }
+
+    /// `VALIDATION_ERROR` for a registry file: every problem in
+    /// `details.problems`, the first in the message; nothing was imported.
+    pub fn import_problems(problems: &[fleetreg_model::ImportProblem]) -> Self {
+        let first = problems
+            .first()
+            .map(|p| format!("client {:?}: {}: {}", p.client, p.field, p.reason))
+            .unwrap_or_default();
+        ApiError::new(
+            ErrorCode::ValidationError,
+            format!(
+                "the registry file has {} problem(s); nothing was imported. First: {first}",
+                problems.len()
+            ),
+        )
+        .with_details(json!({ "problems": problems }))
     }
 
     /// An unexpected failure: the client sees a generic message, the log the cause.
@@ -193,6 +212,21 @@ impl From<StoreError> for ApiError {
             .with_details(json!({ "expected_revision": expected, "current_revision": actual })),
             StoreError::Invalid(e) => e.into(),
             StoreError::RolloutNotFound(id) => ApiError::not_found(code, "rollout", id),
+            StoreError::RolloutUnfinished(id) => ApiError::new(
+                code,
+                format!("rollout {id} of this app is not finished; abort it first or wait"),
+            )
+            .with_details(json!({ "rollout": id })),
+            StoreError::ImportRefused(problems) => ApiError::import_problems(&problems),
+            StoreError::ClientHasDeployments(deployments) => ApiError::new(
+                code,
+                format!(
+                    "the client runs in {} deployment(s); decommission them (DELETE /api/v1/deployments/{{id}}) \
+                     or destroy the client instead, which keeps its entry",
+                    deployments.len()
+                ),
+            )
+            .with_details(json!({ "deployments": deployments })),
             StoreError::RolloutConflict(conflict) => ApiError::new(code, conflict.to_string())
                 .with_details(json!({ "command": conflict.command, "status": conflict.status })),
             StoreError::HostNotFound(id) => ApiError::not_found(code, "host", id),

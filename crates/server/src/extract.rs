@@ -207,6 +207,28 @@ impl<S: Send + Sync> FromRequestParts<S> for ClusterNameParam {
     }
 }
 
+/// The one path parameter of a route, as text. A segment that does not
+/// decode (`%ff`) names nothing: 404 `NOT_FOUND` in the API's envelope, not
+/// axum's plain-text rejection.
+pub struct PathText(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathText {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw): axum::extract::Path<String> =
+            axum::extract::Path::from_request_parts(parts, state)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        fleetreg_model::ErrorCode::NotFound,
+                        "no such resource: the path does not decode as UTF-8",
+                    )
+                })?;
+        Ok(PathText(raw))
+    }
+}
+
 /// The raw query pairs, in order (for repeatable parameters such as `label`).
 pub struct QueryPairs(pub Vec<(String, String)>);
 

@@ -35,7 +35,16 @@ impl RolloutDriver {
         for name in rollout.watched() {
             let client = match self.store.get_client(&name).await {
                 Ok(client) => client,
-                Err(StoreError::ClientNotFound(_)) => continue,
+                Err(StoreError::ClientNotFound(_)) => {
+                    let gone = RolloutObservation {
+                        deployed: false,
+                        version: None,
+                        changed_at: rollout.updated_at,
+                        health: None,
+                    };
+                    seen.insert(name, gone);
+                    continue;
+                }
                 Err(error) => return Err(error),
             };
             // A client without URLs has nothing to check: its version report
@@ -70,7 +79,10 @@ impl RolloutDriver {
         let mut moved = 0;
         for rollout in running {
             let seen = self.observe(&rollout).await?;
-            let after = self.store.observe_rollout(rollout.id, seen).await?;
+            let after = self
+                .store
+                .observe_rollout(rollout.id, rollout.current_wave, seen)
+                .await?;
             if after != rollout {
                 moved += 1;
                 tracing::info!(rollout = %after.id, app = %after.app, version = %after.version,

@@ -2,6 +2,7 @@
 //! decoding, the list filter, and the statements the writer runs inside its
 //! transaction (`writer/client.rs` holds the rules).
 
+use crate::decode::parsed;
 use crate::sql::{Row, Sql, Value};
 use crate::write_tx::WriteTx;
 use crate::StoreError;
@@ -28,11 +29,6 @@ pub(crate) fn maintenance_column(field: MaintenanceField) -> &'static str {
         MaintenanceField::LastOsUpdate => "c.last_os_update",
         MaintenanceField::LastBackupVerified => "c.last_backup_verified",
     }
-}
-
-fn parsed<T>(row: &Row, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
-    let text: String = row.get(column)?;
-    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("column {column:?} holds {text:?}")))
 }
 
 /// Reads a [`Client`] from a row selected with [`CLIENT_COLUMNS`].

@@ -35,7 +35,13 @@ pub(crate) const CREDENTIAL_COLUMNS: &str =
 pub(crate) const TOKEN_COLUMNS: &str = "id, name, role, prefix, created_at, expires_at, revoked_at";
 
 /// A wire-enum column parsed with `parse`; anything else is corruption.
-fn parsed<T>(row: &Row, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+/// The text of `column` parsed with `parse` (a wire enum or name); anything
+/// else stored there is corrupt.
+pub(crate) fn parsed<T>(
+    row: &Row,
+    column: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
     let text: String = row.get(column)?;
     parse(&text).ok_or_else(|| StoreError::Corrupt(format!("unexpected {column} {text:?}")))
 }

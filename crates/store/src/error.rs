@@ -54,6 +54,16 @@ pub enum StoreError {
     /// Deregistering removes what the preview lists: it needs confirmation.
     #[error("deregistering removes hosts and deployments; confirm it")]
     NeedsConfirmation(Box<model::DeregistrationPreview>),
+    /// The client runs on hosts (its deployments would be lost).
+    #[error("the client has {} deployment(s)", .0.len())]
+    ClientHasDeployments(Vec<model::Deployment>),
+    /// Entries of a registry file that would break the lifecycle (nothing
+    /// was imported).
+    #[error("{} client(s) of the file would break the lifecycle", .0.len())]
+    ImportRefused(Vec<model::ImportProblem>),
+    /// Another rollout of the same app is not finished yet.
+    #[error("rollout {0} of this app is not finished; abort it or wait")]
+    RolloutUnfinished(Uuid),
     /// No rollout with that id.
     #[error("rollout {0} not found")]
     RolloutNotFound(Uuid),
@@ -137,8 +147,10 @@ impl StoreError {
             StoreError::AlreadyExists(_) => C::ClusterAlreadyExists,
             StoreError::ClientNotFound(_) => C::ClientNotFound,
             StoreError::ClientExists(_) => C::ClientAlreadyExists,
+            StoreError::ClientHasDeployments(_) => C::ClientHasDeployments,
+            StoreError::ImportRefused(_) => C::ValidationError,
             StoreError::RolloutNotFound(_) => C::RolloutNotFound,
-            StoreError::RolloutConflict(_) => C::RolloutConflict,
+            StoreError::RolloutConflict(_) | StoreError::RolloutUnfinished(_) => C::RolloutConflict,
             StoreError::HostNotFound(_) => C::HostNotFound,
             StoreError::HostExists(_) => C::HostAlreadyExists,
             StoreError::DeploymentNotFound(_) => C::DeploymentNotFound,

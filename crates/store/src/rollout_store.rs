@@ -36,11 +36,12 @@ pub trait RolloutStore: Send + Sync {
         audit: &Audit,
     ) -> Result<Rollout, StoreError>;
 
-    /// Feeds observations of the current wave's clients; the rollout as it
-    /// is after them.
+    /// Feeds observations of wave `wave`'s clients (ignored unless it is
+    /// still the current wave); the rollout as it is after them.
     async fn observe_rollout(
         &self,
         id: Uuid,
+        wave: usize,
         seen: BTreeMap<String, RolloutObservation>,
     ) -> Result<Rollout, StoreError>;
 }
@@ -118,11 +119,12 @@ impl RolloutStore for SqlStore {
     async fn observe_rollout(
         &self,
         id: Uuid,
+        wave: usize,
         seen: BTreeMap<String, RolloutObservation>,
     ) -> Result<Rollout, StoreError> {
         let change = ChangeRollout {
             id,
-            change: RolloutChange::Observe(seen),
+            change: RolloutChange::Observe(wave, seen),
         };
         self.writer.write(change, &Audit::system("rollouts")).await
     }

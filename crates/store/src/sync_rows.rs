@@ -3,6 +3,7 @@
 //! writer runs (`writer/sync.rs` holds the rules, `writer/cluster.rs` the
 //! deregistration).
 
+use crate::decode::parsed;
 use crate::sql::{Row, Sql};
 use crate::write_tx::WriteTx;
 use crate::StoreError;
@@ -34,11 +35,6 @@ pub(crate) const CONFLICT_SELECT: &str = "SELECT x.id, x.deployment_id, x.at, x.
 /// `SELECT` of leader leases (`cluster_leaders l`), read by [`leader_from_row`].
 pub(crate) const LEADER_SELECT: &str =
     "SELECT l.cluster_id, l.host_id, l.lease_expires_at, l.term FROM cluster_leaders l";
-
-fn parsed<T>(row: &Row, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
-    let text: String = row.get(column)?;
-    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("column {column:?} holds {text:?}")))
-}
 
 /// Reads a [`Host`].
 pub(crate) fn host_from_row(row: &Row) -> Result<Host, StoreError> {
@@ -136,6 +132,18 @@ pub(crate) async fn load_deployment(
 ) -> Result<Option<Deployment>, StoreError> {
     let sql = Sql::new(format!("{DEPLOYMENT_SELECT} WHERE d.id = $1")).arg(id);
     fetch_first(tx, &sql, deployment_from_row).await
+}
+
+/// The deployments of a client (by client id), inside the transaction.
+pub(crate) async fn client_deployments(
+    tx: &mut WriteTx,
+    client_id: Uuid,
+) -> Result<Vec<Deployment>, StoreError> {
+    let sql = Sql::new(format!(
+        "{DEPLOYMENT_SELECT} WHERE c.id = $1 ORDER BY d.container_name"
+    ))
+    .arg(client_id);
+    fetch_all(tx, &sql, deployment_from_row).await
 }
 
 /// Locks a cluster's row until commit (PostgreSQL; SQLite's writer already

@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use fleetreg_model::{ClientHealth, ClientName};
@@ -28,7 +28,7 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, body = ClientHealth), (status = 404, description = "CLIENT_NOT_FOUND")))]
 pub async fn health(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    crate::extract::PathText(name): crate::extract::PathText,
 ) -> Result<Json<ClientHealth>, ApiError> {
     let name = ClientName::parse(&name).map_err(|_| StoreError::ClientNotFound(name.clone()))?;
     let client = state.store.get_client(name.as_str()).await?;

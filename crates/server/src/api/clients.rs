@@ -4,9 +4,9 @@
 
 use super::{audit_of, IfMatch, REVISION_HEADER};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Peer, QueryPairs};
+use crate::extract::{ApiJson, PathText, Peer, QueryPairs};
 use crate::state::AppState;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,12 +14,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fleetreg_model::{
     Client, ClientAction, ClientCreateRequest, ClientFilter, ClientHistoryEntry, ClientName,
-    ClientSummary, ClientUpdateRequest, DeployRequest, DestroyRequest, ErrorCode, ImportPlan,
+    ClientSummary, ClientUpdateRequest, DeployRequest, DestroyRequest, ImportPlan,
     MaintenanceRequest, NotesRequest, RebuildRequest, RegistryFile, StatusRequest, VersionsRequest,
     DEFAULT_STALE_DAYS, MAX_HISTORY_PAGE,
 };
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 /// Largest registry file an import accepts (a 20,000-client file is ~16 MiB).
@@ -206,20 +205,9 @@ pub async fn import(
             }
         }
     }
-    let clients = file.validate().map_err(|problems| {
-        let first = problems
-            .first()
-            .map(|p| format!("client {:?}: {}: {}", p.client, p.field, p.reason))
-            .unwrap_or_default();
-        ApiError::new(
-            ErrorCode::ValidationError,
-            format!(
-                "the registry file has {} problem(s); nothing was imported. First: {first}",
-                problems.len()
-            ),
-        )
-        .with_details(json!({ "problems": problems }))
-    })?;
+    let clients = file
+        .validate()
+        .map_err(|problems| ApiError::import_problems(&problems))?;
     let plan = state
         .store
         .import_clients(clients, dry_run, &audit_of(&headers, peer))
@@ -234,7 +222,7 @@ pub async fn import(
               (status = 404, description = "CLIENT_NOT_FOUND")))]
 pub async fn get_one(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
 ) -> Result<Response, ApiError> {
     let name = named(&name)?;
     Ok(with_etag(
@@ -251,7 +239,7 @@ pub async fn get_one(
               (status = 409, description = "INVALID_STATUS_TRANSITION, CLIENT_DESTROYED"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn update(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<ClientUpdateRequest>,
@@ -272,7 +260,7 @@ pub async fn update(
     responses((status = 204, description = "deleted"), (status = 404, description = "CLIENT_NOT_FOUND"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
@@ -294,7 +282,7 @@ pub async fn delete(
               (status = 404, description = "CLIENT_NOT_FOUND")))]
 pub async fn history(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<Vec<ClientHistoryEntry>>, ApiError> {
     let name = named(&name)?;
@@ -353,7 +341,7 @@ async fn act(
               (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn deploy(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<DeployRequest>,
@@ -369,7 +357,7 @@ pub async fn deploy(
               (status = 409, description = "INVALID_STATUS_TRANSITION"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn rebuild(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<RebuildRequest>,
@@ -383,7 +371,7 @@ pub async fn rebuild(
     responses((status = 200, body = Client), (status = 404, description = "CLIENT_NOT_FOUND"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn destroy(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<DestroyRequest>,
@@ -398,7 +386,7 @@ pub async fn destroy(
               (status = 409, description = "INVALID_STATUS_TRANSITION (details.from, details.to)"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn set_status(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<StatusRequest>,
@@ -413,7 +401,7 @@ pub async fn set_status(
               (status = 409, description = "CLIENT_DESTROYED"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn maintenance(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<MaintenanceRequest>,
@@ -435,7 +423,7 @@ pub async fn maintenance(
               (status = 409, description = "CLIENT_DESTROYED"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn versions(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<VersionsRequest>,
@@ -449,7 +437,7 @@ pub async fn versions(
     responses((status = 200, body = Client), (status = 404, description = "CLIENT_NOT_FOUND"), (status = 412, description = "PRECONDITION_FAILED")))]
 pub async fn notes(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathText(name): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<NotesRequest>,

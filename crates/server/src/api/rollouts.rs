@@ -5,9 +5,9 @@
 
 use super::audit_of;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Peer, QueryPairs};
+use crate::extract::{ApiJson, PathText, Peer, QueryPairs};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -87,7 +87,7 @@ pub async fn list(
     responses((status = 200, body = Rollout), (status = 404, description = "ROLLOUT_NOT_FOUND")))]
 pub async fn get_one(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
 ) -> Result<Json<Rollout>, ApiError> {
     Ok(Json(state.store.get_rollout(rollout_id(&raw)?).await?))
 }
@@ -115,7 +115,7 @@ async fn command(
               (status = 409, description = "ROLLOUT_CONFLICT (not awaiting promotion)")))]
 pub async fn promote(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Json<Rollout>, ApiError> {
@@ -129,7 +129,7 @@ pub async fn promote(
               (status = 409, description = "ROLLOUT_CONFLICT")))]
 pub async fn pause(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Json<Rollout>, ApiError> {
@@ -143,7 +143,7 @@ pub async fn pause(
               (status = 409, description = "ROLLOUT_CONFLICT")))]
 pub async fn resume(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Json<Rollout>, ApiError> {
@@ -157,7 +157,7 @@ pub async fn resume(
               (status = 409, description = "ROLLOUT_CONFLICT (already finished)")))]
 pub async fn abort(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Json<Rollout>, ApiError> {

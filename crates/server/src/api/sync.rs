@@ -5,9 +5,9 @@
 
 use super::audit_of;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ClusterId, Peer, QueryPairs};
+use crate::extract::{ApiJson, ClusterId, PathText, Peer, QueryPairs};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -151,7 +151,7 @@ pub async fn orphaned(State(state): State<AppState>) -> Result<Json<Vec<Host>>, 
     responses((status = 200, body = Host), (status = 404, description = "HOST_NOT_FOUND")))]
 pub async fn heartbeat(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
 ) -> Result<Json<Host>, ApiError> {
     Ok(Json(state.store.heartbeat(host_id(&raw)?).await?))
 }
@@ -163,7 +163,7 @@ pub async fn heartbeat(
               (status = 404, description = "HOST_NOT_FOUND, CLIENT_NOT_FOUND"), (status = 409, description = "DEPLOYMENT_ALREADY_EXISTS")))]
 pub async fn create_deployment(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<DeploymentCreateRequest>,
@@ -189,7 +189,7 @@ pub async fn create_deployment(
     responses((status = 200, body = Deployment), (status = 404, description = "DEPLOYMENT_NOT_FOUND")))]
 pub async fn get_deployment(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
 ) -> Result<Json<Deployment>, ApiError> {
     Ok(Json(
         state.store.get_deployment(deployment_id(&raw)?).await?,
@@ -202,7 +202,7 @@ pub async fn get_deployment(
     responses((status = 204, description = "removed"), (status = 404, description = "DEPLOYMENT_NOT_FOUND")))]
 pub async fn delete_deployment(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
@@ -235,7 +235,7 @@ async fn set_sync(
     responses((status = 200, body = Deployment), (status = 404, description = "DEPLOYMENT_NOT_FOUND")))]
 pub async fn enable(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Json<Deployment>, ApiError> {
@@ -248,7 +248,7 @@ pub async fn enable(
     responses((status = 200, body = Deployment), (status = 404, description = "DEPLOYMENT_NOT_FOUND")))]
 pub async fn pause(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Json<Deployment>, ApiError> {
@@ -262,7 +262,7 @@ pub async fn pause(
               (status = 409, description = "DEPLOYMENT_ALREADY_EXISTS (the target host runs a container of that name)")))]
 pub async fn move_to(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<MoveRequest>,
@@ -283,7 +283,7 @@ pub async fn move_to(
               (status = 404, description = "DEPLOYMENT_NOT_FOUND")))]
 pub async fn start_sync(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<SyncStartRequest>,
@@ -303,7 +303,7 @@ pub async fn start_sync(
               (status = 404, description = "SYNC_JOB_NOT_FOUND")))]
 pub async fn finish_sync(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(report): ApiJson<SyncJobReport>,
@@ -325,7 +325,7 @@ pub async fn finish_sync(
               (status = 404, description = "DEPLOYMENT_NOT_FOUND")))]
 pub async fn record_conflict(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     Peer(peer): Peer,
     headers: HeaderMap,
     ApiJson(report): ApiJson<ConflictReport>,
@@ -346,7 +346,7 @@ pub async fn record_conflict(
               (status = 404, description = "DEPLOYMENT_NOT_FOUND")))]
 pub async fn conflicts(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<Vec<SyncConflict>>, ApiError> {
     let id = deployment_id(&raw)?;

@@ -68,6 +68,16 @@ pub fn action(method: &Method, path: &str) -> &'static str {
                 _ => "client.write",
             }
         }
+        ("POST", "/api/v1/clusters/{id}/hosts") => "host.create",
+        ("POST", "/api/v1/clusters/{id}/leader") => "leader.claim",
+        ("POST", "/api/v1/hosts/{host_id}/deployments") => "deployment.create",
+        ("DELETE", "/api/v1/deployments/{deployment_id}") => "deployment.delete",
+        ("POST", "/api/v1/deployments/{deployment_id}/enable") => "deployment.enable_sync",
+        ("POST", "/api/v1/deployments/{deployment_id}/pause") => "deployment.pause_sync",
+        ("POST", "/api/v1/deployments/{deployment_id}/move") => "deployment.move",
+        ("POST", "/api/v1/deployments/{deployment_id}/sync") => "sync.start",
+        ("POST", "/api/v1/deployments/{deployment_id}/conflicts") => "sync.conflict",
+        ("POST", "/api/v1/sync-jobs/{job_id}/finish") => "sync.finish",
         ("POST", "/api/v1/rollouts") => "rollout.start",
         ("POST", "/api/v1/rollouts/{rollout_id}/promote") => "rollout.promote",
         ("POST", "/api/v1/rollouts/{rollout_id}/pause") => "rollout.pause",
@@ -139,6 +149,17 @@ mod tests {
                 "credentials.read",
             ),
             (Method::PATCH, "/api/v1/clusters/{id}", "cluster.write"),
+            (Method::POST, "/api/v1/clusters/{id}/hosts", "host.create"),
+            (
+                Method::POST,
+                "/api/v1/clients/{name}/deploy",
+                "client.deploy",
+            ),
+            (
+                Method::POST,
+                "/api/v1/sync-jobs/{job_id}/finish",
+                "sync.finish",
+            ),
         ];
         for (method, path, expected) in cases {
             assert_eq!(action(&method, path), expected, "{method} {path}");

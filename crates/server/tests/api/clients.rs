@@ -381,6 +381,35 @@ api_test!(
         let after = ok_json(app.get("/api/v1/clients/kept").await).await;
         assert_eq!(after, before, "nothing was applied");
         assert_eq!(names(&app, "").await, ["kept"]);
+        // The lifecycle holds for imports too: a deployed client cannot go back
+        // to pending (an entry without a status), a destroyed one not to deployed.
+        ok_json(
+            app.post_json("/api/v1/clients/kept/deploy", json!({}))
+                .await,
+        )
+        .await;
+        let backwards = app
+            .post_json(
+                "/api/v1/clients/import",
+                json!({"clients": {"kept": {"notes": "x"}, "fresh": {}}}),
+            )
+            .await;
+        let body = assert_error(backwards, 400, "VALIDATION_ERROR").await;
+        assert_eq!(body["error"]["details"]["problems"][0]["client"], "kept");
+        assert_eq!(body["error"]["details"]["problems"][0]["field"], "status");
+        assert_error(
+            app.get("/api/v1/clients/fresh").await,
+            404,
+            "CLIENT_NOT_FOUND",
+        )
+        .await;
+        let far = app
+            .post_json(
+                "/api/v1/clients",
+                json!({"name": "far", "deployed_date": "+12345-01-01"}),
+            )
+            .await;
+        assert_error(far, 400, "VALIDATION_ERROR").await;
         let not_yaml = app.post_raw("/api/v1/clients/import", "clients: [").await;
         assert_error(not_yaml, 400, "MALFORMED_JSON").await;
     }

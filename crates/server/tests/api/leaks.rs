@@ -19,6 +19,7 @@ use fleetreg_server::settings::Settings;
 use fleetreg_sim::{AddToken, AuthSpec, ClusterSpec, Service, SpawnedSim};
 use fleetreg_testkit::leak_search::{assert_search_finds_markers, marker, LeakReport};
 use futures::StreamExt;
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,257 @@ use tokio::time::Instant;
 
 const CHANNEL: &str = "fleetreg:events";
 const DEADLINE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------
+// The client registry, hosts, deployments and rollouts: every route once,
+// while the credentials are stored, so their answers are searched too.
+
+/// `(method, route, path, body)` → the answer, asserting `expected`.
+async fn step(
+    ex: &mut Exercise<'_>,
+    method: Method,
+    route: &str,
+    path: &str,
+    body: Value,
+    expected: u16,
+) -> Value {
+    let (status, answer) = ex.send(method.clone(), route, path, &body).await;
+    assert_eq!(status, expected, "{method} {path}: {answer}");
+    answer
+}
+
+async fn exercise_registry(ex: &mut Exercise<'_>) {
+    let client = "/api/v1/clients/leak-client";
+    let named = "/api/v1/clients/{name}";
+    step(ex, Method::POST, "/api/v1/clients", "/api/v1/clients",
+         json!({"name": "leak-client", "role": "canary", "status": "deployed", "apps": ["nextcloud"]}), 201).await;
+    for (route, path) in [
+        ("/api/v1/clients", "/api/v1/clients".to_owned()),
+        (
+            "/api/v1/clients/summary",
+            "/api/v1/clients/summary".to_owned(),
+        ),
+        (
+            "/api/v1/clients/export",
+            "/api/v1/clients/export".to_owned(),
+        ),
+        (named, client.to_owned()),
+        (
+            "/api/v1/clients/{name}/history",
+            format!("{client}/history"),
+        ),
+        ("/api/v1/clients/{name}/health", format!("{client}/health")),
+    ] {
+        ex.get(route, &path).await;
+    }
+    step(
+        ex,
+        Method::PUT,
+        named,
+        client,
+        json!({"notes": "leak test"}),
+        200,
+    )
+    .await;
+    for (action, body) in [
+        ("deploy", json!({"role": "canary"})),
+        ("status", json!({"status": "maintenance"})),
+        ("rebuild", json!({})),
+        ("maintenance", json!({"field": "last_os_update"})),
+        ("versions", json!({"versions": {"nextcloud": "1"}})),
+        ("notes", json!({"notes": "n"})),
+    ] {
+        let route = format!("{named}/{action}");
+        step(
+            ex,
+            Method::POST,
+            &route,
+            &format!("{client}/{action}"),
+            body,
+            200,
+        )
+        .await;
+    }
+    step(
+        ex,
+        Method::POST,
+        "/api/v1/clients/{name}/status",
+        &format!("{client}/status"),
+        json!({"status": "deployed"}),
+        200,
+    )
+    .await;
+    step(
+        ex,
+        Method::POST,
+        "/api/v1/clients/import",
+        "/api/v1/clients/import",
+        json!({"clients": {"leak-two": {}}}),
+        200,
+    )
+    .await;
+
+    let cluster = step(
+        ex,
+        Method::POST,
+        "/api/v1/clusters",
+        "/api/v1/clusters",
+        json!({"name": "leak-hosts", "api_server_url": "https://127.0.0.1:1"}),
+        201,
+    )
+    .await;
+    let cluster = format!("/api/v1/clusters/{}", cluster["id"].as_str().unwrap());
+    let host = step(
+        ex,
+        Method::POST,
+        "/api/v1/clusters/{id}/hosts",
+        &format!("{cluster}/hosts"),
+        json!({"hostname": "leak-node"}),
+        201,
+    )
+    .await;
+    let host_id = host["id"].as_str().unwrap().to_owned();
+    ex.get("/api/v1/clusters/{id}/hosts", &format!("{cluster}/hosts"))
+        .await;
+    step(
+        ex,
+        Method::POST,
+        "/api/v1/hosts/{host_id}/heartbeat",
+        &format!("/api/v1/hosts/{host_id}/heartbeat"),
+        json!({}),
+        200,
+    )
+    .await;
+    let deployment = step(
+        ex,
+        Method::POST,
+        "/api/v1/hosts/{host_id}/deployments",
+        &format!("/api/v1/hosts/{host_id}/deployments"),
+        json!({"client": "leak-client", "container_name": "leak"}),
+        201,
+    )
+    .await;
+    let d = format!("/api/v1/deployments/{}", deployment["id"].as_str().unwrap());
+    let dr = "/api/v1/deployments/{deployment_id}";
+    ex.get(dr, &d).await;
+    step(
+        ex,
+        Method::POST,
+        &format!("{dr}/enable"),
+        &format!("{d}/enable"),
+        json!({}),
+        200,
+    )
+    .await;
+    let job = step(
+        ex,
+        Method::POST,
+        &format!("{dr}/sync"),
+        &format!("{d}/sync"),
+        json!({"kind": "full"}),
+        201,
+    )
+    .await;
+    step(
+        ex,
+        Method::POST,
+        "/api/v1/sync-jobs/{job_id}/finish",
+        &format!("/api/v1/sync-jobs/{}/finish", job["id"].as_str().unwrap()),
+        json!({"status": "success", "rows": 1}),
+        200,
+    )
+    .await;
+    step(
+        ex,
+        Method::POST,
+        &format!("{dr}/conflicts"),
+        &format!("{d}/conflicts"),
+        json!({"table_name": "t", "row_key": "1", "resolution": "remote_wins"}),
+        201,
+    )
+    .await;
+    ex.get(&format!("{dr}/conflicts"), &format!("{d}/conflicts"))
+        .await;
+    step(
+        ex,
+        Method::POST,
+        &format!("{dr}/move"),
+        &format!("{d}/move"),
+        json!({"host_id": host_id}),
+        200,
+    )
+    .await;
+    step(
+        ex,
+        Method::POST,
+        &format!("{dr}/pause"),
+        &format!("{d}/pause"),
+        json!({}),
+        200,
+    )
+    .await;
+    step(
+        ex,
+        Method::POST,
+        "/api/v1/clusters/{id}/leader",
+        &format!("{cluster}/leader"),
+        json!({"host_id": host_id, "lease_seconds": 30}),
+        200,
+    )
+    .await;
+    ex.get(
+        "/api/v1/clusters/{id}/sync-status",
+        &format!("{cluster}/sync-status"),
+    )
+    .await;
+    ex.get("/api/v1/hosts/orphaned", "/api/v1/hosts/orphaned")
+        .await;
+
+    let rollout = step(
+        ex,
+        Method::POST,
+        "/api/v1/rollouts",
+        "/api/v1/rollouts",
+        json!({"app": "nextcloud", "version": "2"}),
+        201,
+    )
+    .await;
+    let r = format!("/api/v1/rollouts/{}", rollout["id"].as_str().unwrap());
+    let rr = "/api/v1/rollouts/{rollout_id}";
+    ex.get("/api/v1/rollouts", "/api/v1/rollouts").await;
+    ex.get(rr, &r).await;
+    for (command, expected) in [
+        ("pause", 200),
+        ("resume", 200),
+        ("promote", 409),
+        ("abort", 200),
+    ] {
+        step(
+            ex,
+            Method::POST,
+            &format!("{rr}/{command}"),
+            &format!("{r}/{command}"),
+            json!({}),
+            expected,
+        )
+        .await;
+    }
+    let (status, _) = ex.call(Method::DELETE, dr, &d, None).await;
+    assert_eq!(status, 204);
+    step(
+        ex,
+        Method::POST,
+        "/api/v1/clients/{name}/destroy",
+        &format!("{client}/destroy"),
+        json!({}),
+        200,
+    )
+    .await;
+    let (status, _) = ex
+        .call(Method::DELETE, named, "/api/v1/clients/leak-two", None)
+        .await;
+    assert_eq!(status, 204);
+}
 
 // ---------------------------------------------------------------------------
 // Markers (searched for with `leak_search`).
@@ -325,7 +577,6 @@ async fn no_marker_leaks(backend: Backend) {
     assert_eq!(live.status(), 200);
     let (live_frames, live_task) = collect_stream(live);
 
-    use reqwest::Method;
     let mut ex = Exercise {
         app: &app,
         responses: Vec::new(),
@@ -512,6 +763,7 @@ async fn no_marker_leaks(backend: Backend) {
         let route = format!("/api/v1/fleet/{view}");
         ex.get(&route, &route).await;
     }
+    exercise_registry(&mut ex).await;
     let (status, token) = ex
         .send(
             Method::POST,

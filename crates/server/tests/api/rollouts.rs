@@ -63,6 +63,14 @@ mod production_waits_for_the_canary_and_promotion {
         assert_eq!(started.status(), 201);
         let rollout = ok_json(started).await;
         let id = rollout["id"].as_str().unwrap().to_owned();
+        let second = app
+            .post_json(
+                "/api/v1/rollouts",
+                json!({"app": "nextcloud", "version": "32"}),
+            )
+            .await;
+        let body = assert_error(second, 409, "ROLLOUT_CONFLICT").await;
+        assert_eq!(body["error"]["details"]["rollout"], id.as_str());
         let waves: Vec<usize> = rollout["waves"]
             .as_array()
             .unwrap()

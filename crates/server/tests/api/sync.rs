@@ -262,6 +262,14 @@ api_test!(migrating_and_decommissioning_clear_the_way, |app| {
     )
     .await;
     assert_eq!(status["deployments"][0]["client"], "acme");
+    let in_use = send(&app, "DELETE", "/api/v1/clients/acme", None).await;
+    let body = assert_error(in_use, 409, "CLIENT_HAS_DEPLOYMENTS").await;
+    assert_eq!(
+        body["error"]["details"]["deployments"][0]["container_name"],
+        "openwebui-acme"
+    );
+    let undecodable = send(&app, "POST", "/api/v1/hosts/%ff/heartbeat", None).await;
+    assert_error(undecodable, 404, "NOT_FOUND").await;
     let missing_host = send(&app, "POST", "/api/v1/hosts/not-a-uuid/heartbeat", None).await;
     assert_error(missing_host, 404, "HOST_NOT_FOUND").await;
     let missing_job = send(

@@ -17,7 +17,7 @@ CREATE INDEX idx_hosts_heartbeat ON hosts(last_heartbeat_at);
 CREATE TABLE client_deployments (
     id                   UUID PRIMARY KEY,
     host_id              UUID NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,
-    client_id            UUID NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    client_id            UUID NOT NULL REFERENCES clients(id) ON DELETE RESTRICT,
     container_name       TEXT NOT NULL,
     sync_enabled         BOOLEAN NOT NULL DEFAULT FALSE,
     last_sync_at         TIMESTAMPTZ,

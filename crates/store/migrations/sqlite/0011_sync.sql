@@ -17,7 +17,7 @@ CREATE INDEX idx_hosts_heartbeat ON hosts(last_heartbeat_at);
 CREATE TABLE client_deployments (
     id                   BLOB PRIMARY KEY,
     host_id              BLOB NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,
-    client_id            BLOB NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    client_id            BLOB NOT NULL REFERENCES clients(id) ON DELETE RESTRICT,
     container_name       TEXT NOT NULL,
     sync_enabled         INTEGER NOT NULL DEFAULT 0,
     last_sync_at         TEXT,

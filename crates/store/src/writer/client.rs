@@ -3,15 +3,16 @@
 //! state after it) and one audit entry; a change that changes nothing writes
 //! nothing.
 
-use super::{to_json, Write, WriteCx};
+use super::{check_revision, to_json, Write, WriteCx};
 use crate::client_rows::{
     append_history, delete_client, insert_client, load_client, update_client,
 };
+use crate::sync_rows::client_deployments;
 use crate::StoreError;
 use async_trait::async_trait;
 use fleetreg_model::{
     Client, ClientAction, ClientName, ClientSpec, ClientStatus, ClientUpdateRequest, EventType,
-    ImportPlan, NewClient,
+    ImportPlan, ImportProblem, NewClient,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -92,15 +93,8 @@ impl Write for ChangeClient {
                 };
             }
         };
-        if let Some(expected) = self.expected_revision {
-            if expected != current.revision {
-                let stale = StoreError::PreconditionFailed {
-                    expected,
-                    actual: current.revision,
-                    id: current.id,
-                };
-                return cx.refuse(action, Some(current.id), stale).await;
-            }
+        if let Err(stale) = check_revision(self.expected_revision, current.revision, current.id) {
+            return cx.refuse(action, Some(current.id), stale).await;
         }
         let next = match &self.change {
             ClientChange::Update(update) => update.apply_to(&self.name, &current.spec),
@@ -130,15 +124,13 @@ impl Write for DeleteClient {
             let missing = StoreError::ClientNotFound(self.name.to_string());
             return cx.refuse(action, None, missing).await;
         };
-        if let Some(expected) = self.expected_revision {
-            if expected != client.revision {
-                let stale = StoreError::PreconditionFailed {
-                    expected,
-                    actual: client.revision,
-                    id: client.id,
-                };
-                return cx.refuse(action, Some(client.id), stale).await;
-            }
+        if let Err(stale) = check_revision(self.expected_revision, client.revision, client.id) {
+            return cx.refuse(action, Some(client.id), stale).await;
+        }
+        let placed = client_deployments(cx.tx, client.id).await?;
+        if !placed.is_empty() {
+            let refused = StoreError::ClientHasDeployments(placed);
+            return cx.refuse(action, Some(client.id), refused).await;
         }
         delete_client(cx.tx, &client).await?;
         let payload = json!({ "client_id": client.id, "name": client.name });
@@ -179,9 +171,31 @@ impl Write for ImportClients {
             dry_run: self.dry_run,
             ..ImportPlan::default()
         };
+        // First every entry against what is stored: a status change must be
+        // a lifecycle move, as everywhere else; any refusal refuses the file.
+        let mut stored = Vec::with_capacity(self.clients.len());
+        let mut problems = Vec::new();
         for new in &self.clients {
+            let current = load_client(cx.tx, new.name.as_str()).await?;
+            if let Some(current) = &current {
+                if let Err(refused) = current.spec.status.check_move(new.spec.status) {
+                    problems.push(ImportProblem {
+                        client: new.name.to_string(),
+                        field: "status".into(),
+                        reason: refused.to_string(),
+                    });
+                }
+            }
+            stored.push(current);
+        }
+        if !problems.is_empty() {
+            return cx
+                .refuse(action, None, StoreError::ImportRefused(problems))
+                .await;
+        }
+        for (new, current) in self.clients.iter().zip(stored) {
             let name = new.name.to_string();
-            match load_client(cx.tx, new.name.as_str()).await? {
+            match current {
                 None => {
                     if !self.dry_run {
                         register(cx, &new.name, new.spec.clone(), action).await?;

@@ -1,6 +1,6 @@
 //! Registering, updating and deleting clusters.
 
-use super::{to_json, Write, WriteCx};
+use super::{check_revision, to_json, Write, WriteCx};
 use crate::sync_rows::{cascade_of, sync_clients};
 use crate::StoreError;
 use async_trait::async_trait;
@@ -123,16 +123,9 @@ impl Write for DeleteCluster {
             return cx.refuse(action, Some(self.id), unconfirmed).await;
         }
         cx.tx.delete_cluster(self.id).await?;
-        let payload = json!({
-            "cluster_id": self.id,
-            "removed": {
-                "hosts": preview.hosts.len(),
-                "deployments": preview.deployments.len(),
-                "sync_jobs": preview.sync_jobs,
-                "conflicts": preview.conflicts,
-                "leader_records": preview.leader_records,
-            }
-        });
+        // Seed 6: `CLUSTER_DELETED` carries the id only; what went with the
+        // cluster is in the preview the caller saw and in the audit log.
+        let payload = json!({ "cluster_id": self.id });
         let event = cx.append_event(EventType::ClusterDeleted, self.id, payload)?;
         cx.audit_success(action, Some(self.id), Some(event.revision))
             .await?;
@@ -149,13 +142,6 @@ pub(super) async fn current(
 ) -> Result<Result<Cluster, StoreError>, StoreError> {
     Ok(match cx.tx.load_cluster(id).await? {
         None => Err(StoreError::NotFound(id.to_string())),
-        Some(cluster) => match expected_revision {
-            Some(expected) if expected != cluster.revision => Err(StoreError::PreconditionFailed {
-                expected,
-                actual: cluster.revision,
-                id,
-            }),
-            _ => Ok(cluster),
-        },
+        Some(cluster) => check_revision(expected_revision, cluster.revision, id).map(|()| cluster),
     })
 }

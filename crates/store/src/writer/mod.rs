@@ -155,6 +155,23 @@ impl WriteCx<'_> {
     }
 }
 
+/// `PreconditionFailed` unless `expected` (an `If-Match` revision, when
+/// given) is `actual`, the current revision of resource `id`.
+pub(crate) fn check_revision(
+    expected: Option<i64>,
+    actual: i64,
+    id: Uuid,
+) -> Result<(), StoreError> {
+    match expected {
+        Some(expected) if expected != actual => Err(StoreError::PreconditionFailed {
+            expected,
+            actual,
+            id,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Serialises a model value into an event payload.
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))

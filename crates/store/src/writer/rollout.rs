@@ -20,6 +20,15 @@ impl Write for CreateRollout {
 
     async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<Rollout, StoreError>, StoreError> {
         let r = &self.0;
+        let busy = Sql::new(
+            "SELECT id FROM rollouts WHERE app = $1 \
+             AND status IN ('running', 'awaiting_promotion', 'paused')",
+        )
+        .arg(r.app.as_str());
+        if let Some(row) = cx.tx.fetch(&busy).await?.first() {
+            let other = StoreError::RolloutUnfinished(row.get("id")?);
+            return cx.refuse("rollout.start", Some(r.id), other).await;
+        }
         let sql = Sql::new(
             "INSERT INTO rollouts (id, app, version, status, created_at, updated_at, document) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -32,7 +41,7 @@ impl Write for CreateRollout {
         .arg(r.updated_at)
         .arg(Value::json(r)?);
         cx.tx.execute(&sql).await?;
-        let event = cx.append_event(EventType::RolloutChanged, r.id, to_json(r)?)?;
+        let event = cx.append_event(EventType::RolloutChanged, r.id, to_json(&r.event())?)?;
         cx.audit_success("rollout.start", Some(r.id), Some(event.revision))
             .await?;
         Ok(Ok(r.clone()))
@@ -43,8 +52,8 @@ impl Write for CreateRollout {
 pub(crate) enum RolloutChange {
     /// An operator's command (audited; refused with `RolloutConflict`).
     Command(RolloutCommand),
-    /// What the server saw of the current wave's clients.
-    Observe(BTreeMap<String, RolloutObservation>),
+    /// What the server saw of the clients of a wave (index, observations).
+    Observe(usize, BTreeMap<String, RolloutObservation>),
 }
 
 /// Applies a change to a stored rollout.
@@ -65,7 +74,7 @@ impl Write for ChangeRollout {
                     cx.refuse(command.audit_action(), Some(self.id), missing)
                         .await
                 }
-                RolloutChange::Observe(_) => Ok(Err(missing)),
+                RolloutChange::Observe(..) => Ok(Err(missing)),
             };
         };
         let action = match &self.change {
@@ -78,15 +87,19 @@ impl Write for ChangeRollout {
                 }
                 Some(command.audit_action())
             }
-            RolloutChange::Observe(seen) => {
-                if !rollout.observe(seen, cx.at) {
+            RolloutChange::Observe(wave, seen) => {
+                if !rollout.observe(*wave, seen, cx.at) {
                     return Ok(Ok(rollout));
                 }
                 None
             }
         };
         save_rollout(cx.tx, &rollout).await?;
-        let event = cx.append_event(EventType::RolloutChanged, rollout.id, to_json(&rollout)?)?;
+        let event = cx.append_event(
+            EventType::RolloutChanged,
+            rollout.id,
+            to_json(&rollout.event())?,
+        )?;
         if let Some(action) = action {
             cx.audit_success(action, Some(rollout.id), Some(event.revision))
                 .await?;

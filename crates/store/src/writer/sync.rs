@@ -522,16 +522,14 @@ impl Write for ClaimLeader {
         .arg(leader.term);
         cx.tx.execute(&upsert).await?;
         let changed_hands = current.as_ref().is_none_or(|c| c.host_id != leader.host_id);
-        let revision = if changed_hands {
-            Some(
-                cx.append_event(EventType::LeaderChanged, self.cluster_id, to_json(&leader)?)?
-                    .revision,
-            )
-        } else {
-            None
-        };
-        cx.audit_success(action, Some(self.cluster_id), revision)
-            .await?;
+        // A renewal (every few seconds per cluster) is neither an event nor
+        // an audit entry; a change of holder is both.
+        if changed_hands {
+            let event =
+                cx.append_event(EventType::LeaderChanged, self.cluster_id, to_json(&leader)?)?;
+            cx.audit_success(action, Some(self.cluster_id), Some(event.revision))
+                .await?;
+        }
         Ok(Ok(leader))
     }
 }

@@ -56,12 +56,12 @@ store_test!(rollouts_persist_and_move, |store| async move {
     )]
     .into();
     let moved = store
-        .observe_rollout(created.id, seen.clone())
+        .observe_rollout(created.id, 0, seen.clone())
         .await
         .unwrap();
     assert_eq!(moved.status, RolloutStatus::AwaitingPromotion);
     assert_eq!(store.get_rollout(created.id).await.unwrap(), moved);
-    let again = store.observe_rollout(created.id, seen).await.unwrap();
+    let again = store.observe_rollout(created.id, 0, seen).await.unwrap();
     assert_eq!(
         again, moved,
         "an observation of a waiting rollout changes nothing"

@@ -92,6 +92,13 @@ store_test!(hosts_and_deployments_are_checked, |store| async move {
     );
     assert_eq!(deployment.last_sync_status, SyncStatus::Pending);
     assert_eq!(store.list_hosts(cluster_id).await.unwrap().len(), 1);
+    // A client that runs somewhere is not deleted with its deployments.
+    let placed = store
+        .delete_client(&ClientName::parse("acme").unwrap(), None, &operator())
+        .await
+        .unwrap_err();
+    assert_eq!(placed.code(), ErrorCode::ClientHasDeployments);
+    assert!(store.get_deployment(syncing).await.is_ok());
 });
 
 store_test!(
