@@ -18,6 +18,11 @@ packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 # A real readiness target for the health-check tests (crates/server/tests/api/prometheus.rs).
 command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
+# The proxy the edge agent drives in the routing tests (crates/cli/tests/edge*).
+command -v caddy >/dev/null 2>&1 || packages+=(caddy)
+# The DNS server and tools that check and serve the rendered zone files.
+command -v knotd >/dev/null 2>&1 || packages+=(knot)
+command -v kdig >/dev/null 2>&1 || packages+=(knot-dnsutils)
 
 if [ ${#packages[@]} -eq 0 ]; then
   echo "install-test-deps: all test packages present"

@@ -225,3 +225,62 @@ mod tests {
         );
     }
 }
+
+wire_enum! {
+    /// What an edge node is (seed service-registry-push-sync.md): a VPS runs
+    /// the reverse proxy, a laptop gets DNS for every service hostname.
+    NodeKind {
+        /// A public edge server: Traefik or Caddy routes.
+        Vps => "vps",
+        /// A management laptop: hosts-file and zone records.
+        Laptop => "laptop",
+    }
+}
+
+wire_enum! {
+    /// How a service's hostnames are spread over its nodes (seed "Strategies").
+    RoutingStrategy {
+        /// Domain *i* is served through node *i mod n*; every listed node
+        /// carries every hostname, so the load spreads.
+        RoundRobin => "round-robin",
+        /// The first healthy node serves every hostname; the next healthy one
+        /// takes over when it fails, and it returns when it recovers.
+        PrimaryBackup => "primary-backup",
+        /// Each domain to the first healthy node whose region is the domain's
+        /// region tag; primary-backup when none matches.
+        Geo => "geo",
+    }
+}
+
+wire_enum! {
+    /// A node's push-sync state (seed "Node Health Status").
+    NodeSyncStatus {
+        /// Its agent is connected (heartbeats arrive) and it applied the
+        /// desired revision, or is applying a push.
+        Active => "active",
+        /// Pushes failed 3 times in a row (or the agent reported a failure).
+        Failed => "failed",
+        /// No heartbeat from its agent within the offline window.
+        Offline => "offline",
+    }
+}
+
+wire_enum! {
+    /// Whether a service is routed.
+    ServiceState {
+        /// Routed.
+        Active => "active",
+        /// Discovered in a cluster and since gone from it: kept, not routed.
+        Gone => "gone",
+    }
+}
+
+wire_enum! {
+    /// Where a service entry came from.
+    ServiceOrigin {
+        /// Registered through the API or CLI.
+        Manual => "manual",
+        /// Read from an annotated Kubernetes `Service` of a registered cluster.
+        Cluster => "cluster",
+    }
+}

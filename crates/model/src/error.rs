@@ -66,6 +66,24 @@ pub enum ErrorCode {
     /// The rollout's status does not allow the command, e.g. promoting a
     /// halted rollout (409; details `{command, status}`).
     RolloutConflict,
+    /// No domain with that name (404).
+    DomainNotFound,
+    /// A domain with that name already exists (409).
+    DomainAlreadyExists,
+    /// No edge node (VPS or laptop) with that name (404).
+    NodeNotFound,
+    /// An edge node with that name already exists (409).
+    NodeAlreadyExists,
+    /// Another node already has that overlay or public address; details `{field, address, node}` (409).
+    NodeAddressTaken,
+    /// No service with that name (404).
+    ServiceNotFound,
+    /// A service with that name already exists (409).
+    ServiceAlreadyExists,
+    /// The service has no routing configured (404).
+    RoutingNotFound,
+    /// The domain, node or service is named by a routing configuration; details list the services (409).
+    ResourceInUse,
     /// A field of the request is invalid (400, details `{field, reason}`).
     ValidationError,
     /// The body is not valid JSON or has the wrong shape (400).
@@ -127,6 +145,15 @@ impl ErrorCode {
         ErrorCode::ClientHasDeployments,
         ErrorCode::RolloutNotFound,
         ErrorCode::RolloutConflict,
+        ErrorCode::DomainNotFound,
+        ErrorCode::DomainAlreadyExists,
+        ErrorCode::NodeNotFound,
+        ErrorCode::NodeAlreadyExists,
+        ErrorCode::NodeAddressTaken,
+        ErrorCode::ServiceNotFound,
+        ErrorCode::ServiceAlreadyExists,
+        ErrorCode::RoutingNotFound,
+        ErrorCode::ResourceInUse,
         ErrorCode::ValidationError,
         ErrorCode::MalformedJson,
         ErrorCode::PreconditionFailed,
@@ -171,6 +198,15 @@ impl ErrorCode {
             ErrorCode::ClientHasDeployments => "CLIENT_HAS_DEPLOYMENTS",
             ErrorCode::RolloutNotFound => "ROLLOUT_NOT_FOUND",
             ErrorCode::RolloutConflict => "ROLLOUT_CONFLICT",
+            ErrorCode::DomainNotFound => "DOMAIN_NOT_FOUND",
+            ErrorCode::DomainAlreadyExists => "DOMAIN_ALREADY_EXISTS",
+            ErrorCode::NodeNotFound => "NODE_NOT_FOUND",
+            ErrorCode::NodeAlreadyExists => "NODE_ALREADY_EXISTS",
+            ErrorCode::NodeAddressTaken => "NODE_ADDRESS_TAKEN",
+            ErrorCode::ServiceNotFound => "SERVICE_NOT_FOUND",
+            ErrorCode::ServiceAlreadyExists => "SERVICE_ALREADY_EXISTS",
+            ErrorCode::RoutingNotFound => "ROUTING_NOT_FOUND",
+            ErrorCode::ResourceInUse => "RESOURCE_IN_USE",
             ErrorCode::ValidationError => "VALIDATION_ERROR",
             ErrorCode::MalformedJson => "MALFORMED_JSON",
             ErrorCode::PreconditionFailed => "PRECONDITION_FAILED",

@@ -54,6 +54,36 @@ pub enum EventType {
     /// A rollout started, moved (a client done or failed, a wave, a status)
     /// or was commanded; payload is the rollout.
     RolloutChanged,
+    /// A domain was registered; payload is the domain.
+    DomainRegistered,
+    /// A domain's description or region changed; payload is the domain.
+    DomainUpdated,
+    /// A domain was removed; payload `{domain_id, name}`.
+    DomainDeleted,
+    /// An edge node (VPS or laptop) was registered; payload is the node.
+    NodeRegistered,
+    /// An edge node's fields changed; payload is the node.
+    NodeUpdated,
+    /// An edge node was removed; payload `{node_id, name}`.
+    NodeDeleted,
+    /// A node's desired configuration changed; payload `{node, desired_revision}`.
+    NodeConfigChanged,
+    /// A node's sync status changed (active, failed, offline); payload `{node, old_status, new_status, sync}`.
+    NodeSyncChanged,
+    /// A service was registered (by hand or from a cluster); payload is the service.
+    ServiceRegistered,
+    /// A service's fields changed; payload is the service.
+    ServiceUpdated,
+    /// A service discovered in a cluster disappeared from it (kept, not routed); payload is the service.
+    ServiceGone,
+    /// A service was removed; payload `{service_id, name}`.
+    ServiceDeleted,
+    /// A service's routing (domains, nodes, strategy) was set; payload is the routing.
+    RoutingConfigured,
+    /// A service's routing was removed; payload `{service}`.
+    RoutingDeleted,
+    /// A hostname's serving node moved because a node went down or came back; payload `{service, hostname, from, to, reason}`.
+    RoutingFailover,
 }
 
 impl EventType {
@@ -79,6 +109,21 @@ impl EventType {
             EventType::SyncFailing => "SYNC_FAILING",
             EventType::LeaderChanged => "LEADER_CHANGED",
             EventType::RolloutChanged => "ROLLOUT_CHANGED",
+            EventType::DomainRegistered => "DOMAIN_REGISTERED",
+            EventType::DomainUpdated => "DOMAIN_UPDATED",
+            EventType::DomainDeleted => "DOMAIN_DELETED",
+            EventType::NodeRegistered => "NODE_REGISTERED",
+            EventType::NodeUpdated => "NODE_UPDATED",
+            EventType::NodeDeleted => "NODE_DELETED",
+            EventType::NodeConfigChanged => "NODE_CONFIG_CHANGED",
+            EventType::NodeSyncChanged => "NODE_SYNC_CHANGED",
+            EventType::ServiceRegistered => "SERVICE_REGISTERED",
+            EventType::ServiceUpdated => "SERVICE_UPDATED",
+            EventType::ServiceGone => "SERVICE_GONE",
+            EventType::ServiceDeleted => "SERVICE_DELETED",
+            EventType::RoutingConfigured => "ROUTING_CONFIGURED",
+            EventType::RoutingDeleted => "ROUTING_DELETED",
+            EventType::RoutingFailover => "ROUTING_FAILOVER",
         }
     }
 
@@ -91,6 +136,14 @@ impl EventType {
             "rollout"
         } else if wire.starts_with("HOST_") {
             "host"
+        } else if wire.starts_with("DOMAIN_") {
+            "domain"
+        } else if wire.starts_with("NODE_") {
+            "node"
+        } else if wire.starts_with("SERVICE_") {
+            "service"
+        } else if wire.starts_with("ROUTING_") {
+            "routing"
         } else if wire.starts_with("DEPLOYMENT_") || wire.starts_with("SYNC_") {
             "deployment"
         } else {

@@ -16,6 +16,7 @@ mod client_schema;
 mod clock;
 mod cluster;
 mod credentials;
+mod edge;
 mod enums;
 mod error;
 mod event;
@@ -29,6 +30,7 @@ mod nullable;
 mod origin;
 mod registry_file;
 mod rollout;
+mod routing;
 mod sync;
 mod time;
 mod url_field;
@@ -60,9 +62,15 @@ pub use credentials::{
     CredentialsSummary, ExpiringCredentials, ExpiringCredentialsList, RotationMode, RotationStatus,
     StoredCredentials, ValidationOutcome, SECRET_FIELDS,
 };
+pub use edge::{
+    DnsLabel, Domain, DomainFields, DomainName, DomainRequest, Node, NodeAck, NodeFields,
+    NodeRequest, NodeSync, Routing, RoutingFields, RoutingRequest, Service, ServiceFields,
+    ServiceRequest, Upstream, MAX_AGENT_ERROR, MAX_DESCRIPTION, MAX_ROUTING_TARGETS, MAX_UPSTREAMS,
+};
 pub use enums::{
     AuthType, ClientRole, ClientStatus, ClusterState, ClusterType, Connectivity, CredentialBinding,
-    CredentialExpiry, Environment, MaintenanceField, Platform,
+    CredentialExpiry, Environment, MaintenanceField, NodeKind, NodeSyncStatus, Platform,
+    RoutingStrategy, ServiceOrigin, ServiceState,
 };
 pub use error::{Error, ErrorCode};
 pub use event::{Event, EventType};
@@ -86,6 +94,9 @@ pub use rollout::{
     Rollout, RolloutClient, RolloutClientState, RolloutCommand, RolloutConflict, RolloutEvent,
     RolloutObservation, RolloutRequest, RolloutStatus, RolloutWave, DEFAULT_WAVE_SIZE,
     MAX_ROLLOUT_CLIENTS,
+};
+pub use routing::{
+    Balance, DnsRecord, EdgeSnapshot, HostRoute, NodeConfig, NodeView, ProxyRoute, RoutingPlan,
 };
 pub use sync::{
     ConflictReport, Deployment, DeploymentCreateRequest, DeregistrationPreview, Host,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub struct ClusterName(String);
 
 /// Why `name` is not a DNS label of `min` to 63 characters, if it is not.
-fn dns_label_problem(name: &str, min: usize) -> Option<String> {
+pub(crate) fn dns_label_problem(name: &str, min: usize) -> Option<String> {
     let bytes = name.as_bytes();
     if bytes.len() < min || bytes.len() > 63 {
         return Some(format!(

@@ -36,6 +36,15 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::LeaderHeld
         | ErrorCode::ClusterHasSyncClients
         | ErrorCode::ConfirmationRequired => StatusCode::CONFLICT,
+        ErrorCode::DomainNotFound
+        | ErrorCode::NodeNotFound
+        | ErrorCode::ServiceNotFound
+        | ErrorCode::RoutingNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::DomainAlreadyExists
+        | ErrorCode::NodeAlreadyExists
+        | ErrorCode::NodeAddressTaken
+        | ErrorCode::ServiceAlreadyExists
+        | ErrorCode::ResourceInUse => StatusCode::CONFLICT,
         ErrorCode::ValidationError => StatusCode::BAD_REQUEST,
         ErrorCode::MalformedJson => StatusCode::BAD_REQUEST,
         ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,

@@ -31,6 +31,7 @@ mod client_store;
 mod count_cache;
 mod decode;
 mod dialect;
+mod edge_store;
 mod engine;
 mod error;
 mod fleet;
@@ -49,6 +50,9 @@ pub use audit_chain::{
     VerifyReport, AUDIT_KEY_PURPOSE,
 };
 pub use client_store::{ClientList, ClientStore};
+pub use edge_store::{
+    DesiredConfig, DiscoveredService, EdgeStore, LivenessChange, ServiceSyncReport,
+};
 pub use error::StoreError;
 pub use rollout_store::RolloutStore;
 pub use sql_store::SqlStore;

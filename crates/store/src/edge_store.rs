@@ -1,0 +1,245 @@
+//! [`EdgeStore`]: domains, edge nodes, services, routing and each node's
+//! push-sync state (seed service-registry-push-sync.md), and its one
+//! implementation on [`SqlStore`] (SQL in `edge_rows.rs`, writes in
+//! `writer/edge.rs`).
+//!
+//! Every write that can change what a node should run (a domain, node,
+//! service or routing change, a node going down or coming back) recomputes
+//! the routing plan in the same transaction and, for each node whose
+//! [`NodeConfig`] changed, stores the new configuration at the write's
+//! revision and appends `NODE_CONFIG_CHANGED`: the sync controller and the
+//! agents' streams act on that event.
+
+use crate::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fleetreg_model::{
+    Audit, DnsLabel, Domain, DomainFields, DomainName, Node, NodeAck, NodeConfig, NodeFields,
+    NodeKind, NodeSync, NodeSyncStatus, Routing, RoutingFields, RoutingPlan, Service,
+    ServiceFields, ServiceState,
+};
+use uuid::Uuid;
+
+/// A node's desired configuration at the revision it last changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredConfig {
+    /// The change-log revision of its last change (the zone's SOA serial).
+    pub revision: i64,
+    /// What the node should run.
+    pub config: NodeConfig,
+}
+
+/// A Kubernetes `Service` read from a cluster with the opt-in annotation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveredService {
+    /// The service's registry name (the annotation `fleetreg.io/name`, else
+    /// the Kubernetes name).
+    pub name: DnsLabel,
+    /// Its namespace.
+    pub namespace: String,
+    /// The validated fields (subdomain, upstreams, description).
+    pub fields: ServiceFields,
+}
+
+/// What one cluster's service sync changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ServiceSyncReport {
+    /// Services registered from the cluster.
+    pub registered: Vec<String>,
+    /// Services whose fields changed (or that came back from `gone`).
+    pub updated: Vec<String>,
+    /// Services no longer in the cluster, now `gone`.
+    pub gone: Vec<String>,
+    /// Services seen and unchanged.
+    pub unchanged: usize,
+    /// Services skipped because a manual service of that name exists.
+    pub skipped: Vec<String>,
+}
+
+/// What a liveness pass changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LivenessChange {
+    /// Nodes whose sync status changed: `(node, old, new)`.
+    pub status_changes: Vec<(DnsLabel, NodeSyncStatus, NodeSyncStatus)>,
+    /// Hostnames whose serving node moved: `(hostname, from, to)`.
+    pub failovers: Vec<(String, DnsLabel, DnsLabel)>,
+}
+
+/// The edge registry and push-sync state (a supertrait of [`crate::Store`]).
+#[async_trait]
+pub trait EdgeStore: Send + Sync {
+    /// Registers a domain (`DomainExists`).
+    async fn create_domain(
+        &self,
+        name: DomainName,
+        fields: DomainFields,
+        audit: &Audit,
+    ) -> Result<Domain, StoreError>;
+    /// Changes a domain's description or region (`DomainNotFound`, `Precondition`).
+    async fn update_domain(
+        &self,
+        name: DomainName,
+        fields: DomainFields,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<Domain, StoreError>;
+    /// Removes a domain (`DomainNotFound`, `InUse` while a routing names it).
+    async fn delete_domain(
+        &self,
+        name: DomainName,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError>;
+    /// A domain (`DomainNotFound`).
+    async fn get_domain(&self, name: &DomainName) -> Result<Domain, StoreError>;
+    /// Every domain, by name.
+    async fn list_domains(&self) -> Result<Vec<Domain>, StoreError>;
+
+    /// Registers a node (`NodeExists`, `NodeAddressTaken`); its sync state
+    /// starts `offline` with its desired configuration computed.
+    async fn create_node(
+        &self,
+        name: DnsLabel,
+        kind: NodeKind,
+        fields: NodeFields,
+        audit: &Audit,
+    ) -> Result<Node, StoreError>;
+    /// Changes a node's addresses or tags (`NodeNotFound`, `NodeAddressTaken`,
+    /// `Precondition`).
+    async fn update_node(
+        &self,
+        name: DnsLabel,
+        fields: NodeFields,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<Node, StoreError>;
+    /// Removes a node and its sync state (`NodeNotFound`, `InUse` while a
+    /// routing names it).
+    async fn delete_node(
+        &self,
+        name: DnsLabel,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError>;
+    /// A node (`NodeNotFound`).
+    async fn get_node(&self, name: &DnsLabel) -> Result<Node, StoreError>;
+    /// Every node, by name, optionally of one kind.
+    async fn list_nodes(&self, kind: Option<NodeKind>) -> Result<Vec<Node>, StoreError>;
+
+    /// Registers a service by hand (`ServiceExists`).
+    async fn create_service(
+        &self,
+        name: DnsLabel,
+        fields: ServiceFields,
+        audit: &Audit,
+    ) -> Result<Service, StoreError>;
+    /// Changes a service (`ServiceNotFound`, `Precondition`); a `gone`
+    /// service changed by hand becomes an `active` manual one.
+    async fn update_service(
+        &self,
+        name: DnsLabel,
+        fields: ServiceFields,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<Service, StoreError>;
+    /// Removes a service (`ServiceNotFound`, `InUse` while a routing names it).
+    async fn delete_service(
+        &self,
+        name: DnsLabel,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError>;
+    /// A service (`ServiceNotFound`).
+    async fn get_service(&self, name: &DnsLabel) -> Result<Service, StoreError>;
+    /// Every service, by name, optionally in one state and/or of one cluster.
+    async fn list_services(
+        &self,
+        state: Option<ServiceState>,
+        cluster_id: Option<Uuid>,
+    ) -> Result<Vec<Service>, StoreError>;
+    /// Brings the cluster's discovered services into the registry in one
+    /// transaction: new ones registered (origin `cluster`), changed ones
+    /// updated, ones no longer seen marked `gone` (`SERVICE_GONE`), never
+    /// deleted; a manual service of the same name is left alone (`skipped`).
+    /// `NotFound` when the cluster does not exist.
+    async fn sync_cluster_services(
+        &self,
+        cluster_id: Uuid,
+        discovered: Vec<DiscoveredService>,
+        audit: &Audit,
+    ) -> Result<ServiceSyncReport, StoreError>;
+
+    /// Sets a service's routing, replacing any (`ServiceNotFound`,
+    /// `DomainNotFound`, `NodeNotFound`; a laptop listed is a validation
+    /// error on `nodes`; `Precondition`).
+    async fn configure_routing(
+        &self,
+        service: DnsLabel,
+        fields: RoutingFields,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<Routing, StoreError>;
+    /// Removes a service's routing (`RoutingNotFound`).
+    async fn delete_routing(
+        &self,
+        service: DnsLabel,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError>;
+    /// A service's routing (`RoutingNotFound`).
+    async fn get_routing(&self, service: &DnsLabel) -> Result<Routing, StoreError>;
+    /// Every routing, by service.
+    async fn list_routings(&self) -> Result<Vec<Routing>, StoreError>;
+    /// The current routing plan (every hostname and its serving node).
+    async fn routing_plan(&self) -> Result<RoutingPlan, StoreError>;
+
+    /// A node's desired configuration (`NodeNotFound`).
+    async fn desired_config(&self, node: &DnsLabel) -> Result<DesiredConfig, StoreError>;
+    /// A node's sync state (`NodeNotFound`).
+    async fn node_sync(&self, node: &DnsLabel) -> Result<NodeSync, StoreError>;
+    /// Every node's sync state, laptops first, then by name.
+    async fn list_node_sync(&self) -> Result<Vec<NodeSync>, StoreError>;
+
+    /// An agent's heartbeat and acknowledgement: stamps the heartbeat; an
+    /// `applied_revision` equal to the desired one makes the node `active`
+    /// in sync (`last_sync_at`, attempts reset); an error makes it `failed`
+    /// (kept at most [`fleetreg_model::MAX_AGENT_ERROR`] characters). A node
+    /// that was down and is up again re-routes (failover back).
+    async fn acknowledge(
+        &self,
+        node: &DnsLabel,
+        ack: NodeAck,
+        audit: &Audit,
+    ) -> Result<NodeSync, StoreError>;
+    /// Records a push of the desired revision to `node`: increments its
+    /// attempts (returns the new count); at `max_attempts` unacknowledged
+    /// pushes the node becomes `failed` (`NODE_SYNC_CHANGED`).
+    async fn record_push(
+        &self,
+        node: &DnsLabel,
+        revision: i64,
+        max_attempts: u32,
+    ) -> Result<NodeSync, StoreError>;
+    /// Resets the push attempts of `node` (or every node) so the controller
+    /// pushes again (manual `sync push`, reconcile); returns those reset.
+    async fn reset_pushes(
+        &self,
+        node: Option<&DnsLabel>,
+        audit: &Audit,
+    ) -> Result<Vec<NodeSync>, StoreError>;
+    /// Liveness: nodes without a heartbeat since `silent_since` become
+    /// `offline` and count as down for routing; routes fail over in the same
+    /// transaction (`ROUTING_FAILOVER` per moved hostname, `NODE_SYNC_CHANGED`).
+    async fn mark_silent_nodes(
+        &self,
+        silent_since: DateTime<Utc>,
+    ) -> Result<LivenessChange, StoreError>;
+
+    /// Takes or renews the sync controller's lease for `holder` until
+    /// `until`; true when `holder` holds it (one controller across replicas).
+    async fn claim_controller(
+        &self,
+        holder: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
