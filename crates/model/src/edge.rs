@@ -695,6 +695,33 @@ pub struct NodeAck {
     pub failed_revision: Option<i64>,
 }
 
+/// A Kubernetes `Service` read from a cluster with the opt-in annotation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveredService {
+    /// The service's registry name (the annotation `fleetreg.io/name`, else
+    /// the Kubernetes name).
+    pub name: DnsLabel,
+    /// Its namespace.
+    pub namespace: String,
+    /// The validated fields (subdomain, upstreams, description).
+    pub fields: ServiceFields,
+}
+
+/// What one cluster's service sync changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceSyncReport {
+    /// Services registered from the cluster.
+    pub registered: Vec<String>,
+    /// Services whose fields changed (or that came back from `gone`).
+    pub updated: Vec<String>,
+    /// Services no longer in the cluster, now `gone`.
+    pub gone: Vec<String>,
+    /// Services seen and unchanged.
+    pub unchanged: usize,
+    /// Services skipped because a manual service of that name exists.
+    pub skipped: Vec<String>,
+}
+
 /// Longest agent error message kept.
 pub const MAX_AGENT_ERROR: usize = 512;
 

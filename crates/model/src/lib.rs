@@ -63,9 +63,10 @@ pub use credentials::{
     StoredCredentials, ValidationOutcome, SECRET_FIELDS,
 };
 pub use edge::{
-    DnsLabel, Domain, DomainFields, DomainName, DomainRequest, Node, NodeAck, NodeFields,
-    NodeRequest, NodeSync, Routing, RoutingFields, RoutingRequest, Service, ServiceFields,
-    ServiceRequest, Upstream, MAX_AGENT_ERROR, MAX_DESCRIPTION, MAX_ROUTING_TARGETS, MAX_UPSTREAMS,
+    DiscoveredService, DnsLabel, Domain, DomainFields, DomainName, DomainRequest, Node, NodeAck,
+    NodeFields, NodeRequest, NodeSync, Routing, RoutingFields, RoutingRequest, Service,
+    ServiceFields, ServiceRequest, ServiceSyncReport, Upstream, MAX_AGENT_ERROR, MAX_DESCRIPTION,
+    MAX_ROUTING_TARGETS, MAX_UPSTREAMS,
 };
 pub use enums::{
     AuthType, ClientRole, ClientStatus, ClusterState, ClusterType, Connectivity, CredentialBinding,

@@ -18,6 +18,7 @@ use fleetreg_model::{
     NodeKind, NodeSync, NodeSyncStatus, Routing, RoutingFields, RoutingPlan, Service,
     ServiceFields, ServiceState,
 };
+pub use fleetreg_model::{DiscoveredService, ServiceSyncReport};
 use uuid::Uuid;
 
 /// A node's desired configuration at the revision it last changed.
@@ -27,33 +28,6 @@ pub struct DesiredConfig {
     pub revision: i64,
     /// What the node should run.
     pub config: NodeConfig,
-}
-
-/// A Kubernetes `Service` read from a cluster with the opt-in annotation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DiscoveredService {
-    /// The service's registry name (the annotation `fleetreg.io/name`, else
-    /// the Kubernetes name).
-    pub name: DnsLabel,
-    /// Its namespace.
-    pub namespace: String,
-    /// The validated fields (subdomain, upstreams, description).
-    pub fields: ServiceFields,
-}
-
-/// What one cluster's service sync changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct ServiceSyncReport {
-    /// Services registered from the cluster.
-    pub registered: Vec<String>,
-    /// Services whose fields changed (or that came back from `gone`).
-    pub updated: Vec<String>,
-    /// Services no longer in the cluster, now `gone`.
-    pub gone: Vec<String>,
-    /// Services seen and unchanged.
-    pub unchanged: usize,
-    /// Services skipped because a manual service of that name exists.
-    pub skipped: Vec<String>,
 }
 
 /// What a liveness pass changed.
