@@ -134,15 +134,19 @@ async fn seed(ctx: &Context) -> Result<Row, BenchError> {
     let started = Instant::now();
     let mut stored = stored_clients(ctx).await?;
     let before = stored;
+    let progress = crate::progress::bar(want.saturating_sub(stored), "clients: importing clients");
     while stored < want {
         let count = SEED_CHUNK.min(want - stored);
         let doc = registry(&format!("bc{}", ctx.run), stored, count);
         send_json(ctx, reqwest::Method::POST, "/api/v1/clients/import", &doc).await?;
         stored = stored_clients(ctx).await?;
+        progress.set_position(stored - before);
     }
+    progress.finish_and_clear();
     let hosts = ctx.args.bench_hosts;
     let clusters = hosts.div_ceil(200);
     let mut made = 0;
+    let progress = crate::progress::bar(hosts, "clients: registering hosts");
     for c in 0..clusters {
         let name = format!("bh-{}-{c}", ctx.run);
         let cluster = send_json(
@@ -163,8 +167,10 @@ async fn seed(ctx: &Context) -> Result<Row, BenchError> {
             )
             .await?;
             made += 1;
+            progress.inc(1);
         }
     }
+    progress.finish_and_clear();
     let mut row = Row::new(
         "clients-seed",
         format!("import in chunks of {SEED_CHUNK} until {want} clients; {hosts} hosts over {clusters} clusters, one request each"),

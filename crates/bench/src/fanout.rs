@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 
 /// Subscribers connecting at once.
-const CONNECT_PARALLELISM: usize = 128;
+pub(crate) const CONNECT_PARALLELISM: usize = 128;
 /// Longest wait for all subscribers to connect.
-const CONNECT_TIME_LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const CONNECT_TIME_LIMIT: Duration = Duration::from_secs(120);
 /// Longest wait for one event to reach every subscriber.
 const DELIVERY_TIME_LIMIT: Duration = Duration::from_secs(10);
 /// Pause between two timed writes.
 const WRITE_GAP: Duration = Duration::from_millis(50);
 /// Descriptors kept free for everything else.
-const SPARE_FILES: u64 = 256;
+pub(crate) const SPARE_FILES: u64 = 256;
 
 /// Arrivals per revision: how many subscribers have it and when the last got it.
 #[derive(Default)]
@@ -52,20 +52,39 @@ impl Arrivals {
 
 /// Counts of subscribers by phase.
 #[derive(Default)]
-struct Connections {
-    connected: AtomicUsize,
-    failed: AtomicUsize,
-    changed: Notify,
-    first_failure: Mutex<Option<String>>,
+pub(crate) struct Connections {
+    pub(crate) connected: AtomicUsize,
+    pub(crate) failed: AtomicUsize,
+    pub(crate) changed: Notify,
+    pub(crate) first_failure: Mutex<Option<String>>,
 }
 
 impl Connections {
-    fn fail(&self, why: String) {
+    pub(crate) fn fail(&self, why: String) {
         let mut first = self.first_failure.lock().unwrap_or_else(|e| e.into_inner());
         first.get_or_insert(why);
         drop(first);
         self.failed.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
+    }
+
+    /// Waits until `expected` have connected or failed, or until `deadline`.
+    pub(crate) async fn wait_for(&self, expected: usize, deadline: Instant) {
+        loop {
+            let done = self.connected.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
+            if done >= expected || Instant::now() >= deadline {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.changed.notified()).await;
+        }
+    }
+
+    /// The first failure recorded, taken.
+    pub(crate) fn take_failure(&self) -> Option<String> {
+        self.first_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 }
 
@@ -226,28 +245,16 @@ async fn measure(
             arrivals.clone(),
         ));
     }
-    let deadline = connect_started + CONNECT_TIME_LIMIT;
-    loop {
-        let done = connections.connected.load(Ordering::Relaxed)
-            + connections.failed.load(Ordering::Relaxed);
-        if done >= subscribers || Instant::now() >= deadline {
-            break;
-        }
-        let _ =
-            tokio::time::timeout(Duration::from_millis(100), connections.changed.notified()).await;
-    }
+    connections
+        .wait_for(subscribers, connect_started + CONNECT_TIME_LIMIT)
+        .await;
     let connected = connections.connected.load(Ordering::Relaxed);
     let refused = subscribers - connected;
     eprintln!(
         "  {connected} connected in {:.1} s ({refused} failed)",
         connect_started.elapsed().as_secs_f64()
     );
-    if let Some(why) = connections
-        .first_failure
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    {
+    if let Some(why) = connections.take_failure() {
         row.notes.push(format!("subscriber failure: {why}"));
     }
     // Let the server settle (buffers allocated, tasks parked) before reading memory.

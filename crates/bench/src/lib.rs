@@ -7,9 +7,11 @@
 #![deny(missing_docs)]
 
 mod clients;
+mod edge_push;
 mod fanout;
 mod load;
 mod procfs;
+mod progress;
 mod promtext;
 mod report;
 mod scenarios;
@@ -30,8 +32,9 @@ use std::time::Duration;
     fleetreg bench --scenario seed,get,list,rss --clusters 100000 --json\n  \
     fleetreg bench --scenario seed,fleet-summary --clusters 100000\n  \
     fleetreg bench --scenario scheduler --sim http://127.0.0.1:9000 --sched-interval-secs 30\n  \
-    fleetreg bench --scenario clients --bench-clients 10000 --bench-hosts 2000\n\n\
-    The scheduler and clients scenarios are not part of `all`; crates/bench/scripts/scheduler-sweep.sh\n\
+    fleetreg bench --scenario clients --bench-clients 10000 --bench-hosts 2000\n  \
+    fleetreg bench --scenario edge-push --edge-agents 1000 --edge-changes 20\n\n\
+    The scheduler, clients and edge-push scenarios are not part of `all`; crates/bench/scripts/scheduler-sweep.sh\n\
     runs it at several intervals (docs/BENCHMARKS.md).")]
 pub struct BenchArgs {
     /// The running server to drive (loopback only unless --allow-remote).
@@ -41,8 +44,8 @@ pub struct BenchArgs {
     #[arg(long, env = "FLEETREG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Scenarios to run, comma-separated, in this order: register-1, register-64,
-    /// seed, get, list, fleet-summary, rss, fanout, scheduler; or `all` (every
-    /// one but scheduler).
+    /// seed, get, list, fleet-summary, rss, fanout, scheduler, clients,
+    /// edge-push; or `all` (every one but scheduler, clients and edge-push).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub scenario: Vec<Scenario>,
     /// Clusters the store should hold for get/list/rss (`seed` registers the rest
@@ -107,6 +110,16 @@ pub struct BenchArgs {
     /// clients: hosts to register (200 per cluster) in this run.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub bench_hosts: u64,
+    /// edge-push: simulated edge agents, each with its own stream and
+    /// connection (2 VPS nodes, the rest laptops).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(3..=50_000))]
+    pub edge_agents: u64,
+    /// edge-push: routing changes (one at a time) whose push to every agent is timed.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub edge_changes: u32,
+    /// edge-push: length of the idle window whose server CPU time is measured, seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub edge_idle_secs: u64,
     /// Print the results as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -142,7 +155,12 @@ pub enum Scenario {
     /// Client registry: seed clients and hosts, timed import, filtered and
     /// stale lists, deregistration preview.
     Clients,
-    /// Everything above but scheduler, in that order.
+    /// Edge push: `--edge-agents` simulated agents on their config streams;
+    /// routing change → every agent applied and acknowledged, idle memory and
+    /// CPU, a restarted agent, a full reconcile.
+    #[value(name = "edge-push")]
+    EdgePush,
+    /// Everything above but scheduler, clients and edge-push, in that order.
     All,
 }
 
@@ -219,6 +237,7 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
             Scenario::Fanout => fanout::run(&mut ctx).await?,
             Scenario::Scheduler => vec![scheduler::run(&mut ctx).await?],
             Scenario::Clients => clients::run(&mut ctx).await?,
+            Scenario::EdgePush => edge_push::run(&mut ctx).await?,
             Scenario::All => Vec::new(),
         };
         if scenario != Scenario::Fanout {

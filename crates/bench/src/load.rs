@@ -2,6 +2,7 @@
 //! HTTP client, send requests back to back until a deadline or a request budget.
 
 use crate::stats::Latencies;
+use indicatif::ProgressBar;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -96,6 +97,20 @@ where
     F: Fn(reqwest::Client, u64, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
+    run_with_progress(limits, ProgressBar::hidden(), request).await
+}
+
+/// [`run`], advancing `progress` by one per completed request and clearing it
+/// at the end (set-up phases: [`crate::progress::bar`]).
+pub async fn run_with_progress<F, Fut>(
+    limits: Limits,
+    progress: ProgressBar,
+    request: F,
+) -> Result<Outcome, reqwest::Error>
+where
+    F: Fn(reqwest::Client, u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
     let request = Arc::new(request);
     let tickets = Arc::new(AtomicU64::new(0));
     let clients = (0..limits.concurrency.max(1))
@@ -107,6 +122,7 @@ where
     for (index, client) in clients.into_iter().enumerate() {
         let request = request.clone();
         let tickets = tickets.clone();
+        let progress = progress.clone();
         let max = limits.max_requests;
         workers.spawn(async move {
             let mut rng = Rng::new(0x5EED_0000 + index as u64 * 7919);
@@ -125,6 +141,7 @@ where
                 let sent = Instant::now();
                 let result = request(client.clone(), sequence, rng.next_u64()).await;
                 outcome.requests += 1;
+                progress.inc(1);
                 match result {
                     Ok(()) => outcome.latencies.record(sent.elapsed()),
                     Err(failure) => {
@@ -157,6 +174,7 @@ where
         }
     }
     total.elapsed = start.elapsed();
+    progress.finish_and_clear();
     Ok(total)
 }
 

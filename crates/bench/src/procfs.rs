@@ -93,6 +93,14 @@ fn ticks(n: u64) -> Duration {
     Duration::from_millis(n.saturating_mul(1000 / USER_HZ))
 }
 
+/// Open descriptors of `pid` (the entries of `/proc/PID/fd`): its sockets,
+/// files and pipes.
+pub fn open_files(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(Iterator::count)
+}
+
 /// The soft limit on open files of this process, from `/proc/self/limits`.
 pub fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;

@@ -287,15 +287,17 @@ fn throughput_target(row: &mut Row, minimum: f64) {
     row.met = row.throughput.map(|t| t >= minimum && row.failed == 0);
 }
 
+/// Registrations within `limits`, advancing `progress` per answer.
 async fn register_until(
     ctx: &mut Context,
     scenario: &str,
     tag: &'static str,
     limits: Limits,
     how: String,
+    progress: indicatif::ProgressBar,
 ) -> Result<Row, BenchError> {
     let (base, token, run) = (ctx.base.clone(), ctx.token.clone(), ctx.run.clone());
-    let outcome = load::run(limits, move |client, index, _| {
+    let outcome = load::run_with_progress(limits, progress, move |client, index, _| {
         let body = registration_body(&run, tag, index);
         let request = authed(client.post(format!("{base}/api/v1/clusters")), &token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -341,7 +343,9 @@ pub(crate) async fn register(ctx: &mut Context, concurrency: usize) -> Result<Ro
         duration,
         max_requests,
     };
-    let mut row = register_until(ctx, &scenario, tag, limits, how).await?;
+    // A timed scenario: no progress bar (it would cost the measured client CPU).
+    let hidden = indicatif::ProgressBar::hidden();
+    let mut row = register_until(ctx, &scenario, tag, limits, how, hidden).await?;
     throughput_target(&mut row, if concurrency == 1 { 1_500.0 } else { 10_000.0 });
     if room == 0 {
         row.notes.push(format!(
@@ -375,7 +379,8 @@ pub(crate) async fn seed(ctx: &mut Context) -> Result<Row, BenchError> {
         duration: SEED_TIME_LIMIT,
         max_requests: wanted - before,
     };
-    let mut row = register_until(ctx, "seed", "s", limits, how).await?;
+    let progress = crate::progress::bar(wanted - before, "seed: registering clusters");
+    let mut row = register_until(ctx, "seed", "s", limits, how, progress).await?;
     let after = ctx.stored().await?;
     row.notes
         .push(format!("store holds {after} clusters after seeding"));

@@ -895,7 +895,19 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     if args.dry_run {
         request = request.query(&[("dry_run", "true")]);
     }
-    let plan: Value = client.send(request).await.map_err(with_problems)?;
+    // One request does the whole import: a spinner while it runs, on a terminal only.
+    let count = document["clients"].as_object().map_or(0, Map::len);
+    let spinner = crate::progress::spinner(&format!(
+        "{} {count} clients from {source}",
+        if args.dry_run {
+            "planning the import of"
+        } else {
+            "importing"
+        }
+    ));
+    let plan = client.send(request).await.map_err(with_problems);
+    spinner.finish_and_clear();
+    let plan: Value = plan?;
     match args.common.format {
         Format::Table => write_stdout(&views::plan_text(&plan, &source)),
         Format::Csv => {

@@ -10,17 +10,22 @@ use std::time::Duration;
 
 const LIST_EXAMPLES: &str = "Examples:
   fleetreg events list
-  fleetreg events list --after 120 --limit 50 -o json";
+  fleetreg events list --after 120 --limit 50 -o json
+  fleetreg events list --type NODE_CONFIG_CHANGED --type ROUTING_FAILOVER
+  fleetreg events list --resource client -o json
+  fleetreg events list --resource-id 0190c0de-0000-7000-8000-000000000001";
 
 const WATCH_EXAMPLES: &str = "Examples:
   fleetreg events watch
   fleetreg events watch --after 120 -o table
-  fleetreg events watch --count 1   # wait for the next change, print it, exit";
+  fleetreg events watch --count 1   # wait for the next change, print it, exit
+  fleetreg events watch --type CLUSTER_STATUS_CHANGED -o table
+  fleetreg events watch --resource node --type NODE_SYNC_CHANGED";
 
 /// The event commands.
 #[derive(Subcommand, Debug)]
 #[command(
-    after_help = "Examples:\n  fleetreg events list --after 0 --limit 50\n  fleetreg events watch\n  fleetreg events watch --after 120"
+    after_help = "Examples:\n  fleetreg events list --after 0 --limit 50\n  fleetreg events list --type CLUSTER_DELETED\n  fleetreg events watch\n  fleetreg events watch --after 120 --type ROUTING_FAILOVER"
 )]
 pub enum EventsCommand {
     /// Print change-log events after a revision.
@@ -29,6 +34,37 @@ pub enum EventsCommand {
     /// Follow the live stream until interrupted (one JSON event per line by default).
     #[command(after_help = WATCH_EXAMPLES)]
     Watch(WatchArgs),
+}
+
+/// Which events to read (`type=`, `resource=`, `resource_id=`); every given
+/// condition holds, several types are alternatives. The server checks the values.
+#[derive(Args, Debug, Default)]
+pub struct FilterArgs {
+    /// Only events of this type (e.g. NODE_CONFIG_CHANGED); repeat for several.
+    #[arg(long = "type", value_name = "TYPE")]
+    types: Vec<String>,
+    /// Only events about this kind of resource: cluster, client, rollout,
+    /// host, deployment, domain, node, service or routing.
+    #[arg(long, value_name = "KIND")]
+    resource: Option<String>,
+    /// Only events about the resource with this id.
+    #[arg(long, value_name = "ID")]
+    resource_id: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filter as query parameters.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query: Vec<(&'static str, String)> =
+            self.types.iter().map(|t| ("type", t.clone())).collect();
+        if let Some(resource) = &self.resource {
+            query.push(("resource", resource.clone()));
+        }
+        if let Some(id) = &self.resource_id {
+            query.push(("resource_id", id.clone()));
+        }
+        query
+    }
 }
 
 /// `events list`.
@@ -40,6 +76,8 @@ pub struct ListArgs {
     /// At most this many (1–1000).
     #[arg(long, default_value_t = 100, value_name = "N")]
     limit: u32,
+    #[command(flatten)]
+    filter: FilterArgs,
     #[command(flatten)]
     connect: ConnectArgs,
     /// Output format.
@@ -70,6 +108,8 @@ pub struct WatchArgs {
     /// Exit after printing this many events.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
+    #[command(flatten)]
+    filter: FilterArgs,
     #[command(flatten)]
     connect: ConnectArgs,
     /// Output format.
@@ -128,6 +168,7 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
             if let Some(after) = args.after {
                 query.push(("after", after.to_string()));
             }
+            query.extend(args.filter.query());
             let page: Value = client
                 .send(client.request(Method::GET, "/api/v1/events").query(&query))
                 .await?;
@@ -206,8 +247,11 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let mut printed = 0u64;
     let mut connected_once = false;
     let mut warned = false;
+    let filter = args.filter.query();
     loop {
-        let mut request = client.request_unbounded(Method::GET, "/api/v1/events/stream");
+        let mut request = client
+            .request_unbounded(Method::GET, "/api/v1/events/stream")
+            .query(&filter);
         if let Some(after) = last {
             request = request.header("Last-Event-ID", after.to_string());
         }
@@ -255,6 +299,13 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                         printed += 1;
                         if args.count.is_some_and(|count| printed >= count) {
                             return Ok(());
+                        }
+                    }
+                    // An `id` alone: a filtered stream passed over events up
+                    // to it; a reconnect resumes there.
+                    (None, None) => {
+                        if let Some(id) = field("id:").and_then(|id| id.parse::<i64>().ok()) {
+                            last = Some(id);
                         }
                     }
                     _ => {}

@@ -1,6 +1,7 @@
 //! `fleetreg`: the server (`serve`), the command-line client of its HTTP API,
 //! and the benchmark (`bench`).
 
+mod agent;
 mod audit;
 mod client;
 mod client_drift;
@@ -13,12 +14,19 @@ mod completion;
 mod context;
 mod credentials;
 mod deployment;
+mod domain;
+mod edge_common;
+mod edge_sync;
 mod events;
 mod fleet;
 mod host;
+mod node;
 mod output;
+mod progress;
 mod rollout;
+mod routing;
 mod serve;
+mod service;
 mod token;
 mod vault;
 
@@ -38,6 +46,9 @@ const EXAMPLES: &str = "Examples:
   fleetreg fleet summary
   fleetreg audit list --cluster prod-east-1        # auditor or admin token
   fleetreg credentials store prod-east-1 --kubeconfig ./prod-east-1.kubeconfig
+  fleetreg routing configure immich \"curiios.com,vinaysachdeva.com\" \"contabo-vps,digitalocean-vps\" round-robin
+  fleetreg sync health                             # edge nodes: status, last sync, revisions
+  fleetreg agent --node contabo-vps --out-dir /etc/fleetreg --reload-cmd 'systemctl reload traefik'
   fleetreg bench --help
 
 The client commands reach the server at --server (or --context), else FLEETREG_URL (or
@@ -71,6 +82,21 @@ enum Command {
     /// delete, sync jobs, conflicts.
     #[command(subcommand)]
     Deployment(deployment::DeploymentCommand),
+    /// Edge domains services are published under: register, list, update, delete.
+    #[command(subcommand)]
+    Domain(domain::DomainCommand),
+    /// Edge nodes (VPS and management laptops): register, list, delete, agent tokens.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// Routed services: register, list, update, delete; discover them from clusters.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
+    /// Route services over domains and VPS nodes; the configuration view; node configs.
+    #[command(subcommand)]
+    Routing(routing::RoutingCommand),
+    /// Push sync of edge nodes: health, push now, reconciliation.
+    #[command(subcommand)]
+    Sync(edge_sync::SyncCommand),
     /// Read the change log or follow it live.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -98,6 +124,9 @@ enum Command {
     /// Named connections (server, token, CA certificate) the client commands use.
     #[command(subcommand)]
     Context(context::ContextCommand),
+    /// Run on an edge node: apply the node's pushed configuration (proxy
+    /// routes, DNS) as files, reload, acknowledge.
+    Agent(agent::AgentArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::CompletionArgs),
     /// Print the fleetreg(1) man page, or write one page per command with --out-dir.
@@ -124,6 +153,11 @@ fn main() -> ExitCode {
             Command::Rollout(command) => rollout::run(command).await,
             Command::Host(command) => host::run(command).await,
             Command::Deployment(command) => deployment::run(command).await,
+            Command::Domain(command) => domain::run(command).await,
+            Command::Node(command) => node::run(command).await,
+            Command::Service(command) => service::run(command).await,
+            Command::Routing(command) => routing::run(command).await,
+            Command::Sync(command) => edge_sync::run(command).await,
             Command::Events(command) => events::run(command).await,
             Command::Fleet(command) => fleet::run(command).await,
             Command::Credentials(command) => credentials::run(command).await,
@@ -133,6 +167,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => fleetreg_bench::run(args).await.map_err(anyhow::Error::from),
             Command::Sim(args) => fleetreg_sim::run_cli(args).await.map_err(Into::into),
             Command::Context(command) => context::run(command).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Completion(args) => completion::completion(args).await,
             Command::Man(args) => completion::man(args).await,
         }

@@ -6,7 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use fleetreg_server::credentials::hub_config;
 use fleetreg_server::credentials::rotate::{
-    rotate_master_key, vault_status, RotateOutcome, VaultOptions,
+    rotate_master_key_with_progress, vault_status, RewrapProgress, RotateOutcome, VaultOptions,
 };
 use fleetreg_server::settings::Settings;
 use std::path::PathBuf;
@@ -106,7 +106,11 @@ fn options(location: Location) -> anyhow::Result<VaultOptions> {
 
 async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
     let options = options(args.location)?;
-    let outcome = rotate_master_key(&options, args.rewrap_only).await?;
+    // A bar of clusters re-wrapped, on a terminal only.
+    let progress = crate::progress::RewrapBar::new();
+    let outcome = rotate_master_key_with_progress(&options, args.rewrap_only, &progress).await;
+    progress.finish();
+    let outcome = outcome?;
     print_rotation(&options, &outcome);
     let failed = &outcome.report.failed;
     if !failed.is_empty() {

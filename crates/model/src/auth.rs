@@ -21,11 +21,20 @@ pub enum Role {
     Viewer,
     /// Reads the audit log.
     Auditor,
+    /// An edge agent: reads its own node's configuration and acknowledges
+    /// it, nothing else (the token is bound to one node).
+    Agent,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Viewer, Role::Auditor];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Operator,
+        Role::Viewer,
+        Role::Auditor,
+        Role::Agent,
+    ];
 
     /// The wire form (`admin`, …).
     pub fn as_str(self) -> &'static str {
@@ -34,6 +43,7 @@ impl Role {
             Role::Operator => "operator",
             Role::Viewer => "viewer",
             Role::Auditor => "auditor",
+            Role::Agent => "agent",
         }
     }
 
@@ -66,6 +76,9 @@ pub struct ApiToken {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The edge node an `agent` token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl ApiToken {
@@ -103,6 +116,12 @@ impl TokenCreateRequest {
             return Err(crate::Error::invalid(
                 "name",
                 "1-63 characters of letters, digits and . _ @ : -",
+            ));
+        }
+        if self.role == Role::Agent {
+            return Err(crate::Error::invalid(
+                "role",
+                "agent tokens are bound to a node: create one with POST /api/v1/nodes/{name}/token",
             ));
         }
         if self.expires_in_seconds == Some(0) {

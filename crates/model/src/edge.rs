@@ -470,6 +470,9 @@ pub struct ServiceRequest {
     pub description: String,
 }
 
+/// Names that are routes beside `/api/v1/services/{name}`.
+pub const RESERVED_SERVICE_NAMES: &[&str] = &["sync"];
+
 /// A validated service request (everything but the name).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceFields {
@@ -491,6 +494,12 @@ impl ServiceRequest {
         let Some(name) = &self.name else {
             return Err(Error::invalid("name", "is required"));
         };
+        if RESERVED_SERVICE_NAMES.contains(&name.as_str()) {
+            return Err(Error::invalid(
+                "name",
+                format!("{name:?} is reserved (it is an API route under /api/v1/services)"),
+            ));
+        }
         let name = DnsLabel::parse("name", name)?;
         let fields = self.validate_fields(&name)?;
         Ok((name, fields))

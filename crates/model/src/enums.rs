@@ -284,3 +284,15 @@ wire_enum! {
         Cluster => "cluster",
     }
 }
+
+wire_enum! {
+    /// Why the sync controller sent a node its configuration again (`NODE_PUSH`).
+    PushReason {
+        /// An unacknowledged push, retried with backoff.
+        Retry => "retry",
+        /// A manual push (`fleetreg sync push`).
+        Push => "push",
+        /// The periodic (or requested) reconciliation: every node, full state.
+        Reconcile => "reconcile",
+    }
+}

@@ -1,5 +1,6 @@
 //! Change-log events (seed 6) and their envelope.
 
+use crate::Error;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -70,6 +71,10 @@ pub enum EventType {
     NodeConfigChanged,
     /// A node's sync status changed (active, failed, offline); payload `{node, old_status, new_status, sync}`.
     NodeSyncChanged,
+    /// The sync controller sent a node its configuration again (a retry of an
+    /// unacknowledged push, a manual push or the periodic reconciliation);
+    /// payload `{node, desired_revision, attempt, reason}`.
+    NodePush,
     /// A service was registered (by hand or from a cluster); payload is the service.
     ServiceRegistered,
     /// A service's fields changed; payload is the service.
@@ -117,6 +122,7 @@ impl EventType {
             EventType::NodeDeleted => "NODE_DELETED",
             EventType::NodeConfigChanged => "NODE_CONFIG_CHANGED",
             EventType::NodeSyncChanged => "NODE_SYNC_CHANGED",
+            EventType::NodePush => "NODE_PUSH",
             EventType::ServiceRegistered => "SERVICE_REGISTERED",
             EventType::ServiceUpdated => "SERVICE_UPDATED",
             EventType::ServiceGone => "SERVICE_GONE",
@@ -180,4 +186,167 @@ pub struct Event {
     /// The payload of seed section 6.
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
+}
+
+/// The kinds of resource an event can be about: every value
+/// [`EventType::resource`] returns, and so every value of an event's
+/// `resource` and of the `resource=` filter.
+pub const EVENT_RESOURCES: &[&str] = &[
+    "cluster",
+    "client",
+    "rollout",
+    "host",
+    "deployment",
+    "domain",
+    "node",
+    "service",
+    "routing",
+];
+
+/// Which events a reader subscribes to (seed 5.5 `subscribe(event_types)`),
+/// for `GET /api/v1/events` and its stream: every given condition holds
+/// (AND); the types are alternatives (OR). The default matches every event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Any of these types, in the order first given, without repeats; empty:
+    /// every type.
+    pub types: Vec<EventType>,
+    /// Only events about this kind of resource (one of [`EVENT_RESOURCES`]).
+    pub resource: Option<&'static str>,
+    /// Only events about this resource.
+    pub resource_id: Option<Uuid>,
+}
+
+impl EventFilter {
+    /// True when the filter matches every event.
+    pub fn is_empty(&self) -> bool {
+        self.types.is_empty() && self.resource.is_none() && self.resource_id.is_none()
+    }
+
+    /// Adds a `type=` value (wire form, e.g. `NODE_CONFIG_CHANGED`); a
+    /// repeated type is kept once. An unknown type is an error on `type`.
+    pub fn add_type(&mut self, value: &str) -> Result<(), Error> {
+        let event_type = EventType::parse(value).ok_or_else(|| {
+            Error::invalid(
+                "type",
+                format!(
+                    "unknown event type {:?}; expected a type such as CLUSTER_REGISTERED",
+                    bounded(value)
+                ),
+            )
+        })?;
+        if !self.types.contains(&event_type) {
+            self.types.push(event_type);
+        }
+        Ok(())
+    }
+
+    /// Sets the `resource=` kind; one of [`EVENT_RESOURCES`], else an error on `resource`.
+    pub fn set_resource(&mut self, value: &str) -> Result<(), Error> {
+        let resource = EVENT_RESOURCES
+            .iter()
+            .copied()
+            .find(|r| *r == value)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "resource",
+                    format!(
+                        "unknown resource {:?}; expected one of {}",
+                        bounded(value),
+                        EVENT_RESOURCES.join(", ")
+                    ),
+                )
+            })?;
+        self.resource = Some(resource);
+        Ok(())
+    }
+
+    /// Sets the `resource_id=`; a UUID, else an error on `resource_id`.
+    pub fn set_resource_id(&mut self, value: &str) -> Result<(), Error> {
+        let id =
+            Uuid::parse_str(value).map_err(|_| Error::invalid("resource_id", "must be a UUID"))?;
+        self.resource_id = Some(id);
+        Ok(())
+    }
+
+    /// Whether an event of `event_type` about `resource`/`resource_id`
+    /// passes the filter (what the store's SQL selects, for live frames).
+    pub fn matches(&self, event_type: EventType, resource: &str, resource_id: Uuid) -> bool {
+        (self.types.is_empty() || self.types.contains(&event_type))
+            && self.resource.is_none_or(|r| r == resource)
+            && self.resource_id.is_none_or(|id| id == resource_id)
+    }
+}
+
+/// At most 64 characters of a caller's value, as quoted back in an error.
+fn bounded(value: &str) -> String {
+    let mut quoted: String = value.chars().take(64).collect();
+    if quoted.len() < value.len() {
+        quoted.push('…');
+    }
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every type the OpenAPI document lists, parsed back.
+    fn every_type() -> Vec<EventType> {
+        let schema = serde_json::to_value(<EventType as utoipa::PartialSchema>::schema()).unwrap();
+        let types: Vec<EventType> = schema["enum"]
+            .as_array()
+            .expect("EventType is an enum schema")
+            .iter()
+            .map(|v| EventType::parse(v.as_str().unwrap()).unwrap())
+            .collect();
+        assert!(types.len() > 30, "{schema}");
+        types
+    }
+
+    #[test]
+    fn every_resource_of_an_event_type_is_listed_and_every_listed_one_is_used() {
+        let used: std::collections::BTreeSet<&str> =
+            every_type().into_iter().map(EventType::resource).collect();
+        let listed: std::collections::BTreeSet<&str> = EVENT_RESOURCES.iter().copied().collect();
+        assert_eq!(used, listed);
+    }
+
+    #[test]
+    fn filters_parse_and_match() {
+        let mut filter = EventFilter::default();
+        assert!(filter.is_empty());
+        let id = Uuid::now_v7();
+        assert!(filter.matches(EventType::ClusterUpdated, "cluster", id));
+        filter.add_type("NODE_CONFIG_CHANGED").unwrap();
+        filter.add_type("ROUTING_FAILOVER").unwrap();
+        filter.add_type("NODE_CONFIG_CHANGED").unwrap();
+        assert_eq!(
+            filter.types,
+            [EventType::NodeConfigChanged, EventType::RoutingFailover]
+        );
+        assert!(filter.matches(EventType::RoutingFailover, "routing", id));
+        assert!(!filter.matches(EventType::NodeUpdated, "node", id));
+        filter.set_resource("node").unwrap();
+        assert!(!filter.matches(EventType::RoutingFailover, "routing", id));
+        assert!(filter.matches(EventType::NodeConfigChanged, "node", id));
+        filter.set_resource_id(&id.to_string()).unwrap();
+        assert!(!filter.matches(EventType::NodeConfigChanged, "node", Uuid::nil()));
+        assert!(filter.matches(EventType::NodeConfigChanged, "node", id));
+
+        for (result, field) in [
+            (filter.add_type("NODE_EXPLODED"), "type"),
+            (filter.add_type("node_config_changed"), "type"),
+            (filter.add_type(""), "type"),
+            (filter.set_resource("nodes"), "resource"),
+            (filter.set_resource(""), "resource"),
+            (filter.set_resource_id("42"), "resource_id"),
+        ] {
+            let error = result.unwrap_err();
+            assert_eq!(error.field(), field);
+            assert_eq!(error.code(), crate::ErrorCode::ValidationError);
+        }
+        let long = filter.add_type(&"X".repeat(10_000)).unwrap_err();
+        assert!(long.reason().len() < 200, "{}", long.reason());
+    }
 }

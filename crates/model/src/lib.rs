@@ -29,6 +29,7 @@ mod name;
 mod nullable;
 mod origin;
 mod registry_file;
+mod render;
 mod rollout;
 mod routing;
 mod sync;
@@ -70,11 +71,11 @@ pub use edge::{
 };
 pub use enums::{
     AuthType, ClientRole, ClientStatus, ClusterState, ClusterType, Connectivity, CredentialBinding,
-    CredentialExpiry, Environment, MaintenanceField, NodeKind, NodeSyncStatus, Platform,
+    CredentialExpiry, Environment, MaintenanceField, NodeKind, NodeSyncStatus, Platform, PushReason,
     RoutingStrategy, ServiceOrigin, ServiceState,
 };
 pub use error::{Error, ErrorCode};
-pub use event::{Event, EventType};
+pub use event::{Event, EventFilter, EventType, EVENT_RESOURCES};
 pub use filter::{
     parse_bool, ClusterFilter, LabelSelector, Page, DEFAULT_PAGE_SIZE, MAX_LABEL_SELECTORS,
     MAX_PAGE_SIZE,
@@ -91,6 +92,12 @@ pub use labels::{validate_label_key, validate_label_value, Labels};
 pub use name::{ClientName, ClusterName};
 pub use origin::{origin_of, CredentialOrigins};
 pub use registry_file::{ImportPlan, ImportProblem, RegistryFile};
+pub use render::{
+    render_caddy, render_file_set, render_hosts_block, render_traefik, render_zones,
+    replace_hosts_block, zone_serial, CaddyOptions, RenderOptions, RenderedFile,
+    TraefikHealthCheck, TraefikOptions, ZoneFile, ZoneOptions, CADDY_FILE, HOSTS_BEGIN, HOSTS_END,
+    HOSTS_FILE, TRAEFIK_FILE,
+};
 pub use rollout::{
     Rollout, RolloutClient, RolloutClientState, RolloutCommand, RolloutConflict, RolloutEvent,
     RolloutObservation, RolloutRequest, RolloutStatus, RolloutWave, DEFAULT_WAVE_SIZE,

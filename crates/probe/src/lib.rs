@@ -4,7 +4,9 @@
 //! [`Prober`] holds the pooled HTTP clients; [`Prober::check`] returns a
 //! [`HealthReport`] (the model's `CheckResults` plus causes), turned into a
 //! `ClusterStatus` by [`HealthReport::status`]; [`Prober::discover`] returns a
-//! [`Discovery`] (the model's `Capabilities` plus the platform version). The API
+//! [`Discovery`] (the model's `Capabilities` plus the platform version);
+//! [`Prober::discover_services`] returns the Services a cluster exposes with the
+//! annotation `fleetreg.io/expose: "true"` ([`ServiceDiscovery`]). The API
 //! server is reached through kube-rs, built from an in-memory `kube::Config` whose
 //! URL path is kept as a prefix (never a kubeconfig file); readiness endpoints and
 //! Prometheus queries through reqwest.
@@ -43,6 +45,7 @@ mod pki;
 mod prober;
 mod remote;
 mod resolver;
+mod services;
 mod target;
 mod token_request;
 mod url_check;
@@ -57,6 +60,11 @@ pub use health::{Failure, HealthReport};
 pub use hub_secrets::{HubConfig, HubError, HubSecret, HubSecrets};
 pub use prober::Prober;
 pub use remote::{escape_remote, TooLarge, DEFAULT_MAX_RESPONSE_BYTES, MAX_REMOTE_TEXT_CHARS};
+pub use services::{
+    ServiceDiscovery, ServiceProblem, DESCRIPTION_ANNOTATION, EXPOSE_ANNOTATION,
+    MAX_EXPOSED_SERVICES, NAME_ANNOTATION, PORT_ANNOTATION, SUBDOMAIN_ANNOTATION,
+    UPSTREAM_ANNOTATION,
+};
 pub use target::Target;
 pub use url_check::{UrlCheck, UrlChecker};
 

@@ -315,6 +315,47 @@ impl From<StoreError> for ApiError {
                     .with_details(json!({ "field": "name", "reason": "taken", "name": name }))
             }
             StoreError::TokenNotFound(id) => ApiError::new(code, format!("no active token {id}")),
+            StoreError::DomainNotFound(name) => ApiError::not_found(code, "domain", name),
+            StoreError::NodeNotFound(name) => ApiError::not_found(code, "node", name),
+            StoreError::ServiceNotFound(name) => ApiError::not_found(code, "service", name),
+            StoreError::RoutingNotFound(service) => {
+                let service: String = service.chars().take(128).collect();
+                ApiError::new(code, format!("service {service} has no routing"))
+                    .with_details(json!({ "service": service }))
+            }
+            StoreError::DomainExists(name) => {
+                ApiError::new(code, format!("a domain named {name:?} already exists"))
+                    .with_details(json!({ "name": name }))
+            }
+            StoreError::NodeExists(name) => {
+                ApiError::new(code, format!("a node named {name:?} already exists"))
+                    .with_details(json!({ "name": name }))
+            }
+            StoreError::ServiceExists(name) => {
+                ApiError::new(code, format!("a service named {name:?} already exists"))
+                    .with_details(json!({ "name": name }))
+            }
+            StoreError::NodeAddressTaken {
+                field,
+                address,
+                node,
+            } => ApiError::new(
+                code,
+                format!("{address} ({field}) is already the address of node {node}"),
+            )
+            .with_details(json!({ "field": field, "address": address, "node": node })),
+            StoreError::InUse {
+                what,
+                name,
+                services,
+            } => ApiError::new(
+                code,
+                format!(
+                    "the {what} {name} is named by the routing of {}; change or delete those routings first",
+                    services.join(", ")
+                ),
+            )
+            .with_details(json!({ "services": services })),
             // A logical failure without its own wording yet: still its own code.
             other => ApiError::new(code, other.to_string()),
         }
@@ -424,6 +465,41 @@ mod tests {
             ),
             (StoreError::TokenNotFound(id), 404, "TOKEN_NOT_FOUND"),
             (
+                StoreError::DomainNotFound("d.example".into()),
+                404,
+                "DOMAIN_NOT_FOUND",
+            ),
+            (
+                StoreError::DomainExists("d.example".into()),
+                409,
+                "DOMAIN_ALREADY_EXISTS",
+            ),
+            (
+                StoreError::NodeNotFound("vps1".into()),
+                404,
+                "NODE_NOT_FOUND",
+            ),
+            (
+                StoreError::NodeExists("vps1".into()),
+                409,
+                "NODE_ALREADY_EXISTS",
+            ),
+            (
+                StoreError::ServiceNotFound("web".into()),
+                404,
+                "SERVICE_NOT_FOUND",
+            ),
+            (
+                StoreError::ServiceExists("web".into()),
+                409,
+                "SERVICE_ALREADY_EXISTS",
+            ),
+            (
+                StoreError::RoutingNotFound("web".into()),
+                404,
+                "ROUTING_NOT_FOUND",
+            ),
+            (
                 StoreError::Invalid(ModelError::invalid("labels", "bad")),
                 400,
                 "VALIDATION_ERROR",
@@ -510,6 +586,45 @@ mod tests {
             body["error"]["details"],
             json!({ "field": "name", "reason": "taken", "name": "ci" })
         );
+    }
+
+    #[tokio::test]
+    async fn edge_errors_carry_their_details() {
+        let taken = StoreError::NodeAddressTaken {
+            field: "overlay_address".into(),
+            address: "100.64.0.1".into(),
+            node: "vps1".into(),
+        };
+        let (status, body, _) = answer(taken.into()).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "NODE_ADDRESS_TAKEN");
+        assert_eq!(
+            body["error"]["details"],
+            json!({ "field": "overlay_address", "address": "100.64.0.1", "node": "vps1" })
+        );
+        let in_use = StoreError::InUse {
+            what: "domain",
+            name: "curiios.com".into(),
+            services: vec!["immich".into(), "open-webui".into()],
+        };
+        let (status, body, _) = answer(in_use.into()).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "RESOURCE_IN_USE");
+        assert_eq!(
+            body["error"]["details"],
+            json!({ "services": ["immich", "open-webui"] })
+        );
+        let long = "a".repeat(300);
+        let (status, body, _) = answer(StoreError::DomainNotFound(long).into()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "DOMAIN_NOT_FOUND");
+        assert_eq!(
+            body["error"]["details"]["domain"].as_str().map(str::len),
+            Some(128)
+        );
+        let (status, body, _) = answer(StoreError::RoutingNotFound("immich".into()).into()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["details"], json!({ "service": "immich" }));
     }
 
     #[test]

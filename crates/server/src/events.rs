@@ -3,25 +3,40 @@
 
 use crate::metrics::EVENTS_REVISION;
 use bytes::Bytes;
-use fleetreg_model::Event;
+use fleetreg_model::{Event, EventFilter, EventType};
 use fleetreg_store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// Frames buffered per subscriber before it counts as lagging.
 const CHANNEL_CAPACITY: usize = 8192;
 /// How often the hub looks for events committed by other replicas.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// An event rendered once for every subscriber.
+/// An event rendered once for every subscriber, with what a filtered
+/// subscription (`EventFilter`) selects on beside the bytes.
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// The event's revision.
     pub revision: i64,
+    /// The event's type.
+    pub event_type: EventType,
+    /// The kind of resource the event is about.
+    pub resource: String,
+    /// The resource's id.
+    pub resource_id: Uuid,
     /// `id: …\nevent: …\ndata: …\n\n`.
     pub bytes: Bytes,
+}
+
+impl Frame {
+    /// Whether a subscription with `filter` receives this frame.
+    pub fn matches(&self, filter: &EventFilter) -> bool {
+        filter.matches(self.event_type, &self.resource, self.resource_id)
+    }
 }
 
 /// Renders an event as a server-sent-events frame.
@@ -29,6 +44,9 @@ pub fn render_frame(event: &Event) -> Frame {
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
     Frame {
         revision: event.revision,
+        event_type: event.event_type,
+        resource: event.resource.clone(),
+        resource_id: event.resource_id,
         bytes: Bytes::from(format!(
             "id: {}\nevent: {}\ndata: {}\n\n",
             event.revision, event.event_type, data

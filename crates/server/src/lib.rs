@@ -13,6 +13,7 @@ pub mod auth;
 pub mod client_health;
 pub mod coalesce;
 pub mod credentials;
+pub mod edge_sync;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -26,6 +27,7 @@ pub mod query;
 pub mod retention;
 pub mod rollouts;
 pub mod serve;
+pub mod service_discovery;
 pub mod settings;
 pub mod state;
 pub mod tls;
@@ -257,6 +259,17 @@ impl Application {
             std::time::Duration::from_secs(settings.sync.rollout_check_seconds.max(1)),
             shutdown.clone(),
         )));
+        let signals = edge_sync::NodeSignals::start(&hub, shutdown.clone());
+        let edge = edge_sync::ControllerHandle::new(std::time::Duration::from_secs(
+            settings.edge.reconcile_seconds,
+        ));
+        let controller = edge_sync::Controller::new(
+            store.clone(),
+            settings.edge.clone(),
+            format!("replica-{}", uuid::Uuid::now_v7()),
+            &edge,
+        );
+        workers.push(tokio::spawn(controller.run(shutdown.clone())));
         let orphans = orphans::OrphanWatch::new(store.clone(), &settings.sync);
         workers.push(tokio::spawn(orphans.run(
             std::time::Duration::from_secs(settings.sync.orphan_check_seconds.max(1)),
@@ -279,6 +292,13 @@ impl Application {
             background: health::Background::default(),
         };
         let background = health.background.clone();
+        if settings.edge.service_sync_seconds > 0 {
+            let services = service_discovery::ServiceSync::new(store.clone(), health.clone());
+            workers.push(tokio::spawn(services.run(
+                std::time::Duration::from_secs(settings.edge.service_sync_seconds),
+                shutdown.clone(),
+            )));
+        }
         let health_scheduler = if settings.health_check.enabled {
             let scheduler = HealthScheduler::new(store.clone(), health.clone());
             workers.push(tokio::spawn(scheduler.clone().run(shutdown.clone())));
@@ -324,6 +344,8 @@ impl Application {
             client_health: client_checker,
             fleet: api::fleet::SharedAggregates::default(),
             clock: store.clock().clone(),
+            signals,
+            edge,
         });
         let router = router(state, &settings);
         Ok(Application {

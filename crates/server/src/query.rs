@@ -186,6 +186,20 @@ mod tests {
     }
 
     #[test]
+    fn event_types_repeat_and_the_other_event_filters_do_not() {
+        let declared = declared();
+        for route in ["/api/v1/events", "/api/v1/events/stream"] {
+            let check = |query: &str| declared.check(&Method::GET, route, query);
+            assert!(check("type=CLUSTER_DELETED&type=NODE_UPDATED&resource=node").is_ok());
+            assert!(check("resource_id=0190c0de-0000-7000-8000-000000000001").is_ok());
+            assert!(check("resource=node&resource=client").is_err());
+            assert!(check("resource_id=a&resource_id=b").is_err());
+            assert!(check("after=1&after=2").is_err());
+            assert!(check("types=CLUSTER_DELETED").is_err());
+        }
+    }
+
+    #[test]
     fn an_operation_without_parameters_refuses_any() {
         let declared = declared();
         assert!(declared

@@ -46,6 +46,8 @@ pub struct Settings {
     pub http: HttpConfig,
     /// The `sync:` block: when a silent host counts as orphaned.
     pub sync: SyncConfig,
+    /// The `edge:` block: push-sync to edge nodes and service discovery.
+    pub edge: EdgeConfig,
     /// Where the store and the server read the current time: the system
     /// clock (never from the file); tests give a manual one to set the time
     /// instead of sleeping.
@@ -72,6 +74,41 @@ impl Default for SyncConfig {
             orphan_after_seconds: 300,
             orphan_check_seconds: 30,
             rollout_check_seconds: 5,
+        }
+    }
+}
+
+/// `edge:` (fleetreg's own): the sync controller that pushes each edge
+/// node's configuration, node liveness, and services read from clusters.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// A node whose agent sent no heartbeat for this many seconds is
+    /// `offline` and, for routing, down (primary-backup and geo routes fail
+    /// over). Agents send one every 10 s by default.
+    pub offline_after_seconds: u64,
+    /// The first retry of an unacknowledged push waits this long; each next
+    /// one twice as long (3 retries, then the node is `failed`).
+    pub push_retry_base_ms: u64,
+    /// Every node is sent its full configuration this often (the seed's
+    /// hourly reconciliation; `fleetreg sync reconcile --every` changes it
+    /// at run time).
+    pub reconcile_seconds: u64,
+    /// How often the controller looks at liveness and due retries.
+    pub controller_tick_ms: u64,
+    /// How often services are read from registered clusters (annotated
+    /// Kubernetes `Service`s); 0 turns it off.
+    pub service_sync_seconds: u64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            offline_after_seconds: 30,
+            push_retry_base_ms: 2000,
+            reconcile_seconds: 3600,
+            controller_tick_ms: 500,
+            service_sync_seconds: 60,
         }
     }
 }
@@ -270,6 +307,7 @@ impl Default for Settings {
             client_health: ClientHealthConfig::default(),
             http: HttpConfig::default(),
             sync: SyncConfig::default(),
+            edge: EdgeConfig::default(),
             clock: fleetreg_model::Clock::system(),
         }
     }
@@ -309,6 +347,8 @@ struct RegistryConfig {
     http: HttpConfig,
     #[serde(default)]
     sync: SyncConfig,
+    #[serde(default)]
+    edge: EdgeConfig,
 }
 
 /// The smallest `health_check.max_response_bytes` accepted (an API server's
@@ -634,6 +674,7 @@ impl Settings {
             client_health: c.client_health,
             http: c.http,
             sync: c.sync,
+            edge: c.edge,
             ..defaults
         })
     }

@@ -50,4 +50,8 @@ pub struct Shared {
     /// Where handlers read the current time: the store's clock
     /// ([`Store::clock`]), so that a test setting it moves both.
     pub clock: fleetreg_model::Clock,
+    /// Wake-ups of this replica's open agent streams, by node.
+    pub signals: crate::edge_sync::NodeSignals,
+    /// The sync controller's run-time settings (reconciliation interval).
+    pub edge: crate::edge_sync::ControllerHandle,
 }

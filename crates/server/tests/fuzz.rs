@@ -15,10 +15,10 @@ const SECONDS_PER_TARGET: &str = "10";
 #[test]
 fn every_fuzz_target_runs_without_a_crash() {
     if !required(REQUIRE) {
-        eprintln!(
-            "SKIP: the bounded fuzz run builds an instrumented copy of the tree (minutes); \
+        fleetreg_testkit::skip(&format!(
+            "the bounded fuzz run builds an instrumented copy of the tree (minutes); \
              set {REQUIRE}=1 to run it, or run scripts/fuzz.sh"
-        );
+        ));
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

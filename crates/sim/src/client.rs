@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::kubeconfig::KubeconfigAuth;
 use crate::log::RequestPage;
 use crate::secrets::SecretRecord;
-use crate::spec::{ClusterSpec, Faults, FaultsPatch};
+use crate::spec::{ClusterSpec, Faults, FaultsPatch, ServiceSpec};
 use crate::state::ClusterView;
 use serde::de::DeserializeOwned;
 
@@ -300,6 +300,34 @@ impl SimAdmin {
                 .json(patch),
         )
         .await
+    }
+
+    /// `GET /admin/clusters/{name}/services`: the declared services.
+    pub async fn services(&self, name: &str) -> Result<Vec<ServiceSpec>, Error> {
+        let items: Items<ServiceSpec> =
+            Self::json(self.http.get(self.cluster_url(name, &["services"])?)).await?;
+        Ok(items.items)
+    }
+
+    /// `PUT /admin/clusters/{name}/services/{namespace}/{name}` with `service`
+    /// (its namespace and name give the path): declares it, replacing one of
+    /// the same namespace and name.
+    pub async fn put_service(&self, name: &str, service: &ServiceSpec) -> Result<(), Error> {
+        let url = self.cluster_url(name, &["services", &service.namespace, &service.name])?;
+        Self::checked(self.http.put(url).json(service))
+            .await
+            .map(|_| ())
+    }
+
+    /// `DELETE /admin/clusters/{name}/services/{namespace}/{service}`.
+    pub async fn delete_service(
+        &self,
+        name: &str,
+        namespace: &str,
+        service: &str,
+    ) -> Result<(), Error> {
+        let url = self.cluster_url(name, &["services", namespace, service])?;
+        Self::checked(self.http.delete(url)).await.map(|_| ())
     }
 
     /// `GET /admin/requests`: entries after `after`, optionally of one cluster.

@@ -36,6 +36,14 @@ pub enum Error {
         /// The id asked for (token value or certificate serial).
         id: String,
     },
+    /// The cluster declares no service with this namespace and name.
+    #[error("simulated cluster {cluster:?} declares no service {service:?}")]
+    UnknownService {
+        /// The cluster.
+        cluster: String,
+        /// `namespace/name`.
+        service: String,
+    },
     /// Client certificates and the CA need the simulator to serve HTTPS.
     #[error("the simulator serves plain HTTP; start it with --tls (SpawnedSim::start_tls) for certificates")]
     TlsDisabled,
@@ -76,9 +84,9 @@ pub enum Error {
 impl Error {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Error::NotFound { .. } | Error::UnknownCredential { .. } => {
-                (StatusCode::NOT_FOUND, "NOT_FOUND")
-            }
+            Error::NotFound { .. }
+            | Error::UnknownCredential { .. }
+            | Error::UnknownService { .. } => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Error::TlsDisabled => (StatusCode::CONFLICT, "TLS_DISABLED"),
             Error::AlreadyExists { .. } => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
             Error::InvalidName { .. } | Error::InvalidRequest { .. } => {

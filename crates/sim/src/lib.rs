@@ -9,12 +9,16 @@
 //!   cluster does not have answer 404, like a real server. Besides reads: Secrets
 //!   (create, get, list with `labelSelector`, replace, merge-patch, delete, with
 //!   409/404/422 `Status` bodies and `resourceVersion`s; any namespace name) and
-//!   the TokenRequest API (`POST …/serviceaccounts/{sa}/token`).
+//!   the TokenRequest API (`POST …/serviceaccounts/{sa}/token`). Services are
+//!   those the observability components imply plus the ones the spec declares
+//!   ([`ServiceSpec`]: type, cluster IP, ports, annotations, labels,
+//!   load-balancer ingress), which the admin API adds and removes at run time.
 //! - `{base}/c/{name}/prometheus/-/ready`, `…/prometheus/api/v1/query` (DCGM
 //!   `DCGM_FI_DEV_GPU_UTIL`), `…/tempo/ready`, `…/loki/ready`.
 //! - `{base}/admin/…`: create clusters from a [`ClusterSpec`] (plus an
 //!   [`AuthSpec`]), change [`Faults`] at run time, manage the tokens and client
-//!   certificates a cluster accepts, read its Secrets raw, get kubeconfigs, move
+//!   certificates a cluster accepts, declare and remove Services, read its
+//!   Secrets raw, get kubeconfigs, move
 //!   the clock, read the request log (see [`admin`]).
 //!
 //! Authentication, per cluster: with [`AuthSpec::required`] (or the older
@@ -68,7 +72,9 @@ pub use kubeconfig::KubeconfigAuth;
 pub use log::{LogEntry, RequestPage, Service};
 pub use pki::Pki;
 pub use secrets::SecretRecord;
-pub use spec::{ClusterSpec, Faults, FaultsPatch, ObservabilitySpec};
+pub use spec::{
+    ClusterSpec, Faults, FaultsPatch, ObservabilitySpec, ServicePortSpec, ServiceSpec, TargetPort,
+};
 pub use state::{ClusterView, Sim};
 pub use token_request::{DEFAULT_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS};
 
@@ -217,7 +223,12 @@ impl Drop for SpawnedSim {
     fleetreg sim --tls --clusters 3 --ca-out sim-ca.pem\n  \
     curl --cacert sim-ca.pem -X PUT -d '{\"required\": true}' -H 'content-type: application/json' \\\n    \
     https://127.0.0.1:9000/admin/clusters/sim-00000/auth\n  \
-    curl --cacert sim-ca.pem 'https://127.0.0.1:9000/admin/clusters/sim-00000/kubeconfig?auth=cert&user=alice'")]
+    curl --cacert sim-ca.pem 'https://127.0.0.1:9000/admin/clusters/sim-00000/kubeconfig?auth=cert&user=alice'\n  \
+    curl -X PUT -H 'content-type: application/json' \\\n    \
+    -d '{\"type\": \"LoadBalancer\", \"ports\": [{\"port\": 2283}], \"load_balancer_ips\": [\"10.0.0.5\"],\n    \
+    \"annotations\": {\"fleetreg.io/expose\": \"true\", \"fleetreg.io/subdomain\": \"photos\"}}' \\\n    \
+    http://127.0.0.1:9000/admin/clusters/sim-00000/services/immich/immich\n  \
+    curl -X DELETE http://127.0.0.1:9000/admin/clusters/sim-00000/services/immich/immich")]
 pub struct SimArgs {
     /// Address to listen on (loopback unless asked otherwise).
     #[arg(long, env = "FLEETREG_SIM_LISTEN", default_value = "127.0.0.1:9000")]

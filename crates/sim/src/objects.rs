@@ -2,7 +2,7 @@
 //! returns (`kind`, `apiVersion`, `metadata`, `spec`, `status`). Built per request:
 //! ten thousand clusters cost nothing while nobody asks.
 
-use crate::spec::ClusterSpec;
+use crate::spec::{ClusterSpec, ServiceSpec, TargetPort};
 use serde_json::{json, Map, Value};
 
 /// Namespace of the NVIDIA GPU operator.
@@ -93,6 +93,9 @@ pub fn namespace_names(spec: &ClusterSpec) -> Vec<String> {
     add(spec.ptp, PTP_NAMESPACE);
     for ns in &spec.cnf_namespaces {
         add(true, ns);
+    }
+    for service in &spec.services {
+        add(true, &service.namespace);
     }
     names
 }
@@ -289,8 +292,108 @@ fn service(name: &str, namespace: &str, port: u16) -> Namespaced {
     }
 }
 
-/// Every `Service` the spec implies.
+/// A declared [`ServiceSpec`] as the API server lists it.
+pub fn declared_service(declared: &ServiceSpec) -> Namespaced {
+    let (ns, name) = (declared.namespace.as_str(), declared.name.as_str());
+    let labels: Vec<(String, String)> = declared
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut meta = metadata(name, Some(ns), &labels);
+    if !declared.annotations.is_empty() {
+        meta["annotations"] = json!(declared.annotations);
+    }
+    // Changes whenever the declaration does, like a real resourceVersion.
+    let content = serde_json::to_string(declared).unwrap_or_default();
+    meta["resourceVersion"] = json!(stable_hash(&content).to_string());
+    let ports: Vec<Value> = declared
+        .ports
+        .iter()
+        .map(|p| {
+            let mut port = Map::new();
+            if let Some(name) = &p.name {
+                port.insert("name".into(), json!(name));
+            }
+            port.insert("protocol".into(), json!(p.protocol));
+            port.insert("port".into(), json!(p.port));
+            let target = match &p.target_port {
+                None => json!(p.port),
+                Some(TargetPort::Number(n)) => json!(n),
+                Some(TargetPort::Name(name)) => json!(name),
+            };
+            port.insert("targetPort".into(), target);
+            Value::Object(port)
+        })
+        .collect();
+    let cluster_ip = declared.cluster_ip.clone().unwrap_or_else(|| {
+        let h = stable_hash(&format!("{ns}/{name}"));
+        format!("172.30.{}.{}", (h >> 8) & 0xff, (h & 0xff).max(1))
+    });
+    let ingress: Vec<Value> = declared
+        .load_balancer_ips
+        .iter()
+        .map(|ip| json!({"ip": ip}))
+        .collect();
+    let load_balancer = if ingress.is_empty() {
+        json!({})
+    } else {
+        json!({"ingress": ingress})
+    };
+    let object = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": declared.service_type,
+            "clusterIP": cluster_ip,
+            "clusterIPs": [cluster_ip],
+            "ports": ports,
+        },
+        "status": {"loadBalancer": load_balancer},
+    });
+    Namespaced {
+        namespace: ns.to_owned(),
+        labels,
+        object,
+    }
+}
+
+/// A stable 64-bit FNV-1a hash of `text`.
+fn stable_hash(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash
+}
+
+/// Every `Service`, by namespace and name: those the spec implies (the API
+/// server's `kubernetes`, the observability components') and the declared
+/// ones ([`ClusterSpec::services`]), which replace an implied one of the same
+/// namespace and name.
 pub fn services(spec: &ClusterSpec) -> Vec<Namespaced> {
+    let declared = |ns: &str, name: &str| {
+        spec.services
+            .iter()
+            .any(|s| s.namespace == ns && s.name == name)
+    };
+    let mut out = implied_services(spec);
+    out.retain(|s| {
+        let name = s.object["metadata"]["name"].as_str().unwrap_or_default();
+        !declared(&s.namespace, name)
+    });
+    out.extend(spec.services.iter().map(declared_service));
+    // In key order, as an API server lists from etcd.
+    out.sort_by(|a, b| {
+        let name = |s: &Namespaced| s.object["metadata"]["name"].as_str().map(str::to_owned);
+        (&a.namespace, name(a)).cmp(&(&b.namespace, name(b)))
+    });
+    out
+}
+
+fn implied_services(spec: &ClusterSpec) -> Vec<Namespaced> {
     let mut out = vec![service("kubernetes", "default", 443)];
     let obs = &spec.observability;
     if obs.prometheus {
@@ -452,5 +555,42 @@ mod tests {
         assert!(!names.contains(&MONITORING_NAMESPACE.to_owned()));
         assert_eq!(version(&spec)["minor"], "29");
         assert_eq!(fake_uid("a"), fake_uid("a"));
+    }
+
+    #[test]
+    fn declared_services_replace_implied_ones_and_get_an_address() {
+        let declared = |namespace: &str, name: &str| ServiceSpec {
+            namespace: namespace.into(),
+            name: name.into(),
+            service_type: "ClusterIP".into(),
+            cluster_ip: None,
+            ports: Vec::new(),
+            annotations: Default::default(),
+            labels: Default::default(),
+            load_balancer_ips: Vec::new(),
+        };
+        let spec = ClusterSpec {
+            services: vec![declared("default", "kubernetes"), declared("apps", "web")],
+            ..ClusterSpec::default()
+        };
+        let all = services(&spec);
+        assert_eq!(
+            all.len(),
+            2,
+            "the declared kubernetes service replaced the implied one"
+        );
+        assert_eq!(all[0].namespace, "apps", "listed by namespace and name");
+        let kubernetes = &all[1].object;
+        assert_eq!(kubernetes["spec"]["ports"], json!([]));
+        let ip = kubernetes["spec"]["clusterIP"].as_str().unwrap();
+        assert!(ip.starts_with("172.30."), "{ip}");
+        assert_eq!(
+            services(&spec)[1].object,
+            *kubernetes,
+            "stable across requests"
+        );
+        assert!(kubernetes["metadata"].get("annotations").is_none());
+        assert_eq!(kubernetes["status"]["loadBalancer"], json!({}));
+        assert!(namespace_names(&spec).contains(&"apps".to_owned()));
     }
 }

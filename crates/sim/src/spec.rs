@@ -2,6 +2,7 @@
 //! ([`Faults`]); both are JSON bodies of the admin API.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The contents of one simulated cluster. Every field has a default, so `{}` is a
 /// small healthy cluster with three nodes and nothing else.
@@ -40,6 +41,11 @@ pub struct ClusterSpec {
     /// single-token form of [`AuthSpec`](crate::AuthSpec) (`required` plus one
     /// entry of `tokens`).
     pub token: Option<String>,
+    /// Kubernetes `Service`s besides those the observability components
+    /// imply (a declared one replaces an implied one of the same namespace
+    /// and name); their namespaces exist too. Changed at run time with
+    /// `PUT`/`DELETE /admin/clusters/{name}/services/{ns}/{svc}`.
+    pub services: Vec<ServiceSpec>,
 }
 
 impl Default for ClusterSpec {
@@ -58,6 +64,7 @@ impl Default for ClusterSpec {
             kubernetes_version: "v1.29.4".to_owned(),
             openshift_version: None,
             token: None,
+            services: Vec::new(),
         }
     }
 }
@@ -93,6 +100,24 @@ impl ClusterSpec {
         spec
     }
 
+    /// Why the declared services cannot be served: a namespace or name that is
+    /// not a DNS label, or a namespace and name declared twice.
+    pub(crate) fn services_problem(&self) -> Option<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for service in &self.services {
+            if let Some(problem) = service.name_problem() {
+                return Some(problem);
+            }
+            if !seen.insert((&service.namespace, &service.name)) {
+                return Some(format!(
+                    "service {}/{} is declared twice",
+                    service.namespace, service.name
+                ));
+            }
+        }
+        None
+    }
+
     /// The GPU count of each GPU node (the first nodes take the remainder).
     pub fn gpus_per_node(&self) -> Vec<u32> {
         if self.gpu_count == 0 {
@@ -107,6 +132,101 @@ impl ClusterSpec {
         let extra = self.gpu_count % n_nodes;
         (0..n_nodes).map(|i| base + u32::from(i < extra)).collect()
     }
+}
+
+/// One Kubernetes `Service` of a simulated cluster, as the API server lists it
+/// (`metadata{name, namespace, annotations, labels, resourceVersion}`,
+/// `spec{type, clusterIP, ports}`, `status.loadBalancer.ingress[{ip}]`).
+///
+/// Only the names are checked (DNS labels, unique per cluster): ports,
+/// addresses and annotations are served as given, so a test can hand the
+/// probe what a broken or hostile cluster would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Its namespace (a DNS label). In the body of
+    /// `PUT /admin/clusters/{name}/services/{ns}/{svc}` it may be left out;
+    /// when given it must equal the path's.
+    #[serde(default)]
+    pub namespace: String,
+    /// Its name (a DNS label); like `namespace` in a `PUT` body.
+    #[serde(default)]
+    pub name: String,
+    /// `spec.type`: `ClusterIP` (the default), `NodePort`, `LoadBalancer`, ….
+    #[serde(default = "cluster_ip_type", rename = "type")]
+    pub service_type: String,
+    /// `spec.clusterIP`; a stable address in `172.30.0.0/16` derived from the
+    /// namespace and name when absent.
+    #[serde(default)]
+    pub cluster_ip: Option<String>,
+    /// `spec.ports`, in order.
+    #[serde(default)]
+    pub ports: Vec<ServicePortSpec>,
+    /// `metadata.annotations` (e.g. `fleetreg.io/expose: "true"`).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// `metadata.labels` (matched by `labelSelector`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `status.loadBalancer.ingress[].ip`, in order.
+    #[serde(default)]
+    pub load_balancer_ips: Vec<String>,
+}
+
+impl ServiceSpec {
+    /// Why its namespace or name cannot be served (not a DNS label).
+    pub(crate) fn name_problem(&self) -> Option<String> {
+        for (what, text) in [("namespace", &self.namespace), ("name", &self.name)] {
+            let ok = !text.is_empty()
+                && text.len() <= 63
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !text.starts_with('-')
+                && !text.ends_with('-');
+            if !ok {
+                return Some(format!(
+                    "service {what} {text:?} is not a DNS label (1-63 of a-z, 0-9 and '-')"
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn cluster_ip_type() -> String {
+    "ClusterIP".to_owned()
+}
+
+/// One entry of a Service's `spec.ports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePortSpec {
+    /// `name` (left out of the object when absent).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `port` (not range-checked: see [`ServiceSpec`]).
+    pub port: i32,
+    /// `targetPort`, a number or a container port's name; `port` when absent.
+    #[serde(default)]
+    pub target_port: Option<TargetPort>,
+    /// `protocol`; `TCP` when absent.
+    #[serde(default = "tcp")]
+    pub protocol: String,
+}
+
+fn tcp() -> String {
+    "TCP".to_owned()
+}
+
+/// A Service port's `targetPort`: Kubernetes' `IntOrString`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TargetPort {
+    /// A port number.
+    Number(i32),
+    /// The name of a container port.
+    Name(String),
 }
 
 /// Observability components a cluster runs (what discovery should find).

@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::log::{LogEntry, RequestLog, RequestPage};
 use crate::pki::Pki;
 use crate::secrets::SecretStore;
-use crate::spec::{ClusterSpec, Faults, FaultsPatch};
+use crate::spec::{ClusterSpec, Faults, FaultsPatch, ServiceSpec};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -205,6 +205,7 @@ impl Sim {
         auth: AuthSpec,
     ) -> Result<ClusterView, Error> {
         validate_name(name)?;
+        validate_services(&spec)?;
         let mut clusters = self.write();
         if clusters.contains_key(name) {
             return Err(Error::AlreadyExists {
@@ -245,7 +246,9 @@ impl Sim {
             if clusters.contains_key(&name) {
                 continue;
             }
-            let entry = Entry::new(spec_of(i), Faults::default(), auth.clone());
+            let spec = spec_of(i);
+            validate_services(&spec)?;
+            let entry = Entry::new(spec, Faults::default(), auth.clone());
             clusters.insert(name, entry);
             added += 1;
         }
@@ -287,10 +290,64 @@ impl Sim {
 
     /// Replaces a cluster's contents.
     pub fn set_spec(&self, name: &str, spec: ClusterSpec) -> Result<ClusterView, Error> {
+        validate_services(&spec)?;
         let mut clusters = self.write();
         let entry = clusters.get_mut(name).ok_or_else(|| not_found(name))?;
         entry.spec = Arc::new(spec);
         Ok(self.view(name, entry))
+    }
+
+    /// A cluster's declared services ([`ClusterSpec::services`]).
+    pub fn services(&self, name: &str) -> Result<Vec<ServiceSpec>, Error> {
+        let clusters = self.read();
+        let entry = clusters.get(name).ok_or_else(|| not_found(name))?;
+        Ok(entry.spec.services.clone())
+    }
+
+    /// Declares `service` in cluster `name`, replacing the one of the same
+    /// namespace and name; `true` when it is new.
+    pub fn put_service(&self, name: &str, service: ServiceSpec) -> Result<bool, Error> {
+        if let Some(reason) = service.name_problem() {
+            return Err(Error::InvalidRequest { reason });
+        }
+        let mut clusters = self.write();
+        let entry = clusters.get_mut(name).ok_or_else(|| not_found(name))?;
+        let mut spec = (*entry.spec).clone();
+        let existing = spec
+            .services
+            .iter_mut()
+            .find(|s| s.namespace == service.namespace && s.name == service.name);
+        let created = match existing {
+            Some(slot) => {
+                *slot = service;
+                false
+            }
+            None => {
+                spec.services.push(service);
+                true
+            }
+        };
+        entry.spec = Arc::new(spec);
+        Ok(created)
+    }
+
+    /// Removes the declared service `namespace/service` of cluster `name`
+    /// ([`Error::UnknownService`] when it has none).
+    pub fn delete_service(&self, name: &str, namespace: &str, service: &str) -> Result<(), Error> {
+        let mut clusters = self.write();
+        let entry = clusters.get_mut(name).ok_or_else(|| not_found(name))?;
+        let mut spec = (*entry.spec).clone();
+        let before = spec.services.len();
+        spec.services
+            .retain(|s| !(s.namespace == namespace && s.name == service));
+        if spec.services.len() == before {
+            return Err(Error::UnknownService {
+                cluster: name.to_owned(),
+                service: format!("{namespace}/{service}"),
+            });
+        }
+        entry.spec = Arc::new(spec);
+        Ok(())
     }
 
     /// Changes a cluster's faults with `change`.
@@ -378,6 +435,13 @@ impl Sim {
 fn not_found(name: &str) -> Error {
     Error::NotFound {
         name: name.to_owned(),
+    }
+}
+
+fn validate_services(spec: &ClusterSpec) -> Result<(), Error> {
+    match spec.services_problem() {
+        Some(reason) => Err(Error::InvalidRequest { reason }),
+        None => Ok(()),
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) const CREDENTIAL_COLUMNS: &str =
      origins, unbound_at";
 
 /// Columns of `api_tokens` that [`token_from_row`] reads (never the hash).
-pub(crate) const TOKEN_COLUMNS: &str = "id, name, role, prefix, created_at, expires_at, revoked_at";
+pub(crate) const TOKEN_COLUMNS: &str = "id, name, role, prefix, created_at, expires_at, revoked_at, node";
 
 /// A wire-enum column parsed with `parse`; anything else is corruption.
 /// The text of `column` parsed with `parse` (a wire enum or name); anything
@@ -154,6 +154,7 @@ pub(crate) fn token_from_row(row: &Row) -> Result<ApiToken, StoreError> {
         created_at: row.get("created_at")?,
         expires_at: row.get("expires_at")?,
         revoked_at: row.get("revoked_at")?,
+        node: row.get("node")?,
     })
 }
 

@@ -10,12 +10,23 @@
 //! revision and appends `NODE_CONFIG_CHANGED`: the sync controller and the
 //! agents' streams act on that event.
 
-use crate::StoreError;
+use crate::edge_rows::{
+    domain_from_row, edge_state_from_rows, edge_state_statements, node_from_row,
+    node_sync_from_row, routing_from_row, service_from_row, DOMAIN_SELECT, NODE_SELECT,
+    ROUTING_SELECT, SERVICE_SELECT, SYNC_ORDER, SYNC_SELECT,
+};
+use crate::sql::Sql;
+use crate::writer::{
+    Acknowledge, ClaimController, ConfigureRouting, CreateDomain, CreateNode, CreateService,
+    DeleteDomain, DeleteNode, DeleteRouting, DeleteService, MarkSilentNodes, RecordPush,
+    ResetPushes, SyncClusterServices, UpdateDomain, UpdateNode, UpdateService,
+};
+use crate::{SqlStore, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
     Audit, DnsLabel, Domain, DomainFields, DomainName, Node, NodeAck, NodeConfig, NodeFields,
-    NodeKind, NodeSync, NodeSyncStatus, Routing, RoutingFields, RoutingPlan, Service,
+    NodeKind, NodeSync, NodeSyncStatus, PushReason, Routing, RoutingFields, RoutingPlan, Service,
     ServiceFields, ServiceState,
 };
 pub use fleetreg_model::{DiscoveredService, ServiceSyncReport};
@@ -185,20 +196,26 @@ pub trait EdgeStore: Send + Sync {
         ack: NodeAck,
         audit: &Audit,
     ) -> Result<NodeSync, StoreError>;
-    /// Records a push of the desired revision to `node`: increments its
-    /// attempts (returns the new count); at `max_attempts` unacknowledged
-    /// pushes the node becomes `failed` (`NODE_SYNC_CHANGED`).
+    /// Retries the push of the desired `revision` to `node`: increments its
+    /// attempts and appends `NODE_PUSH` (reason `retry`, which wakes its
+    /// streams); at `max_attempts` the node becomes `failed` instead
+    /// (`NODE_SYNC_CHANGED`, nothing sent). A revision no longer desired is
+    /// ignored.
     async fn record_push(
         &self,
         node: &DnsLabel,
         revision: i64,
         max_attempts: u32,
     ) -> Result<NodeSync, StoreError>;
-    /// Resets the push attempts of `node` (or every node) so the controller
-    /// pushes again (manual `sync push`, reconcile); returns those reset.
+    /// Sends `node` (or every node) its configuration again now (`NODE_PUSH`
+    /// with `reason`, which wakes its streams) and resets its push attempts;
+    /// a `failed` node gets its retries back (`active` when up, else
+    /// `offline`; `NODE_SYNC_CHANGED`). Audited `sync.push` or
+    /// `sync.reconcile`. Returns the nodes as they are now.
     async fn reset_pushes(
         &self,
         node: Option<&DnsLabel>,
+        reason: PushReason,
         audit: &Audit,
     ) -> Result<Vec<NodeSync>, StoreError>;
     /// Liveness: nodes without a heartbeat since `silent_since` become
@@ -216,4 +233,341 @@ pub trait EdgeStore: Send + Sync {
         holder: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
+
+/// The actor of the sync controller's observations (pushes, liveness, lease).
+fn controller() -> Audit {
+    Audit::system("edge-sync")
+}
+
+#[async_trait]
+impl EdgeStore for SqlStore {
+    async fn create_domain(
+        &self,
+        name: DomainName,
+        fields: DomainFields,
+        audit: &Audit,
+    ) -> Result<Domain, StoreError> {
+        self.writer
+            .write(CreateDomain { name, fields }, audit)
+            .await
+    }
+
+    async fn update_domain(
+        &self,
+        name: DomainName,
+        fields: DomainFields,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<Domain, StoreError> {
+        let write = UpdateDomain {
+            name,
+            fields,
+            expected_revision,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn delete_domain(
+        &self,
+        name: DomainName,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        let write = DeleteDomain {
+            name,
+            expected_revision,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn get_domain(&self, name: &DomainName) -> Result<Domain, StoreError> {
+        let sql = Sql::new(format!("{DOMAIN_SELECT} WHERE d.name = $1")).arg(name.as_str());
+        self.fetch_optional_as(&sql, domain_from_row)
+            .await?
+            .ok_or_else(|| StoreError::DomainNotFound(name.to_string()))
+    }
+
+    async fn list_domains(&self) -> Result<Vec<Domain>, StoreError> {
+        let sql = Sql::new(format!("{DOMAIN_SELECT} ORDER BY d.name"));
+        self.fetch_as(&sql, domain_from_row).await
+    }
+
+    async fn create_node(
+        &self,
+        name: DnsLabel,
+        kind: NodeKind,
+        fields: NodeFields,
+        audit: &Audit,
+    ) -> Result<Node, StoreError> {
+        self.writer
+            .write(CreateNode { name, kind, fields }, audit)
+            .await
+    }
+
+    async fn update_node(
+        &self,
+        name: DnsLabel,
+        fields: NodeFields,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<Node, StoreError> {
+        let write = UpdateNode {
+            name,
+            fields,
+            expected_revision,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn delete_node(
+        &self,
+        name: DnsLabel,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        let write = DeleteNode {
+            name,
+            expected_revision,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn get_node(&self, name: &DnsLabel) -> Result<Node, StoreError> {
+        let sql = Sql::new(format!("{NODE_SELECT} WHERE n.name = $1")).arg(name.as_str());
+        self.fetch_optional_as(&sql, node_from_row)
+            .await?
+            .ok_or_else(|| StoreError::NodeNotFound(name.to_string()))
+    }
+
+    async fn list_nodes(&self, kind: Option<NodeKind>) -> Result<Vec<Node>, StoreError> {
+        let mut sql = Sql::new(NODE_SELECT);
+        if let Some(kind) = kind {
+            sql.push(" WHERE n.kind = ").bind(kind.as_str());
+        }
+        sql.push(" ORDER BY n.name");
+        self.fetch_as(&sql, node_from_row).await
+    }
+
+    async fn create_service(
+        &self,
+        name: DnsLabel,
+        fields: ServiceFields,
+        audit: &Audit,
+    ) -> Result<Service, StoreError> {
+        self.writer
+            .write(CreateService { name, fields }, audit)
+            .await
+    }
+
+    async fn update_service(
+        &self,
+        name: DnsLabel,
+        fields: ServiceFields,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<Service, StoreError> {
+        let write = UpdateService {
+            name,
+            fields,
+            expected_revision,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn delete_service(
+        &self,
+        name: DnsLabel,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        let write = DeleteService {
+            name,
+            expected_revision,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn get_service(&self, name: &DnsLabel) -> Result<Service, StoreError> {
+        let sql = Sql::new(format!("{SERVICE_SELECT} WHERE s.name = $1")).arg(name.as_str());
+        self.fetch_optional_as(&sql, service_from_row)
+            .await?
+            .ok_or_else(|| StoreError::ServiceNotFound(name.to_string()))
+    }
+
+    async fn list_services(
+        &self,
+        state: Option<ServiceState>,
+        cluster_id: Option<Uuid>,
+    ) -> Result<Vec<Service>, StoreError> {
+        let mut sql = Sql::new(SERVICE_SELECT);
+        let mut joiner = " WHERE ";
+        if let Some(state) = state {
+            sql.push(joiner).push("s.state = ").bind(state.as_str());
+            joiner = " AND ";
+        }
+        if let Some(cluster_id) = cluster_id {
+            sql.push(joiner).push("s.cluster_id = ").bind(cluster_id);
+        }
+        sql.push(" ORDER BY s.name");
+        self.fetch_as(&sql, service_from_row).await
+    }
+
+    async fn sync_cluster_services(
+        &self,
+        cluster_id: Uuid,
+        discovered: Vec<DiscoveredService>,
+        audit: &Audit,
+    ) -> Result<ServiceSyncReport, StoreError> {
+        let write = SyncClusterServices {
+            cluster_id,
+            discovered,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn configure_routing(
+        &self,
+        service: DnsLabel,
+        fields: RoutingFields,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<Routing, StoreError> {
+        let write = ConfigureRouting {
+            service,
+            fields,
+            expected_revision,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn delete_routing(
+        &self,
+        service: DnsLabel,
+        expected_revision: Option<i64>,
+        audit: &Audit,
+    ) -> Result<(), StoreError> {
+        let write = DeleteRouting {
+            service,
+            expected_revision,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn get_routing(&self, service: &DnsLabel) -> Result<Routing, StoreError> {
+        let sql = Sql::new(format!("{ROUTING_SELECT} WHERE s.name = $1")).arg(service.as_str());
+        self.fetch_optional_as(&sql, routing_from_row)
+            .await?
+            .ok_or_else(|| StoreError::RoutingNotFound(service.to_string()))
+    }
+
+    async fn list_routings(&self) -> Result<Vec<Routing>, StoreError> {
+        let sql = Sql::new(format!("{ROUTING_SELECT} ORDER BY s.name"));
+        self.fetch_as(&sql, routing_from_row).await
+    }
+
+    async fn routing_plan(&self) -> Result<RoutingPlan, StoreError> {
+        let mut tx = self.engine.snapshot().await?;
+        let [a, b, c, d] = edge_state_statements(false);
+        let rows = [
+            tx.fetch(&a).await?,
+            tx.fetch(&b).await?,
+            tx.fetch(&c).await?,
+            tx.fetch(&d).await?,
+        ];
+        tx.commit().await?;
+        let state = edge_state_from_rows(rows)?;
+        Ok(RoutingPlan::compute(&state.snapshot))
+    }
+
+    async fn desired_config(&self, node: &DnsLabel) -> Result<DesiredConfig, StoreError> {
+        let sql = Sql::new(
+            "SELECT y.desired_revision, y.desired_config FROM edge_nodes n \
+             JOIN edge_node_sync y ON y.node_id = n.id WHERE n.name = $1",
+        )
+        .arg(node.as_str());
+        let row = self
+            .engine
+            .fetch_optional(&sql)
+            .await?
+            .ok_or_else(|| StoreError::NodeNotFound(node.to_string()))?;
+        Ok(DesiredConfig {
+            revision: row.get("desired_revision")?,
+            config: row.json("desired_config")?,
+        })
+    }
+
+    async fn node_sync(&self, node: &DnsLabel) -> Result<NodeSync, StoreError> {
+        let sql = Sql::new(format!("{SYNC_SELECT} WHERE n.name = $1")).arg(node.as_str());
+        self.fetch_optional_as(&sql, node_sync_from_row)
+            .await?
+            .ok_or_else(|| StoreError::NodeNotFound(node.to_string()))
+    }
+
+    async fn list_node_sync(&self) -> Result<Vec<NodeSync>, StoreError> {
+        let sql = Sql::new(format!("{SYNC_SELECT}{SYNC_ORDER}"));
+        self.fetch_as(&sql, node_sync_from_row).await
+    }
+
+    async fn acknowledge(
+        &self,
+        node: &DnsLabel,
+        ack: NodeAck,
+        audit: &Audit,
+    ) -> Result<NodeSync, StoreError> {
+        let write = Acknowledge {
+            node: node.clone(),
+            ack,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn record_push(
+        &self,
+        node: &DnsLabel,
+        revision: i64,
+        max_attempts: u32,
+    ) -> Result<NodeSync, StoreError> {
+        let write = RecordPush {
+            node: node.clone(),
+            revision,
+            max_attempts,
+        };
+        self.writer.write(write, &controller()).await
+    }
+
+    async fn reset_pushes(
+        &self,
+        node: Option<&DnsLabel>,
+        reason: PushReason,
+        audit: &Audit,
+    ) -> Result<Vec<NodeSync>, StoreError> {
+        let write = ResetPushes {
+            node: node.cloned(),
+            reason,
+        };
+        self.writer.write(write, audit).await
+    }
+
+    async fn mark_silent_nodes(
+        &self,
+        silent_since: DateTime<Utc>,
+    ) -> Result<LivenessChange, StoreError> {
+        let write = MarkSilentNodes {
+            since: silent_since,
+        };
+        self.writer.write(write, &controller()).await
+    }
+
+    async fn claim_controller(
+        &self,
+        holder: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let write = ClaimController {
+            holder: holder.to_owned(),
+            until,
+        };
+        self.writer.write(write, &controller()).await
+    }
 }

@@ -79,6 +79,47 @@ pub enum StoreError {
     /// No active API token with that id.
     #[error("token {0} not found")]
     TokenNotFound(Uuid),
+    /// No domain with that name.
+    #[error("domain {0} not found")]
+    DomainNotFound(String),
+    /// Another domain already has the name.
+    #[error("a domain named {0:?} already exists")]
+    DomainExists(String),
+    /// No edge node with that name.
+    #[error("node {0} not found")]
+    NodeNotFound(String),
+    /// Another edge node already has the name.
+    #[error("a node named {0:?} already exists")]
+    NodeExists(String),
+    /// Another node already has that overlay or public address.
+    #[error("{address} ({field}) is already the address of node {node}")]
+    NodeAddressTaken {
+        /// The request field holding the address (`overlay_address`, `public_address`).
+        field: String,
+        /// The address.
+        address: String,
+        /// The node that has it.
+        node: String,
+    },
+    /// No service with that name.
+    #[error("service {0} not found")]
+    ServiceNotFound(String),
+    /// Another service already has the name.
+    #[error("a service named {0:?} already exists")]
+    ServiceExists(String),
+    /// The service has no routing.
+    #[error("service {0} has no routing")]
+    RoutingNotFound(String),
+    /// A domain, node or service is named by routings: it cannot be removed.
+    #[error("the {what} {name} is named by the routing of {}", .services.join(", "))]
+    InUse {
+        /// `domain`, `node` or `service`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The services whose routing names it, by name.
+        services: Vec<String>,
+    },
     /// The change was rejected by a model rule (e.g. renaming).
     #[error(transparent)]
     Invalid(#[from] model::Error),
@@ -160,6 +201,15 @@ impl StoreError {
             StoreError::HasSyncClients(_) => C::ClusterHasSyncClients,
             StoreError::NeedsConfirmation(_) => C::ConfirmationRequired,
             StoreError::PreconditionFailed { .. } => C::PreconditionFailed,
+            StoreError::DomainNotFound(_) => C::DomainNotFound,
+            StoreError::DomainExists(_) => C::DomainAlreadyExists,
+            StoreError::NodeNotFound(_) => C::NodeNotFound,
+            StoreError::NodeExists(_) => C::NodeAlreadyExists,
+            StoreError::NodeAddressTaken { .. } => C::NodeAddressTaken,
+            StoreError::ServiceNotFound(_) => C::ServiceNotFound,
+            StoreError::ServiceExists(_) => C::ServiceAlreadyExists,
+            StoreError::RoutingNotFound(_) => C::RoutingNotFound,
+            StoreError::InUse { .. } => C::ResourceInUse,
             StoreError::Invalid(e) => e.code(),
             StoreError::EventsExpired { .. } => C::EventsExpired,
             StoreError::CredentialsNotFound(_) => C::CredentialsNotFound,

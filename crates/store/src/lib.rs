@@ -31,6 +31,7 @@ mod client_store;
 mod count_cache;
 mod decode;
 mod dialect;
+mod edge_rows;
 mod edge_store;
 mod engine;
 mod error;

@@ -1,9 +1,9 @@
 //! SQL for list filters and audit queries, shared by both engines.
 
 use crate::dialect::LabelMatch;
-use crate::sql::Sql;
+use crate::sql::{Sql, Value};
 use crate::AuditQuery;
-use fleetreg_model::ClusterFilter;
+use fleetreg_model::{ClusterFilter, EventFilter};
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 pub(crate) fn like_substring(needle: &str) -> String {
@@ -17,6 +17,23 @@ pub(crate) fn like_substring(needle: &str) -> String {
     }
     pattern.push('%');
     pattern
+}
+
+/// Appends ` AND …` for each condition of `filter` to a query over `changes`
+/// that already has a `WHERE`: the types as one `IN` (read from the
+/// `(event_type, revision)` index), the resource kind and id as equalities
+/// (`(resource_id, revision)` index). Every value is a bound parameter.
+pub(crate) fn push_event_filter(qb: &mut Sql, filter: &EventFilter) {
+    if !filter.types.is_empty() {
+        qb.push(" AND event_type IN ")
+            .bind_tuple(filter.types.iter().map(|t| Value::from(t.as_str())));
+    }
+    if let Some(resource) = filter.resource {
+        qb.push(" AND resource = ").bind(resource);
+    }
+    if let Some(id) = filter.resource_id {
+        qb.push(" AND resource_id = ").bind(id);
+    }
 }
 
 /// Appends ` WHERE …` for `filter` (nothing when it is empty) to a query over `clusters c`.

@@ -12,6 +12,7 @@ use crate::decode::{
 use crate::engine::Engine;
 use crate::query::push_audit_filter;
 use crate::query::push_cluster_filter;
+use crate::query::push_event_filter;
 use crate::sql::{Row, Sql};
 use crate::writer::{
     AuditOnly, BindCredentials, CreateToken, DeleteCluster, DeleteCredentials, InsertCluster,
@@ -26,8 +27,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
     ApiToken, Audit, AuditEntry, Capabilities, Clock, Cluster, ClusterFilter, ClusterPatch,
-    ClusterStatus, ClusterType, Event, ExpiringCredentials, FleetCapabilities, FleetHealth,
-    FleetSummary, HealthSample, NewCluster, Page, StoredCredentials,
+    ClusterStatus, ClusterType, Event, EventFilter, ExpiringCredentials, FleetCapabilities,
+    FleetHealth, FleetSummary, HealthSample, NewCluster, Page, StoredCredentials,
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -357,6 +358,16 @@ impl Store for SqlStore {
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<EventPage, StoreError> {
+        self.events_matching(after, &EventFilter::default(), limit)
+            .await
+    }
+
+    async fn events_matching(
+        &self,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<EventPage, StoreError> {
         let mut tx = self.engine.snapshot().await?;
         let row = tx
             .fetch_one(&Sql::new(
@@ -373,11 +384,12 @@ impl Store for SqlStore {
                 latest_revision: latest,
             });
         }
-        let sql = Sql::new(format!(
-            "SELECT {EVENT_COLUMNS} FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2"
-        ))
-        .arg(after)
-        .arg(i64::from(limit));
+        let mut sql = Sql::new(format!(
+            "SELECT {EVENT_COLUMNS} FROM changes WHERE revision > "
+        ));
+        sql.bind(after);
+        push_event_filter(&mut sql, filter);
+        sql.push(" ORDER BY revision LIMIT ").bind(i64::from(limit));
         let items = tx
             .fetch(&sql)
             .await?
@@ -385,9 +397,14 @@ impl Store for SqlStore {
             .map(event_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
+        let scanned_through = match items.last() {
+            Some(last) if items.len() >= limit as usize => last.revision,
+            last => latest.max(after).max(last.map_or(after, |e| e.revision)),
+        };
         Ok(EventPage {
             items,
             latest_revision: latest,
+            scanned_through,
         })
     }
 

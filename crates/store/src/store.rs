@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
     Audit, AuditEntry, Capabilities, Cluster, ClusterFilter, ClusterPatch, ClusterStatus,
-    ClusterType, Event, ExpiringCredentials, FleetCapabilities, FleetHealth, FleetSummary,
-    HealthSample, NewCluster, Page, StoredCredentials,
+    ClusterType, Event, EventFilter, ExpiringCredentials, FleetCapabilities, FleetHealth,
+    FleetSummary, HealthSample, NewCluster, Page, StoredCredentials,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -60,6 +60,12 @@ pub struct EventPage {
     pub items: Vec<Event>,
     /// The latest revision at the time of reading.
     pub latest_revision: i64,
+    /// The highest revision the page accounts for: every event up to it that
+    /// the filter matches is in the page or before it. The last item's
+    /// revision when the page is full, else `latest_revision` (or the
+    /// cursor, when that is ahead). Read on after it: a filter matching
+    /// rarely does not make a reader scan the same revisions again.
+    pub scanned_through: i64,
 }
 
 /// Filters of an audit query; all optional.
@@ -85,7 +91,13 @@ pub struct AuditQuery {
 /// same contract tests.
 #[async_trait]
 pub trait Store:
-    crate::ClientStore + crate::SyncStore + crate::RolloutStore + Send + Sync + 'static
+    crate::ClientStore
+    + crate::SyncStore
+    + crate::RolloutStore
+    + crate::EdgeStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which database this is.
     fn backend(&self) -> Backend;
@@ -159,6 +171,16 @@ pub trait Store:
     /// Events with revision above `after`, at most `limit`. Fails with
     /// `EventsExpired` when retention already removed events above `after`.
     async fn events_after(&self, after: i64, limit: u32) -> Result<EventPage, StoreError>;
+
+    /// Events with revision above `after` that `filter` matches, at most
+    /// `limit`, in revision order (filtered in SQL); read on after the page's
+    /// `scanned_through`. Fails with `EventsExpired` like [`Store::events_after`].
+    async fn events_matching(
+        &self,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<EventPage, StoreError>;
 
     /// The latest committed revision.
     async fn latest_revision(&self) -> Result<i64, StoreError>;

@@ -410,7 +410,8 @@ impl WriteTx {
         }
         let sql = Sql::new(
             "INSERT INTO api_tokens (id, name, role, token_hash, prefix, created_at, expires_at, \
-             revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) ON CONFLICT (name) DO NOTHING",
+             revoked_at, node) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8) \
+             ON CONFLICT (name) DO NOTHING",
         )
         .arg(t.id)
         .arg(&t.name)
@@ -418,7 +419,8 @@ impl WriteTx {
         .arg(hash)
         .arg(&t.prefix)
         .arg(t.created_at)
-        .arg(t.expires_at);
+        .arg(t.expires_at)
+        .arg(t.node.as_deref());
         Ok(self.tx.execute(&sql).await? == 1)
     }
 

@@ -16,25 +16,40 @@
 //! - [`small_disk`]: a `tmpfs` of a few MiB the test can fill up and free
 //!   ([`SmallDisk`]); a `SKIP:` when it cannot be mounted (not root), unless
 //!   `FLEETREG_REQUIRE_TMPFS=1`.
+//! - [`skip`]: every `SKIP:` line goes through it, which also records the skip
+//!   for the run's summary (`scripts/test.sh`: "N tests skipped" and why).
 //! - [`skip_or_fail`]: the same rule for any other tool a test needs (its own
 //!   `FLEETREG_REQUIRE_…` variable).
 //! - [`leak_search`]: leak markers (unique secrets) and the search for them,
 //!   plain or base64, in logs, files and output.
 //! - [`spawn`]: the `fleetreg` binary's `serve` and `sim` as child processes
 //!   (the binary's path passed in), and one run's output.
+//! - [`caddy()`]: a real Caddy in a temp dir ([`Caddy`]: admin API on a free
+//!   loopback port, `load` a JSON configuration, killed on drop); a `SKIP:`
+//!   without the binary unless `FLEETREG_REQUIRE_CADDY=1`.
+//! - [`knot()`]: a real Knot DNS server on a free loopback port ([`Knot`]:
+//!   zone files, reload, queries with [`kdig`]), and [`check_zone`]
+//!   (`knotc zone-check`); a `SKIP:` without the tools unless
+//!   `FLEETREG_REQUIRE_KNOT=1`.
 #![deny(missing_docs)]
 
+mod caddy;
 pub mod fleet_fixture;
+mod knot;
 pub mod leak_search;
 mod private_postgres;
 mod require;
 mod small_disk;
 pub mod spawn;
 
+pub use caddy::{caddy, Caddy, REQUIRE_CADDY_ENV};
+pub use knot::{check_zone, kdig, knot, Knot, REQUIRE_KNOT_ENV};
 pub use private_postgres::{
     postgres_bin_dir, private_postgres, PrivatePostgres, POSTGRES_LIB_DIR, POSTGRES_OS_USER,
 };
-pub use require::{required, skip_or_fail};
+pub use require::{
+    record_skip, required, skip, skip_or_fail, skip_records, SKIP_DIR_ENV, SKIP_RECORD_EXTENSION,
+};
 pub use small_disk::{
     is_enospc, small_disk, tmpfs_required, SmallDisk, FILLER_NAME, REQUIRE_TMPFS_ENV,
 };
@@ -191,10 +206,10 @@ pub async fn postgres_database() -> Option<PostgresDatabase> {
                     "{REQUIRE_POSTGRES_ENV}=1 but PostgreSQL at {shown} is unreachable: {error}"
                 );
             }
-            eprintln!(
-                "SKIP: PostgreSQL at {shown} is unreachable ({error}); \
+            skip(&format!(
+                "PostgreSQL at {shown} is unreachable ({error}); \
                  set {POSTGRES_URL_ENV} or {REQUIRE_POSTGRES_ENV}=1"
-            );
+            ));
             return None;
         }
     };

@@ -196,11 +196,11 @@ fn skip_or_panic(why: &str) -> Option<PrivatePostgres> {
             crate::REQUIRE_POSTGRES_ENV
         );
     }
-    eprintln!(
-        "SKIP: a private PostgreSQL cannot be started ({why}); install the PostgreSQL server \
+    crate::skip(&format!(
+        "a private PostgreSQL cannot be started ({why}); install the PostgreSQL server \
          (initdb, pg_ctl under {POSTGRES_LIB_DIR}/<version>/bin) or set {}=1",
         crate::REQUIRE_POSTGRES_ENV
-    );
+    ));
     None
 }
 

@@ -119,10 +119,10 @@ pub fn small_disk(mib: u64) -> Option<SmallDisk> {
         if tmpfs_required() {
             panic!("{REQUIRE_TMPFS_ENV}=1 but a {mib} MiB tmpfs cannot be mounted: {why}");
         }
-        eprintln!(
-            "SKIP: a {mib} MiB tmpfs cannot be mounted ({why}); run as root, or set \
+        crate::skip(&format!(
+            "a {mib} MiB tmpfs cannot be mounted ({why}); run as root, or set \
              {REQUIRE_TMPFS_ENV}=1 to make this a failure"
-        );
+        ));
         None
     };
     let mount_point = match tempfile::Builder::new().prefix("fleetreg-disk-").tempdir() {

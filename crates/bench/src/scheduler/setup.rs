@@ -106,12 +106,13 @@ pub(super) async fn prepare(ctx: &Context, sim: &SimClient) -> Result<Setup, Ben
     let sim_base: Arc<str> = Arc::from(sim.base());
     let conflicts = Arc::new(AtomicU64::new(0));
     let taken = conflicts.clone();
-    let outcome = load::run(
+    let outcome = load::run_with_progress(
         Limits {
             concurrency: REGISTER_CONCURRENCY,
             duration: Duration::from_secs(3600),
             max_requests: count,
         },
+        crate::progress::bar(count, "scheduler: registering clusters"),
         move |client, index, _| {
             let body = registration_body(&sim_base, &cluster_name(&prefix, index));
             let request = authed(client.post(format!("{base}/api/v1/clusters")), &token)

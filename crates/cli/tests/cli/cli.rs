@@ -829,3 +829,82 @@ fn credentials_expiring_prints_csv() {
     );
     assert_eq!(csv.lines().count(), 1, "{csv}");
 }
+
+/// Issue 13 item 7: `events list|watch --type … --resource … --resource-id …`
+/// read only the events asked for; bad values are the server's field errors.
+#[test]
+fn events_list_and_watch_filter_by_type_resource_and_id() {
+    let dir = TempDir::new().unwrap();
+    let server = Server::start(FLEETREG, dir.path(), "event-filters.db");
+    let mut ids = Vec::new();
+    for name in ["filtered-a", "filtered-b"] {
+        let url = format!("https://api.{name}.example.com:6443");
+        let created = server.json(&["cluster", "register", name, "--api-server-url", &url]);
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    server.ok(&["cluster", "delete", "filtered-a"]);
+    let kinds = |args: &[&str]| -> Vec<(String, String)> {
+        let page = server.json(&[&["events", "list"], args].concat());
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["resource_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |t: &str, id: &str| (t.to_owned(), id.to_owned());
+    assert_eq!(
+        kinds(&["--type", "CLUSTER_DELETED"]),
+        [pair("CLUSTER_DELETED", &ids[0])]
+    );
+    assert_eq!(
+        kinds(&["--type", "CLUSTER_REGISTERED", "--type", "CLUSTER_DELETED"]),
+        [
+            pair("CLUSTER_REGISTERED", &ids[0]),
+            pair("CLUSTER_REGISTERED", &ids[1]),
+            pair("CLUSTER_DELETED", &ids[0])
+        ]
+    );
+    assert_eq!(kinds(&["--resource", "client"]), []);
+    assert_eq!(
+        kinds(&["--resource", "cluster", "--resource-id", &ids[1]]),
+        [pair("CLUSTER_REGISTERED", &ids[1])]
+    );
+    // A filtered page says to read on from the latest revision.
+    let page = server.json(&["events", "list", "--type", "CLUSTER_REGISTERED"]);
+    assert_eq!(page["next_after"], page["latest_revision"], "{page}");
+    let table = server.ok(&["events", "list", "--type", "CLUSTER_DELETED"]);
+    assert!(
+        table.contains("CLUSTER_DELETED") && !table.contains("CLUSTER_REGISTERED"),
+        "{table}"
+    );
+
+    for bad in [
+        &["--type", "CLUSTER_EXPLODED"][..],
+        &["--resource", "planet"],
+        &["--resource-id", "42"],
+    ] {
+        let run = server.run(&[&["events", "list"], bad].concat());
+        run.assert_error("VALIDATION_ERROR");
+        let field = bad[0].trim_start_matches("--").replace('-', "_");
+        assert!(run.stderr.contains(&field), "{bad:?}: {}", run.stderr);
+    }
+    let watched = server.ok(&[
+        "events",
+        "watch",
+        "--after",
+        "0",
+        "--type",
+        "CLUSTER_DELETED",
+        "--count",
+        "1",
+    ]);
+    let first: serde_json::Value = serde_json::from_str(watched.trim()).unwrap();
+    assert_eq!(first["type"], "CLUSTER_DELETED");
+    assert_eq!(first["resource_id"], ids[0].as_str());
+}

@@ -464,7 +464,7 @@ fn completion_scripts_generate() {
             "bash -n: {}",
             String::from_utf8_lossy(&output.stderr)
         ),
-        Err(e) => println!("SKIP: bash -n: {e}"),
+        Err(e) => fleetreg_testkit::skip(&format!("bash -n cannot run: {e}")),
     }
     let run = user.run(&["completion", "tcsh"]);
     assert_eq!(run.code, 2, "{}", run.all());

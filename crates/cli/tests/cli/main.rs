@@ -3,7 +3,9 @@
 //! `fleetreg_testkit::spawn` and runs client commands against them; `common`
 //! names the binary.
 
+mod agent;
 mod audit;
+mod bench_edge;
 mod cli;
 mod client_health;
 mod clients;
@@ -12,7 +14,11 @@ mod context;
 mod credentials;
 mod drift;
 mod durability;
+mod edge;
+mod kubernetes;
 mod leaks;
+mod package;
+mod progress;
 mod rollout;
 mod secrets_backend;
 mod serve_config;

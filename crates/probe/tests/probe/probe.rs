@@ -279,6 +279,7 @@ async fn discovery_reports_exactly_what_the_sim_holds() {
         kubernetes_version: "v1.28.9+416ecaf".into(),
         openshift_version: Some("4.15.12".into()),
         token: None,
+        services: Vec::new(),
     };
     let view = admin.create_cluster("full", full).await.unwrap();
     let found = prober

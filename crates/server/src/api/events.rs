@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use fleetreg_model::Event;
+use fleetreg_model::{Event, EventFilter, EventType};
 use fleetreg_store::StoreError;
 use serde::Serialize;
 use serde_json::json;
@@ -23,6 +23,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use utoipa::ToSchema;
 
@@ -44,7 +45,9 @@ pub fn router() -> Router<AppState> {
 pub struct EventList {
     /// Events in revision order.
     pub items: Vec<Event>,
-    /// Pass as `after` to read on.
+    /// Pass as `after` to read on. With a filter, the last revision the page
+    /// accounts for, which may lie beyond its last item (the latest revision
+    /// when the page is not full): nothing up to it was left out.
     pub next_after: i64,
     /// The latest revision when the page was read.
     pub latest_revision: i64,
@@ -53,21 +56,26 @@ pub struct EventList {
 struct EventQuery {
     after: Option<i64>,
     limit: u32,
+    filter: EventFilter,
 }
 
 fn event_query(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
     let mut query = EventQuery {
         after: None,
         limit: DEFAULT_LIMIT,
+        filter: EventFilter::default(),
     };
     for (key, value) in pairs {
         match key.as_str() {
             "after" => query.after = Some(crate::query::integer("after", &value, 0, i64::MAX)?),
             "limit" => query.limit = crate::query::integer("limit", &value, 1, MAX_LIMIT)?,
+            "type" => query.filter.add_type(&value)?,
+            "resource" => query.filter.set_resource(&value)?,
+            "resource_id" => query.filter.set_resource_id(&value)?,
             other => {
                 return Err(ApiError::validation(
                     other,
-                    "unknown query parameter; expected after or limit",
+                    "unknown query parameter; expected after, limit, type, resource or resource_id",
                 ))
             }
         }
@@ -75,26 +83,28 @@ fn event_query(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
     Ok(query)
 }
 
-/// Events after a revision (`after`; without it, from the oldest retained), at most `limit` (default 100, max 1000).
+/// Events after a revision (`after`; without it, from the oldest retained), at most `limit` (default 100, max 1000),
+/// optionally only those of some types, of a kind of resource or of one resource. Read on with `after=next_after`:
+/// with a filter it may be past the last item (every revision up to it was scanned).
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     params(("after" = Option<i64>, Query, minimum = 0, description = "Events after this revision; default: from the oldest retained"),
-           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "default 100")),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "default 100"),
+           ("type" = Option<Vec<EventType>>, Query, style = Form, explode, description = "Only events of these types; repeat for several (any of them)"),
+           ("resource" = Option<String>, Query, description = "Only events about this kind of resource: cluster, client, rollout, host, deployment, domain, node, service or routing"),
+           ("resource_id" = Option<uuid::Uuid>, Query, description = "Only events about this resource")),
     responses((status = 200, body = EventList),
-              (status = 400, description = "VALIDATION_ERROR: `after` or `limit` out of range, or `after` beyond the latest revision"),
+              (status = 400, description = "VALIDATION_ERROR: `after` or `limit` out of range, `after` beyond the latest revision, \
+                                            or an unknown `type` or `resource`, or a `resource_id` that is not a UUID"),
               (status = 410, description = "EVENTS_EXPIRED")))]
 pub async fn list(
     State(state): State<AppState>,
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<EventList>, ApiError> {
     let query = event_query(pairs)?;
+    let store = &state.store;
+    let read = |after: i64| store.events_matching(after, &query.filter, query.limit);
     // Without `after`, read from the oldest retained event (never EVENTS_EXPIRED).
-    let (after, page) = match (
-        query.after,
-        state
-            .store
-            .events_after(query.after.unwrap_or(0), query.limit)
-            .await,
-    ) {
+    let (after, page) = match (query.after, read(query.after.unwrap_or(0)).await) {
         (
             None,
             Err(StoreError::EventsExpired {
@@ -102,7 +112,7 @@ pub async fn list(
             }),
         ) => {
             let after = oldest_revision - 1;
-            (after, state.store.events_after(after, query.limit).await?)
+            (after, read(after).await?)
         }
         (after, page) => (after.unwrap_or(0), page?),
     };
@@ -113,8 +123,15 @@ pub async fn list(
             format!("is beyond the latest revision {}", page.latest_revision),
         ));
     }
+    // Unfiltered, every revision is an event, so both rules agree; filtered,
+    // the scan's end keeps a reader of rare events from scanning again.
+    let next_after = if query.filter.is_empty() {
+        page.items.last().map_or(after, |e| e.revision)
+    } else {
+        page.scanned_through
+    };
     Ok(Json(EventList {
-        next_after: page.items.last().map_or(after, |e| e.revision),
+        next_after,
         items: page.items,
         latest_revision: page.latest_revision,
     }))
@@ -122,14 +139,22 @@ pub async fn list(
 
 /// Live stream of events (SSE). Starts after `Last-Event-ID` or `?after=`, else
 /// at the current revision. A client behind retention gets `event: RESYNC` and
-/// the stream closes.
+/// the stream closes. With `type`, `resource` or `resource_id`, only the matching
+/// events are sent; while others pass, a frame with only `id: <revision>` (no
+/// data, not dispatched by EventSource, but its Last-Event-ID) is sent now and then
+/// so that a reconnect resumes past them.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events",
     params(("after" = Option<i64>, Query, minimum = 0, description = "Start after this revision; default: now"),
+           ("type" = Option<Vec<EventType>>, Query, style = Form, explode, description = "Only events of these types; repeat for several (any of them)"),
+           ("resource" = Option<String>, Query, description = "Only events about this kind of resource: cluster, client, rollout, host, deployment, domain, node, service or routing"),
+           ("resource_id" = Option<uuid::Uuid>, Query, description = "Only events about this resource"),
            ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "Resume after this revision (wins over `after`)")),
     responses((status = 200, content_type = "text/event-stream", body = crate::openapi::StreamEvent,
                 description = "`id: <revision>`, `event: <type>`, `data: <Event>` frames and keep-alive comments; \
-                               `event: RESYNC` with `{oldest_revision, latest_revision}` when behind retention, then the end"),
-              (status = 400, description = "VALIDATION_ERROR: `after` or `Last-Event-ID` is not a revision")))]
+                               `event: RESYNC` with `{oldest_revision, latest_revision}` when behind retention, then the end; \
+                               with a filter, also `id: <revision>` alone (no event: where to resume past skipped events)"),
+              (status = 400, description = "VALIDATION_ERROR: `after` or `Last-Event-ID` is not a revision, \
+                                            an unknown `type` or `resource`, or a `resource_id` that is not a UUID")))]
 pub async fn stream(
     State(state): State<AppState>,
     session: Option<Extension<Session>>,
@@ -162,7 +187,7 @@ pub async fn stream(
     tokio::spawn(async move {
         let token_ended = token_ended(auth, session.map(|Extension(s)| s));
         tokio::select! {
-            () = feed(state, start, live, tx.clone()) => {}
+            () = feed(state, start, query.filter, live, tx.clone()) => {}
             () = token_ended => {
                 let _ = tx
                     .send(Ok(Bytes::from_static(b": the token was revoked or has expired\n\n")))
@@ -253,19 +278,61 @@ impl Drop for SubscriberGauge {
 
 type Sink = mpsc::Sender<Result<Bytes, Infallible>>;
 
-/// Sends the backlog after `cursor` from the store; `false` when the client left
-/// or was told to resync.
-async fn catch_up(state: &AppState, cursor: &mut i64, tx: &Sink) -> bool {
+/// Where a stream stands.
+struct Cursor {
+    /// Every event up to this revision was sent or filtered out.
+    at: i64,
+    /// The last revision the client was given as an `id`: where it resumes.
+    told: i64,
+    /// When `told` was last moved by a progress frame (or the stream opened).
+    told_at: Instant,
+}
+
+impl Cursor {
+    fn new(start: i64) -> Cursor {
+        Cursor {
+            at: start,
+            told: start,
+            told_at: Instant::now(),
+        }
+    }
+
+    /// A frame with only `id: <at>`, when a filter skipped events since the
+    /// client was last given an id and `due` (idle, or [`KEEP_ALIVE`] since the
+    /// last one): EventSource dispatches no event for it but resumes after it,
+    /// so a reconnect does not scan the skipped revisions again.
+    fn progress(&mut self, filter: &EventFilter, due: bool) -> Option<Bytes> {
+        let due = due || self.told_at.elapsed() >= KEEP_ALIVE;
+        if filter.is_empty() || self.at <= self.told || !due {
+            return None;
+        }
+        self.told = self.at;
+        self.told_at = Instant::now();
+        Some(Bytes::from(format!("id: {}\n\n", self.at)))
+    }
+
+    fn sent(&mut self, revision: i64) {
+        self.at = revision;
+        self.told = revision;
+    }
+}
+
+/// Sends the backlog after `cursor` from the store (only what `filter`
+/// matches, filtered in SQL); `false` when the client left or was told to
+/// resync.
+async fn catch_up(state: &AppState, filter: &EventFilter, cursor: &mut Cursor, tx: &Sink) -> bool {
     loop {
-        match state.store.events_after(*cursor, 500).await {
+        match state.store.events_matching(cursor.at, filter, 500).await {
             Ok(page) => {
                 let n = page.items.len();
                 for event in &page.items {
                     if tx.send(Ok(render_frame(event).bytes)).await.is_err() {
                         return false;
                     }
-                    *cursor = event.revision;
+                    cursor.sent(event.revision);
                 }
+                // Past the last match: what the filter skipped is accounted for.
+                cursor.at = cursor.at.max(page.scanned_through);
                 if n < 500 {
                     return true;
                 }
@@ -291,7 +358,8 @@ async fn catch_up(state: &AppState, cursor: &mut i64, tx: &Sink) -> bool {
 
 async fn feed(
     state: AppState,
-    mut cursor: i64,
+    start: i64,
+    filter: EventFilter,
     mut live: broadcast::Receiver<Arc<Frame>>,
     tx: Sink,
 ) {
@@ -303,7 +371,8 @@ async fn feed(
     {
         return;
     }
-    if !catch_up(&state, &mut cursor, &tx).await {
+    let mut cursor = Cursor::new(start);
+    if !catch_up(&state, &filter, &mut cursor, &tx).await {
         return;
     }
     loop {
@@ -312,21 +381,31 @@ async fn feed(
             next = tokio::time::timeout(KEEP_ALIVE, live.recv()) => next,
         };
         let sent = match next {
-            Err(_) => tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await,
-            Ok(Ok(frame)) if frame.revision <= cursor => Ok(()),
-            Ok(Ok(frame)) if frame.revision > cursor + 1 => {
+            Err(_) => match cursor.progress(&filter, true) {
+                Some(progress) => tx.send(Ok(progress)).await,
+                None => tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await,
+            },
+            Ok(Ok(frame)) if frame.revision <= cursor.at => Ok(()),
+            Ok(Ok(frame)) if frame.revision > cursor.at + 1 => {
                 // The hub is ahead of what this client has read: fill the gap from the store.
-                if !catch_up(&state, &mut cursor, &tx).await {
+                if !catch_up(&state, &filter, &mut cursor, &tx).await {
                     return;
                 }
                 Ok(())
             }
+            Ok(Ok(frame)) if !frame.matches(&filter) => {
+                cursor.at = frame.revision;
+                match cursor.progress(&filter, false) {
+                    Some(progress) => tx.send(Ok(progress)).await,
+                    None => Ok(()),
+                }
+            }
             Ok(Ok(frame)) => {
-                cursor = frame.revision;
+                cursor.sent(frame.revision);
                 tx.send(Ok(frame.bytes.clone())).await
             }
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                if !catch_up(&state, &mut cursor, &tx).await {
+                if !catch_up(&state, &filter, &mut cursor, &tx).await {
                     return;
                 }
                 Ok(())
@@ -336,5 +415,38 @@ async fn feed(
         if sent.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filtered_stream_tells_where_to_resume_past_what_it_skipped() {
+        let mut filter = EventFilter::default();
+        let mut cursor = Cursor::new(10);
+        cursor.at = 14;
+        assert_eq!(
+            cursor.progress(&filter, true),
+            None,
+            "unfiltered, every event is sent"
+        );
+        filter.add_type("CLUSTER_DELETED").unwrap();
+        assert_eq!(cursor.progress(&filter, false), None, "not due yet");
+        assert_eq!(
+            cursor.progress(&filter, true).as_deref(),
+            Some(&b"id: 14\n\n"[..])
+        );
+        assert_eq!(cursor.progress(&filter, true), None, "told already");
+        cursor.sent(15);
+        assert_eq!(cursor.progress(&filter, true), None);
+        cursor.at = 16;
+        cursor.told_at -= KEEP_ALIVE;
+        assert_eq!(
+            cursor.progress(&filter, false).as_deref(),
+            Some(&b"id: 16\n\n"[..]),
+            "due once KEEP_ALIVE has passed while events are skipped"
+        );
     }
 }

@@ -5,10 +5,14 @@ pub mod client_health;
 pub mod clients;
 pub mod clusters;
 pub mod credentials;
+pub mod edge;
+pub mod edge_sync;
 pub mod events;
 pub mod fleet;
+pub mod node_config;
 pub mod ops;
 pub mod rollouts;
+pub mod service_sync;
 pub mod sync;
 pub mod tokens;
 
@@ -29,10 +33,14 @@ pub fn router() -> Router<AppState> {
         .merge(clients::router())
         .merge(clusters::router())
         .merge(credentials::router())
+        .merge(edge::router())
+        .merge(edge_sync::router())
         .merge(events::router())
         .merge(fleet::router())
+        .merge(node_config::router())
         .merge(ops::router())
         .merge(rollouts::router())
+        .merge(service_sync::router())
         .merge(sync::router())
         .merge(tokens::router())
 }

@@ -105,26 +105,61 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "credential expiry gauges left out of this scrape: the store did not answer in time"
         ),
     }
-    match tokio::time::timeout(EXPIRY_COUNT_TIMEOUT, state.store.count_orphaned_hosts()).await {
-        Ok(Ok(count)) => text.push_str(&crate::metrics::orphaned_hosts_text(count)),
-        Ok(Err(error)) => tracing::warn!(%error, "orphaned-hosts gauge left out of this scrape"),
-        Err(_) => tracing::warn!(
-            "orphaned-hosts gauge left out of this scrape: the store did not answer in time"
-        ),
-    }
-    match tokio::time::timeout(
-        EXPIRY_COUNT_TIMEOUT,
+    gauge(&mut text, "orphaned-hosts", state.store.count_orphaned_hosts(), |count| {
+        crate::metrics::orphaned_hosts_text(*count)
+    })
+    .await;
+    gauge(
+        &mut text,
+        "sync-failing",
         state.store.count_failing_deployments(),
+        |count| sync_failing_text(*count),
     )
-    .await
-    {
-        Ok(Ok(count)) => text.push_str(&sync_failing_text(count)),
-        Ok(Err(error)) => tracing::warn!(%error, "sync-failing gauge left out of this scrape"),
+    .await;
+    gauge(&mut text, "edge-node", state.store.list_node_sync(), |nodes| {
+        edge_nodes_text(nodes)
+    })
+    .await;
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Appends the gauge `render` makes of what `read` answers; a store that
+/// fails or does not answer in time leaves it out of this scrape (logged).
+async fn gauge<T, F>(text: &mut String, what: &str, read: F, render: impl Fn(&T) -> String)
+where
+    F: std::future::Future<Output = Result<T, fleetreg_store::StoreError>>,
+{
+    match tokio::time::timeout(EXPIRY_COUNT_TIMEOUT, read).await {
+        Ok(Ok(value)) => text.push_str(&render(&value)),
+        Ok(Err(error)) => tracing::warn!(%error, "{what} gauge left out of this scrape"),
         Err(_) => tracing::warn!(
-            "sync-failing gauge left out of this scrape: the store did not answer in time"
+            "{what} gauge left out of this scrape: the store did not answer in time"
         ),
     }
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Gauges: edge nodes by sync status, and those not running their desired
+/// configuration (docs/alerts/fleetreg-rules.yml alerts on failed nodes).
+const EDGE_NODES: &str = "fleetreg_edge_nodes";
+/// See [`EDGE_NODES`].
+const EDGE_NODES_OUT_OF_SYNC: &str = "fleetreg_edge_nodes_out_of_sync";
+
+/// The edge node gauges in Prometheus text format.
+fn edge_nodes_text(nodes: &[fleetreg_model::NodeSync]) -> String {
+    let mut text = format!(
+        "# HELP {EDGE_NODES} Edge nodes by push-sync status.\n# TYPE {EDGE_NODES} gauge\n"
+    );
+    for status in fleetreg_model::NodeSyncStatus::ALL {
+        let count = nodes.iter().filter(|n| n.status == *status).count();
+        text.push_str(&format!("{EDGE_NODES}{{status=\"{status}\"}} {count}\n"));
+    }
+    let behind = nodes.iter().filter(|n| !n.in_sync()).count();
+    text.push_str(&format!(
+        "# HELP {EDGE_NODES_OUT_OF_SYNC} Edge nodes whose applied revision is not the desired one.\n\
+         # TYPE {EDGE_NODES_OUT_OF_SYNC} gauge\n\
+         {EDGE_NODES_OUT_OF_SYNC} {behind}\n"
+    ));
+    text
 }
 
 /// Gauge: sync-enabled deployments whose last `SYNC_FAILING_AFTER` (3) or more

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use fleetreg_model::{ApiToken, CreatedToken, ErrorCode, TokenCreateRequest};
+use fleetreg_model::{ApiToken, Audit, CreatedToken, ErrorCode, Role, TokenCreateRequest};
 
 /// The token routes.
 pub fn router() -> Router<AppState> {
@@ -30,9 +30,34 @@ pub async fn create(
     ApiJson(request): ApiJson<TokenCreateRequest>,
 ) -> Result<Response, ApiError> {
     request.validate()?;
+    let created = issue(
+        &state,
+        request.name,
+        request.role,
+        request.expires_in_seconds,
+        None,
+        false,
+        &audit_of(&headers, peer),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Mints a token named `name` with `role`, lasting `expires_in_seconds`
+/// (forever when `None`), bound to the edge `node` if given; `replace`
+/// revokes an existing token of that name first. The answer holds the token.
+pub(crate) async fn issue(
+    state: &AppState,
+    name: String,
+    role: Role,
+    expires_in_seconds: Option<u64>,
+    node: Option<String>,
+    replace: bool,
+    audit: &Audit,
+) -> Result<CreatedToken, ApiError> {
     let token = new_token();
     let now = state.clock.now();
-    let expires_at = match request.expires_in_seconds {
+    let expires_at = match expires_in_seconds {
         Some(seconds) => Some(
             i64::try_from(seconds)
                 .ok()
@@ -47,30 +72,25 @@ pub async fn create(
     };
     let record = ApiToken {
         id: uuid::Uuid::now_v7(),
-        name: request.name.clone(),
-        role: request.role,
+        name,
+        role,
         prefix: listed_prefix(&token),
         created_at: now,
         expires_at,
         revoked_at: None,
+        node,
     };
     let stored = state
         .store
-        .create_token(
-            record,
-            state.auth.hasher().stored(&token),
-            false,
-            &audit_of(&headers, peer),
-        )
+        .create_token(record, state.auth.hasher().stored(&token), replace, audit)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            token,
-            record: stored,
-        }),
-    )
-        .into_response())
+    if replace {
+        state.auth.forget();
+    }
+    Ok(CreatedToken {
+        token,
+        record: stored,
+    })
 }
 
 /// Every token (never the token values), oldest first.

@@ -34,6 +34,16 @@ pub struct Principal {
     pub name: String,
     /// Its role.
     pub role: Role,
+    /// The edge node an `agent` token is bound to.
+    pub node: Option<String>,
+}
+
+impl Principal {
+    /// Whether this caller may act for the edge node `name`: any role the
+    /// route admits, except an agent bound to another node.
+    pub fn may_act_for_node(&self, name: &str) -> bool {
+        self.role != Role::Agent || self.node.as_deref() == Some(name)
+    }
 }
 
 /// The token a request was authorized with, for work that outlives the
@@ -281,6 +291,7 @@ pub async fn authorize(
     request.extensions_mut().insert(Principal {
         name: token.name,
         role: token.role,
+        node: token.node,
     });
     next.run(request).await
 }

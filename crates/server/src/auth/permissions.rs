@@ -19,6 +19,10 @@ const READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Viewer];
 const WRITERS: &[Role] = &[Role::Admin, Role::Operator];
 const AUDITORS: &[Role] = &[Role::Admin, Role::Auditor];
 const ADMINS: &[Role] = &[Role::Admin];
+/// Readers and edge agents (an agent only for its own node: the handler checks).
+const NODE_READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Viewer, Role::Agent];
+/// Writers and edge agents (an agent only for its own node: the handler checks).
+const NODE_WRITERS: &[Role] = &[Role::Admin, Role::Operator, Role::Agent];
 
 /// The access rule of `method` on the matched route `path`; `metrics_open`
 /// leaves `/metrics` without authentication (`auth.metrics_open`).
@@ -30,6 +34,13 @@ pub fn access(method: &Method, path: &str, metrics_open: bool) -> Access {
         "/api/v1/openapi.json" => Access::AnyRole,
         p if p.starts_with("/api/v1/audit") => Access::Roles(AUDITORS),
         p if p.starts_with("/api/v1/tokens") => Access::Roles(ADMINS),
+        // An agent token reads and acknowledges its own node's configuration.
+        "/api/v1/nodes/{name}/config" | "/api/v1/nodes/{name}/config/stream" => {
+            Access::Roles(NODE_READERS)
+        }
+        "/api/v1/nodes/{name}/ack" => Access::Roles(NODE_WRITERS),
+        // Mints a token that can read a node's routes.
+        "/api/v1/nodes/{name}/token" => Access::Roles(ADMINS),
         // Presents stored secrets to wherever the cluster's URLs now point.
         "/api/v1/clusters/{id}/credentials/rebind" => Access::Roles(ADMINS),
         _ if *method == Method::GET || *method == Method::HEAD => Access::Roles(READERS),
@@ -83,6 +94,22 @@ pub fn action(method: &Method, path: &str) -> &'static str {
         ("POST", "/api/v1/rollouts/{rollout_id}/pause") => "rollout.pause",
         ("POST", "/api/v1/rollouts/{rollout_id}/resume") => "rollout.resume",
         ("POST", "/api/v1/rollouts/{rollout_id}/abort") => "rollout.abort",
+        ("POST", "/api/v1/domains") => "domain.create",
+        ("PUT", "/api/v1/domains/{name}") => "domain.update",
+        ("DELETE", "/api/v1/domains/{name}") => "domain.delete",
+        ("POST", "/api/v1/nodes") => "node.create",
+        ("PUT", "/api/v1/nodes/{name}") => "node.update",
+        ("DELETE", "/api/v1/nodes/{name}") => "node.delete",
+        ("POST", "/api/v1/nodes/{name}/ack") => "node.ack",
+        ("POST", "/api/v1/nodes/{name}/token") => "token.create",
+        ("POST", "/api/v1/services") => "service.create",
+        ("PUT", "/api/v1/services/{name}") => "service.update",
+        ("DELETE", "/api/v1/services/{name}") => "service.delete",
+        ("POST", "/api/v1/services/sync") => "service.sync",
+        ("PUT", "/api/v1/routing/{service}") => "routing.configure",
+        ("DELETE", "/api/v1/routing/{service}") => "routing.delete",
+        ("POST", "/api/v1/sync/push") => "sync.push",
+        ("POST", "/api/v1/sync/reconcile") => "sync.reconcile",
         ("POST", "/api/v1/tokens") => "token.create",
         ("DELETE", "/api/v1/tokens/{id}") => "token.revoke",
         ("GET", "/api/v1/tokens") => "token.list",
@@ -109,6 +136,11 @@ pub fn action(method: &Method, path: &str) -> &'static str {
             Some("hosts") => "host.read",
             Some("deployments") => "deployment.read",
             Some("rollouts") => "rollout.read",
+            Some("domains") => "domain.read",
+            Some("nodes") => "node.read",
+            Some("services") => "service.read",
+            Some("routing" | "routes") => "routing.read",
+            Some("sync") => "sync.read",
             _ => "api.read",
         },
     }

@@ -109,6 +109,27 @@ impl std::fmt::Debug for VaultOptions {
     }
 }
 
+/// Told how a re-wrap pass advances, for a progress display
+/// (`fleetreg vault rotate-master-key` draws a bar on a terminal).
+pub trait RewrapProgress: Sync {
+    /// A pass starts over `clusters` clusters with stored credentials (the
+    /// count when it starts; credentials stored meanwhile may add some).
+    fn start(&self, clusters: u64);
+    /// One more cluster's credentials were gone through.
+    fn advance(&self);
+    /// The pass is over.
+    fn finish(&self);
+}
+
+/// No progress display.
+pub struct NoProgress;
+
+impl RewrapProgress for NoProgress {
+    fn start(&self, _: u64) {}
+    fn advance(&self) {}
+    fn finish(&self) {}
+}
+
 /// A cluster whose credentials could not be re-wrapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RewrapFailure {
@@ -262,6 +283,15 @@ pub async fn rotate_master_key(
     options: &VaultOptions,
     rewrap_only: bool,
 ) -> Result<RotateOutcome, RotateError> {
+    rotate_master_key_with_progress(options, rewrap_only, &NoProgress).await
+}
+
+/// [`rotate_master_key`], telling `progress` how the re-wrap pass advances.
+pub async fn rotate_master_key_with_progress(
+    options: &VaultOptions,
+    rewrap_only: bool,
+    progress: &dyn RewrapProgress,
+) -> Result<RotateOutcome, RotateError> {
     if options.master_key.is_some() && !rewrap_only {
         return Err(RotateError::EnvironmentKey);
     }
@@ -278,7 +308,7 @@ pub async fn rotate_master_key(
         return Err(error);
     }
     if rewrap_only {
-        let result = rewrap_and_renew(store.as_ref(), &current, secrets).await;
+        let result = rewrap_and_renew(store.as_ref(), &current, secrets, progress).await;
         store.close().await;
         let (report, canary_replaced) = result?;
         return Ok(RotateOutcome {
@@ -299,7 +329,7 @@ pub async fn rotate_master_key(
     let store = open_store(&options.database_url, &keyring)
         .await
         .map_err(after)?;
-    let result = rewrap_and_renew(store.as_ref(), &keyring, secrets).await;
+    let result = rewrap_and_renew(store.as_ref(), &keyring, secrets, progress).await;
     store.close().await;
     let (report, canary_replaced) = result.map_err(after)?;
     Ok(RotateOutcome {
@@ -314,8 +344,9 @@ async fn rewrap_and_renew(
     store: &dyn Store,
     keyring: &Keyring,
     secrets: Option<&SecretsBackend>,
+    progress: &dyn RewrapProgress,
 ) -> Result<(RewrapReport, bool), RotateError> {
-    let report = rewrap_pass(store, keyring, secrets).await?;
+    let report = rewrap_pass(store, keyring, secrets, progress).await?;
     let canary_replaced = renew_canary(store, keyring).await?;
     Ok((report, canary_replaced))
 }
@@ -323,7 +354,7 @@ async fn rewrap_and_renew(
 /// Re-wraps every stored envelope not under `keyring`'s active key, cluster by
 /// cluster in id order; see the module docs for concurrent changes.
 pub async fn rewrap_all(store: &dyn Store, keyring: &Keyring) -> Result<RewrapReport, StoreError> {
-    rewrap_pass(store, keyring, None).await
+    rewrap_pass(store, keyring, None, &NoProgress).await
 }
 
 /// [`rewrap_all`], re-wrapping envelopes kept in Secrets through `secrets`.
@@ -331,10 +362,14 @@ async fn rewrap_pass(
     store: &dyn Store,
     keyring: &Keyring,
     secrets: Option<&SecretsBackend>,
+    progress: &dyn RewrapProgress,
 ) -> Result<RewrapReport, StoreError> {
     let audit = Audit::system(ACTOR);
     let mut report = RewrapReport::default();
     let mut after = None;
+    // One row per cluster, each under one key id: the rows to go through.
+    let rows = store.credential_key_usage().await?;
+    progress.start(rows.iter().map(|usage| usage.clusters).sum());
     loop {
         let page = store.list_sealed_credentials(after, PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -354,11 +389,13 @@ async fn rewrap_pass(
                         .into(),
                 });
             }
+            progress.advance();
         }
         if !full {
             break;
         }
     }
+    progress.finish();
     report.remaining = remaining(store, keyring).await?;
     Ok(report)
 }

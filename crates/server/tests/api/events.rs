@@ -996,3 +996,335 @@ api_test!(a_cursor_beyond_the_latest_revision_is_refused, |app| {
     .await;
     assert_eq!(error["error"]["details"]["field"], "after");
 });
+
+// ---------------------------------------------------------------------------
+// Selective subscriptions: `type=`, `resource=`, `resource_id=` (issue 13 item 7).
+
+impl Sse {
+    /// The next event of a filtered stream, passing over frames that carry only
+    /// an `id` (where to resume past skipped events).
+    async fn next_matching(&mut self) -> Value {
+        loop {
+            let frame = self
+                .next()
+                .await
+                .expect("stream closed while an event was expected");
+            if frame.event.is_none() && frame.data.is_empty() {
+                frame.revision();
+                continue;
+            }
+            let envelope = frame.json();
+            assert_eq!(Some(frame.revision()), envelope["revision"].as_i64());
+            assert_eq!(frame.event.as_deref(), envelope["type"].as_str());
+            return envelope;
+        }
+    }
+}
+
+/// `(type, resource_id)` of each event.
+fn kinds(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["resource_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every event after `after` that `filter` selects, following `next_after`
+/// in pages of `limit`; also returns the last page's `next_after`.
+async fn all_matching(app: &TestApp, filter: &str, after: i64, limit: u32) -> (Vec<Value>, i64) {
+    let mut cursor = after;
+    let mut all = Vec::new();
+    loop {
+        let page = events(app, &format!("{filter}&after={cursor}&limit={limit}")).await;
+        let items = page["items"].as_array().unwrap().clone();
+        let next = page["next_after"].as_i64().unwrap();
+        assert!(next >= cursor, "next_after went back: {page}");
+        if let Some(last) = items.last() {
+            assert!(next >= last["revision"].as_i64().unwrap(), "{page}");
+        }
+        cursor = next;
+        if items.is_empty() {
+            assert_eq!(next, page["latest_revision"], "{page}");
+            return (all, cursor);
+        }
+        all.extend(items);
+    }
+}
+
+/// Registers `a` and `b`, updates `a`, creates client `c`, deletes `b`;
+/// returns the ids of a, b and c.
+async fn mixed_history(app: &TestApp) -> (String, String, String) {
+    let a = app.register("filter-a", json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = app.register("filter-b", json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.put_cluster(&a, &json!({ "region": "r1" }))
+            .await
+            .status(),
+        200
+    );
+    let c = ok_json(
+        app.post_json("/api/v1/clients", json!({ "name": "filter-c" }))
+            .await,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.delete_cluster(&b).await.status(), 204);
+    (a, b, c)
+}
+
+/// `(type, resource_id)` of the events `/api/v1/events?{query}` lists, a page
+/// that is not full; checks that it says to read on at the latest revision.
+async fn filtered(app: &TestApp, query: &str) -> Vec<(String, String)> {
+    let page = events(app, query).await;
+    let items = page["items"].as_array().unwrap();
+    assert!(items.len() < 100, "{query}: {page}");
+    assert_eq!(
+        page["next_after"], page["latest_revision"],
+        "{query}: a page that is not full was scanned to the end: {page}"
+    );
+    kinds(items)
+}
+
+fn pair(event_type: &str, id: &str) -> (String, String) {
+    (event_type.to_owned(), id.to_owned())
+}
+
+api_test!(filtered_lists_select_by_type_resource_and_id, |app| {
+    let (a, b, c) = mixed_history(&app).await;
+    let all = all_events_after(&app, 0).await;
+    assert_eq!(all.len(), 5);
+
+    assert_eq!(
+        filtered(&app, "type=CLUSTER_UPDATED").await,
+        [pair("CLUSTER_UPDATED", &a)]
+    );
+    assert_eq!(
+        filtered(
+            &app,
+            "type=CLUSTER_REGISTERED&type=CLIENT_REGISTERED&type=CLUSTER_REGISTERED"
+        )
+        .await,
+        [
+            pair("CLUSTER_REGISTERED", &a),
+            pair("CLUSTER_REGISTERED", &b),
+            pair("CLIENT_REGISTERED", &c)
+        ],
+        "several types are alternatives, in revision order, a repeat counts once"
+    );
+    assert_eq!(
+        filtered(&app, "resource=client").await,
+        [pair("CLIENT_REGISTERED", &c)]
+    );
+    assert_eq!(filtered(&app, "resource=cluster").await.len(), 4);
+    assert_eq!(filtered(&app, "resource=node").await, []);
+    assert_eq!(
+        filtered(&app, &format!("resource_id={a}")).await,
+        [pair("CLUSTER_REGISTERED", &a), pair("CLUSTER_UPDATED", &a)]
+    );
+    assert_eq!(
+        filtered(
+            &app,
+            &format!("resource_id={b}&resource=cluster&type=CLUSTER_DELETED")
+        )
+        .await,
+        [pair("CLUSTER_DELETED", &b)],
+        "every condition holds"
+    );
+    assert_eq!(
+        filtered(&app, &format!("resource_id={a}&type=CLUSTER_DELETED")).await,
+        []
+    );
+    assert_eq!(
+        filtered(&app, "type=CLIENT_REGISTERED&resource=cluster").await,
+        []
+    );
+    assert_eq!(
+        filtered(&app, &format!("resource_id={}", Uuid::now_v7())).await,
+        []
+    );
+    // With `after`: only later matches.
+    let second = all[1]["revision"].as_i64().unwrap();
+    assert_eq!(
+        filtered(&app, &format!("type=CLUSTER_REGISTERED&after={second}")).await,
+        []
+    );
+    assert_eq!(
+        filtered(
+            &app,
+            &format!("type=CLUSTER_REGISTERED&after={}", second - 1)
+        )
+        .await,
+        [pair("CLUSTER_REGISTERED", &b)]
+    );
+    // Without a filter, nothing changed.
+    assert_eq!(events(&app, "").await["items"], json!(all));
+});
+
+api_test!(a_filtered_page_says_where_to_resume, |app| {
+    let start = latest_revision(&app).await;
+    write_some(&app, "page-a", 5).await;
+    let client = ok_json(
+        app.post_json("/api/v1/clients", json!({ "name": "rare" }))
+            .await,
+    )
+    .await;
+    write_some(&app, "page-b", 4).await;
+    let latest = latest_revision(&app).await;
+
+    // Full pages end at their last item, the last one at the latest revision.
+    let first = events(
+        &app,
+        &format!("type=CLUSTER_REGISTERED&after={start}&limit=3"),
+    )
+    .await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 3);
+    assert_eq!(first["next_after"], first["items"][2]["revision"]);
+    let (registered, end) = all_matching(&app, "type=CLUSTER_REGISTERED", start, 3).await;
+    assert_eq!(registered.len(), 9);
+    assert_strictly_increasing(&revisions(&registered));
+    assert_eq!(end, latest);
+
+    // A rare filter reads one page and resumes at the latest revision, past
+    // the events it skipped, not at its last match.
+    let rare = events(&app, &format!("type=CLIENT_REGISTERED&after={start}")).await;
+    assert_eq!(rare["items"][0]["payload"], client);
+    assert_eq!(rare["next_after"], latest);
+    let none = events(&app, &format!("type=CLIENT_REGISTERED&after={latest}")).await;
+    assert_eq!(none["items"], json!([]));
+    assert_eq!(none["next_after"], latest);
+    // Nothing matches at all: still the latest revision.
+    let empty = events(&app, "type=CLUSTER_DELETED&limit=1").await;
+    assert_eq!(empty["items"], json!([]));
+    assert_eq!(empty["next_after"], latest);
+
+    // Reading on from there finds the next match, and only it.
+    write_some(&app, "page-c", 2).await;
+    let later = ok_json(
+        app.post_json("/api/v1/clients", json!({ "name": "rare-2" }))
+            .await,
+    )
+    .await;
+    let (next, _) = all_matching(&app, "type=CLIENT_REGISTERED", latest, 100).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0]["payload"], later);
+});
+
+api_test!(bad_event_filters_are_validation_errors, |app| {
+    let id = Uuid::now_v7();
+    for (query, field) in [
+        ("type=NODE_EXPLODED".to_owned(), "type"),
+        ("type=CLUSTER_REGISTERED&type=bogus".to_owned(), "type"),
+        ("type=cluster_registered".to_owned(), "type"),
+        ("type=".to_owned(), "type"),
+        ("resource=nodes".to_owned(), "resource"),
+        ("resource=".to_owned(), "resource"),
+        ("resource=node&resource=client".to_owned(), "resource"),
+        ("resource_id=42".to_owned(), "resource_id"),
+        (format!("resource_id={id}&resource_id={id}"), "resource_id"),
+    ] {
+        for path in ["/api/v1/events", "/api/v1/events/stream"] {
+            let body = assert_error(
+                app.get(&format!("{path}?{query}")).await,
+                400,
+                "VALIDATION_ERROR",
+            )
+            .await;
+            assert_eq!(
+                body["error"]["details"]["field"], field,
+                "{path}?{query}: {body}"
+            );
+        }
+    }
+});
+
+api_test!(
+    stream_with_a_type_filter_sends_only_matching_events,
+    |app| {
+        let mut stream =
+            Sse::open(&app, "?type=CLUSTER_DELETED&type=CLIENT_REGISTERED", None).await;
+        let mut clients = Sse::open(&app, "?resource=client", None).await;
+        let (a, b, c) = mixed_history(&app).await;
+        let x = app.register("filter-x", json!({})).await;
+        let x = x["id"].as_str().unwrap();
+        assert_eq!(app.delete_cluster(&a).await.status(), 204);
+        assert_eq!(app.delete_cluster(x).await.status(), 204);
+
+        let client = clients.next_matching().await;
+        assert_eq!(client["type"], "CLIENT_REGISTERED");
+        assert_eq!(client["resource_id"], c.as_str());
+
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(stream.next_matching().await);
+        }
+        let pair = |t: &str, id: &str| (t.to_owned(), id.to_owned());
+        assert_eq!(
+            kinds(&got),
+            [
+                pair("CLIENT_REGISTERED", &c),
+                pair("CLUSTER_DELETED", &b),
+                pair("CLUSTER_DELETED", &a),
+                pair("CLUSTER_DELETED", x)
+            ]
+        );
+        // The same events as the filtered list.
+        let (listed, _) =
+            all_matching(&app, "type=CLUSTER_DELETED&type=CLIENT_REGISTERED", 0, 1000).await;
+        assert_eq!(listed, got);
+
+        // Nothing stray: the next frame is the next matching write.
+        app.register("filter-y", json!({})).await;
+        let z = app.register("filter-z", json!({})).await;
+        let z = z["id"].as_str().unwrap();
+        assert_eq!(app.delete_cluster(z).await.status(), 204);
+        let next = stream.next_matching().await;
+        assert_eq!(kinds(&[next]), [pair("CLUSTER_DELETED", z)]);
+    }
+);
+
+api_test!(a_filtered_stream_resumes_with_last_event_id, |app| {
+    let (a, b, _) = mixed_history(&app).await;
+    let deleted_b = all_matching(&app, "type=CLUSTER_DELETED", 0, 10).await.0;
+    assert_eq!(deleted_b.len(), 1);
+    let resume_at = deleted_b[0]["revision"].as_i64().unwrap();
+
+    // From the start: the backlog's matches (from the store), then live ones.
+    let mut from_start = Sse::open(&app, &format!("?resource_id={a}"), Some(0)).await;
+    assert_eq!(
+        from_start.next_matching().await["type"],
+        "CLUSTER_REGISTERED"
+    );
+    assert_eq!(from_start.next_matching().await["type"], "CLUSTER_UPDATED");
+
+    // From the last event the client saw: nothing before it again.
+    let mut resumed = Sse::open(&app, "?type=CLUSTER_DELETED", Some(resume_at)).await;
+    let mut by_query = Sse::open(
+        &app,
+        &format!("?type=CLUSTER_DELETED&after={resume_at}"),
+        None,
+    )
+    .await;
+    write_some(&app, "skipped", 3).await;
+    assert_eq!(app.delete_cluster(&a).await.status(), 204);
+    for stream in [&mut resumed, &mut by_query] {
+        let event = stream.next_matching().await;
+        assert_eq!(event["type"], "CLUSTER_DELETED");
+        assert_eq!(event["resource_id"], a.as_str(), "not {b} again");
+    }
+    let deleted = from_start.next_matching().await;
+    assert_eq!(deleted["type"], "CLUSTER_DELETED");
+    assert_eq!(deleted["resource_id"], a.as_str());
+});

@@ -41,6 +41,7 @@ fn rich_spec() -> ClusterSpec {
         kubernetes_version: "v1.28.9+416ecaf".into(),
         openshift_version: Some("4.15.12".into()),
         token: None,
+        services: Vec::new(),
     }
 }
 

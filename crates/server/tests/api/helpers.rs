@@ -121,6 +121,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     // Test clients' URLs name hosts that do not exist: no periodic checks
     // unless a test turns them on (`client_health.rs`).
     settings.client_health.interval_seconds = 0;
+    // Nor services read from them (`service_sync.rs` turns it on).
+    settings.edge.service_sync_seconds = 0;
     settings.credentials.master_key = Some(TEST_MASTER_KEY.into());
     settings.auth.admin_token = Some(TEST_ADMIN_TOKEN.into());
     settings.audit.head_file = Some(audit_head_file(database_url));

@@ -2,7 +2,7 @@
 //! and an expired token. The endpoint list comes from the generated OpenAPI
 //! document, so an endpoint without a row in `MATRIX` fails the test.
 
-use crate::helpers::{client_with_token, TestApp};
+use crate::helpers::{client_with_token, ok_json, TestApp};
 use fleetreg_model::Clock;
 use fleetreg_server::settings::Settings;
 use serde_json::{json, Value};
@@ -16,7 +16,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     (
         "GET",
         "/api/v1/openapi.json",
-        "admin operator viewer auditor",
+        "admin operator viewer auditor agent",
     ),
     ("GET", "/api/v1/clients", "admin operator viewer"),
     ("POST", "/api/v1/clients", "admin operator"),
@@ -195,6 +195,38 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "/api/v1/credentials/expiring",
         "admin operator viewer",
     ),
+    ("GET", "/api/v1/domains", "admin operator viewer"),
+    ("POST", "/api/v1/domains", "admin operator"),
+    ("GET", "/api/v1/domains/{name}", "admin operator viewer"),
+    ("PUT", "/api/v1/domains/{name}", "admin operator"),
+    ("DELETE", "/api/v1/domains/{name}", "admin operator"),
+    ("GET", "/api/v1/nodes", "admin operator viewer"),
+    ("POST", "/api/v1/nodes", "admin operator"),
+    ("GET", "/api/v1/nodes/{name}", "admin operator viewer"),
+    ("PUT", "/api/v1/nodes/{name}", "admin operator"),
+    ("DELETE", "/api/v1/nodes/{name}", "admin operator"),
+    ("GET", "/api/v1/nodes/{name}/config", "admin operator viewer agent"),
+    (
+        "GET",
+        "/api/v1/nodes/{name}/config/stream",
+        "admin operator viewer agent",
+    ),
+    ("POST", "/api/v1/nodes/{name}/ack", "admin operator agent"),
+    ("POST", "/api/v1/nodes/{name}/token", "admin"),
+    ("GET", "/api/v1/services", "admin operator viewer"),
+    ("POST", "/api/v1/services", "admin operator"),
+    ("GET", "/api/v1/services/{name}", "admin operator viewer"),
+    ("PUT", "/api/v1/services/{name}", "admin operator"),
+    ("DELETE", "/api/v1/services/{name}", "admin operator"),
+    ("POST", "/api/v1/services/sync", "admin operator"),
+    ("GET", "/api/v1/routing", "admin operator viewer"),
+    ("GET", "/api/v1/routing/{service}", "admin operator viewer"),
+    ("PUT", "/api/v1/routing/{service}", "admin operator"),
+    ("DELETE", "/api/v1/routing/{service}", "admin operator"),
+    ("GET", "/api/v1/routes", "admin operator viewer"),
+    ("GET", "/api/v1/sync/health", "admin operator viewer"),
+    ("POST", "/api/v1/sync/push", "admin operator"),
+    ("POST", "/api/v1/sync/reconcile", "admin operator"),
     ("POST", "/api/v1/tokens", "admin"),
     ("GET", "/api/v1/tokens", "admin"),
     ("DELETE", "/api/v1/tokens/{id}", "admin"),
@@ -265,7 +297,9 @@ mod every_endpoint_every_role {
         let id = cluster["id"].as_str().unwrap().to_owned();
         let concrete = |path: &str| {
             // `/tokens/{id}` gets the cluster's id: no such token, 404 once allowed.
-            path.replace("{id}", &id).replace("{name}", "rbac-target")
+            path.replace("{id}", &id)
+                .replace("{name}", "rbac-target")
+                .replace("{service}", "rbac-target")
         };
 
         let mut clients = Vec::new();
@@ -273,6 +307,13 @@ mod every_endpoint_every_role {
             let created = create_token(&app, &format!("rbac-{role}"), role, None).await;
             clients.push((role, client_with_token(created["token"].as_str().unwrap())));
         }
+        // An agent token is bound to the node the paths name.
+        let node = json!({"name": "rbac-target", "kind": "laptop", "overlay_address": "100.64.0.1"});
+        ok_json(app.post_json("/api/v1/nodes", node).await).await;
+        let agent = ok_json(app.post_json("/api/v1/nodes/rbac-target/token", json!({})).await).await;
+        // First among the roles, and its node's token row last of all: an
+        // admin's call there replaces (revokes) this token.
+        clients.insert(0, ("agent", client_with_token(agent["token"].as_str().unwrap())));
         let revoked = create_token(&app, "rbac-revoked", "admin", None).await;
         let response = app
             .client
@@ -310,7 +351,7 @@ mod every_endpoint_every_role {
 
         // Deletions last, so the cluster exists for every other call.
         let mut rows: Vec<&(&str, &str, &str)> = MATRIX.iter().collect();
-        rows.sort_by_key(|(method, _, _)| *method == "DELETE");
+        rows.sort_by_key(|(method, path, _)| (path.ends_with("/token"), *method == "DELETE"));
         for (method, path, allowed) in rows {
             let target = concrete(path);
             for (what, client) in &refused {

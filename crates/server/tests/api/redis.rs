@@ -32,13 +32,13 @@ async fn subscribe(url: &str) -> Option<redis::aio::PubSub> {
     match tokio::time::timeout(Duration::from_secs(5), connect).await {
         Ok(Ok(pubsub)) => Some(pubsub),
         Ok(Err(error)) if !redis_required() => {
-            eprintln!("SKIP: Redis at {url} is unreachable ({error}); set FLEETREG_REQUIRE_REDIS=1 to fail instead");
+            fleetreg_testkit::skip(&format!("Redis at {url} is unreachable ({error}); set FLEETREG_REQUIRE_REDIS=1 to fail instead"));
             None
         }
         Err(_) if !redis_required() => {
-            eprintln!(
-                "SKIP: Redis at {url} did not answer; set FLEETREG_REQUIRE_REDIS=1 to fail instead"
-            );
+            fleetreg_testkit::skip(&format!(
+                "Redis at {url} did not answer; set FLEETREG_REQUIRE_REDIS=1 to fail instead"
+            ));
             None
         }
         Ok(Err(error)) => {
@@ -267,7 +267,9 @@ async fn redis_outage_delays_but_loses_nothing(backend: Backend) {
             !redis_required(),
             "FLEETREG_REQUIRE_REDIS=1 but {REDIS_SERVER} is missing"
         );
-        eprintln!("SKIP: {REDIS_SERVER} is missing (apt-get install redis-server)");
+        fleetreg_testkit::skip(&format!(
+            "{REDIS_SERVER} is missing (apt-get install redis-server)"
+        ));
         return;
     }
     let port = free_port();

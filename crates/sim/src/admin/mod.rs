@@ -10,6 +10,9 @@
 //! | PATCH | `/admin/clusters/{name}/faults` | `FaultsPatch` (+ `token_request_fail`, `token_request_max_seconds`) → `ClusterView` |
 //! | PUT | `/admin/clusters/{name}/auth` | `AuthSpec` → `ClusterView` (run-time credentials stay) |
 //! | DELETE | `/admin/clusters/{name}` | → 204 |
+//! | GET | `/admin/clusters/{name}/services` | → `{items: [ServiceSpec]}` (the declared services) |
+//! | PUT | `/admin/clusters/{name}/services/{ns}/{svc}` | `ServiceSpec` (`namespace`/`name` optional) → 201 new, 200 replaced |
+//! | DELETE | `/admin/clusters/{name}/services/{ns}/{svc}` | → 204 (404 when not declared) |
 //! | GET | `/admin/clusters/{name}/tokens` | → `{items: [TokenView]}` (spec tokens, then run-time ones) |
 //! | POST | `/admin/clusters/{name}/tokens` | `AddToken {token?, subject?, expires_at?, expires_in_seconds?}` → 201 `TokenView` |
 //! | DELETE | `/admin/clusters/{name}/tokens/{token}` | → 204 (404 unknown; 400 for a spec token) |
@@ -28,6 +31,7 @@
 
 mod clusters;
 mod credentials;
+mod services;
 
 pub use clusters::{ClusterList, CreateCluster, CreateMany};
 pub use credentials::{AdvanceClock, Items, KubeconfigQuery};
@@ -39,7 +43,9 @@ use axum::{Json, Router};
 
 /// The admin routes, to be nested at `/admin`.
 pub fn router() -> Router<Sim> {
-    clusters::router().merge(credentials::router())
+    clusters::router()
+        .merge(credentials::router())
+        .merge(services::router())
 }
 
 fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Error> {

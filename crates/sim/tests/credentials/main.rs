@@ -1,10 +1,11 @@
 //! Credentials on simulated clusters over real HTTP(S): authentication, the
-//! TokenRequest API, Secrets, client certificates over TLS, kubeconfigs, and a
-//! kube-rs client.
+//! TokenRequest API, Secrets, client certificates over TLS, kubeconfigs, a
+//! kube-rs client, and the declared Services (`services`).
 
 mod auth;
 mod kube_client;
 mod secrets;
+mod services;
 mod tls;
 
 use fleetreg_sim::{AuthSpec, ClusterSpec, ClusterView, LogEntry, SimAdmin, SpawnedSim};

@@ -2,7 +2,7 @@
 //! transaction, commits once (one fsync), then answers every caller.
 //!
 //! Each kind of write is a type implementing [`Write`] in a module of its own
-//! (`cluster`, `observe`, `credentials`, `token`, `audit`) with a typed
+//! (`cluster`, `observe`, `credentials`, `token`, `audit`, `edge`, …) with a typed
 //! [`Write::Reply`]; it holds the business rules of that write (revision
 //! assignment, change-log payloads, audit entries, precondition checks) over
 //! the SQL of [`WriteTx`]. This module only batches, commits and answers.
@@ -12,6 +12,7 @@ mod client;
 mod client_health;
 mod cluster;
 mod credentials;
+mod edge;
 mod observe;
 mod rollout;
 mod sync;
@@ -24,6 +25,11 @@ pub(crate) use client_health::RecordClientHealth;
 pub(crate) use cluster::{DeleteCluster, InsertCluster, UpdateCluster};
 pub use credentials::{BindCredentials, PutCredentials, RewrapCredentials};
 pub(crate) use credentials::{DeleteCredentials, ReplaceVaultCanary};
+pub(crate) use edge::{
+    Acknowledge, ClaimController, ConfigureRouting, CreateDomain, CreateNode, CreateService,
+    DeleteDomain, DeleteNode, DeleteRouting, DeleteService, MarkSilentNodes, RecordPush,
+    ResetPushes, SyncClusterServices, UpdateDomain, UpdateNode, UpdateService,
+};
 pub(crate) use observe::{RecordStatus, SetCapabilities};
 pub(crate) use rollout::{ChangeRollout, CreateRollout, RolloutChange};
 pub use sync::SYNC_FAILING_AFTER;

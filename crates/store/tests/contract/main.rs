@@ -41,6 +41,7 @@ mod clients;
 mod clock;
 mod clusters;
 mod credentials;
+mod edge;
 mod events;
 mod fleet;
 mod history;

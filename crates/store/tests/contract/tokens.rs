@@ -15,6 +15,7 @@ fn token(name: &str, role: Role) -> ApiToken {
         created_at: fleetreg_model::now(),
         expires_at: None,
         revoked_at: None,
+        node: None,
     }
 }
 

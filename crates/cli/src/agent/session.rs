@@ -1,0 +1,304 @@
+//! The agent's connection to the server: one long-lived configuration
+//! stream, reconnected with exponential backoff and full jitter; a reporter
+//! task that sends acknowledgements and heartbeats in order; and `--once`.
+
+use super::node::{ConfigDocument, NodeAgent, Outcome};
+use super::stream::{FrameReader, IDLE_LIMIT, MAX_FRAME_BYTES};
+use super::{get_json, log, one_line, read_limited, OnceFailed};
+use crate::client::Client;
+use rand::Rng;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// The first reconnect's delay bound.
+pub const RECONNECT_BASE: Duration = Duration::from_millis(250);
+/// The largest reconnect delay.
+pub const RECONNECT_CAP: Duration = Duration::from_secs(30);
+/// The first delay bound before retrying a revision that failed to apply.
+const RETRY_BASE: Duration = Duration::from_secs(2);
+/// The largest delay before retrying a failed revision.
+const RETRY_CAP: Duration = Duration::from_secs(300);
+/// How long one acknowledgement or heartbeat may take.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer to an acknowledgement the agent reads.
+const MAX_ACK_ANSWER: usize = 64 * 1024;
+
+/// Exponential backoff with full jitter: the n-th delay is uniform in
+/// `[0, min(cap, base · 2ⁿ)]`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A backoff from `base` up to `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Backoff {
+        Backoff {
+            base,
+            cap,
+            attempt: 0,
+        }
+    }
+
+    /// The bound of the next delay (before jitter).
+    pub fn ceiling(&self) -> Duration {
+        self.base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.cap)
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+
+    /// Back to the first delay (after a success).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+fn ack_path(node: &str) -> String {
+    format!("/api/v1/nodes/{node}/ack")
+}
+
+/// Posts one acknowledgement or heartbeat.
+async fn post_ack(client: &Client, node: &str, body: &Value) -> anyhow::Result<()> {
+    let request = client
+        .request(Method::POST, &ack_path(node))
+        .timeout(ACK_TIMEOUT)
+        .json(body);
+    let response = client.send_raw(request).await?;
+    // The answer (the node's sync state) is not needed; read it bounded.
+    let _ = read_limited(response, MAX_ACK_ANSWER).await;
+    Ok(())
+}
+
+/// `--once`: fetches the configuration, applies it, acknowledges it; an
+/// error when it could not be applied (after reporting that to the server).
+pub async fn once(client: &Client, mut agent: NodeAgent) -> anyhow::Result<()> {
+    let path = format!("/api/v1/nodes/{}/config", agent.node());
+    let answer = get_json(client, &path, MAX_FRAME_BYTES).await?;
+    let document: ConfigDocument = serde_json::from_value(answer)
+        .map_err(|e| anyhow::anyhow!("{path} answered no configuration: {e}"))?;
+    let outcome = agent.handle(document).await;
+    if let Outcome::AlreadyApplied(revision) = outcome {
+        log(format!("revision {revision} is already applied"));
+    }
+    let acked = post_ack(client, agent.node(), &outcome.ack()).await;
+    if let Outcome::Failed { revision, error } = outcome {
+        return Err(OnceFailed {
+            revision,
+            reason: error,
+        }
+        .into());
+    }
+    acked.map_err(|e| e.context("the revision was applied, but acknowledging it failed"))
+}
+
+/// Runs the connection loop and the reporter until the process stops.
+pub async fn run(client: Client, agent: NodeAgent, heartbeat: Duration) -> anyhow::Result<()> {
+    let client = Arc::new(client);
+    let (applied_tx, applied_rx) = watch::channel(agent.applied());
+    let (report_tx, report_rx) = mpsc::channel(16);
+    let reporter = tokio::spawn(report(
+        Arc::clone(&client),
+        agent.node().to_owned(),
+        applied_rx,
+        report_rx,
+        heartbeat,
+    ));
+    let result = connect_loop(&client, agent, applied_tx, report_tx).await;
+    reporter.abort();
+    result
+}
+
+/// Sends the acknowledgements it receives, in order, and a heartbeat with
+/// the applied revision whenever `every` passed without either.
+async fn report(
+    client: Arc<Client>,
+    node: String,
+    applied: watch::Receiver<Option<i64>>,
+    mut reports: mpsc::Receiver<Value>,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        let (body, acknowledgement) = tokio::select! {
+            report = reports.recv() => match report {
+                Some(body) => (body, true),
+                None => return,
+            },
+            _ = ticks.tick() => {
+                let body = match *applied.borrow() {
+                    Some(revision) => json!({ "applied_revision": revision }),
+                    None => json!({}),
+                };
+                (body, false)
+            }
+        };
+        match post_ack(&client, &node, &body).await {
+            Ok(()) => {
+                ticks.reset();
+                if std::mem::take(&mut failing) {
+                    log("the server gets heartbeats again");
+                }
+            }
+            // Every lost acknowledgement is logged; heartbeats only when
+            // they start failing.
+            Err(error) if acknowledgement || !failing => {
+                failing = true;
+                let what = if acknowledgement {
+                    "acknowledgement"
+                } else {
+                    "heartbeat"
+                };
+                log(format!(
+                    "{what} not delivered ({}); heartbeats carry on every {} s",
+                    one_line(&error),
+                    every.as_secs()
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Why a connection ended.
+enum Ended {
+    /// It could not be opened.
+    NotConnected(String),
+    /// It was open and ended.
+    Closed(String),
+}
+
+/// Connects, reads frames, reconnects; returns only on a local error.
+async fn connect_loop(
+    client: &Client,
+    mut agent: NodeAgent,
+    applied: watch::Sender<Option<i64>>,
+    reports: mpsc::Sender<Value>,
+) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP);
+    // A revision that failed to apply, retried until it applies or the
+    // server sends another.
+    let mut failed: Option<(ConfigDocument, Backoff, tokio::time::Instant)> = None;
+    loop {
+        let ended = match connect(client, &agent).await {
+            Err(reason) => Ended::NotConnected(reason),
+            Ok(response) => {
+                backoff.reset();
+                log(format!(
+                    "connected; streaming the configuration of node {} from {}",
+                    agent.node(),
+                    agent
+                        .applied()
+                        .map_or_else(|| "scratch".to_owned(), |r| format!("revision {r}"))
+                ));
+                let mut frames =
+                    FrameReader::new(response.bytes_stream(), MAX_FRAME_BYTES, IDLE_LIMIT);
+                loop {
+                    let retry_at = failed.as_ref().map(|(_, _, at)| *at);
+                    let frame = tokio::select! {
+                        frame = frames.next() => frame,
+                        () = sleep_until(retry_at) => {
+                            if let Some((document, retries, _)) = failed.take() {
+                                log(format!("retrying revision {}", document.revision));
+                                failed = handle(&mut agent, document, retries, &applied, &reports).await;
+                            }
+                            continue;
+                        }
+                    };
+                    match frame {
+                        Err(error) => break Ended::Closed(error.to_string()),
+                        Ok(None) => break Ended::Closed("the server closed the stream".into()),
+                        Ok(Some(frame)) if frame.event == "config" => {
+                            let document: ConfigDocument = match serde_json::from_str(&frame.data) {
+                                Ok(document) => document,
+                                Err(error) => {
+                                    break Ended::Closed(format!(
+                                        "the server sent a configuration frame that does not decode ({error})"
+                                    ))
+                                }
+                            };
+                            let retries = Backoff::new(RETRY_BASE, RETRY_CAP);
+                            failed =
+                                handle(&mut agent, document, retries, &applied, &reports).await;
+                        }
+                        Ok(Some(_)) => {}
+                    }
+                }
+            }
+        };
+        let delay = backoff.next_delay();
+        let why = match ended {
+            Ended::NotConnected(reason) => format!("cannot connect: {reason}"),
+            Ended::Closed(reason) => reason,
+        };
+        log(format!(
+            "reconnecting in {} ms because {why}",
+            delay.as_millis()
+        ));
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens the stream from the revision applied.
+async fn connect(client: &Client, agent: &NodeAgent) -> Result<reqwest::Response, String> {
+    let mut request = client.request_unbounded(
+        Method::GET,
+        &format!("/api/v1/nodes/{}/config/stream", agent.node()),
+    );
+    if let Some(revision) = agent.applied() {
+        request = request.query(&[("applied", revision)]);
+    }
+    request = request.header(reqwest::header::ACCEPT, "text/event-stream");
+    client
+        .send_raw(request)
+        .await
+        .map_err(|error| one_line(&error))
+}
+
+/// Handles one document and queues its acknowledgement; the document and
+/// when to retry it when it failed.
+async fn handle(
+    agent: &mut NodeAgent,
+    document: ConfigDocument,
+    mut retries: Backoff,
+    applied: &watch::Sender<Option<i64>>,
+    reports: &mpsc::Sender<Value>,
+) -> Option<(ConfigDocument, Backoff, tokio::time::Instant)> {
+    let outcome = agent.handle(document.clone()).await;
+    applied.send_replace(agent.applied());
+    // The reporter is gone only when the agent stops.
+    let _ = reports.send(outcome.ack()).await;
+    match outcome {
+        Outcome::Failed { revision, .. } => {
+            let delay = retries.next_delay().max(Duration::from_millis(500));
+            log(format!(
+                "retrying revision {revision} in {} ms unless another arrives",
+                delay.as_millis()
+            ));
+            Some((document, retries, tokio::time::Instant::now() + delay))
+        }
+        Outcome::Applied(_) | Outcome::AlreadyApplied(_) => None,
+    }
+}

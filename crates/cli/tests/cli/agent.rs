@@ -1,0 +1,642 @@
+//! `fleetreg agent` against a real `fleetreg serve` (issue 13 item 5): a
+//! laptop and a VPS registered, a service routed, agents (with their own
+//! node tokens) writing the files `GET /api/v1/nodes/{name}/config?format=…`
+//! renders; a change pushed to a running agent within a second; an agent
+//! stopped during a change, and one whose server restarted, converging;
+//! `--once` for cron, its failures reported to the server; and, when Caddy
+//! is installed, an agent loading a real Caddy through its admin API.
+
+use crate::common::{ADMIN_TOKEN, FLEETREG};
+use fleetreg_testkit::free_port;
+use fleetreg_testkit::spawn::{sigterm, wait_exit, Run, Server, PATIENCE};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// The server's HTTP API, called with the admin token.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Api {
+    fn new(base: &str) -> Api {
+        Api {
+            base: base.to_owned(),
+            // No pooled connections: one test restarts the server.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// `METHOD path` with `body`: the status and the answer as text.
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, String) {
+        self.runtime.block_on(async {
+            let mut request = self
+                .http
+                .request(method, format!("{}{path}", self.base))
+                .bearer_auth(ADMIN_TOKEN);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        })
+    }
+
+    /// A call expected to succeed, its answer as JSON (`null` when empty).
+    fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, text) = self.call(method.clone(), path, body);
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    fn get(&self, path: &str) -> Value {
+        self.ok(reqwest::Method::GET, path, None)
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        self.ok(reqwest::Method::POST, path, Some(body))
+    }
+
+    fn put(&self, path: &str, body: Value) -> Value {
+        self.ok(reqwest::Method::PUT, path, Some(body))
+    }
+
+    /// `GET /api/v1/nodes/{node}/config?format=…` as text.
+    fn rendered(&self, node: &str, format: &str) -> String {
+        let path = format!("/api/v1/nodes/{node}/config?format={format}");
+        let (status, text) = self.call(reqwest::Method::GET, &path, None);
+        assert_eq!(status, 200, "{path}: {text}");
+        text
+    }
+
+    fn desired(&self, node: &str) -> i64 {
+        self.get(&format!("/api/v1/nodes/{node}/config"))["revision"]
+            .as_i64()
+            .expect("a revision")
+    }
+
+    /// The node's entry of `GET /api/v1/sync/health`.
+    fn sync(&self, node: &str) -> Value {
+        let health = self.get("/api/v1/sync/health");
+        health["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["node"] == node).cloned())
+            .unwrap_or_else(|| panic!("{node} not in {health}"))
+    }
+}
+
+/// A domain, a laptop, a VPS and the service immich
+/// (`photos.curiios.com`) routed to the VPS; each node's agent token in a
+/// file (0600) in `dir`: (laptop token file, VPS token file).
+fn register_fleet(api: &Api, dir: &Path) -> (PathBuf, PathBuf) {
+    api.post(
+        "/api/v1/domains",
+        json!({"name": "curiios.com", "description": "Personal site"}),
+    );
+    api.post(
+        "/api/v1/nodes",
+        json!({"name": "laptop1", "kind": "laptop", "overlay_address": "100.86.112.112", "user": "vinay"}),
+    );
+    api.post(
+        "/api/v1/nodes",
+        json!({"name": "vps1", "kind": "vps", "overlay_address": "100.68.225.92",
+               "public_address": "45.8.133.192", "region": "eu", "provider": "contabo"}),
+    );
+    api.post(
+        "/api/v1/services",
+        json!({"name": "immich", "subdomain": "photos", "upstreams": ["127.0.0.1:2283"]}),
+    );
+    api.put(
+        "/api/v1/routing/immich",
+        json!({"domains": ["curiios.com"], "nodes": ["vps1"], "strategy": "round-robin"}),
+    );
+    let token_file = |node: &str| {
+        let created = api.post(&format!("/api/v1/nodes/{node}/token"), json!({}));
+        let token = created["token"].as_str().expect("a token").to_owned();
+        let path = dir.join(format!("{node}.token"));
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    };
+    (token_file("laptop1"), token_file("vps1"))
+}
+
+/// A running `fleetreg agent`, its stderr in a file; killed on drop.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// `fleetreg agent ARGS` pointed at `server` (`FLEETREG_URL`), with
+    /// `env` added.
+    fn start(server_url: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let log = dir.join(format!("agent-{}.log", fleetreg_testkit::spawn::unique()));
+        let mut command = FLEETREG.command_in(dir);
+        command
+            .arg("agent")
+            .args(args)
+            .env("FLEETREG_URL", server_url)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Agent {
+            child: command.spawn().expect("start fleetreg agent"),
+            log,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM; expects a clean exit and returns the log.
+    fn stop(mut self) -> String {
+        sigterm(&self.child);
+        let status = wait_exit(&mut self.child, PATIENCE)
+            .unwrap_or_else(|| panic!("no exit after SIGTERM:\n{}", self.log_text()));
+        assert!(status.success(), "{status}:\n{}", self.log_text());
+        self.log_text()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `patience` passed; how long
+/// it took.
+fn wait_until(patience: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < patience, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+/// The revision the agent's state file records as applied.
+fn applied(out: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(out.join(".fleetreg-agent.json")).ok()?;
+    serde_json::from_str::<Value>(&text).ok()?["revision"].as_i64()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Waits until the agent writing `out` applied `node`'s desired revision.
+fn wait_applied(api: &Api, node: &str, out: &Path, agent: Option<&Agent>) {
+    let patience = PATIENCE;
+    let started = Instant::now();
+    loop {
+        let desired = api.desired(node);
+        if applied(out) == Some(desired) {
+            return;
+        }
+        assert!(
+            started.elapsed() < patience,
+            "{node} never applied revision {desired} (applied {:?}):\n{}",
+            applied(out),
+            agent.map(Agent::log_text).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The VPS's files are what the server renders for it.
+fn assert_vps_files_match(api: &Api, out: &Path) {
+    assert_eq!(
+        read(&out.join("traefik/fleetreg.yml")),
+        api.rendered("vps1", "traefik")
+    );
+    let caddy: Value = serde_json::from_str(&read(&out.join("caddy/fleetreg.json"))).unwrap();
+    let served: Value = serde_json::from_str(&api.rendered("vps1", "caddy")).unwrap();
+    assert_eq!(caddy, served);
+}
+
+#[test]
+fn agents_write_what_the_server_renders_and_follow_changes() {
+    let dir = TempDir::new().unwrap();
+    let server = Server::start(FLEETREG, dir.path(), "agent.db");
+    let api = Api::new(&server.url);
+    let (laptop_token, vps_token) = register_fleet(&api, dir.path());
+    let vps_token_text = read(&vps_token).trim().to_owned();
+
+    // The VPS agent: a token file, a reload command logging each revision.
+    let vps_out = dir.path().join("vps-out");
+    let reloads = dir.path().join("reloads");
+    let reload_cmd = format!("echo \"$FLEETREG_REVISION\" >> {}", reloads.display());
+    let vps = Agent::start(
+        &server.url,
+        dir.path(),
+        &[
+            "--node",
+            "vps1",
+            "--out-dir",
+            vps_out.to_str().unwrap(),
+            "--token-file",
+            vps_token.to_str().unwrap(),
+            "--reload-cmd",
+            &reload_cmd,
+            "--heartbeat-seconds",
+            "1",
+        ],
+        &[],
+    );
+    // The laptop agent: its token in FLEETREG_TOKEN, the flags in the
+    // environment; the reload command checks it sees no token.
+    let laptop_out = dir.path().join("laptop-out");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.1.1.1 printer.lan\n").unwrap();
+    let laptop_token_text = read(&laptop_token).trim().to_owned();
+    let laptop = Agent::start(
+        &server.url,
+        dir.path(),
+        &["--hosts-file", hosts.to_str().unwrap()],
+        &[
+            ("FLEETREG_NODE", "laptop1"),
+            ("FLEETREG_OUT_DIR", laptop_out.to_str().unwrap()),
+            ("FLEETREG_TOKEN", &laptop_token_text),
+            (
+                "FLEETREG_RELOAD_CMD",
+                "test -z \"$FLEETREG_TOKEN$FLEETREG_ADMIN_TOKEN$FLEETREG_TOKEN_FILE\"",
+            ),
+        ],
+    );
+    wait_applied(&api, "vps1", &vps_out, Some(&vps));
+    wait_applied(&api, "laptop1", &laptop_out, Some(&laptop));
+
+    assert_vps_files_match(&api, &vps_out);
+    assert!(read(&vps_out.join("traefik/fleetreg.yml")).contains("photos.curiios.com"));
+    let block = api.rendered("laptop1", "hosts");
+    assert!(block.contains("photos.curiios.com"), "{block}");
+    assert_eq!(read(&laptop_out.join("hosts/fleetreg.hosts")), block);
+    assert_eq!(
+        read(&hosts),
+        format!("127.0.0.1 localhost\n10.1.1.1 printer.lan\n{block}"),
+        "the rest of the hosts file is kept"
+    );
+    let zone = read(&laptop_out.join("zones/curiios.com.zone"));
+    assert!(
+        api.rendered("laptop1", "zone").contains(zone.trim()),
+        "{zone}"
+    );
+
+    // The server knows both applied their revision, and that they are alive.
+    for (node, out) in [("vps1", &vps_out), ("laptop1", &laptop_out)] {
+        wait_until(PATIENCE, "the acknowledgement", || {
+            api.sync(node)["applied_revision"].as_i64() == applied(out)
+        });
+        let sync = api.sync(node);
+        assert_eq!(sync["status"], "active", "{sync}");
+        assert!(sync["last_heartbeat_at"].is_string(), "{sync}");
+        assert!(sync["last_error"].is_null(), "{sync}");
+    }
+
+    // A change reaches the running agent within a second.
+    let before = applied(&vps_out).unwrap();
+    api.put(
+        "/api/v1/services/immich",
+        json!({"subdomain": "photos", "upstreams": ["127.0.0.1:2284"]}),
+    );
+    let took = wait_until(Duration::from_secs(1), "the pushed change", || {
+        read(&vps_out.join("traefik/fleetreg.yml")).contains("127.0.0.1:2284")
+    });
+    eprintln!("the change reached the agent in {} ms", took.as_millis());
+    wait_applied(&api, "vps1", &vps_out, Some(&vps));
+    assert!(applied(&vps_out).unwrap() > before);
+    assert_vps_files_match(&api, &vps_out);
+    let revisions = read(&reloads);
+    assert!(
+        revisions.lines().count() >= 2
+            && revisions.lines().last() == Some(&applied(&vps_out).unwrap().to_string()[..]),
+        "{revisions}"
+    );
+
+    let vps_log = vps.stop();
+    let laptop_log = laptop.stop();
+    for (log, token) in [
+        (&vps_log, &vps_token_text),
+        (&laptop_log, &laptop_token_text),
+    ] {
+        assert!(log.contains("connected"), "{log}");
+        assert!(log.contains("applied revision"), "{log}");
+        assert!(log.contains("stopping (SIGTERM)"), "{log}");
+        assert!(
+            !log.contains(token.as_str()),
+            "the token is never logged:\n{log}"
+        );
+        assert!(!log.contains("failed"), "{log}");
+    }
+}
+
+#[test]
+fn stopped_agents_and_restarted_servers_converge() {
+    let dir = TempDir::new().unwrap();
+    let port = free_port();
+    let database = format!("sqlite://{}", dir.path().join("agent.db").display());
+    let listen = format!("127.0.0.1:{port}");
+    let serve_args = [
+        "--listen",
+        &listen,
+        "--database-url",
+        &database,
+        "--no-health-checks",
+    ];
+    let server = Server::start_with(FLEETREG, dir.path(), &serve_args);
+    let api = Api::new(&server.url);
+    let (_, vps_token) = register_fleet(&api, dir.path());
+    let out = dir.path().join("out");
+    let args = [
+        "--node",
+        "vps1",
+        "--out-dir",
+        out.to_str().unwrap(),
+        "--token-file",
+        vps_token.to_str().unwrap(),
+    ];
+    let agent = Agent::start(&server.url, dir.path(), &args, &[]);
+    wait_applied(&api, "vps1", &out, Some(&agent));
+    agent.stop();
+
+    // Changed while the agent is down: it catches up when started again.
+    api.put(
+        "/api/v1/services/immich",
+        json!({"subdomain": "photos", "upstreams": ["127.0.0.1:3001"]}),
+    );
+    let agent = Agent::start(&server.url, dir.path(), &args, &[]);
+    wait_applied(&api, "vps1", &out, Some(&agent));
+    assert!(read(&out.join("traefik/fleetreg.yml")).contains("127.0.0.1:3001"));
+    assert_vps_files_match(&api, &out);
+
+    // The server goes away and comes back on the same address: the agent
+    // reconnects and gets what changed meanwhile.
+    server.stop();
+    wait_until(PATIENCE, "the agent to notice", || {
+        agent.log_text().contains("reconnecting in")
+    });
+    let server = Server::start_with(FLEETREG, dir.path(), &serve_args);
+    api.put(
+        "/api/v1/services/immich",
+        json!({"subdomain": "photos", "upstreams": ["127.0.0.1:3002"]}),
+    );
+    wait_until(PATIENCE, "the change after the restart", || {
+        read(&out.join("traefik/fleetreg.yml")).contains("127.0.0.1:3002")
+    });
+    wait_applied(&api, "vps1", &out, Some(&agent));
+    assert_vps_files_match(&api, &out);
+    let log = agent.stop();
+    assert!(log.matches("connected;").count() >= 2, "{log}");
+    server.stop();
+}
+
+#[test]
+fn once_applies_acknowledges_and_fails_loudly() {
+    let dir = TempDir::new().unwrap();
+    let server = Server::start(FLEETREG, dir.path(), "agent.db");
+    let api = Api::new(&server.url);
+    let (laptop_token, _) = register_fleet(&api, dir.path());
+    let out = dir.path().join("out");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let once = |extra: &[&str]| {
+        let mut command = server.command();
+        command.args([
+            "agent",
+            "--once",
+            "--node",
+            "laptop1",
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--token-file",
+            laptop_token.to_str().unwrap(),
+            "--hosts-file",
+            hosts.to_str().unwrap(),
+        ]);
+        Run::of(command.args(extra))
+    };
+
+    let run = once(&[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let desired = api.desired("laptop1");
+    assert_eq!(applied(&out), Some(desired));
+    assert_eq!(
+        read(&hosts),
+        format!("127.0.0.1 localhost\n{}", api.rendered("laptop1", "hosts"))
+    );
+    assert_eq!(api.sync("laptop1")["applied_revision"], desired);
+    // Again: nothing to do, still acknowledged.
+    let run = once(&[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stderr.contains("already applied"), "{}", run.stderr);
+
+    // A change and a reload command that fails: exit non-zero, and the
+    // server learns why.
+    api.put(
+        "/api/v1/routing/immich",
+        json!({"domains": ["curiios.com"], "nodes": ["vps1"], "strategy": "primary-backup"}),
+    );
+    api.post(
+        "/api/v1/domains",
+        json!({"name": "vinaysachdeva.com", "description": "Professional site"}),
+    );
+    api.put(
+        "/api/v1/routing/immich",
+        json!({"domains": ["curiios.com", "vinaysachdeva.com"], "nodes": ["vps1"], "strategy": "round-robin"}),
+    );
+    let desired = api.desired("laptop1");
+    let run = once(&["--reload-cmd", "echo 'dnsmasq: bad zone' >&2; exit 4"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains(&format!("revision {desired} was not applied")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("dnsmasq: bad zone"), "{}", run.stderr);
+    let sync = api.sync("laptop1");
+    assert_ne!(sync["applied_revision"], desired, "{sync}");
+    assert!(
+        sync["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("dnsmasq: bad zone")),
+        "{sync}"
+    );
+    // Fixed: the same revision applies.
+    let run = once(&["--reload-cmd", "true"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(applied(&out), Some(desired));
+    assert!(read(&hosts).contains("photos.vinaysachdeva.com"));
+    assert!(out.join("zones/vinaysachdeva.com.zone").exists());
+
+    // Another node's configuration is refused to this node's token, and an
+    // unreachable server is an error.
+    let run = Run::of(server.command().args([
+        "agent",
+        "--once",
+        "--node",
+        "vps1",
+        "--out-dir",
+        dir.path().join("other").to_str().unwrap(),
+        "--token-file",
+        laptop_token.to_str().unwrap(),
+    ]));
+    assert_eq!(run.code, 1, "{}", run.all());
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let run = once(&["--server", &dead]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_flags_are_refused_before_connecting() {
+    for (args, expected) in [
+        (vec!["agent", "--out-dir", "/tmp/x"], "--node"),
+        (
+            vec!["agent", "--node", "Bad_Name", "--out-dir", "/tmp/x"],
+            "--node",
+        ),
+        (vec!["agent", "--node", "vps1"], "--out-dir"),
+        (
+            vec![
+                "agent",
+                "--node",
+                "vps1",
+                "--out-dir",
+                "/tmp/x",
+                "--heartbeat-seconds",
+                "0",
+            ],
+            "--heartbeat-seconds",
+        ),
+    ] {
+        let run = Run::of(FLEETREG.command().args(&args));
+        assert_eq!(run.code, 2, "{args:?}: {}", run.all());
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+    }
+}
+
+/// An agent drives a real Caddy (testkit's) through its admin API: a
+/// request to the routed hostname reaches the upstream, a routing change
+/// moves it, and the admin API stays where it was.
+#[test]
+fn an_agent_loads_caddy() {
+    let Some(caddy) = fleetreg_testkit::caddy() else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let server = Server::start(FLEETREG, dir.path(), "agent.db");
+    let api = Api::new(&server.url);
+    let (_, vps_token) = register_fleet(&api, dir.path());
+    // Two upstreams answering with their names.
+    let (first, second) = (Upstream::start("first"), Upstream::start("second"));
+    api.put(
+        "/api/v1/services/immich",
+        json!({"subdomain": "photos", "upstreams": [first.address]}),
+    );
+    let http_port = free_port();
+    let out = dir.path().join("out");
+    let admin = format!("http://{}", caddy.admin_listen());
+    let listen = format!("127.0.0.1:{http_port}");
+    let agent = Agent::start(
+        &server.url,
+        dir.path(),
+        &[
+            "--node",
+            "vps1",
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--token-file",
+            vps_token.to_str().unwrap(),
+            "--caddy-admin",
+            &admin,
+            "--caddy-listen",
+            &listen,
+            "--no-https",
+        ],
+        &[],
+    );
+    wait_applied(&api, "vps1", &out, Some(&agent));
+    let get = |host: &str| -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    };
+    wait_until(PATIENCE, "caddy to route photos.curiios.com", || {
+        get("photos.curiios.com").is_some_and(|a| a.ends_with("from first"))
+    });
+    // What Caddy runs is the file the agent wrote.
+    let written: Value = serde_json::from_str(&read(&out.join("caddy/fleetreg.json"))).unwrap();
+    assert_eq!(caddy.config().unwrap(), written, "{}", caddy.log());
+    assert_eq!(written["admin"]["listen"], caddy.admin_listen());
+    api.put(
+        "/api/v1/services/immich",
+        json!({"subdomain": "photos", "upstreams": [second.address]}),
+    );
+    wait_until(PATIENCE, "caddy to follow the change", || {
+        get("photos.curiios.com").is_some_and(|a| a.ends_with("from second"))
+    });
+    let log = agent.stop();
+    assert!(!log.contains("failed"), "{log}");
+}
+
+/// A tiny HTTP upstream on loopback answering `from NAME` to everything.
+struct Upstream {
+    address: String,
+}
+
+impl Upstream {
+    fn start(name: &'static str) -> Upstream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                let body = format!("from {name}");
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Upstream { address }
+    }
+}

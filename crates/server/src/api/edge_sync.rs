@@ -1,0 +1,142 @@
+//! The seed's sync-controller commands over HTTP: every node's sync health
+//! (`sync-controller.sh health`), a manual push (`push`) and the
+//! reconciliation (`reconcile [hours]`).
+
+use super::audit_of;
+use super::edge::label_in_path;
+use crate::error::ApiError;
+use crate::extract::{parse_json, Peer};
+use axum::body::Bytes;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fleetreg_model::{DnsLabel, ErrorCode, NodeSync, PushReason};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// Longest reconciliation interval accepted (a week).
+const MAX_RECONCILE_SECONDS: u64 = 7 * 24 * 3600;
+/// Shortest one (a minute).
+const MIN_RECONCILE_SECONDS: u64 = 60;
+
+/// The sync routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sync/health", get(health))
+        .route("/api/v1/sync/push", post(push))
+        .route("/api/v1/sync/reconcile", post(reconcile))
+}
+
+/// Every node's sync state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncHealth {
+    /// Laptops first, then VPS nodes, by name.
+    pub items: Vec<NodeSync>,
+}
+
+/// `POST /api/v1/sync/push`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    /// Push only to this node; every node when absent.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+/// `POST /api/v1/sync/reconcile`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    /// From now on reconcile this often (60 s to a week); unchanged when absent.
+    #[serde(default)]
+    pub every_seconds: Option<u64>,
+}
+
+/// The nodes a push or reconciliation was sent to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pushed {
+    /// Their names.
+    pub pushed: Vec<DnsLabel>,
+    /// The reconciliation interval now, in seconds.
+    pub every_seconds: u64,
+}
+
+/// An optional JSON body: none (or only whitespace) is the default request.
+fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(body)
+    }
+}
+
+/// Every node's sync state (seed "Node Health Status"): status
+/// `active`/`failed`/`offline`, desired and applied revision, last sync,
+/// last heartbeat, unacknowledged pushes, last error, up for routing.
+#[utoipa::path(get, path = "/api/v1/sync/health", tag = "edge",
+    responses((status = 200, body = SyncHealth)))]
+pub async fn health(State(state): State<AppState>) -> Result<Json<SyncHealth>, ApiError> {
+    Ok(Json(SyncHealth {
+        items: state.store.list_node_sync().await?,
+    }))
+}
+
+/// Send every node (or one) its configuration now, whatever its state;
+/// a `failed` node gets its retries back (the seed's manual recovery).
+#[utoipa::path(post, path = "/api/v1/sync/push", tag = "edge", request_body = PushRequest,
+    responses((status = 200, body = Pushed), (status = 404, description = "NODE_NOT_FOUND")))]
+pub async fn push(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Pushed>, ApiError> {
+    let request: PushRequest = optional_json(&body)?;
+    let node = request
+        .node
+        .as_deref()
+        .map(|n| label_in_path(n, ErrorCode::NodeNotFound, "node"))
+        .transpose()?;
+    let sent = state
+        .store
+        .reset_pushes(node.as_ref(), PushReason::Push, &audit_of(&headers, peer))
+        .await?;
+    Ok(Json(Pushed {
+        pushed: sent.into_iter().map(|s| s.node).collect(),
+        every_seconds: state.edge.reconcile_every().as_secs(),
+    }))
+}
+
+/// Reconcile now: every node is sent its full configuration; with
+/// `every_seconds`, the periodic reconciliation runs that often from now on
+/// (until the server restarts, which goes back to `edge.reconcile_seconds`).
+#[utoipa::path(post, path = "/api/v1/sync/reconcile", tag = "edge", request_body = ReconcileRequest,
+    responses((status = 200, body = Pushed), (status = 400, description = "VALIDATION_ERROR")))]
+pub async fn reconcile(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Pushed>, ApiError> {
+    let request: ReconcileRequest = optional_json(&body)?;
+    if let Some(every) = request.every_seconds {
+        if !(MIN_RECONCILE_SECONDS..=MAX_RECONCILE_SECONDS).contains(&every) {
+            return Err(ApiError::validation(
+                "every_seconds",
+                format!("must be {MIN_RECONCILE_SECONDS} to {MAX_RECONCILE_SECONDS}"),
+            ));
+        }
+        state.edge.set_reconcile_every(Duration::from_secs(every));
+    }
+    let sent = state
+        .store
+        .reset_pushes(None, PushReason::Reconcile, &audit_of(&headers, peer))
+        .await?;
+    Ok(Json(Pushed {
+        pushed: sent.into_iter().map(|s| s.node).collect(),
+        every_seconds: state.edge.reconcile_every().as_secs(),
+    }))
+}

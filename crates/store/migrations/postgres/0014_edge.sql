@@ -1,0 +1,102 @@
+-- The edge registry and push-sync state (seed service-registry-push-sync.md),
+-- PostgreSQL edition: domains, edge nodes (VPS and laptops), services, one
+-- routing per service, each node's desired configuration and sync state, and
+-- the sync controller's lease. A routing's domains and nodes are mirrored into
+-- join tables whose RESTRICT keys keep a named domain or node from being
+-- removed (and make "which routings name it" an index lookup).
+
+CREATE TABLE edge_domains (
+    id          UUID PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    region      TEXT,
+    revision    BIGINT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE edge_nodes (
+    id              UUID PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL CHECK (kind IN ('vps', 'laptop')),
+    overlay_address TEXT NOT NULL UNIQUE,
+    public_address  TEXT UNIQUE,
+    region          TEXT,
+    provider        TEXT,
+    login           TEXT,
+    revision        BIGINT NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE edge_services (
+    id          UUID PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    subdomain   TEXT NOT NULL,
+    upstreams   JSONB NOT NULL,
+    cluster_id  UUID REFERENCES clusters(id) ON DELETE SET NULL,
+    namespace   TEXT,
+    description TEXT NOT NULL DEFAULT '',
+    state       TEXT NOT NULL CHECK (state IN ('active', 'gone')),
+    origin      TEXT NOT NULL CHECK (origin IN ('manual', 'cluster')),
+    revision    BIGINT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX idx_edge_services_cluster ON edge_services(cluster_id);
+
+CREATE TABLE edge_routings (
+    service_id UUID PRIMARY KEY REFERENCES edge_services(id) ON DELETE RESTRICT,
+    domains    JSONB NOT NULL,
+    nodes      JSONB NOT NULL,
+    strategy   TEXT NOT NULL CHECK (strategy IN ('round-robin', 'primary-backup', 'geo')),
+    revision   BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE edge_routing_domains (
+    service_id UUID NOT NULL REFERENCES edge_routings(service_id) ON DELETE CASCADE,
+    domain_id  UUID NOT NULL REFERENCES edge_domains(id) ON DELETE RESTRICT,
+    PRIMARY KEY (service_id, domain_id)
+);
+CREATE INDEX idx_edge_routing_domains_domain ON edge_routing_domains(domain_id);
+
+CREATE TABLE edge_routing_nodes (
+    service_id UUID NOT NULL REFERENCES edge_routings(service_id) ON DELETE CASCADE,
+    node_id    UUID NOT NULL REFERENCES edge_nodes(id) ON DELETE RESTRICT,
+    PRIMARY KEY (service_id, node_id)
+);
+CREATE INDEX idx_edge_routing_nodes_node ON edge_routing_nodes(node_id);
+
+-- desired_config is the exact JSON text the writer compares with (TEXT on
+-- both engines: JSONB would reformat it).
+CREATE TABLE edge_node_sync (
+    node_id           UUID PRIMARY KEY REFERENCES edge_nodes(id) ON DELETE CASCADE,
+    status            TEXT NOT NULL CHECK (status IN ('active', 'failed', 'offline')),
+    desired_revision  BIGINT NOT NULL,
+    desired_config    TEXT NOT NULL,
+    applied_revision  BIGINT,
+    last_sync_at      TIMESTAMPTZ,
+    last_heartbeat_at TIMESTAMPTZ,
+    push_attempts     BIGINT NOT NULL DEFAULT 0,
+    last_error        TEXT,
+    up                BOOLEAN NOT NULL DEFAULT TRUE
+);
+
+-- One row: who runs the sync controller, until when.
+CREATE TABLE edge_controller_lease (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT,
+    until  TIMESTAMPTZ
+);
+INSERT INTO edge_controller_lease (id, holder, until) VALUES (1, NULL, NULL);
+
+-- The `agent` role, whose tokens are bound to one node (by name); `node` is
+-- NULL for every other token.
+ALTER TABLE api_tokens ADD COLUMN node TEXT;
+ALTER TABLE api_tokens DROP CONSTRAINT IF EXISTS api_tokens_role_check;
+ALTER TABLE api_tokens ADD CONSTRAINT api_tokens_role_check
+    CHECK (role IN ('admin', 'operator', 'viewer', 'auditor', 'agent'));
+ALTER TABLE api_tokens ADD CONSTRAINT api_tokens_agent_node_check
+    CHECK ((role = 'agent') = (node IS NOT NULL));
