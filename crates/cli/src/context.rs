@@ -2,7 +2,7 @@
 //! token, CA certificate) in the CLI's configuration file, like kubectl's and
 //! argocd's contexts, and [`Selected`], the context a client command uses.
 //!
-//! The file is `$FLEETREG_CONFIG`, else `$XDG_CONFIG_HOME/fleetreg/config.yaml`,
+//! The file is `$FLEETREG_CLI_CONFIG`, else `$XDG_CONFIG_HOME/fleetreg/config.yaml`,
 //! else `~/.config/fleetreg/config.yaml`; written atomically (a temporary file
 //! renamed over it) with mode 0600 in a directory created 0700. A file that
 //! others may read is still used, with a warning. Tokens are kept by file
@@ -20,7 +20,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Names another configuration file.
-pub const CONFIG_ENV: &str = "FLEETREG_CONFIG";
+pub const CONFIG_ENV: &str = "FLEETREG_CLI_CONFIG";
 
 /// Selects a context for one command (below `--context`).
 pub const CONTEXT_ENV: &str = "FLEETREG_CONTEXT";
@@ -43,7 +43,7 @@ Where a client command connects (the first found wins):
 A context's --ca-cert is trusted besides the built-in roots.
 
 Contexts are kept in $XDG_CONFIG_HOME/fleetreg/config.yaml (else
-~/.config/fleetreg/config.yaml; FLEETREG_CONFIG names another file), mode 0600.";
+~/.config/fleetreg/config.yaml; FLEETREG_CLI_CONFIG names another file), mode 0600.";
 
 /// The context commands.
 #[derive(Subcommand, Debug)]
@@ -180,7 +180,8 @@ fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.trim().is_empty())
 }
 
-/// The configuration file's path: `FLEETREG_CONFIG`, else
+/// The configuration file's path: `FLEETREG_CLI_CONFIG` (not `FLEETREG_CONFIG`,
+/// which is `serve --config`), else
 /// `$XDG_CONFIG_HOME/fleetreg/config.yaml`, else `~/.config/fleetreg/config.yaml`.
 pub fn config_path() -> anyhow::Result<PathBuf> {
     if let Some(path) = non_empty_env(CONFIG_ENV) {

@@ -148,9 +148,21 @@ const COLUMNS: &[Column] = &[
 /// change (its payload has states, no name), else the cluster's name.
 fn with_detail(event: &Value) -> Value {
     let payload = &event["payload"];
-    let detail = match (payload["old_state"].as_str(), payload["new_state"].as_str()) {
-        (Some(old), Some(new)) => Value::String(format!("{old} → {new}")),
-        _ => payload["name"].clone(),
+    let text = |key: &str| payload[key].as_str();
+    let detail = match (
+        text("old_state").or(text("old_status")),
+        text("new_state").or(text("new_status")),
+    ) {
+        (Some(old), Some(new)) => match text("node").or(text("name")) {
+            Some(name) => Value::String(format!("{name}: {old} → {new}")),
+            None => Value::String(format!("{old} → {new}")),
+        },
+        _ => match (text("hostname"), text("from"), text("to")) {
+            (Some(host), Some(from), Some(to)) => Value::String(format!("{host}: {from} → {to}")),
+            _ => text("name")
+                .or(text("node"))
+                .map_or(payload["name"].clone(), |n| Value::String(n.to_owned())),
+        },
     };
     let mut event = event.clone();
     if let Some(map) = event.as_object_mut() {
@@ -335,5 +347,24 @@ mod tests {
         assert!(lines[0].ends_with("DETAIL"), "{text}");
         assert!(lines[1].ends_with("edge-a"), "{text}");
         assert!(lines[2].ends_with("UNKNOWN → ONLINE"), "{text}");
+    }
+
+    #[test]
+    fn edge_events_show_what_moved() {
+        let detail = |payload: Value| with_detail(&json!({"payload": payload}))["detail"].clone();
+        assert_eq!(
+            detail(
+                json!({"service": "chat", "hostname": "chat.a.test", "from": "vps1", "to": "vps2"})
+            ),
+            "chat.a.test: vps1 → vps2"
+        );
+        assert_eq!(
+            detail(json!({"node": "vps1", "old_status": "active", "new_status": "offline"})),
+            "vps1: active → offline"
+        );
+        assert_eq!(
+            detail(json!({"node": "vps1", "desired_revision": 9})),
+            "vps1"
+        );
     }
 }

@@ -50,10 +50,11 @@ const LAPTOP_EXAMPLES: &str = "Examples:
 
 const TOKEN_EXAMPLES: &str = "Examples:
   fleetreg node token contabo-vps
-  fleetreg node token contabo-vps -o json
+  fleetreg node token contabo-vps -o json | jq -r .token > agent.token   # only the token
 
 Creates a token that may only read that node's configuration and acknowledge
-it. It is shown once: store it on the node in a file only the agent reads.";
+it. It is shown once: store it on the node in a file only the agent reads.
+Creating one again revokes the node's previous agent token.";
 
 /// The node commands.
 #[derive(Subcommand, Debug)]

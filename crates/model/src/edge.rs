@@ -690,7 +690,7 @@ impl NodeSync {
 
 /// `POST /api/v1/nodes/{name}/ack`: an agent's heartbeat, with the revision it
 /// applied (or failed to apply).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeAck {
     /// The revision now applied on the node, if any.

@@ -71,8 +71,8 @@ pub use edge::{
 };
 pub use enums::{
     AuthType, ClientRole, ClientStatus, ClusterState, ClusterType, Connectivity, CredentialBinding,
-    CredentialExpiry, Environment, MaintenanceField, NodeKind, NodeSyncStatus, Platform, PushReason,
-    RoutingStrategy, ServiceOrigin, ServiceState,
+    CredentialExpiry, Environment, MaintenanceField, NodeKind, NodeSyncStatus, Platform,
+    PushReason, RoutingStrategy, ServiceOrigin, ServiceState,
 };
 pub use error::{Error, ErrorCode};
 pub use event::{Event, EventFilter, EventType, EVENT_RESOURCES};

@@ -32,7 +32,8 @@ pub(crate) const CREDENTIAL_COLUMNS: &str =
      origins, unbound_at";
 
 /// Columns of `api_tokens` that [`token_from_row`] reads (never the hash).
-pub(crate) const TOKEN_COLUMNS: &str = "id, name, role, prefix, created_at, expires_at, revoked_at, node";
+pub(crate) const TOKEN_COLUMNS: &str =
+    "id, name, role, prefix, created_at, expires_at, revoked_at, node";
 
 /// A wire-enum column parsed with `parse`; anything else is corruption.
 /// The text of `column` parsed with `parse` (a wire enum or name); anything

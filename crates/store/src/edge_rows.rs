@@ -296,34 +296,27 @@ pub(crate) async fn load_all_node_sync(
         .collect()
 }
 
-/// The names of the services whose routing names the domain `domain_id`.
-pub(crate) async fn services_routed_via_domain(
-    tx: &mut WriteTx,
-    domain_id: Uuid,
-) -> Result<Vec<String>, StoreError> {
-    let sql = Sql::new(
-        "SELECT s.name FROM edge_routing_domains x JOIN edge_services s ON s.id = x.service_id \
-         WHERE x.domain_id = $1 ORDER BY s.name",
-    )
-    .arg(domain_id);
-    names(tx, &sql).await
-}
+/// Selects, by name, the services whose routing names the domain `$1`.
+pub(crate) const ROUTED_VIA_DOMAIN: &str = "SELECT s.name FROM edge_routing_domains x \
+     JOIN edge_services s ON s.id = x.service_id WHERE x.domain_id = $1 ORDER BY s.name";
 
-/// The names of the services whose routing names the node `node_id`.
-pub(crate) async fn services_routed_via_node(
-    tx: &mut WriteTx,
-    node_id: Uuid,
-) -> Result<Vec<String>, StoreError> {
-    let sql = Sql::new(
-        "SELECT s.name FROM edge_routing_nodes x JOIN edge_services s ON s.id = x.service_id \
-         WHERE x.node_id = $1 ORDER BY s.name",
-    )
-    .arg(node_id);
-    names(tx, &sql).await
-}
+/// Selects, by name, the services whose routing names the node `$1`.
+pub(crate) const ROUTED_VIA_NODE: &str = "SELECT s.name FROM edge_routing_nodes x \
+     JOIN edge_services s ON s.id = x.service_id WHERE x.node_id = $1 ORDER BY s.name";
 
-async fn names(tx: &mut WriteTx, sql: &Sql) -> Result<Vec<String>, StoreError> {
-    tx.fetch(sql)
+/// Selects the service `$1`'s own name when it has a routing.
+pub(crate) const ROUTED_VIA_SERVICE: &str = "SELECT s.name FROM edge_routings r \
+     JOIN edge_services s ON s.id = r.service_id WHERE r.service_id = $1";
+
+/// The names of the services one of the `ROUTED_VIA_*` queries (`routed_via`)
+/// selects for the row `id`, inside the transaction.
+pub(crate) async fn services_routed_via(
+    tx: &mut WriteTx,
+    routed_via: &'static str,
+    id: Uuid,
+) -> Result<Vec<String>, StoreError> {
+    let sql = Sql::new(routed_via).arg(id);
+    tx.fetch(&sql)
         .await?
         .iter()
         .map(|row| row.get_at::<String>(0))

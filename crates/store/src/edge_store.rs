@@ -15,7 +15,7 @@ use crate::edge_rows::{
     node_sync_from_row, routing_from_row, service_from_row, DOMAIN_SELECT, NODE_SELECT,
     ROUTING_SELECT, SERVICE_SELECT, SYNC_ORDER, SYNC_SELECT,
 };
-use crate::sql::Sql;
+use crate::sql::{Row, Sql};
 use crate::writer::{
     Acknowledge, ClaimController, ConfigureRouting, CreateDomain, CreateNode, CreateService,
     DeleteDomain, DeleteNode, DeleteRouting, DeleteService, MarkSilentNodes, RecordPush,
@@ -235,6 +235,25 @@ pub trait EdgeStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+impl SqlStore {
+    /// The row of `select` whose `column` is `name`, decoded with `decode`;
+    /// `missing(name)` when there is none.
+    async fn fetch_named<T>(
+        &self,
+        select: &str,
+        column: &str,
+        name: &(impl std::fmt::Display + Sync),
+        decode: fn(&Row) -> Result<T, StoreError>,
+        missing: fn(String) -> StoreError,
+    ) -> Result<T, StoreError> {
+        let name = name.to_string();
+        let sql = Sql::new(format!("{select} WHERE {column} = $1")).arg(name.as_str());
+        self.fetch_optional_as(&sql, decode)
+            .await?
+            .ok_or_else(|| missing(name))
+    }
+}
+
 /// The actor of the sync controller's observations (pushes, liveness, lease).
 fn controller() -> Audit {
     Audit::system("edge-sync")
@@ -282,10 +301,9 @@ impl EdgeStore for SqlStore {
     }
 
     async fn get_domain(&self, name: &DomainName) -> Result<Domain, StoreError> {
-        let sql = Sql::new(format!("{DOMAIN_SELECT} WHERE d.name = $1")).arg(name.as_str());
-        self.fetch_optional_as(&sql, domain_from_row)
-            .await?
-            .ok_or_else(|| StoreError::DomainNotFound(name.to_string()))
+        let missing = StoreError::DomainNotFound;
+        self.fetch_named(DOMAIN_SELECT, "d.name", name, domain_from_row, missing)
+            .await
     }
 
     async fn list_domains(&self) -> Result<Vec<Domain>, StoreError> {
@@ -334,10 +352,9 @@ impl EdgeStore for SqlStore {
     }
 
     async fn get_node(&self, name: &DnsLabel) -> Result<Node, StoreError> {
-        let sql = Sql::new(format!("{NODE_SELECT} WHERE n.name = $1")).arg(name.as_str());
-        self.fetch_optional_as(&sql, node_from_row)
-            .await?
-            .ok_or_else(|| StoreError::NodeNotFound(name.to_string()))
+        let missing = StoreError::NodeNotFound;
+        self.fetch_named(NODE_SELECT, "n.name", name, node_from_row, missing)
+            .await
     }
 
     async fn list_nodes(&self, kind: Option<NodeKind>) -> Result<Vec<Node>, StoreError> {
@@ -389,10 +406,9 @@ impl EdgeStore for SqlStore {
     }
 
     async fn get_service(&self, name: &DnsLabel) -> Result<Service, StoreError> {
-        let sql = Sql::new(format!("{SERVICE_SELECT} WHERE s.name = $1")).arg(name.as_str());
-        self.fetch_optional_as(&sql, service_from_row)
-            .await?
-            .ok_or_else(|| StoreError::ServiceNotFound(name.to_string()))
+        let missing = StoreError::ServiceNotFound;
+        self.fetch_named(SERVICE_SELECT, "s.name", name, service_from_row, missing)
+            .await
     }
 
     async fn list_services(
@@ -455,10 +471,9 @@ impl EdgeStore for SqlStore {
     }
 
     async fn get_routing(&self, service: &DnsLabel) -> Result<Routing, StoreError> {
-        let sql = Sql::new(format!("{ROUTING_SELECT} WHERE s.name = $1")).arg(service.as_str());
-        self.fetch_optional_as(&sql, routing_from_row)
-            .await?
-            .ok_or_else(|| StoreError::RoutingNotFound(service.to_string()))
+        let missing = StoreError::RoutingNotFound;
+        self.fetch_named(ROUTING_SELECT, "s.name", service, routing_from_row, missing)
+            .await
     }
 
     async fn list_routings(&self) -> Result<Vec<Routing>, StoreError> {
@@ -498,10 +513,9 @@ impl EdgeStore for SqlStore {
     }
 
     async fn node_sync(&self, node: &DnsLabel) -> Result<NodeSync, StoreError> {
-        let sql = Sql::new(format!("{SYNC_SELECT} WHERE n.name = $1")).arg(node.as_str());
-        self.fetch_optional_as(&sql, node_sync_from_row)
-            .await?
-            .ok_or_else(|| StoreError::NodeNotFound(node.to_string()))
+        let missing = StoreError::NodeNotFound;
+        self.fetch_named(SYNC_SELECT, "n.name", node, node_sync_from_row, missing)
+            .await
     }
 
     async fn list_node_sync(&self) -> Result<Vec<NodeSync>, StoreError> {

@@ -7,7 +7,9 @@
 //! (a command, or Caddy's admin API), and acknowledges the revision (or its
 //! failure) with `POST /api/v1/nodes/{node}/ack`. A separate task sends a
 //! heartbeat every `--heartbeat-seconds`. Disconnects are retried with
-//! exponential backoff and full jitter, resuming from the revision applied.
+//! exponential backoff and full jitter, resuming from the revision applied;
+//! with `--fallback-server` (other replicas of the deployment) each
+//! reconnect tries the next server in turn.
 //!
 //! - [`stream`]: the server-sent events parser and reader (bounded frames).
 //! - [`apply`]: atomic file writes, the state file, stale file removal, the
@@ -36,6 +38,8 @@ const EXAMPLES: &str = "Examples:
   fleetreg agent --node contabo-vps --out-dir /var/lib/fleetreg --caddy-admin http://127.0.0.1:2019
   fleetreg agent --node vinay-laptop --out-dir ~/.fleetreg --hosts-file /etc/hosts
   fleetreg agent --node vinay-laptop --out-dir ~/.fleetreg --hosts-file /etc/hosts --once   # from cron
+  fleetreg agent --node contabo-vps --out-dir /etc/fleetreg --token-file /etc/fleetreg/agent.token \\
+      --server https://fleetreg-a.example --fallback-server https://fleetreg-b.example   # two replicas
 
 The token is the node's agent token (`fleetreg node token NAME`); it is read
 from --token-file, else found like every client command's (--token, FLEETREG_TOKEN, …).
@@ -85,6 +89,17 @@ pub struct AgentArgs {
     /// (non-zero on failure): for cron.
     #[arg(long)]
     once: bool,
+    /// Another server of the same deployment (a `serve` replica on the same
+    /// database), repeatable: when the stream ends or cannot be opened, each
+    /// reconnect tries the next server in turn (--server first), and
+    /// acknowledgements go to the server the stream is on.
+    #[arg(
+        long = "fallback-server",
+        env = "FLEETREG_FALLBACK_SERVERS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    fallback_servers: Vec<String>,
     #[command(flatten)]
     connect: ConnectArgs,
 }
@@ -158,7 +173,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         );
         connect.token = Some(token.to_owned());
     }
-    let client = Client::from_args(&connect)?;
+    let mut servers = vec![session::Server::new(Client::from_args(&connect)?)];
+    for url in args
+        .fallback_servers
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+    {
+        let mut fallback = connect.clone();
+        fallback.server = Some(crate::client::check_server_url(url, "--fallback-server")?);
+        servers.push(session::Server::new(Client::from_args(&fallback)?));
+    }
     let mut caddy = CaddyOptions::default();
     if !args.caddy_listen.is_empty() {
         caddy.listen = args.caddy_listen.clone();
@@ -196,11 +220,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         reload_timeout: Duration::from_secs(args.reload_timeout_seconds),
     })?;
     if args.once {
-        return session::once(&client, agent).await;
+        return session::once(&servers, agent).await;
     }
     let heartbeat = Duration::from_secs(args.heartbeat_seconds);
     tokio::select! {
-        result = session::run(client, agent, heartbeat) => result,
+        result = session::run(servers, agent, heartbeat) => result,
         signal = shutdown_signal() => {
             log(format!("stopping ({signal})"));
             Ok(())

@@ -1,6 +1,9 @@
 //! One configuration document, `{"node", "revision", "config"}`, from parse
 //! to the acknowledgement to send: render, write, update the hosts file,
-//! reload.
+//! reload. A document of the revision already applied (the first frame of
+//! every connection, a reconciliation, a manual push) is rendered again and
+//! repairs what differs on disk: a file edited or removed by hand is
+//! rewritten, and the reload runs only when something was.
 
 use super::apply::{rewrite_hosts_file, FileChanges, OutDir, OutFile};
 use super::log;
@@ -52,7 +55,8 @@ pub struct Settings {
 /// What handling one document came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The revision was already applied: nothing was done.
+    /// The revision was already applied: files that differed from its
+    /// rendering (if any) were rewritten.
     AlreadyApplied(i64),
     /// The revision is applied now.
     Applied(i64),
@@ -88,6 +92,10 @@ pub struct NodeAgent {
     /// Whether a reload is due even if no file changes (set at start and
     /// after a failed reload).
     reload_due: bool,
+    /// Whether the last reload failed: a repair of the applied revision then
+    /// reloads even if no file changes (at start the state file says the
+    /// applied revision was reloaded).
+    reload_failed: bool,
     caddy_http: reqwest::Client,
 }
 
@@ -108,6 +116,7 @@ impl NodeAgent {
             settings,
             options,
             reload_due: true,
+            reload_failed: false,
             caddy_http,
         })
     }
@@ -122,16 +131,27 @@ impl NodeAgent {
         self.settings.out.applied()
     }
 
-    /// Applies `document` unless its revision is the one applied; logs what
-    /// happened.
+    /// Applies `document`, or when its revision is the one applied repairs
+    /// what differs from it on disk; logs what happened.
     pub async fn handle(&mut self, document: ConfigDocument) -> Outcome {
         let revision = document.revision;
-        if self.applied() == Some(revision) {
-            return Outcome::AlreadyApplied(revision);
-        }
+        let repair = self.applied() == Some(revision);
         let started = Instant::now();
-        match self.apply(document).await {
-            Ok(changes) => {
+        match self.apply(document, repair).await {
+            Ok((changes, hosts)) if repair => {
+                if changes.written + changes.removed > 0 || hosts {
+                    log(format!(
+                        "revision {revision} is applied; repaired what differed from it in {} ms ({} rewritten, {} unchanged, {} removed{})",
+                        started.elapsed().as_millis(),
+                        changes.written,
+                        changes.unchanged,
+                        changes.removed,
+                        if hosts { ", hosts file rewritten" } else { "" }
+                    ));
+                }
+                Outcome::AlreadyApplied(revision)
+            }
+            Ok((changes, _)) => {
                 log(format!(
                     "applied revision {revision} in {} ms ({} written, {} unchanged, {} removed)",
                     started.elapsed().as_millis(),
@@ -149,7 +169,15 @@ impl NodeAgent {
         }
     }
 
-    async fn apply(&mut self, document: ConfigDocument) -> Result<FileChanges, String> {
+    /// Renders `document` and brings the files, the hosts file and the proxy
+    /// in step with it: the files changed and whether the hosts file did.
+    /// `repair`: its revision is the one applied (the reload command then
+    /// runs only when something changed or the last reload failed).
+    async fn apply(
+        &mut self,
+        document: ConfigDocument,
+        repair: bool,
+    ) -> Result<(FileChanges, bool), String> {
         let node = &self.settings.node;
         if document.node != *node {
             return Err(format!(
@@ -178,14 +206,22 @@ impl NodeAgent {
             .write_files(&files)
             .map_err(|e| e.to_string())?;
         let mut changed = changes.written + changes.removed > 0;
+        let mut hosts = false;
         if let Some(path) = &self.settings.hosts_file {
             let block = render_hosts_block(&config);
-            changed |= rewrite_hosts_file(path, |old| replace_hosts_block(old, &block))
+            hosts = rewrite_hosts_file(path, |old| replace_hosts_block(old, &block))
                 .map_err(|e| format!("hosts file: {e}"))?;
+            changed |= hosts;
         }
+        let due = if repair {
+            self.reload_failed
+        } else {
+            self.reload_due
+        };
         if let Some(command) = &self.settings.reload_cmd {
-            if changed || self.reload_due {
+            if changed || due {
                 self.reload_due = true;
+                self.reload_failed = true;
                 let env = [
                     ("FLEETREG_NODE", node.clone()),
                     ("FLEETREG_REVISION", document.revision.to_string()),
@@ -200,19 +236,21 @@ impl NodeAgent {
             }
         }
         if let Some(admin) = &self.settings.caddy_admin {
-            // Always loaded: Caddy ignores an unchanged configuration, and a
-            // restarted Caddy gets its routes back.
+            // Always loaded (a repair too): Caddy ignores an unchanged
+            // configuration, and a restarted Caddy gets its routes back.
             self.reload_due = true;
+            self.reload_failed = true;
             let caddy = render_caddy(&config, &self.settings.caddy);
             load_caddy(&self.caddy_http, admin, &caddy)
                 .await
                 .map_err(|e| e.to_string())?;
         }
         self.reload_due = false;
+        self.reload_failed = false;
         self.settings
             .out
             .mark_applied(document.revision)
             .map_err(|e| e.to_string())?;
-        Ok(changes)
+        Ok((changes, hosts))
     }
 }

@@ -1,6 +1,9 @@
 //! The agent's connection to the server: one long-lived configuration
 //! stream, reconnected with exponential backoff and full jitter; a reporter
 //! task that sends acknowledgements and heartbeats in order; and `--once`.
+//! With fallback servers (replicas of one deployment) each reconnect tries
+//! the next server in turn, and acknowledgements and heartbeats go to the
+//! server the stream was last opened on.
 
 use super::node::{ConfigDocument, NodeAgent, Outcome};
 use super::stream::{FrameReader, IDLE_LIMIT, MAX_FRAME_BYTES};
@@ -66,6 +69,26 @@ impl Backoff {
     }
 }
 
+/// A server the agent may stream from: its client and its URL (for the log).
+pub struct Server {
+    /// The client (the agent's token, this server's URL).
+    pub client: Client,
+    /// The server's URL.
+    pub url: String,
+}
+
+impl Server {
+    /// `client`'s server.
+    pub fn new(client: Client) -> Server {
+        let url = client
+            .request_unbounded(Method::GET, "")
+            .build()
+            .map(|request| request.url().as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        Server { client, url }
+    }
+}
+
 fn ack_path(node: &str) -> String {
     format!("/api/v1/nodes/{node}/ack")
 }
@@ -82,11 +105,31 @@ async fn post_ack(client: &Client, node: &str, body: &Value) -> anyhow::Result<(
     Ok(())
 }
 
-/// `--once`: fetches the configuration, applies it, acknowledges it; an
-/// error when it could not be applied (after reporting that to the server).
-pub async fn once(client: &Client, mut agent: NodeAgent) -> anyhow::Result<()> {
+/// `--once`: fetches the configuration (from the first of `servers` that
+/// gives it), applies it, acknowledges it (to that server); an error when it
+/// could not be applied (after reporting that to the server).
+pub async fn once(servers: &[Server], mut agent: NodeAgent) -> anyhow::Result<()> {
     let path = format!("/api/v1/nodes/{}/config", agent.node());
-    let answer = get_json(client, &path, MAX_FRAME_BYTES).await?;
+    let mut answer = None;
+    for (index, server) in servers.iter().enumerate() {
+        match get_json(&server.client, &path, MAX_FRAME_BYTES).await {
+            Ok(got) => {
+                answer = Some((got, &server.client));
+                break;
+            }
+            Err(error) if index + 1 < servers.len() => {
+                log(format!(
+                    "{}; trying {}",
+                    one_line(&error),
+                    servers[index + 1].url
+                ));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let Some((answer, client)) = answer else {
+        anyhow::bail!("no server to fetch the configuration from");
+    };
     let document: ConfigDocument = serde_json::from_value(answer)
         .map_err(|e| anyhow::anyhow!("{path} answered no configuration: {e}"))?;
     let outcome = agent.handle(document).await;
@@ -104,27 +147,37 @@ pub async fn once(client: &Client, mut agent: NodeAgent) -> anyhow::Result<()> {
     acked.map_err(|e| e.context("the revision was applied, but acknowledging it failed"))
 }
 
-/// Runs the connection loop and the reporter until the process stops.
-pub async fn run(client: Client, agent: NodeAgent, heartbeat: Duration) -> anyhow::Result<()> {
-    let client = Arc::new(client);
+/// Runs the connection loop and the reporter until the process stops:
+/// `servers` is the primary server, then the fallbacks.
+pub async fn run(
+    servers: Vec<Server>,
+    agent: NodeAgent,
+    heartbeat: Duration,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!servers.is_empty(), "no server to connect to");
+    let servers: Arc<[Server]> = servers.into();
     let (applied_tx, applied_rx) = watch::channel(agent.applied());
+    let (current_tx, current_rx) = watch::channel(0);
     let (report_tx, report_rx) = mpsc::channel(16);
     let reporter = tokio::spawn(report(
-        Arc::clone(&client),
+        Arc::clone(&servers),
+        current_rx,
         agent.node().to_owned(),
         applied_rx,
         report_rx,
         heartbeat,
     ));
-    let result = connect_loop(&client, agent, applied_tx, report_tx).await;
+    let result = connect_loop(&servers, agent, applied_tx, current_tx, report_tx).await;
     reporter.abort();
     result
 }
 
 /// Sends the acknowledgements it receives, in order, and a heartbeat with
-/// the applied revision whenever `every` passed without either.
+/// the applied revision whenever `every` passed without either; each to the
+/// server `current` indexes (the one the stream was last opened on).
 async fn report(
-    client: Arc<Client>,
+    servers: Arc<[Server]>,
+    current: watch::Receiver<usize>,
     node: String,
     applied: watch::Receiver<Option<i64>>,
     mut reports: mpsc::Receiver<Value>,
@@ -147,7 +200,8 @@ async fn report(
                 (body, false)
             }
         };
-        match post_ack(&client, &node, &body).await {
+        let server = &servers[(*current.borrow()).min(servers.len() - 1)];
+        match post_ack(&server.client, &node, &body).await {
             Ok(()) => {
                 ticks.reset();
                 if std::mem::take(&mut failing) {
@@ -182,28 +236,38 @@ enum Ended {
     Closed(String),
 }
 
-/// Connects, reads frames, reconnects; returns only on a local error.
+/// Connects, reads frames, reconnects (to the next of `servers` each time);
+/// returns only on a local error.
 async fn connect_loop(
-    client: &Client,
+    servers: &[Server],
     mut agent: NodeAgent,
     applied: watch::Sender<Option<i64>>,
+    current: watch::Sender<usize>,
     reports: mpsc::Sender<Value>,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP);
     // A revision that failed to apply, retried until it applies or the
     // server sends another.
     let mut failed: Option<(ConfigDocument, Backoff, tokio::time::Instant)> = None;
+    // Where the server is named in the log: only when there are several.
+    let on = |index: usize| match servers {
+        [_] => String::new(),
+        _ => format!(" on {}", servers[index].url),
+    };
+    let mut index = 0;
     loop {
-        let ended = match connect(client, &agent).await {
+        let ended = match connect(&servers[index].client, &agent).await {
             Err(reason) => Ended::NotConnected(reason),
             Ok(response) => {
                 backoff.reset();
+                current.send_replace(index);
                 log(format!(
-                    "connected; streaming the configuration of node {} from {}",
+                    "connected; streaming the configuration of node {} from {}{}",
                     agent.node(),
                     agent
                         .applied()
-                        .map_or_else(|| "scratch".to_owned(), |r| format!("revision {r}"))
+                        .map_or_else(|| "scratch".to_owned(), |r| format!("revision {r}")),
+                    on(index)
                 ));
                 let mut frames =
                     FrameReader::new(response.bytes_stream(), MAX_FRAME_BYTES, IDLE_LIMIT);
@@ -245,9 +309,11 @@ async fn connect_loop(
             Ended::NotConnected(reason) => format!("cannot connect: {reason}"),
             Ended::Closed(reason) => reason,
         };
+        index = (index + 1) % servers.len();
         log(format!(
-            "reconnecting in {} ms because {why}",
-            delay.as_millis()
+            "reconnecting in {} ms{} because {why}",
+            delay.as_millis(),
+            on(index)
         ));
         tokio::time::sleep(delay).await;
     }

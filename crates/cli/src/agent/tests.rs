@@ -411,6 +411,41 @@ async fn a_failing_reload_is_reported_as_the_failed_revision() {
     assert!(read(&root.join(CADDY_FILE)).contains("10.0.0.6:80"));
 }
 
+/// A document of the revision applied (a reconciliation, a reconnect)
+/// rewrites what differs from its rendering, reloading only then.
+#[tokio::test]
+async fn the_applied_revision_again_repairs_hand_edits() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().join("out");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let log = dir.path().join("reloads");
+    let command = format!("echo \"$FLEETREG_REVISION\" >> {}", log.display());
+    let mut laptop = agent(&root, "laptop1", Some(&command), Some(&hosts));
+    let config = || document("laptop1", 7, laptop_config("100.64.0.1"));
+    assert_eq!(laptop.handle(config()).await, Outcome::Applied(7));
+    let (file, block) = (read(&root.join(HOSTS_FILE)), read(&hosts));
+    assert_eq!(read(&log), "7\n");
+    // Nothing differs: nothing is written, nothing reloaded.
+    assert_eq!(laptop.handle(config()).await, Outcome::AlreadyApplied(7));
+    assert_eq!(read(&log), "7\n");
+    // Edited by hand: both are put back, and the reload runs.
+    std::fs::write(root.join(HOSTS_FILE), "# mine\n").unwrap();
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.0.0.9 photos.curiios.com\n").unwrap();
+    assert_eq!(laptop.handle(config()).await, Outcome::AlreadyApplied(7));
+    assert_eq!(read(&root.join(HOSTS_FILE)), file);
+    assert!(read(&hosts).ends_with(&file), "{}", read(&hosts));
+    assert_eq!(read(&log), "7\n7\n");
+    assert_eq!(laptop.applied(), Some(7));
+    // A new agent on the same directory (a restart) does not reload for
+    // the revision its state file records.
+    drop(laptop);
+    let mut laptop = agent(&root, "laptop1", Some(&command), Some(&hosts));
+    std::fs::write(&hosts, &block).unwrap();
+    assert_eq!(laptop.handle(config()).await, Outcome::AlreadyApplied(7));
+    assert_eq!(read(&log), "7\n7\n");
+}
+
 #[tokio::test]
 async fn configurations_of_other_nodes_or_undecodable_ones_fail() {
     let dir = TempDir::new().unwrap();

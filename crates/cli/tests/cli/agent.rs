@@ -3,8 +3,11 @@
 //! node tokens) writing the files `GET /api/v1/nodes/{name}/config?format=…`
 //! renders; a change pushed to a running agent within a second; an agent
 //! stopped during a change, and one whose server restarted, converging;
-//! `--once` for cron, its failures reported to the server; and, when Caddy
-//! is installed, an agent loading a real Caddy through its admin API.
+//! `--once` for cron, its failures reported to the server; when Caddy is
+//! installed, an agent loading a real Caddy through its admin API; an agent
+//! moving to another replica (PostgreSQL) when its server dies; a
+//! reconciliation repairing a hand-edited file; and failover with real
+//! agents, there and back.
 
 use crate::common::{ADMIN_TOKEN, FLEETREG};
 use fleetreg_testkit::free_port;
@@ -512,6 +515,14 @@ fn once_applies_acknowledges_and_fails_loudly() {
     let run = once(&["--server", &dead]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
+    // With a fallback server, --once gets its configuration there.
+    let run = once(&["--server", &dead, "--fallback-server", &server.url]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!("trying {}", server.url)),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -638,5 +649,315 @@ impl Upstream {
             }
         });
         Upstream { address }
+    }
+}
+
+/// `fleetreg serve` on `database` in `dir` (its own audit head file; the
+/// master key file shared by every replica of the test).
+fn replica(dir: &Path, database: &str, master_key: &Path) -> Server {
+    std::fs::create_dir_all(dir).unwrap();
+    let head = dir.join("audit.head");
+    Server::start_with(
+        FLEETREG,
+        dir,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database,
+            "--no-health-checks",
+            "--master-key-file",
+            master_key.to_str().unwrap(),
+            "--audit-head-file",
+            head.to_str().unwrap(),
+        ],
+    )
+}
+
+/// Two `serve` replicas on one PostgreSQL database; an agent streaming from
+/// replica A with a dead server and replica B as fallbacks
+/// (`FLEETREG_FALLBACK_SERVERS`). A is killed and a change made through B
+/// at once: the agent reaches B, applies the change, and B's `sync health`
+/// shows the node in sync.
+#[test]
+fn an_agent_survives_a_replicas_death() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(database) = runtime.block_on(fleetreg_testkit::postgres_database()) else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let master_key = dir.path().join("master.key");
+    let mut a = replica(&dir.path().join("a"), &database.url, &master_key);
+    let b = replica(&dir.path().join("b"), &database.url, &master_key);
+    let (api_a, api_b) = (Api::new(&a.url), Api::new(&b.url));
+    let (_, vps_token) = register_fleet(&api_a, dir.path());
+    let out = dir.path().join("out");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let fallbacks = format!("{dead},{}", b.url);
+    let agent = Agent::start(
+        &a.url,
+        dir.path(),
+        &[
+            "--node",
+            "vps1",
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--token-file",
+            vps_token.to_str().unwrap(),
+            "--heartbeat-seconds",
+            "1",
+        ],
+        &[("FLEETREG_FALLBACK_SERVERS", &fallbacks)],
+    );
+    wait_applied(&api_a, "vps1", &out, Some(&agent));
+    assert!(
+        agent.log_text().contains(&format!("on {}", a.url)),
+        "{}",
+        agent.log_text()
+    );
+
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    api_b.post(
+        "/api/v1/domains",
+        json!({"name": "vinaysachdeva.com", "description": "Professional site"}),
+    );
+    api_b.put(
+        "/api/v1/routing/immich",
+        json!({"domains": ["curiios.com", "vinaysachdeva.com"], "nodes": ["vps1"], "strategy": "round-robin"}),
+    );
+    let took = wait_until(Duration::from_secs(10), "the change through B", || {
+        std::fs::read_to_string(out.join("traefik/fleetreg.yml"))
+            .is_ok_and(|t| t.contains("photos.vinaysachdeva.com"))
+    });
+    eprintln!(
+        "the agent applied the change through B {} ms after A died",
+        took.as_millis()
+    );
+    wait_applied(&api_b, "vps1", &out, Some(&agent));
+    assert_vps_files_match(&api_b, &out);
+    let desired = api_b.desired("vps1");
+    wait_until(
+        Duration::from_secs(5),
+        "B to learn the acknowledgement",
+        || api_b.sync("vps1")["applied_revision"].as_i64() == Some(desired),
+    );
+    let health = b.ok(&["sync", "health"]);
+    let line = health
+        .lines()
+        .find(|l| l.contains("vps1"))
+        .unwrap_or_else(|| panic!("{health}"));
+    assert!(
+        line.contains("active")
+            && line.contains(&format!("applied {desired}, desired {desired}, in sync")),
+        "{health}"
+    );
+    let log = agent.stop();
+    assert!(log.contains(&format!("on {}", b.url)), "{log}");
+    assert!(
+        log.contains(&format!("cannot reach the fleetreg server at {dead}")),
+        "{log}"
+    );
+    // A's death may cost an acknowledgement (heartbeats to B carry the
+    // revision) and the stream, never a revision.
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("revision") && l.contains("failed")),
+        "{log}"
+    );
+    drop(b);
+    drop(database);
+}
+
+/// A hand-edited rendered file is put back by the next reconciliation (a
+/// frame of the revision already applied), and the reload runs then, not
+/// for a reconciliation that finds nothing to repair.
+#[test]
+fn a_reconcile_repairs_a_hand_edited_file() {
+    let dir = TempDir::new().unwrap();
+    let server = Server::start(FLEETREG, dir.path(), "agent.db");
+    let api = Api::new(&server.url);
+    let (_, vps_token) = register_fleet(&api, dir.path());
+    let out = dir.path().join("out");
+    let reloads = dir.path().join("reloads");
+    let reload_cmd = format!("echo \"$FLEETREG_REVISION\" >> {}", reloads.display());
+    let agent = Agent::start(
+        &server.url,
+        dir.path(),
+        &[
+            "--node",
+            "vps1",
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--token-file",
+            vps_token.to_str().unwrap(),
+            "--reload-cmd",
+            &reload_cmd,
+        ],
+        &[],
+    );
+    wait_applied(&api, "vps1", &out, Some(&agent));
+    let revision = applied(&out).unwrap();
+    assert_eq!(read(&reloads), format!("{revision}\n"));
+
+    let traefik = out.join("traefik/fleetreg.yml");
+    std::fs::write(&traefik, "# edited by hand\nhttp: {}\n").unwrap();
+    std::fs::remove_file(out.join("caddy/fleetreg.json")).unwrap();
+    server.ok(&["sync", "reconcile"]);
+    let took = wait_until(Duration::from_secs(5), "the repair", || {
+        std::fs::read_to_string(&traefik).is_ok_and(|t| t == api.rendered("vps1", "traefik"))
+    });
+    eprintln!(
+        "the reconciliation repaired the file in {} ms",
+        took.as_millis()
+    );
+    assert_vps_files_match(&api, &out);
+    wait_until(
+        Duration::from_secs(5),
+        "the reload after the repair",
+        || read(&reloads) == format!("{revision}\n{revision}\n"),
+    );
+    assert_eq!(applied(&out), Some(revision));
+
+    // Nothing to repair: no reload.
+    api.post("/api/v1/sync/reconcile", json!({}));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(read(&reloads), format!("{revision}\n{revision}\n"));
+    let log = agent.stop();
+    assert_eq!(log.matches("repaired").count(), 1, "{log}");
+    assert!(log.contains("2 rewritten"), "{log}");
+    assert!(!log.contains("failed"), "{log}");
+}
+
+/// Failover with real agents: two VPS nodes serving a primary-backup
+/// service, a laptop; the server counts a node down after 2 s without a
+/// heartbeat. VPS1's agent dies: the laptop's hosts file moves the
+/// hostnames to VPS2, whose proxy files carry the routes; VPS1's agent
+/// comes back: they move back.
+#[test]
+fn failover_follows_a_dead_agent_and_back() {
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("fleetreg.yaml");
+    std::fs::write(
+        &config,
+        "cluster_registry:\n  edge:\n    offline_after_seconds: 2\n    controller_tick_ms: 200\n",
+    )
+    .unwrap();
+    let database = format!("sqlite://{}", dir.path().join("agent.db").display());
+    let server = Server::start_with(
+        FLEETREG,
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &database,
+            "--no-health-checks",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let api = Api::new(&server.url);
+    let (laptop_token, vps1_token) = register_fleet(&api, dir.path());
+    api.post(
+        "/api/v1/nodes",
+        json!({"name": "vps2", "kind": "vps", "overlay_address": "100.68.225.93",
+               "public_address": "45.8.133.193", "region": "us", "provider": "digitalocean"}),
+    );
+    api.put(
+        "/api/v1/routing/immich",
+        json!({"domains": ["curiios.com"], "nodes": ["vps1", "vps2"], "strategy": "primary-backup"}),
+    );
+    let created = api.post("/api/v1/nodes/vps2/token", json!({}));
+    let vps2_token = dir.path().join("vps2.token");
+    std::fs::write(&vps2_token, created["token"].as_str().unwrap()).unwrap();
+
+    let start = |node: &str, token: &Path, extra: &[&str]| {
+        let out = dir.path().join(format!("{node}-out"));
+        let mut args = vec![
+            "--node",
+            node,
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--heartbeat-seconds",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let agent = Agent::start(&server.url, dir.path(), &args, &[]);
+        (agent, out)
+    };
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let (laptop, laptop_out) = start(
+        "laptop1",
+        &laptop_token,
+        &["--hosts-file", hosts.to_str().unwrap()],
+    );
+    let (vps1, vps1_out) = start("vps1", &vps1_token, &[]);
+    let (vps2, vps2_out) = start("vps2", &vps2_token, &[]);
+    wait_applied(&api, "laptop1", &laptop_out, Some(&laptop));
+    wait_applied(&api, "vps1", &vps1_out, Some(&vps1));
+    wait_applied(&api, "vps2", &vps2_out, Some(&vps2));
+    let on_vps1 = "100.68.225.92 photos.curiios.com";
+    let on_vps2 = "100.68.225.93 photos.curiios.com";
+    let vps2_routes = || {
+        let traefik = read(&vps2_out.join("traefik/fleetreg.yml"));
+        let caddy = read(&vps2_out.join("caddy/fleetreg.json"));
+        traefik.contains("photos.curiios.com") && caddy.contains("photos.curiios.com")
+    };
+    assert!(read(&hosts).contains(on_vps1), "{}", read(&hosts));
+    assert!(read(&vps1_out.join("traefik/fleetreg.yml")).contains("photos.curiios.com"));
+    // The backup carries no routes while the primary serves.
+    assert!(
+        !vps2_routes(),
+        "{}",
+        read(&vps2_out.join("traefik/fleetreg.yml"))
+    );
+
+    // VPS1's agent dies (SIGKILL): its heartbeats stop.
+    drop(vps1);
+    let took = wait_until(Duration::from_secs(8), "the failover to vps2", || {
+        let text = read(&hosts);
+        text.contains(on_vps2) && !text.contains(on_vps1) && vps2_routes()
+    });
+    eprintln!(
+        "failover reached the laptop and vps2 {} ms after the agent died",
+        took.as_millis()
+    );
+    assert_eq!(
+        read(&laptop_out.join("hosts/fleetreg.hosts")),
+        api.rendered("laptop1", "hosts")
+    );
+    assert_eq!(
+        api.sync("vps1")["status"],
+        "offline",
+        "{}",
+        api.sync("vps1")
+    );
+
+    // It comes back: so do the hostnames.
+    let (vps1, _) = start("vps1", &vps1_token, &[]);
+    let took = wait_until(Duration::from_secs(8), "the move back to vps1", || {
+        let text = read(&hosts);
+        text.contains(on_vps1) && !text.contains(on_vps2)
+    });
+    eprintln!(
+        "back on vps1 {} ms after its agent restarted",
+        took.as_millis()
+    );
+    wait_applied(&api, "vps1", &vps1_out, Some(&vps1));
+    wait_applied(&api, "vps2", &vps2_out, Some(&vps2));
+    wait_until(Duration::from_secs(5), "vps2 to drop the routes", || {
+        !vps2_routes()
+    });
+    assert_vps_files_match(&api, &vps1_out);
+    for agent in [laptop, vps1, vps2] {
+        let log = agent.stop();
+        assert!(!log.contains("failed"), "{log}");
     }
 }

@@ -318,9 +318,9 @@ fn flags_beat_environment_beats_context() {
 fn config_location_and_permissions() {
     let user = User::new();
     let token = user.token_file("t.token", ADMIN_TOKEN);
-    // FLEETREG_CONFIG names another file; XDG_CONFIG_HOME is then untouched.
+    // FLEETREG_CLI_CONFIG names another file; XDG_CONFIG_HOME is then untouched.
     let other = user.home.path().join("elsewhere/contexts.yaml");
-    let env = [("FLEETREG_CONFIG", other.to_str().unwrap())];
+    let env = [("FLEETREG_CLI_CONFIG", other.to_str().unwrap())];
     let add = [
         "context",
         "add",

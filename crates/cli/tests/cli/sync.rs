@@ -402,13 +402,13 @@ fn hosts_leader_moves_orphans_and_the_sync_gauges() {
                 .find(|w| w.starts_with("fleetreg_"))
                 .unwrap();
             assert!(
-                text.contains(&format!("\n{metric} ")),
+                text.contains(&format!("\n{metric} ")) || text.contains(&format!("\n{metric}{{")),
                 "{metric} not in /metrics"
             );
             alerts += 1;
         }
     }
-    assert_eq!(alerts, 2);
+    assert_eq!(alerts, 3);
 
     // Conflicts, enable and a move to another cluster's host (remediation 2).
     let none = server.ok_run(&["deployment", "conflicts", &acme]);

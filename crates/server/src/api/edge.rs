@@ -13,8 +13,8 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use fleetreg_model::{
-    DnsLabel, Domain, DomainName, DomainRequest, ErrorCode, HostRoute, Node, NodeKind,
-    NodeRequest, Routing, RoutingRequest, Service, ServiceRequest, ServiceState,
+    DnsLabel, Domain, DomainName, DomainRequest, ErrorCode, HostRoute, Node, NodeKind, NodeRequest,
+    Routing, RoutingRequest, Service, ServiceRequest, ServiceState,
 };
 use serde::Serialize;
 use std::future::Future;
@@ -41,7 +41,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/routing", get(list_routings))
         .route(
             "/api/v1/routing/{service}",
-            get(get_routing).put(configure_routing).delete(delete_routing),
+            get(get_routing)
+                .put(configure_routing)
+                .delete(delete_routing),
         )
         .route("/api/v1/routes", get(routes))
 }
@@ -338,9 +340,10 @@ pub async fn list_services(
                 })?)
             }
             "cluster" => {
-                cluster = Some(uuid::Uuid::parse_str(&value).map_err(|_| {
-                    ApiError::validation("cluster", "must be a cluster id (UUID)")
-                })?)
+                cluster =
+                    Some(uuid::Uuid::parse_str(&value).map_err(|_| {
+                        ApiError::validation("cluster", "must be a cluster id (UUID)")
+                    })?)
             }
             _ => {}
         }

@@ -106,8 +106,8 @@ pub async fn config(
 /// One `config` frame of the stream.
 fn config_frame(desired: DesiredConfig) -> Bytes {
     let revision = desired.revision;
-    let data = serde_json::to_string(&NodeConfigDocument::from(desired))
-        .unwrap_or_else(|_| "{}".into());
+    let data =
+        serde_json::to_string(&NodeConfigDocument::from(desired)).unwrap_or_else(|_| "{}".into());
     Bytes::from(format!("id: {revision}\nevent: config\ndata: {data}\n\n"))
 }
 
@@ -135,8 +135,19 @@ pub async fn stream(
     principal: Option<Extension<Principal>>,
     session: Option<Extension<Session>>,
     PathText(name): PathText,
+    Peer(peer): Peer,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let node = node_for(principal.as_deref(), &name)?;
+    if principal.as_deref().is_some_and(|p| p.role == Role::Agent) {
+        // The node's own agent connecting is a heartbeat: a node that was
+        // down is up again (routes move back) before its configuration is
+        // read, so it is not first sent the one it had while down.
+        state
+            .store
+            .acknowledge(&node, NodeAck::default(), &audit_of(&headers, peer))
+            .await?;
+    }
     // Subscribe before reading, so a change in between wakes the stream.
     let signal = state.signals.subscribe(node.as_str());
     let first = config_frame(state.store.desired_config(&node).await?);
@@ -211,7 +222,10 @@ pub async fn acknowledge(
         ("failed_revision", ack.failed_revision),
     ] {
         if value.is_some_and(|r| r < 0) {
-            return Err(ApiError::validation(field, "must be a revision (0 or more)"));
+            return Err(ApiError::validation(
+                field,
+                "must be a revision (0 or more)",
+            ));
         }
     }
     if ack.error.is_some() != ack.failed_revision.is_some() {
@@ -221,9 +235,12 @@ pub async fn acknowledge(
         ));
     }
     let mut ack = ack;
-    ack.error = ack
-        .error
-        .map(|e| e.chars().filter(|c| !c.is_control()).take(MAX_AGENT_ERROR).collect());
+    ack.error = ack.error.map(|e| {
+        e.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_AGENT_ERROR)
+            .collect()
+    });
     Ok(Json(
         state
             .store

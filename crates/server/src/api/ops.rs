@@ -105,9 +105,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "credential expiry gauges left out of this scrape: the store did not answer in time"
         ),
     }
-    gauge(&mut text, "orphaned-hosts", state.store.count_orphaned_hosts(), |count| {
-        crate::metrics::orphaned_hosts_text(*count)
-    })
+    gauge(
+        &mut text,
+        "orphaned-hosts",
+        state.store.count_orphaned_hosts(),
+        |count| crate::metrics::orphaned_hosts_text(*count),
+    )
     .await;
     gauge(
         &mut text,
@@ -116,9 +119,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         |count| sync_failing_text(*count),
     )
     .await;
-    gauge(&mut text, "edge-node", state.store.list_node_sync(), |nodes| {
-        edge_nodes_text(nodes)
-    })
+    gauge(
+        &mut text,
+        "edge-node",
+        state.store.list_node_sync(),
+        |nodes| edge_nodes_text(nodes),
+    )
     .await;
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
@@ -132,9 +138,9 @@ where
     match tokio::time::timeout(EXPIRY_COUNT_TIMEOUT, read).await {
         Ok(Ok(value)) => text.push_str(&render(&value)),
         Ok(Err(error)) => tracing::warn!(%error, "{what} gauge left out of this scrape"),
-        Err(_) => tracing::warn!(
-            "{what} gauge left out of this scrape: the store did not answer in time"
-        ),
+        Err(_) => {
+            tracing::warn!("{what} gauge left out of this scrape: the store did not answer in time")
+        }
     }
 }
 
@@ -146,9 +152,8 @@ const EDGE_NODES_OUT_OF_SYNC: &str = "fleetreg_edge_nodes_out_of_sync";
 
 /// The edge node gauges in Prometheus text format.
 fn edge_nodes_text(nodes: &[fleetreg_model::NodeSync]) -> String {
-    let mut text = format!(
-        "# HELP {EDGE_NODES} Edge nodes by push-sync status.\n# TYPE {EDGE_NODES} gauge\n"
-    );
+    let mut text =
+        format!("# HELP {EDGE_NODES} Edge nodes by push-sync status.\n# TYPE {EDGE_NODES} gauge\n");
     for status in fleetreg_model::NodeSyncStatus::ALL {
         let count = nodes.iter().filter(|n| n.status == *status).count();
         text.push_str(&format!("{EDGE_NODES}{{status=\"{status}\"}} {count}\n"));

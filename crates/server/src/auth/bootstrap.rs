@@ -88,7 +88,7 @@ pub async fn ensure_admin_token(
         created_at: store.clock().now(),
         expires_at: None,
         revoked_at: None,
-node: None,
+        node: None,
     };
     let now = store.clock().now();
     if let Some(token) = preset {

@@ -98,11 +98,25 @@ impl Controller {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return self.step_down().await,
                 _ = ticks.tick() => {}
             }
             if let Err(error) = self.tick().await {
                 tracing::warn!(%error, "sync controller tick failed; retrying");
+            }
+        }
+    }
+
+    /// Hands the lease back on shutdown (it expires now), so a restarted or
+    /// another replica takes over at its next tick, not a lease later.
+    async fn step_down(&self) {
+        if self.leading {
+            let release = self.store.claim_controller(&self.holder, self.clock.now());
+            if tokio::time::timeout(Duration::from_secs(2), release)
+                .await
+                .is_err()
+            {
+                tracing::warn!("sync controller lease not handed back; it expires by itself");
             }
         }
     }
@@ -120,7 +134,10 @@ impl Controller {
     pub async fn tick(&mut self) -> Result<(), StoreError> {
         let now = self.clock.now();
         let lease = ChronoDuration::from_std(LEASE).unwrap_or_default();
-        let leading = self.store.claim_controller(&self.holder, now + lease).await?;
+        let leading = self
+            .store
+            .claim_controller(&self.holder, now + lease)
+            .await?;
         if leading != self.leading {
             tracing::info!(holder = %self.holder, leading, "sync controller lease");
             self.leading = leading;
@@ -143,7 +160,10 @@ impl Controller {
                 .store
                 .reset_pushes(None, PushReason::Reconcile, &Audit::system("reconcile"))
                 .await?;
-            tracing::info!(nodes = sent.len(), "reconciliation: full state sent to every node");
+            tracing::info!(
+                nodes = sent.len(),
+                "reconciliation: full state sent to every node"
+            );
         }
         Ok(())
     }

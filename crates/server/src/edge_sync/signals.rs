@@ -107,8 +107,14 @@ mod tests {
                 "id: 7\nevent: {t}\ndata: {{\"revision\":7,\"type\":\"{t}\",\"payload\":{{\"node\":\"vps1\"}}}}\n\n"
             )
         };
-        assert_eq!(node_of(frame("NODE_CONFIG_CHANGED").as_bytes()).as_deref(), Some("vps1"));
-        assert_eq!(node_of(frame("NODE_PUSH").as_bytes()).as_deref(), Some("vps1"));
+        assert_eq!(
+            node_of(frame("NODE_CONFIG_CHANGED").as_bytes()).as_deref(),
+            Some("vps1")
+        );
+        assert_eq!(
+            node_of(frame("NODE_PUSH").as_bytes()).as_deref(),
+            Some("vps1")
+        );
         assert_eq!(node_of(frame("NODE_UPDATED").as_bytes()), None);
         assert_eq!(node_of(b"garbage"), None);
     }

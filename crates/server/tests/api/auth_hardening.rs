@@ -389,7 +389,7 @@ api_test!(plain_token_hashes_are_rekeyed_at_start_up, |app| {
         created_at: fleetreg_model::now(),
         expires_at: None,
         revoked_at: None,
-node: None,
+        node: None,
     };
     app.store
         .create_token(

@@ -30,7 +30,11 @@ pub async fn seed_registry(app: &TestApp) {
         ok_json(app.post_json("/api/v1/nodes", body).await).await;
     }
     for (name, subdomain, upstreams) in [
-        ("immich", "photos", json!(["127.0.0.1:2283", "127.0.0.1:2284"])),
+        (
+            "immich",
+            "photos",
+            json!(["127.0.0.1:2283", "127.0.0.1:2284"]),
+        ),
         ("open-webui", "chat", json!(["127.0.0.1:3000"])),
     ] {
         let body = json!({"name": name, "subdomain": subdomain, "upstreams": upstreams});
@@ -162,7 +166,10 @@ api_test!(the_seed_registry_routes_and_renders, |app| {
         .iter()
         .map(|r| r["hostname"].as_str().unwrap())
         .collect();
-    assert_eq!(hostnames, ["photos.curiios.com", "photos.vinaysachdeva.com"]);
+    assert_eq!(
+        hostnames,
+        ["photos.curiios.com", "photos.vinaysachdeva.com"]
+    );
     assert!(vps2["revision"].as_i64().unwrap() > 0);
 
     for (node, format, needle) in [
@@ -197,7 +204,12 @@ api_test!(bad_input_and_conflicts_are_typed, |app| {
     )
     .await;
     let bad = json!({"name": "not a domain"});
-    let body = assert_error(app.post_json("/api/v1/domains", bad).await, 400, "VALIDATION_ERROR").await;
+    let body = assert_error(
+        app.post_json("/api/v1/domains", bad).await,
+        400,
+        "VALIDATION_ERROR",
+    )
+    .await;
     assert_eq!(body["error"]["details"]["field"], "name");
     let same_address = json!({"name": "vps3", "kind": "vps", "overlay_address": "100.68.225.92",
                               "public_address": "45.8.133.193"});
@@ -247,17 +259,52 @@ api_test!(bad_input_and_conflicts_are_typed, |app| {
         .await
         .unwrap();
     assert_error(stale, 412, "PRECONDITION_FAILED").await;
-    assert_error(app.get("/api/v1/nodes/nowhere").await, 404, "NODE_NOT_FOUND").await;
-    assert_error(app.get("/api/v1/domains/nowhere.test").await, 404, "DOMAIN_NOT_FOUND").await;
+    assert_error(
+        app.get("/api/v1/nodes/nowhere").await,
+        404,
+        "NODE_NOT_FOUND",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/domains/nowhere.test").await,
+        404,
+        "DOMAIN_NOT_FOUND",
+    )
+    .await;
     let reserved = json!({"name": "sync", "upstreams": ["127.0.0.1:1"]});
-    assert_error(app.post_json("/api/v1/services", reserved).await, 400, "VALIDATION_ERROR").await;
+    assert_error(
+        app.post_json("/api/v1/services", reserved).await,
+        400,
+        "VALIDATION_ERROR",
+    )
+    .await;
     let taken = json!({"name": "immich", "upstreams": ["127.0.0.1:1"]});
-    assert_error(app.post_json("/api/v1/services", taken).await, 409, "SERVICE_ALREADY_EXISTS").await;
+    assert_error(
+        app.post_json("/api/v1/services", taken).await,
+        409,
+        "SERVICE_ALREADY_EXISTS",
+    )
+    .await;
     let vps_again = json!({"name": "vps1", "kind": "vps", "overlay_address": "100.99.0.1",
                            "public_address": "192.0.2.99"});
-    assert_error(app.post_json("/api/v1/nodes", vps_again).await, 409, "NODE_ALREADY_EXISTS").await;
-    assert_error(app.get("/api/v1/services/NOPE").await, 404, "SERVICE_NOT_FOUND").await;
-    assert_error(app.get("/api/v1/routing/open").await, 404, "ROUTING_NOT_FOUND").await;
+    assert_error(
+        app.post_json("/api/v1/nodes", vps_again).await,
+        409,
+        "NODE_ALREADY_EXISTS",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/services/NOPE").await,
+        404,
+        "SERVICE_NOT_FOUND",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/routing/open").await,
+        404,
+        "ROUTING_NOT_FOUND",
+    )
+    .await;
 });
 
 api_test!(a_change_is_pushed_to_the_stream_and_acknowledged, |app| {
@@ -321,7 +368,11 @@ api_test!(agent_tokens_reach_only_their_node, |app| {
         .await
         .unwrap();
     assert_eq!(own.status(), 200);
-    for path in ["/api/v1/nodes/vps1/config", "/api/v1/clusters", "/api/v1/nodes"] {
+    for path in [
+        "/api/v1/nodes/vps1/config",
+        "/api/v1/clusters",
+        "/api/v1/nodes",
+    ] {
         let other = agent.get(app.url(path)).send().await.unwrap();
         assert_error(other, 403, "FORBIDDEN").await;
     }
@@ -348,7 +399,12 @@ api_test!(agent_tokens_reach_only_their_node, |app| {
         .unwrap();
     assert_error(old, 401, "UNAUTHENTICATED").await;
     let minted = json!({"name": "sneaky", "role": "agent"});
-    assert_error(app.post_json("/api/v1/tokens", minted).await, 400, "VALIDATION_ERROR").await;
+    assert_error(
+        app.post_json("/api/v1/tokens", minted).await,
+        400,
+        "VALIDATION_ERROR",
+    )
+    .await;
 });
 
 /// Retries every 100 ms (then 200, 400 ms), ticks every 50 ms.
@@ -385,7 +441,11 @@ mod an_unanswered_node_fails_after_three_retries {
         assert_eq!(changes.last().unwrap()["payload"]["new_status"], "failed");
 
         // The seed's manual recovery: push.
-        let pushed = ok_json(app.post_json("/api/v1/sync/push", json!({"node": "silent"})).await).await;
+        let pushed = ok_json(
+            app.post_json("/api/v1/sync/push", json!({"node": "silent"}))
+                .await,
+        )
+        .await;
         assert_eq!(pushed["pushed"], json!(["silent"]));
         let sync = node_sync(&app, "silent").await;
         assert_ne!(sync["status"], "failed");
@@ -409,7 +469,9 @@ mod a_silent_primary_fails_over_and_back {
         for node in ["vps1", "vps2", "laptop"] {
             ack(&app, node, json!({})).await;
         }
-        assert!(serving(&app).await.contains(&("chat.curiios.com".into(), "vps1".into())));
+        assert!(serving(&app)
+            .await
+            .contains(&("chat.curiios.com".into(), "vps1".into())));
         app.clock.advance(chrono::Duration::seconds(20));
         ack(&app, "vps2", json!({})).await;
         ack(&app, "laptop", json!({})).await;
@@ -425,19 +487,36 @@ mod a_silent_primary_fails_over_and_back {
         assert_eq!(sync["up"], false, "{sync}");
         assert_ne!(sync["status"], "active", "{sync}");
         let moves = events_of(&app, "ROUTING_FAILOVER").await;
-        assert!(moves.iter().any(|e| e["payload"]["hostname"] == "chat.curiios.com"
-            && e["payload"]["from"] == "vps1"
-            && e["payload"]["to"] == "vps2"), "{moves:?}");
+        assert!(
+            moves
+                .iter()
+                .any(|e| e["payload"]["hostname"] == "chat.curiios.com"
+                    && e["payload"]["from"] == "vps1"
+                    && e["payload"]["to"] == "vps2"),
+            "{moves:?}"
+        );
+        let audit = ok_json(app.get("/api/v1/audit?action=routing.failover").await).await;
+        assert!(
+            !audit["items"].as_array().unwrap().is_empty(),
+            "each move is audited: {audit}"
+        );
         // The laptop's DNS follows.
         let laptop = ok_json(app.get("/api/v1/nodes/laptop/config").await).await;
-        assert!(laptop["config"]["records"].as_array().unwrap().iter().any(|r| {
-            r["hostname"] == "chat.curiios.com" && r["address"] == "100.70.123.45"
-        }));
+        assert!(laptop["config"]["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| { r["hostname"] == "chat.curiios.com" && r["address"] == "100.70.123.45" }));
 
         ack(&app, "vps1", json!({})).await;
-        assert!(serving(&app).await.contains(&("chat.curiios.com".into(), "vps1".into())));
+        assert!(serving(&app)
+            .await
+            .contains(&("chat.curiios.com".into(), "vps1".into())));
         let back = events_of(&app, "ROUTING_FAILOVER").await;
-        assert!(back.iter().any(|e| e["payload"]["to"] == "vps1"), "{back:?}");
+        assert!(
+            back.iter().any(|e| e["payload"]["to"] == "vps1"),
+            "{back:?}"
+        );
     }
 
     on_both_stores!(liveness);
@@ -445,11 +524,20 @@ mod a_silent_primary_fails_over_and_back {
 
 api_test!(reconcile_sends_every_node_and_takes_an_interval, |app| {
     seed_registry(&app).await;
-    let answer = ok_json(app.post_json("/api/v1/sync/reconcile", json!({"every_seconds": 14400})).await).await;
+    let answer = ok_json(
+        app.post_json("/api/v1/sync/reconcile", json!({"every_seconds": 14400}))
+            .await,
+    )
+    .await;
     assert_eq!(answer["every_seconds"], 14400);
     assert_eq!(answer["pushed"].as_array().unwrap().len(), 3);
     let too_often = json!({"every_seconds": 5});
-    let body = assert_error(app.post_json("/api/v1/sync/reconcile", too_often).await, 400, "VALIDATION_ERROR").await;
+    let body = assert_error(
+        app.post_json("/api/v1/sync/reconcile", too_often).await,
+        400,
+        "VALIDATION_ERROR",
+    )
+    .await;
     assert_eq!(body["error"]["details"]["field"], "every_seconds");
     let reasons: Vec<Value> = events_of(&app, "NODE_PUSH")
         .await
@@ -493,4 +581,46 @@ async fn replicas_share_pushes_and_one_controller() {
         .filter(|e| e["payload"]["node"] == "silent")
         .count();
     assert_eq!(retries, 3, "one controller across both replicas");
+}
+
+mod a_restart_loses_no_pending_push {
+    use super::*;
+
+    async fn body(app: TestApp) {
+        seed_registry(&app).await;
+        let first = ok_json(app.get("/api/v1/nodes/laptop/config").await).await;
+        ack(
+            &app,
+            "laptop",
+            json!({"applied_revision": first["revision"]}),
+        )
+        .await;
+        // A change nobody has applied yet, then the server goes away.
+        configure(&app, "open-webui", "round-robin").await;
+        let desired = node_sync(&app, "laptop").await["desired_revision"].clone();
+        assert_ne!(desired, first["revision"]);
+        let app = app.restart_with(fast_controller).await;
+        let mut stream = ConfigStream::open(&app, &app.client, "laptop").await;
+        let sent = stream.next(Duration::from_secs(5)).await;
+        assert_eq!(
+            sent["revision"], desired,
+            "the pending change is sent on reconnect"
+        );
+        // And the restarted controller still retries it until acknowledged.
+        wait_for(
+            "a retry after the restart",
+            Duration::from_secs(10),
+            || async {
+                let retried = events_of(&app, "NODE_PUSH").await.iter().any(|e| {
+                    e["payload"]["node"] == "laptop" && e["payload"]["desired_revision"] == desired
+                });
+                retried.then_some(())
+            },
+        )
+        .await;
+        ack(&app, "laptop", json!({"applied_revision": desired})).await;
+        assert_eq!(node_sync(&app, "laptop").await["status"], "active");
+    }
+
+    on_both_stores!(|_: &mut Settings| {});
 }

@@ -284,22 +284,48 @@ async fn exercise_registry(ex: &mut Exercise<'_>) {
 async fn exercise_edge(ex: &mut Exercise<'_>) {
     let post = |route: &'static str, body: Value| (Method::POST, route, route.to_owned(), body);
     for (method, route, path, body) in [
-        post("/api/v1/domains", json!({"name": "leak.example.test", "description": "d", "region": "eu"})),
-        post("/api/v1/nodes", json!({"name": "leak-vps", "kind": "vps", "overlay_address": "100.64.9.1",
-                                     "public_address": "192.0.2.9", "region": "eu"})),
-        post("/api/v1/nodes", json!({"name": "leak-laptop", "kind": "laptop", "overlay_address": "100.64.9.2"})),
-        post("/api/v1/services", json!({"name": "leak-svc", "upstreams": ["127.0.0.1:9"]})),
+        post(
+            "/api/v1/domains",
+            json!({"name": "leak.example.test", "description": "d", "region": "eu"}),
+        ),
+        post(
+            "/api/v1/nodes",
+            json!({"name": "leak-vps", "kind": "vps", "overlay_address": "100.64.9.1",
+                                     "public_address": "192.0.2.9", "region": "eu"}),
+        ),
+        post(
+            "/api/v1/nodes",
+            json!({"name": "leak-laptop", "kind": "laptop", "overlay_address": "100.64.9.2"}),
+        ),
+        post(
+            "/api/v1/services",
+            json!({"name": "leak-svc", "upstreams": ["127.0.0.1:9"]}),
+        ),
     ] {
         step(ex, method, route, &path, body, 201).await;
     }
     let routing = json!({"domains": ["leak.example.test"], "nodes": ["leak-vps"], "strategy": "primary-backup"});
-    step(ex, Method::PUT, "/api/v1/routing/{service}", "/api/v1/routing/leak-svc", routing, 200).await;
+    step(
+        ex,
+        Method::PUT,
+        "/api/v1/routing/{service}",
+        "/api/v1/routing/leak-svc",
+        routing,
+        200,
+    )
+    .await;
     for (route, path) in [
         ("/api/v1/domains", "/api/v1/domains"),
-        ("/api/v1/domains/{name}", "/api/v1/domains/leak.example.test"),
+        (
+            "/api/v1/domains/{name}",
+            "/api/v1/domains/leak.example.test",
+        ),
         ("/api/v1/nodes", "/api/v1/nodes"),
         ("/api/v1/nodes/{name}", "/api/v1/nodes/leak-vps"),
-        ("/api/v1/nodes/{name}/config", "/api/v1/nodes/leak-vps/config?format=caddy"),
+        (
+            "/api/v1/nodes/{name}/config",
+            "/api/v1/nodes/leak-vps/config?format=caddy",
+        ),
         ("/api/v1/services", "/api/v1/services"),
         ("/api/v1/services/{name}", "/api/v1/services/leak-svc"),
         ("/api/v1/routing", "/api/v1/routing"),
@@ -310,15 +336,55 @@ async fn exercise_edge(ex: &mut Exercise<'_>) {
         ex.get(route, path).await;
     }
     for (method, route, path, body) in [
-        (Method::PUT, "/api/v1/domains/{name}", "/api/v1/domains/leak.example.test", json!({"description": "e"})),
-        (Method::PUT, "/api/v1/nodes/{name}", "/api/v1/nodes/leak-laptop", json!({"overlay_address": "100.64.9.3"})),
-        (Method::PUT, "/api/v1/services/{name}", "/api/v1/services/leak-svc", json!({"upstreams": ["127.0.0.1:10"]})),
-        (Method::POST, "/api/v1/nodes/{name}/ack", "/api/v1/nodes/leak-laptop/ack", json!({})),
-        (Method::POST, "/api/v1/nodes/{name}/token", "/api/v1/nodes/leak-laptop/token", json!({})),
-        (Method::POST, "/api/v1/sync/push", "/api/v1/sync/push", json!({})),
-        (Method::POST, "/api/v1/sync/reconcile", "/api/v1/sync/reconcile", json!({})),
+        (
+            Method::PUT,
+            "/api/v1/domains/{name}",
+            "/api/v1/domains/leak.example.test",
+            json!({"description": "e"}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/nodes/{name}",
+            "/api/v1/nodes/leak-laptop",
+            json!({"overlay_address": "100.64.9.3"}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/services/{name}",
+            "/api/v1/services/leak-svc",
+            json!({"upstreams": ["127.0.0.1:10"]}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/nodes/{name}/ack",
+            "/api/v1/nodes/leak-laptop/ack",
+            json!({}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/nodes/{name}/token",
+            "/api/v1/nodes/leak-laptop/token",
+            json!({}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/sync/push",
+            "/api/v1/sync/push",
+            json!({}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/sync/reconcile",
+            "/api/v1/sync/reconcile",
+            json!({}),
+        ),
         // Reads the simulated cluster's services with the stored credentials.
-        (Method::POST, "/api/v1/services/sync", "/api/v1/services/sync", json!({})),
+        (
+            Method::POST,
+            "/api/v1/services/sync",
+            "/api/v1/services/sync",
+            json!({}),
+        ),
     ] {
         let expected = if route.ends_with("/token") { 201 } else { 200 };
         step(ex, method, route, path, body, expected).await;
@@ -333,14 +399,23 @@ async fn exercise_edge(ex: &mut Exercise<'_>) {
         .unwrap();
     assert_eq!(response.status(), 200);
     let mut body = response.bytes_stream();
-    let first = tokio::time::timeout(DEADLINE, body.next()).await.unwrap().unwrap().unwrap();
-    ex.responses.push(("GET config/stream".into(), first.to_vec()));
-    ex.covered.insert(("get".into(), "/api/v1/nodes/{name}/config/stream".into()));
+    let first = tokio::time::timeout(DEADLINE, body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    ex.responses
+        .push(("GET config/stream".into(), first.to_vec()));
+    ex.covered
+        .insert(("get".into(), "/api/v1/nodes/{name}/config/stream".into()));
     for (route, path) in [
         ("/api/v1/routing/{service}", "/api/v1/routing/leak-svc"),
         ("/api/v1/services/{name}", "/api/v1/services/leak-svc"),
         ("/api/v1/nodes/{name}", "/api/v1/nodes/leak-laptop"),
-        ("/api/v1/domains/{name}", "/api/v1/domains/leak.example.test"),
+        (
+            "/api/v1/domains/{name}",
+            "/api/v1/domains/leak.example.test",
+        ),
     ] {
         let (status, text) = ex.call(Method::DELETE, route, path, None).await;
         assert_eq!(status, 204, "DELETE {path}: {text}");

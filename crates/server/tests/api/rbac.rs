@@ -205,7 +205,11 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/nodes/{name}", "admin operator viewer"),
     ("PUT", "/api/v1/nodes/{name}", "admin operator"),
     ("DELETE", "/api/v1/nodes/{name}", "admin operator"),
-    ("GET", "/api/v1/nodes/{name}/config", "admin operator viewer agent"),
+    (
+        "GET",
+        "/api/v1/nodes/{name}/config",
+        "admin operator viewer agent",
+    ),
     (
         "GET",
         "/api/v1/nodes/{name}/config/stream",
@@ -308,12 +312,20 @@ mod every_endpoint_every_role {
             clients.push((role, client_with_token(created["token"].as_str().unwrap())));
         }
         // An agent token is bound to the node the paths name.
-        let node = json!({"name": "rbac-target", "kind": "laptop", "overlay_address": "100.64.0.1"});
+        let node =
+            json!({"name": "rbac-target", "kind": "laptop", "overlay_address": "100.64.0.1"});
         ok_json(app.post_json("/api/v1/nodes", node).await).await;
-        let agent = ok_json(app.post_json("/api/v1/nodes/rbac-target/token", json!({})).await).await;
+        let agent = ok_json(
+            app.post_json("/api/v1/nodes/rbac-target/token", json!({}))
+                .await,
+        )
+        .await;
         // First among the roles, and its node's token row last of all: an
         // admin's call there replaces (revokes) this token.
-        clients.insert(0, ("agent", client_with_token(agent["token"].as_str().unwrap())));
+        clients.insert(
+            0,
+            ("agent", client_with_token(agent["token"].as_str().unwrap())),
+        );
         let revoked = create_token(&app, "rbac-revoked", "admin", None).await;
         let response = app
             .client

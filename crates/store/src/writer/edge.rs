@@ -11,8 +11,8 @@
 use super::{check_revision, to_json, Write, WriteCx};
 use crate::edge_rows::{
     ids_by_name, load_all_node_sync, load_domain, load_edge_state, load_node, load_node_sync,
-    load_routing, load_service, load_services, node_sync_from_row, services_routed_via_domain,
-    services_routed_via_node, SYNC_SELECT,
+    load_routing, load_service, load_services, node_sync_from_row, services_routed_via,
+    ROUTED_VIA_DOMAIN, ROUTED_VIA_NODE, ROUTED_VIA_SERVICE, SYNC_SELECT,
 };
 use crate::sql::{Sql, Value};
 use crate::sync_rows::lock_cluster;
@@ -83,7 +83,10 @@ pub(crate) async fn recompute(
                 "to": to,
                 "reason": reason,
             });
-            cx.append_event(EventType::RoutingFailover, service_id, payload)?;
+            let event = cx.append_event(EventType::RoutingFailover, service_id, payload)?;
+            // Every move is audited too (issue 13: "each move is an event and an audit entry").
+            cx.audit_success("routing.failover", Some(service_id), Some(event.revision))
+                .await?;
             done.failovers
                 .push((hostname.to_owned(), from.clone(), to.clone()));
         }
@@ -146,8 +149,7 @@ impl Write for CreateDomain {
             let taken = StoreError::DomainExists(self.name.to_string());
             return cx.refuse(action, None, taken).await;
         }
-        let event = cx.append_event(EventType::DomainRegistered, domain.id, to_json(&domain)?)?;
-        changed(cx, action, domain.id, event.revision).await?;
+        changed(cx, action, EventType::DomainRegistered, domain.id, &domain).await?;
         Ok(Ok(domain))
     }
 }
@@ -165,13 +167,11 @@ impl Write for UpdateDomain {
 
     async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<Domain, StoreError>, StoreError> {
         let action = "domain.update";
-        let Some(current) = load_domain(cx.tx, &self.name).await? else {
-            let missing = StoreError::DomainNotFound(self.name.to_string());
-            return cx.refuse(action, None, missing).await;
+        let loaded = load_domain(cx.tx, &self.name).await?;
+        let current = match found(cx, action, loaded, &self.name, self.expected_revision).await? {
+            Ok(current) => current,
+            Err(refused) => return Ok(Err(refused)),
         };
-        if let Err(stale) = check_revision(self.expected_revision, current.revision, current.id) {
-            return cx.refuse(action, Some(current.id), stale).await;
-        }
         if current.description == self.fields.description && current.region == self.fields.region {
             return Ok(Ok(current));
         }
@@ -192,8 +192,7 @@ impl Write for UpdateDomain {
         .arg(domain.revision)
         .arg(domain.updated_at);
         cx.tx.execute(&sql).await?;
-        let event = cx.append_event(EventType::DomainUpdated, domain.id, to_json(&domain)?)?;
-        changed(cx, action, domain.id, event.revision).await?;
+        changed(cx, action, EventType::DomainUpdated, domain.id, &domain).await?;
         Ok(Ok(domain))
     }
 }
@@ -209,42 +208,129 @@ impl Write for DeleteDomain {
     type Reply = ();
 
     async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<(), StoreError>, StoreError> {
+        let loaded = load_domain(cx.tx, &self.name).await?;
         let action = "domain.delete";
-        let Some(domain) = load_domain(cx.tx, &self.name).await? else {
-            let missing = StoreError::DomainNotFound(self.name.to_string());
-            return cx.refuse(action, None, missing).await;
-        };
-        if let Err(stale) = check_revision(self.expected_revision, domain.revision, domain.id) {
-            return cx.refuse(action, Some(domain.id), stale).await;
-        }
-        let services = services_routed_via_domain(cx.tx, domain.id).await?;
-        if !services.is_empty() {
-            let in_use = StoreError::InUse {
-                what: "domain",
-                name: domain.name.to_string(),
-                services,
-            };
-            return cx.refuse(action, Some(domain.id), in_use).await;
-        }
-        let sql = Sql::new("DELETE FROM edge_domains WHERE id = $1").arg(domain.id);
-        cx.tx.execute(&sql).await?;
-        let payload = json!({ "domain_id": domain.id, "name": domain.name });
-        let event = cx.append_event(EventType::DomainDeleted, domain.id, payload)?;
-        changed(cx, action, domain.id, event.revision).await?;
-        Ok(Ok(()))
+        delete_unrouted(cx, action, loaded, &self.name, self.expected_revision).await
     }
 }
 
-/// The recompute and audit entry of a registry change that took effect
-/// (its event at `revision` already appended).
+/// The record of a registry change that took effect: its event
+/// (`event_type` on `id`, with `payload` as JSON), the recompute and the
+/// audit entry of `action` at the event's revision.
 async fn changed(
     cx: &mut WriteCx<'_>,
     action: &'static str,
+    event_type: EventType,
     id: Uuid,
-    revision: i64,
+    payload: &(impl serde::Serialize + Sync),
 ) -> Result<(), StoreError> {
+    let event = cx.append_event(event_type, id, to_json(payload)?)?;
     recompute(cx, &[], "").await?;
-    cx.audit_success(action, Some(id), Some(revision)).await
+    cx.audit_success(action, Some(id), Some(event.revision))
+        .await
+}
+
+/// A registry row that updates and deletes address by name: a domain, a
+/// node or a service.
+trait Registered: Send {
+    /// Its kind, as `InUse` and the `<what>_id` of its removal's payload name it.
+    const WHAT: &'static str;
+    /// Its table.
+    const TABLE: &'static str;
+    /// The event of its removal.
+    const DELETED: EventType;
+    /// The `ROUTED_VIA_*` query of the services whose routing names it.
+    const ROUTED_VIA: &'static str;
+    /// The refusal when no row has the name.
+    const NOT_FOUND: fn(String) -> StoreError;
+    /// Its id, revision and name.
+    fn key(&self) -> (Uuid, i64, &str);
+}
+
+impl Registered for Domain {
+    const WHAT: &'static str = "domain";
+    const TABLE: &'static str = "edge_domains";
+    const DELETED: EventType = EventType::DomainDeleted;
+    const ROUTED_VIA: &'static str = ROUTED_VIA_DOMAIN;
+    const NOT_FOUND: fn(String) -> StoreError = StoreError::DomainNotFound;
+    fn key(&self) -> (Uuid, i64, &str) {
+        (self.id, self.revision, self.name.as_str())
+    }
+}
+
+impl Registered for Node {
+    const WHAT: &'static str = "node";
+    const TABLE: &'static str = "edge_nodes";
+    const DELETED: EventType = EventType::NodeDeleted;
+    const ROUTED_VIA: &'static str = ROUTED_VIA_NODE;
+    const NOT_FOUND: fn(String) -> StoreError = StoreError::NodeNotFound;
+    fn key(&self) -> (Uuid, i64, &str) {
+        (self.id, self.revision, self.name.as_str())
+    }
+}
+
+impl Registered for Service {
+    const WHAT: &'static str = "service";
+    const TABLE: &'static str = "edge_services";
+    const DELETED: EventType = EventType::ServiceDeleted;
+    const ROUTED_VIA: &'static str = ROUTED_VIA_SERVICE;
+    const NOT_FOUND: fn(String) -> StoreError = StoreError::ServiceNotFound;
+    fn key(&self) -> (Uuid, i64, &str) {
+        (self.id, self.revision, self.name.as_str())
+    }
+}
+
+/// The row an update or delete (`action`) of `name` acts on, `loaded` by
+/// that name, when it exists at the revision `expected` names; else the
+/// refusal, audited: `<what>NotFound` or `PreconditionFailed`.
+async fn found<T: Registered>(
+    cx: &mut WriteCx<'_>,
+    action: &'static str,
+    loaded: Option<T>,
+    name: &(impl std::fmt::Display + Sync),
+    expected: Option<i64>,
+) -> Result<Result<T, StoreError>, StoreError> {
+    let Some(row) = loaded else {
+        return cx
+            .refuse(action, None, (T::NOT_FOUND)(name.to_string()))
+            .await;
+    };
+    let (id, revision, _) = row.key();
+    if let Err(stale) = check_revision(expected, revision, id) {
+        return cx.refuse(action, Some(id), stale).await;
+    }
+    Ok(Ok(row))
+}
+
+/// Deletes the row of `name` (`loaded` by it) at the revision `expected`
+/// names, refused while a routing names it (`InUse`, with the services
+/// routed through it); its removal event carries its id and name.
+async fn delete_unrouted<T: Registered>(
+    cx: &mut WriteCx<'_>,
+    action: &'static str,
+    loaded: Option<T>,
+    name: &(impl std::fmt::Display + Sync),
+    expected: Option<i64>,
+) -> Result<Result<(), StoreError>, StoreError> {
+    let row = match found(cx, action, loaded, name, expected).await? {
+        Ok(row) => row,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let (id, _, name) = row.key();
+    let services = services_routed_via(cx.tx, T::ROUTED_VIA, id).await?;
+    if !services.is_empty() {
+        let in_use = StoreError::InUse {
+            what: T::WHAT,
+            name: name.to_owned(),
+            services,
+        };
+        return cx.refuse(action, Some(id), in_use).await;
+    }
+    let sql = Sql::new(format!("DELETE FROM {} WHERE id = $1", T::TABLE)).arg(id);
+    cx.tx.execute(&sql).await?;
+    let payload = json!({ format!("{}_id", T::WHAT): id, "name": name });
+    changed(cx, action, T::DELETED, id, &payload).await?;
+    Ok(Ok(()))
 }
 
 /// `NodeAddressTaken` when another node than `except` has one of the
@@ -352,8 +438,7 @@ impl Write for CreateNode {
         .arg(node.revision)
         .arg(true);
         cx.tx.execute(&sync).await?;
-        let event = cx.append_event(EventType::NodeRegistered, node.id, to_json(&node)?)?;
-        changed(cx, action, node.id, event.revision).await?;
+        changed(cx, action, EventType::NodeRegistered, node.id, &node).await?;
         Ok(Ok(node))
     }
 }
@@ -371,13 +456,11 @@ impl Write for UpdateNode {
 
     async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<Node, StoreError>, StoreError> {
         let action = "node.update";
-        let Some(current) = load_node(cx.tx, &self.name).await? else {
-            let missing = StoreError::NodeNotFound(self.name.to_string());
-            return cx.refuse(action, None, missing).await;
+        let loaded = load_node(cx.tx, &self.name).await?;
+        let current = match found(cx, action, loaded, &self.name, self.expected_revision).await? {
+            Ok(current) => current,
+            Err(refused) => return Ok(Err(refused)),
         };
-        if let Err(stale) = check_revision(self.expected_revision, current.revision, current.id) {
-            return cx.refuse(action, Some(current.id), stale).await;
-        }
         let f = &self.fields;
         if (
             current.overlay_address,
@@ -420,8 +503,7 @@ impl Write for UpdateNode {
         .arg(node.revision)
         .arg(node.updated_at);
         cx.tx.execute(&sql).await?;
-        let event = cx.append_event(EventType::NodeUpdated, node.id, to_json(&node)?)?;
-        changed(cx, action, node.id, event.revision).await?;
+        changed(cx, action, EventType::NodeUpdated, node.id, &node).await?;
         Ok(Ok(node))
     }
 }
@@ -437,29 +519,9 @@ impl Write for DeleteNode {
     type Reply = ();
 
     async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<(), StoreError>, StoreError> {
+        let loaded = load_node(cx.tx, &self.name).await?;
         let action = "node.delete";
-        let Some(node) = load_node(cx.tx, &self.name).await? else {
-            let missing = StoreError::NodeNotFound(self.name.to_string());
-            return cx.refuse(action, None, missing).await;
-        };
-        if let Err(stale) = check_revision(self.expected_revision, node.revision, node.id) {
-            return cx.refuse(action, Some(node.id), stale).await;
-        }
-        let services = services_routed_via_node(cx.tx, node.id).await?;
-        if !services.is_empty() {
-            let in_use = StoreError::InUse {
-                what: "node",
-                name: node.name.to_string(),
-                services,
-            };
-            return cx.refuse(action, Some(node.id), in_use).await;
-        }
-        let sql = Sql::new("DELETE FROM edge_nodes WHERE id = $1").arg(node.id);
-        cx.tx.execute(&sql).await?;
-        let payload = json!({ "node_id": node.id, "name": node.name });
-        let event = cx.append_event(EventType::NodeDeleted, node.id, payload)?;
-        changed(cx, action, node.id, event.revision).await?;
-        Ok(Ok(()))
+        delete_unrouted(cx, action, loaded, &self.name, self.expected_revision).await
     }
 }
 
@@ -578,9 +640,8 @@ impl Write for CreateService {
             updated_at: cx.at,
         };
         insert_service(cx, &service).await?;
-        let event =
-            cx.append_event(EventType::ServiceRegistered, service.id, to_json(&service)?)?;
-        changed(cx, action, service.id, event.revision).await?;
+        let event = EventType::ServiceRegistered;
+        changed(cx, action, event, service.id, &service).await?;
         Ok(Ok(service))
     }
 }
@@ -598,13 +659,11 @@ impl Write for UpdateService {
 
     async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<Service, StoreError>, StoreError> {
         let action = "service.update";
-        let Some(current) = load_service(cx.tx, &self.name).await? else {
-            let missing = StoreError::ServiceNotFound(self.name.to_string());
-            return cx.refuse(action, None, missing).await;
+        let loaded = load_service(cx.tx, &self.name).await?;
+        let current = match found(cx, action, loaded, &self.name, self.expected_revision).await? {
+            Ok(current) => current,
+            Err(refused) => return Ok(Err(refused)),
         };
-        if let Err(stale) = check_revision(self.expected_revision, current.revision, current.id) {
-            return cx.refuse(action, Some(current.id), stale).await;
-        }
         let f = &self.fields;
         let origin = match current.state {
             ServiceState::Gone => ServiceOrigin::Manual,
@@ -631,8 +690,7 @@ impl Write for UpdateService {
             }
         }
         update_service(cx, &next).await?;
-        let event = cx.append_event(EventType::ServiceUpdated, next.id, to_json(&next)?)?;
-        changed(cx, action, next.id, event.revision).await?;
+        changed(cx, action, EventType::ServiceUpdated, next.id, &next).await?;
         Ok(Ok(next))
     }
 }
@@ -648,28 +706,9 @@ impl Write for DeleteService {
     type Reply = ();
 
     async fn apply(&self, cx: &mut WriteCx<'_>) -> Result<Result<(), StoreError>, StoreError> {
+        let loaded = load_service(cx.tx, &self.name).await?;
         let action = "service.delete";
-        let Some(service) = load_service(cx.tx, &self.name).await? else {
-            let missing = StoreError::ServiceNotFound(self.name.to_string());
-            return cx.refuse(action, None, missing).await;
-        };
-        if let Err(stale) = check_revision(self.expected_revision, service.revision, service.id) {
-            return cx.refuse(action, Some(service.id), stale).await;
-        }
-        if load_routing(cx.tx, service.id).await?.is_some() {
-            let in_use = StoreError::InUse {
-                what: "service",
-                name: service.name.to_string(),
-                services: vec![service.name.to_string()],
-            };
-            return cx.refuse(action, Some(service.id), in_use).await;
-        }
-        let sql = Sql::new("DELETE FROM edge_services WHERE id = $1").arg(service.id);
-        cx.tx.execute(&sql).await?;
-        let payload = json!({ "service_id": service.id, "name": service.name });
-        let event = cx.append_event(EventType::ServiceDeleted, service.id, payload)?;
-        changed(cx, action, service.id, event.revision).await?;
-        Ok(Ok(()))
+        delete_unrouted(cx, action, loaded, &self.name, self.expected_revision).await
     }
 }
 
@@ -912,9 +951,8 @@ impl Write for ConfigureRouting {
             }
             cx.tx.execute(&insert).await?;
         }
-        let event =
-            cx.append_event(EventType::RoutingConfigured, service.id, to_json(&routing)?)?;
-        changed(cx, action, service.id, event.revision).await?;
+        let event = EventType::RoutingConfigured;
+        changed(cx, action, event, service.id, &routing).await?;
         Ok(Ok(routing))
     }
 }
@@ -944,8 +982,7 @@ impl Write for DeleteRouting {
         let sql = Sql::new("DELETE FROM edge_routings WHERE service_id = $1").arg(service.id);
         cx.tx.execute(&sql).await?;
         let payload = json!({ "service": service.name });
-        let event = cx.append_event(EventType::RoutingDeleted, service.id, payload)?;
-        changed(cx, action, service.id, event.revision).await?;
+        changed(cx, action, EventType::RoutingDeleted, service.id, &payload).await?;
         Ok(Ok(()))
     }
 }
@@ -1044,9 +1081,17 @@ impl Write for Acknowledge {
             status,
             desired_revision,
             applied_revision: ack.applied_revision.or(before.applied_revision),
-            last_sync_at: ack
-                .applied_revision
-                .map_or(before.last_sync_at, |_| Some(cx.at)),
+            // A sync is a newly applied revision (or the first one in sync
+            // after a failure), not every heartbeat repeating the same one.
+            last_sync_at: match ack.applied_revision {
+                Some(applied)
+                    if Some(applied) != before.applied_revision
+                        || (in_sync && before.status != NodeSyncStatus::Active) =>
+                {
+                    Some(cx.at)
+                }
+                _ => before.last_sync_at,
+            },
             last_heartbeat_at: Some(cx.at),
             push_attempts: if in_sync || new_config.is_some() {
                 0

@@ -5,17 +5,21 @@
 
 use crate::harness::*;
 use chrono::Duration;
+use fleetreg_model::RoutingStrategy::{Geo, PrimaryBackup, RoundRobin};
 use fleetreg_model::{
-    AuditResult, Clock, DiscoveredService, DnsLabel, Domain, DomainFields, DomainName, ErrorCode,
-    Event, EventType, Node, NodeAck, NodeFields, NodeKind, NodeSyncStatus, PushReason,
-    RoutingFields, RoutingStrategy, Service, ServiceFields, ServiceOrigin, ServiceState, Upstream,
-    MAX_AGENT_ERROR,
+    Audit, AuditResult, Clock, DiscoveredService, DnsLabel, Domain, DomainFields, DomainName,
+    ErrorCode, Event, EventType, Node, NodeAck, NodeFields, NodeKind, NodeSync, NodeSyncStatus,
+    PushReason, Routing, RoutingFields, RoutingStrategy, Service, ServiceFields, ServiceOrigin,
+    ServiceState, ServiceSyncReport, Upstream, MAX_AGENT_ERROR,
 };
 use fleetreg_store::{AuditQuery, StoreError, StoreOptions};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use uuid::Uuid;
+
+/// The two domains of [`registry`].
+const BOTH: [&str; 2] = ["curiios.com", "vinaysachdeva.com"];
 
 fn label(s: &str) -> DnsLabel {
     DnsLabel::parse("name", s).unwrap()
@@ -106,6 +110,51 @@ fn routing(domains: &[&str], nodes: &[&str], strategy: RoutingStrategy) -> Routi
         nodes: nodes.iter().map(|n| label(n)).collect(),
         strategy,
     }
+}
+
+/// The two domains `curiios.com` (eu) and `vinaysachdeva.com` (us), the
+/// nodes `vps1` (eu) and `vps2` (us) and a `laptop`.
+async fn registry(store: &StoreRef) {
+    domain(store, "curiios.com", Some("eu")).await;
+    domain(store, "vinaysachdeva.com", Some("us")).await;
+    vps(store, "vps1", 1, "eu").await;
+    vps(store, "vps2", 2, "us").await;
+    laptop(store, "laptop", 9).await;
+}
+
+/// Configures `service`'s routing to `fields` as the operator, `expected`
+/// as its `If-Match`.
+async fn configure(
+    store: &StoreRef,
+    service: &str,
+    fields: RoutingFields,
+    expected: Option<i64>,
+) -> Result<Routing, StoreError> {
+    store
+        .configure_routing(label(service), fields, expected, &operator())
+        .await
+}
+
+/// Routes `service` to `domains` on `nodes` (no `If-Match`).
+async fn route(
+    store: &StoreRef,
+    service: &str,
+    domains: &[&str],
+    nodes: &[&str],
+    strategy: RoutingStrategy,
+) -> Routing {
+    let fields = routing(domains, nodes, strategy);
+    configure(store, service, fields, None).await.unwrap()
+}
+
+/// `node`'s agent acknowledging `ack`, accepted.
+async fn ack(store: &StoreRef, node: &str, ack: NodeAck, agent: &Audit) -> NodeSync {
+    store.acknowledge(&label(node), ack, agent).await.unwrap()
+}
+
+/// `node`'s sync state.
+async fn sync_of(store: &StoreRef, node: &str) -> NodeSync {
+    store.node_sync(&label(node)).await.unwrap()
 }
 
 /// Every node's desired revision, by name.
@@ -383,7 +432,7 @@ store_test!(nodes_keep_names_and_addresses_unique, |store| async move {
     assert_eq!(all, ["laptop", "vps1", "vps2"]);
 
     // Sync state starts offline (counted up) with its configuration stored.
-    let sync = store.node_sync(&label("laptop")).await.unwrap();
+    let sync = sync_of(&store, "laptop").await;
     assert_eq!(sync.status, NodeSyncStatus::Offline);
     assert!(sync.up);
     assert_eq!((sync.push_attempts, sync.applied_revision), (0, None));
@@ -574,78 +623,31 @@ store_test!(services_are_registered_by_hand, |store| async move {
 });
 
 store_test!(routings_are_checked_and_replaced, |store| async move {
-    domain(&store, "curiios.com", Some("eu")).await;
-    domain(&store, "vinaysachdeva.com", Some("us")).await;
-    vps(&store, "vps1", 1, "eu").await;
-    vps(&store, "vps2", 2, "us").await;
-    laptop(&store, "laptop", 9).await;
+    registry(&store).await;
     let immich = service(&store, "immich", "photos").await;
-    let both = ["curiios.com", "vinaysachdeva.com"];
 
-    let nothing = store
-        .configure_routing(
-            label("ghost"),
-            routing(&both, &["vps1"], RoutingStrategy::RoundRobin),
-            None,
-            &operator(),
-        )
-        .await;
+    let fields = routing(&BOTH, &["vps1"], RoundRobin);
+    let nothing = configure(&store, "ghost", fields, None).await;
     assert_err!(nothing, StoreError::ServiceNotFound(_));
-    let no_domain = store
-        .configure_routing(
-            label("immich"),
-            routing(
-                &["curiios.com", "nowhere.example"],
-                &["vps1"],
-                RoutingStrategy::RoundRobin,
-            ),
-            None,
-            &operator(),
-        )
-        .await;
+    let fields = routing(&["curiios.com", "nowhere.example"], &["vps1"], RoundRobin);
+    let no_domain = configure(&store, "immich", fields, None).await;
     assert_err!(no_domain, StoreError::DomainNotFound(ref d) if d == "nowhere.example");
-    let no_node = store
-        .configure_routing(
-            label("immich"),
-            routing(&both, &["vps1", "vps9"], RoutingStrategy::RoundRobin),
-            None,
-            &operator(),
-        )
-        .await;
+    let fields = routing(&BOTH, &["vps1", "vps9"], RoundRobin);
+    let no_node = configure(&store, "immich", fields, None).await;
     assert_err!(no_node, StoreError::NodeNotFound(ref n) if n == "vps9");
-    let on_laptop = store
-        .configure_routing(
-            label("immich"),
-            routing(&both, &["vps1", "laptop"], RoutingStrategy::RoundRobin),
-            None,
-            &operator(),
-        )
-        .await;
+    let fields = routing(&BOTH, &["vps1", "laptop"], RoundRobin);
+    let on_laptop = configure(&store, "immich", fields, None).await;
     assert_err!(on_laptop, StoreError::Invalid(ref e) if e.field() == "nodes");
     assert_eq!(on_laptop.unwrap_err().code(), ErrorCode::ValidationError);
-    let if_match = store
-        .configure_routing(
-            label("immich"),
-            routing(&both, &["vps1"], RoutingStrategy::RoundRobin),
-            Some(1),
-            &operator(),
-        )
-        .await;
+    let fields = routing(&BOTH, &["vps1"], RoundRobin);
+    let if_match = configure(&store, "immich", fields, Some(1)).await;
     assert_err!(if_match, StoreError::RoutingNotFound(_));
     assert_err!(
         store.get_routing(&label("immich")).await,
         StoreError::RoutingNotFound(_)
     );
 
-    let first = store
-        .configure_routing(
-            label("immich"),
-            routing(&both, &["vps1", "vps2"], RoutingStrategy::RoundRobin),
-            None,
-            &operator(),
-        )
-        .await
-        .unwrap();
+    let first = route(&store, "immich", &BOTH, &["vps1", "vps2"], RoundRobin).await;
     assert_eq!(first.service.as_str(), "immich");
     assert_eq!(store.get_routing(&label("immich")).await.unwrap(), first);
     let plan = store.routing_plan().await.unwrap();
@@ -662,32 +664,13 @@ store_test!(routings_are_checked_and_replaced, |store| async move {
         ]
     );
     // The same routing again writes nothing.
-    let same = store
-        .configure_routing(
-            label("immich"),
-            routing(&both, &["vps1", "vps2"], RoutingStrategy::RoundRobin),
-            None,
-            &operator(),
-        )
-        .await
-        .unwrap();
+    let same = route(&store, "immich", &BOTH, &["vps1", "vps2"], RoundRobin).await;
     assert_eq!(same.revision, first.revision);
-    let stale = store
-        .configure_routing(
-            label("immich"),
-            routing(&both, &["vps2"], RoutingStrategy::Geo),
-            Some(first.revision - 1),
-            &operator(),
-        )
-        .await;
+    let fields = routing(&BOTH, &["vps2"], Geo);
+    let stale = configure(&store, "immich", fields, Some(first.revision - 1)).await;
     assert_err!(stale, StoreError::PreconditionFailed { .. });
-    let second = store
-        .configure_routing(
-            label("immich"),
-            routing(&["curiios.com"], &["vps2"], RoutingStrategy::Geo),
-            Some(first.revision),
-            &operator(),
-        )
+    let fields = routing(&["curiios.com"], &["vps2"], Geo);
+    let second = configure(&store, "immich", fields, Some(first.revision))
         .await
         .unwrap();
     assert!(second.revision > first.revision);
@@ -764,15 +747,7 @@ store_test!(what_a_routing_names_is_not_removed, |store| async move {
     service(&store, "immich", "photos").await;
     service(&store, "grafana", "grafana").await;
     for name in ["immich", "grafana"] {
-        store
-            .configure_routing(
-                label(name),
-                routing(&["curiios.com"], &["vps1"], RoutingStrategy::PrimaryBackup),
-                None,
-                &operator(),
-            )
-            .await
-            .unwrap();
+        route(&store, name, &["curiios.com"], &["vps1"], PrimaryBackup).await;
     }
     let domain = store
         .delete_domain(dname("curiios.com"), None, &operator())
@@ -830,31 +805,15 @@ store_test!(what_a_routing_names_is_not_removed, |store| async move {
 store_test!(
     a_routing_change_bumps_exactly_the_affected_nodes,
     |store| async move {
-        domain(&store, "curiios.com", Some("eu")).await;
-        domain(&store, "vinaysachdeva.com", Some("us")).await;
-        let vps1 = vps(&store, "vps1", 1, "eu").await;
-        vps(&store, "vps2", 2, "us").await;
+        registry(&store).await;
         vps(&store, "vps3", 3, "eu").await;
-        laptop(&store, "laptop", 9).await;
         service(&store, "immich", "photos").await;
         let before = desired(&store).await;
 
         // Primary-backup: only the serving node carries the route; the
         // laptop gets the records.
         let start = store.latest_revision().await.unwrap();
-        store
-            .configure_routing(
-                label("immich"),
-                routing(
-                    &["curiios.com", "vinaysachdeva.com"],
-                    &["vps1", "vps2"],
-                    RoutingStrategy::PrimaryBackup,
-                ),
-                None,
-                &operator(),
-            )
-            .await
-            .unwrap();
+        route(&store, "immich", &BOTH, &["vps1", "vps2"], PrimaryBackup).await;
         let events = events_from(&store, start).await;
         assert_eq!(events[0].event_type, EventType::RoutingConfigured);
         assert_eq!(
@@ -886,7 +845,7 @@ store_test!(
             .config
             .records
             .iter()
-            .all(|r| r.address == vps1.overlay_address));
+            .all(|r| r.address == ip("100.64.0.1")));
         assert!(store
             .desired_config(&label("vps2"))
             .await
@@ -901,10 +860,7 @@ store_test!(
             .record_push(&label("vps1"), revision, 5)
             .await
             .unwrap();
-        assert_eq!(
-            store.node_sync(&label("vps1")).await.unwrap().push_attempts,
-            1
-        );
+        assert_eq!(sync_of(&store, "vps1").await.push_attempts, 1);
 
         // Unrelated changes bump nobody.
         let start = store.latest_revision().await.unwrap();
@@ -951,10 +907,7 @@ store_test!(
             .unwrap();
         let events = events_from(&store, start).await;
         assert_eq!(config_changes(&events), ["vps1"]);
-        assert_eq!(
-            store.node_sync(&label("vps1")).await.unwrap().push_attempts,
-            0
-        );
+        assert_eq!(sync_of(&store, "vps1").await.push_attempts, 0);
 
         // Moving the serving node's overlay address changes the laptop's records.
         let start = store.latest_revision().await.unwrap();
@@ -976,19 +929,7 @@ store_test!(
         // Round-robin: every listed node carries every hostname (vps1's
         // routes change their balance), the second one served by vps2.
         let start = store.latest_revision().await.unwrap();
-        store
-            .configure_routing(
-                label("immich"),
-                routing(
-                    &["curiios.com", "vinaysachdeva.com"],
-                    &["vps1", "vps2"],
-                    RoutingStrategy::RoundRobin,
-                ),
-                None,
-                &operator(),
-            )
-            .await
-            .unwrap();
+        route(&store, "immich", &BOTH, &["vps1", "vps2"], RoundRobin).await;
         let events = events_from(&store, start).await;
         assert_eq!(config_changes(&events), ["laptop", "vps1", "vps2"]);
         let vps2 = store.desired_config(&label("vps2")).await.unwrap();
@@ -1013,6 +954,14 @@ fn heartbeat() -> NodeAck {
     }
 }
 
+/// An acknowledgement of `revision` applied, without error.
+fn applied_ack(revision: i64) -> NodeAck {
+    NodeAck {
+        applied_revision: Some(revision),
+        ..heartbeat()
+    }
+}
+
 store_test!(
     silent_nodes_fail_over_and_return,
     options = on_a_manual_clock(),
@@ -1024,24 +973,16 @@ store_test!(
         let vps2 = vps(&store, "vps2", 2, "us").await;
         laptop(&store, "laptop", 9).await;
         service(&store, "open-webui", "chat").await;
-        store
-            .configure_routing(
-                label("open-webui"),
-                routing(
-                    &["curiios.com"],
-                    &["vps1", "vps2"],
-                    RoutingStrategy::PrimaryBackup,
-                ),
-                None,
-                &operator(),
-            )
-            .await
-            .unwrap();
+        route(
+            &store,
+            "open-webui",
+            &["curiios.com"],
+            &["vps1", "vps2"],
+            PrimaryBackup,
+        )
+        .await;
         for node in ["vps1", "vps2"] {
-            let sync = store
-                .acknowledge(&label(node), heartbeat(), &agent)
-                .await
-                .unwrap();
+            let sync = ack(&store, node, heartbeat(), &agent).await;
             assert_eq!(sync.status, NodeSyncStatus::Active);
         }
         // Nobody is silent yet.
@@ -1052,10 +993,7 @@ store_test!(
         assert_eq!(quiet, Default::default());
 
         clock.advance(Duration::seconds(60));
-        store
-            .acknowledge(&label("vps2"), heartbeat(), &agent)
-            .await
-            .unwrap();
+        ack(&store, "vps2", heartbeat(), &agent).await;
         let before = desired(&store).await;
         let start = store.latest_revision().await.unwrap();
         let change = store
@@ -1105,28 +1043,29 @@ store_test!(
         assert!(after["vps2"] > before["vps2"]);
         let records = store.desired_config(&label("laptop")).await.unwrap();
         assert_eq!(records.config.records[0].address, vps2.overlay_address);
-        let vps1 = store.node_sync(&label("vps1")).await.unwrap();
+        let vps1 = sync_of(&store, "vps1").await;
         assert!(!vps1.up);
         assert_eq!(vps1.status, NodeSyncStatus::Offline);
-        assert!(!store.node_sync(&label("laptop")).await.unwrap().up);
+        assert!(!sync_of(&store, "laptop").await.up);
         // Once per episode.
         let again = store
             .mark_silent_nodes(clock.now() - Duration::seconds(30))
             .await
             .unwrap();
         assert_eq!(again, Default::default());
-        // Observations are not audited.
+        // Observations are not audited; each route they move is.
         let audit = audit_log(&store).await;
-        assert!(audit.iter().all(|a| a.actor != "agent"
-            && a.actor != "system:edge-sync"
-            && !a.action.starts_with("sync.")));
+        assert!(audit
+            .iter()
+            .filter(|a| a.action != "routing.failover")
+            .all(|a| a.actor != "agent"
+                && a.actor != "system:edge-sync"
+                && !a.action.starts_with("sync.")));
+        assert!(audit.iter().any(|a| a.action == "routing.failover"));
 
         // vps1 comes back: the route returns.
         let start = store.latest_revision().await.unwrap();
-        let back = store
-            .acknowledge(&label("vps1"), heartbeat(), &agent)
-            .await
-            .unwrap();
+        let back = ack(&store, "vps1", heartbeat(), &agent).await;
         assert!(back.up);
         assert_eq!(back.status, NodeSyncStatus::Active);
         let events = events_from(&store, start).await;
@@ -1157,10 +1096,7 @@ store_test!(
         assert_eq!(plan.routes[0].serving.as_str(), "vps1");
         // A laptop coming back moves nothing.
         let start = store.latest_revision().await.unwrap();
-        store
-            .acknowledge(&label("laptop"), heartbeat(), &agent)
-            .await
-            .unwrap();
+        ack(&store, "laptop", heartbeat(), &agent).await;
         let events = events_from(&store, start).await;
         assert_eq!(types(&events), [EventType::NodeSyncChanged]);
     }
@@ -1183,11 +1119,7 @@ store_test!(
             StoreError::NodeNotFound(_)
         );
 
-        let desired = store
-            .node_sync(&label("vps1"))
-            .await
-            .unwrap()
-            .desired_revision;
+        let desired = sync_of(&store, "vps1").await.desired_revision;
         let start = store.latest_revision().await.unwrap();
         // Pushes of the desired revision count; at the third the node fails.
         for attempt in 1..=3u32 {
@@ -1225,64 +1157,35 @@ store_test!(
 
         // A bare heartbeat keeps a failed node failed.
         clock.advance(Duration::seconds(5));
-        let beat = store
-            .acknowledge(&label("vps1"), heartbeat(), &agent)
-            .await
-            .unwrap();
+        let beat = ack(&store, "vps1", heartbeat(), &agent).await;
         assert_eq!(beat.status, NodeSyncStatus::Failed);
         assert_eq!(beat.last_heartbeat_at, Some(clock.now()));
         assert_eq!(beat.last_sync_at, None);
 
         // The agent applies the desired revision: active, in sync.
         clock.advance(Duration::seconds(5));
-        let applied = store
-            .acknowledge(
-                &label("vps1"),
-                NodeAck {
-                    applied_revision: Some(desired),
-                    ..heartbeat()
-                },
-                &agent,
-            )
-            .await
-            .unwrap();
+        let applied = ack(&store, "vps1", applied_ack(desired), &agent).await;
         assert_eq!(applied.status, NodeSyncStatus::Active);
         assert!(applied.in_sync());
         assert_eq!(applied.push_attempts, 0);
         assert_eq!(applied.last_sync_at, Some(clock.now()));
-        assert_eq!(store.node_sync(&label("vps1")).await.unwrap(), applied);
+        assert_eq!(sync_of(&store, "vps1").await, applied);
 
         // It reports a failure: failed, the error kept clean and bounded.
         let long = format!("caddy reload failed:\n\u{1b}[31m{}", "x".repeat(2000));
-        let failed = store
-            .acknowledge(
-                &label("vps1"),
-                NodeAck {
-                    applied_revision: Some(desired),
-                    error: Some(long),
-                    failed_revision: Some(desired + 1),
-                },
-                &agent,
-            )
-            .await
-            .unwrap();
+        let report = NodeAck {
+            applied_revision: Some(desired),
+            error: Some(long),
+            failed_revision: Some(desired + 1),
+        };
+        let failed = ack(&store, "vps1", report, &agent).await;
         assert_eq!(failed.status, NodeSyncStatus::Failed);
         let error = failed.last_error.clone().unwrap();
         assert_eq!(error.chars().count(), MAX_AGENT_ERROR);
         assert!(error.starts_with("caddy reload failed:[31mxxx"), "{error}");
         assert!(!error.chars().any(char::is_control));
         // Then applies it after all: active, error cleared.
-        let ok = store
-            .acknowledge(
-                &label("vps1"),
-                NodeAck {
-                    applied_revision: Some(desired),
-                    ..heartbeat()
-                },
-                &agent,
-            )
-            .await
-            .unwrap();
+        let ok = ack(&store, "vps1", applied_ack(desired), &agent).await;
         assert_eq!((ok.status, ok.last_error), (NodeSyncStatus::Active, None));
 
         // Manual pushes reset the attempts (audited); a failed node that is
@@ -1290,15 +1193,8 @@ store_test!(
         for _ in 0..3 {
             store.record_push(&label("vps1"), desired, 3).await.unwrap();
         }
-        assert_eq!(
-            store.node_sync(&label("vps1")).await.unwrap().status,
-            NodeSyncStatus::Failed
-        );
-        let laptop_desired = store
-            .node_sync(&label("laptop"))
-            .await
-            .unwrap()
-            .desired_revision;
+        assert_eq!(sync_of(&store, "vps1").await.status, NodeSyncStatus::Failed);
+        let laptop_desired = sync_of(&store, "laptop").await.desired_revision;
         store
             .record_push(&label("laptop"), laptop_desired, 3)
             .await
@@ -1310,15 +1206,8 @@ store_test!(
         assert_eq!(one.len(), 1);
         assert_eq!((one[0].node.as_str(), one[0].push_attempts), ("vps1", 0));
         assert_eq!(one[0].status, NodeSyncStatus::Active);
-        assert_eq!(store.node_sync(&label("vps1")).await.unwrap(), one[0]);
-        assert_eq!(
-            store
-                .node_sync(&label("laptop"))
-                .await
-                .unwrap()
-                .push_attempts,
-            1
-        );
+        assert_eq!(sync_of(&store, "vps1").await, one[0]);
+        assert_eq!(sync_of(&store, "laptop").await.push_attempts, 1);
         let all = store
             .reset_pushes(None, PushReason::Reconcile, &operator())
             .await
@@ -1369,24 +1258,40 @@ fn discovered(name: &str, upstream: &str) -> DiscoveredService {
     }
 }
 
+/// Syncs `cluster`'s discovered services (`(name, upstream)` each) as the
+/// service sync does, accepted.
+async fn sync_services(
+    store: &StoreRef,
+    cluster: Uuid,
+    found: &[(&str, &str)],
+) -> ServiceSyncReport {
+    let found = found
+        .iter()
+        .map(|(name, up)| discovered(name, up))
+        .collect();
+    let system = Audit::system("service-sync");
+    store
+        .sync_cluster_services(cluster, found, &system)
+        .await
+        .unwrap()
+}
+
 store_test!(cluster_services_are_synced, |store| async move {
     let cluster = insert(&store, "home-lab").await;
     let other = insert(&store, "other-lab").await;
     let grafana = service(&store, "grafana", "grafana").await;
-    let system = fleetreg_model::Audit::system("service-sync");
+    let system = Audit::system("service-sync");
 
-    let report = store
-        .sync_cluster_services(
-            cluster.id,
-            vec![
-                discovered("immich", "10.0.0.5:2283"),
-                discovered("grafana", "10.0.0.6:3000"),
-                discovered("web", "10.0.0.7:80"),
-            ],
-            &system,
-        )
-        .await
-        .unwrap();
+    let report = sync_services(
+        &store,
+        cluster.id,
+        &[
+            ("immich", "10.0.0.5:2283"),
+            ("grafana", "10.0.0.6:3000"),
+            ("web", "10.0.0.7:80"),
+        ],
+    )
+    .await;
     assert_eq!(report.registered, ["immich", "web"]);
     assert_eq!(report.skipped, ["grafana"]);
     assert_eq!(
@@ -1401,38 +1306,23 @@ store_test!(cluster_services_are_synced, |store| async move {
 
     // The same again changes nothing and is not audited again.
     let audited = audit_log(&store).await.len();
-    let report = store
-        .sync_cluster_services(
-            cluster.id,
-            vec![
-                discovered("immich", "10.0.0.5:2283"),
-                discovered("web", "10.0.0.7:80"),
-            ],
-            &system,
-        )
-        .await
-        .unwrap();
+    let report = sync_services(
+        &store,
+        cluster.id,
+        &[("immich", "10.0.0.5:2283"), ("web", "10.0.0.7:80")],
+    )
+    .await;
     assert_eq!(report.unchanged, 2);
     assert!(report.registered.is_empty() && report.updated.is_empty() && report.gone.is_empty());
     assert_eq!(audit_log(&store).await.len(), audited);
 
     // Another cluster's service of the same name is skipped.
-    let report = store
-        .sync_cluster_services(other.id, vec![discovered("immich", "10.9.0.5:1")], &system)
-        .await
-        .unwrap();
+    let report = sync_services(&store, other.id, &[("immich", "10.9.0.5:1")]).await;
     assert_eq!(report.skipped, ["immich"]);
 
     // Changed, and gone.
     let start = store.latest_revision().await.unwrap();
-    let report = store
-        .sync_cluster_services(
-            cluster.id,
-            vec![discovered("immich", "10.0.0.5:2284")],
-            &system,
-        )
-        .await
-        .unwrap();
+    let report = sync_services(&store, cluster.id, &[("immich", "10.0.0.5:2284")]).await;
     assert_eq!(report.updated, ["immich"]);
     assert_eq!(report.gone, ["web"]);
     let events = events_from(&store, start).await;
@@ -1459,17 +1349,12 @@ store_test!(cluster_services_are_synced, |store| async move {
     assert_eq!(entry.actor, "system:service-sync");
 
     // Back from gone.
-    let report = store
-        .sync_cluster_services(
-            cluster.id,
-            vec![
-                discovered("immich", "10.0.0.5:2284"),
-                discovered("web", "10.0.0.7:80"),
-            ],
-            &system,
-        )
-        .await
-        .unwrap();
+    let report = sync_services(
+        &store,
+        cluster.id,
+        &[("immich", "10.0.0.5:2284"), ("web", "10.0.0.7:80")],
+    )
+    .await;
     assert_eq!(
         (report.updated, report.unchanged),
         (vec!["web".to_owned()], 1)
@@ -1482,25 +1367,10 @@ store_test!(cluster_services_are_synced, |store| async move {
     // A gone service is not routed; changed by hand it is an active manual one.
     domain(&store, "curiios.com", None).await;
     vps(&store, "vps1", 1, "eu").await;
-    store
-        .configure_routing(
-            label("web"),
-            routing(&["curiios.com"], &["vps1"], RoutingStrategy::PrimaryBackup),
-            None,
-            &operator(),
-        )
-        .await
-        .unwrap();
+    route(&store, "web", &["curiios.com"], &["vps1"], PrimaryBackup).await;
     assert_eq!(store.routing_plan().await.unwrap().routes.len(), 1);
     let start = store.latest_revision().await.unwrap();
-    let report = store
-        .sync_cluster_services(
-            cluster.id,
-            vec![discovered("immich", "10.0.0.5:2284")],
-            &system,
-        )
-        .await
-        .unwrap();
+    let report = sync_services(&store, cluster.id, &[("immich", "10.0.0.5:2284")]).await;
     assert_eq!(report.gone, ["web"]);
     assert!(store.routing_plan().await.unwrap().routes.is_empty());
     assert_eq!(config_changes(&events_from(&store, start).await), ["vps1"]);
@@ -1558,11 +1428,7 @@ store_test!(
 store_test!(
     concurrent_writes_leave_every_configuration_as_planned,
     |store| async move {
-        domain(&store, "curiios.com", Some("eu")).await;
-        domain(&store, "vinaysachdeva.com", Some("us")).await;
-        vps(&store, "vps1", 1, "eu").await;
-        vps(&store, "vps2", 2, "us").await;
-        laptop(&store, "laptop", 9).await;
+        registry(&store).await;
         // Registrations and routings of many services at once: the writer
         // groups them into batches, each write recomputing what the ones
         // before it in the same transaction changed.
@@ -1579,24 +1445,8 @@ store_test!(
                     )
                     .await
                     .unwrap();
-                let strategy = [
-                    RoutingStrategy::RoundRobin,
-                    RoutingStrategy::PrimaryBackup,
-                    RoutingStrategy::Geo,
-                ][i % 3];
-                store
-                    .configure_routing(
-                        label(&name),
-                        routing(
-                            &["curiios.com", "vinaysachdeva.com"],
-                            &["vps2", "vps1"],
-                            strategy,
-                        ),
-                        None,
-                        &operator(),
-                    )
-                    .await
-                    .unwrap();
+                let strategy = [RoundRobin, PrimaryBackup, Geo][i % 3];
+                route(&store, &name, &BOTH, &["vps2", "vps1"], strategy).await;
             });
         }
         while let Some(done) = writes.join_next().await {
