@@ -502,148 +502,66 @@ pub async fn run(command: RoutingCommand) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
-    use fleetreg_model::{
-        DnsLabel, DomainName, EdgeSnapshot, NodeView, RoutingPlan, Service, ServiceOrigin,
-        ServiceState, Upstream,
-    };
-    use uuid::Uuid;
+    use fleetreg_model::RoutingPlan;
+    use fleetreg_testkit::edge_fixture::{seed, Seed};
 
-    fn label(s: &str) -> DnsLabel {
-        DnsLabel::parse("name", s).unwrap()
+    /// The seed's registry (testkit's) and its hostname table, with vps1
+    /// down when `vps1_up` is false.
+    fn seeded(vps1_up: bool) -> (Seed, Vec<HostRoute>) {
+        let seed = seed();
+        let down: &[&str] = if vps1_up { &[] } else { &["vps1"] };
+        let routes = RoutingPlan::compute(&seed.snapshot(down)).routes;
+        (seed, routes)
     }
 
-    fn domain(name: &str, description: &str) -> Domain {
-        Domain {
-            id: Uuid::nil(),
-            name: DomainName::parse("name", name).unwrap(),
-            description: description.into(),
-            region: None,
-            revision: 1,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
+    fn view<'a>(seed: &'a Seed, routes: &'a [HostRoute]) -> ConfigView<'a> {
+        ConfigView {
+            domains: &seed.domains,
+            nodes: &seed.nodes,
+            routings: &seed.routings,
+            routes,
         }
-    }
-
-    fn vps(name: &str, overlay: &str, public: &str, region: &str) -> Node {
-        Node {
-            id: Uuid::nil(),
-            name: label(name),
-            kind: NodeKind::Vps,
-            overlay_address: overlay.parse().unwrap(),
-            public_address: Some(public.parse().unwrap()),
-            region: Some(region.into()),
-            provider: None,
-            user: Some("root".into()),
-            revision: 1,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
-    }
-
-    fn service(name: &str, subdomain: &str) -> Service {
-        Service {
-            id: Uuid::nil(),
-            name: label(name),
-            subdomain: label(subdomain),
-            upstreams: vec![Upstream::parse("u", "10.0.0.5:80").unwrap()],
-            cluster_id: None,
-            namespace: None,
-            description: String::new(),
-            state: ServiceState::Active,
-            origin: ServiceOrigin::Manual,
-            revision: 1,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
-    }
-
-    fn routing(service: &str, strategy: RoutingStrategy) -> Routing {
-        Routing {
-            service: label(service),
-            domains: vec![
-                DomainName::parse("d", "curiios.com").unwrap(),
-                DomainName::parse("d", "vinaysachdeva.com").unwrap(),
-            ],
-            nodes: vec![label("contabo-vps"), label("digitalocean-vps")],
-            strategy,
-            revision: 1,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
-    }
-
-    /// The seed's registry, with the contabo VPS down when `contabo_up` is false.
-    fn seed(contabo_up: bool) -> (Vec<Domain>, Vec<Node>, Vec<Routing>, Vec<HostRoute>) {
-        let domains = vec![
-            domain("curiios.com", "Personal site"),
-            domain("vinaysachdeva.com", "Professional site"),
-        ];
-        let nodes = vec![
-            vps("contabo-vps", "100.68.225.92", "45.8.133.192", "eu"),
-            vps("digitalocean-vps", "100.70.123.45", "167.99.1.1", "us"),
-        ];
-        let routings = vec![
-            routing("immich", RoutingStrategy::RoundRobin),
-            routing("open-webui", RoutingStrategy::PrimaryBackup),
-        ];
-        let snapshot = EdgeSnapshot {
-            domains: domains.clone(),
-            nodes: nodes
-                .iter()
-                .map(|n| NodeView {
-                    name: n.name.clone(),
-                    kind: n.kind,
-                    overlay_address: n.overlay_address,
-                    region: n.region.clone(),
-                    up: contabo_up || n.name.as_str() != "contabo-vps",
-                })
-                .collect(),
-            services: vec![service("immich", "photos"), service("open-webui", "chat")],
-            routings: routings.clone(),
-        };
-        let routes = RoutingPlan::compute(&snapshot).routes;
-        (domains, nodes, routings, routes)
     }
 
     #[test]
     fn the_seeds_configuration_view() {
-        let (domains, nodes, routings, routes) = seed(true);
-        let view = ConfigView {
-            domains: &domains,
-            nodes: &nodes,
-            routings: &routings,
-            routes: &routes,
-        };
-        let text = view.text();
+        let (seed, routes) = seeded(true);
+        let text = view(&seed, &routes).text();
         let expected = format!(
             "{RULE}
   Multi-Domain, Multi-VPS Configuration
 {RULE}
 
 Registered Domains:
-  • curiios.com: Personal site
-  • vinaysachdeva.com: Professional site
+  • curiios.com: Personal site  [region eu]
+  • vinaysachdeva.com: Professional site  [region us]
 
 Registered VPS Nodes:
-  • 100.68.225.92 → 45.8.133.192 (eu)  contabo-vps
-  • 100.70.123.45 → 167.99.1.1 (us)    digitalocean-vps
+  • 100.64.0.1 → 192.0.2.1 (eu)    vps1
+  • 100.64.0.2 → 203.0.113.2 (us)  vps2
 
 Service Routing:
   • immich:
     Domains: curiios.com, vinaysachdeva.com
-    VPS: 100.68.225.92, 100.70.123.45
+    VPS: 100.64.0.1, 100.64.0.2
     Strategy: round-robin
     Serving now:
-      photos.curiios.com       → contabo-vps (100.68.225.92)
-      photos.vinaysachdeva.com → digitalocean-vps (100.70.123.45)
+      photos.curiios.com       → vps1 (100.64.0.1)
+      photos.vinaysachdeva.com → vps2 (100.64.0.2)
   • open-webui:
     Domains: curiios.com, vinaysachdeva.com
-    VPS: 100.68.225.92, 100.70.123.45
+    VPS: 100.64.0.1, 100.64.0.2
     Strategy: primary-backup
     Serving now:
-      chat.curiios.com       → contabo-vps (100.68.225.92, primary)
-      chat.vinaysachdeva.com → contabo-vps (100.68.225.92, primary)
+      chat.curiios.com       → vps1 (100.64.0.1, primary)
+      chat.vinaysachdeva.com → vps1 (100.64.0.1, primary)
+  • grafana:
+    Domains: curiios.com, vinaysachdeva.com
+    VPS: 100.64.0.1, 100.64.0.2
+    Strategy: geo
+    Serving now:
+      grafana.curiios.com       → vps1 (100.64.0.1, eu)
+      grafana.vinaysachdeva.com → vps2 (100.64.0.2, us)
 "
         );
         assert_eq!(text, expected, "{text}");
@@ -651,23 +569,15 @@ Service Routing:
 
     #[test]
     fn a_failover_shows_the_backup_serving() {
-        let (domains, nodes, routings, routes) = seed(false);
-        let view = ConfigView {
-            domains: &domains,
-            nodes: &nodes,
-            routings: &routings,
-            routes: &routes,
-        };
-        let text = view.service_block(&routings[1]);
+        let (seed, routes) = seeded(false);
+        let view = view(&seed, &routes);
+        let text = view.service_block(&seed.routings[1]);
         assert!(
-            text.contains("chat.curiios.com       → digitalocean-vps (100.70.123.45, backup)"),
+            text.contains("chat.curiios.com       → vps2 (100.64.0.2, backup)"),
             "{text}"
         );
-        let text = view.service_block(&routings[0]);
-        assert!(
-            text.contains("photos.curiios.com       → digitalocean-vps"),
-            "{text}"
-        );
+        let text = view.service_block(&seed.routings[0]);
+        assert!(text.contains("photos.curiios.com       → vps2"), "{text}");
     }
 
     #[test]
@@ -679,27 +589,24 @@ Service Routing:
             routes: &[],
         };
         assert_eq!(view.text().matches("  (none)\n").count(), 3);
-        let (_, nodes, routings, _) = seed(true);
+        let seed = seed();
         let view = ConfigView {
             domains: &[],
-            nodes: &nodes,
-            routings: &routings,
+            nodes: &seed.nodes,
+            routings: &seed.routings,
             routes: &[],
         };
         assert!(view
-            .service_block(&routings[0])
+            .service_block(&seed.routings[0])
             .contains("Serving now: none"));
     }
 
     #[test]
     fn configure_takes_names_or_overlay_addresses() {
-        let (_, nodes, _, _) = seed(true);
-        let entries = split_list("100.68.225.92, digitalocean-vps");
-        assert_eq!(
-            node_names(&entries, &nodes).unwrap(),
-            ["contabo-vps", "digitalocean-vps"]
-        );
-        let unknown = split_list("100.68.225.92,100.1.2.3");
+        let nodes = seed().nodes;
+        let entries = split_list("100.64.0.1, vps2");
+        assert_eq!(node_names(&entries, &nodes).unwrap(), ["vps1", "vps2"]);
+        let unknown = split_list("100.64.0.1,100.1.2.3");
         assert!(node_names(&unknown, &nodes)
             .unwrap_err()
             .to_string()

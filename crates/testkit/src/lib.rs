@@ -27,6 +27,8 @@
 //! - [`caddy()`]: a real Caddy in a temp dir ([`Caddy`]: admin API on a free
 //!   loopback port, `load` a JSON configuration, killed on drop); a `SKIP:`
 //!   without the binary unless `FLEETREG_REQUIRE_CADDY=1`.
+//! - [`edge_fixture`]: the seed's edge registry (domains, nodes, services,
+//!   routings) and the builders of its records, for routing tests.
 //! - [`knot()`]: a real Knot DNS server on a free loopback port ([`Knot`]:
 //!   zone files, reload, queries with [`kdig`]), and [`check_zone`]
 //!   (`knotc zone-check`); a `SKIP:` without the tools unless
@@ -34,6 +36,7 @@
 #![deny(missing_docs)]
 
 mod caddy;
+pub mod edge_fixture;
 pub mod fleet_fixture;
 mod knot;
 pub mod leak_search;

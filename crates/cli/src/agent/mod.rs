@@ -82,7 +82,8 @@ pub struct AgentArgs {
     /// leaving the rest of the file as it is.
     #[arg(long, value_name = "PATH")]
     hosts_file: Option<PathBuf>,
-    /// Seconds between heartbeats.
+    /// Seconds between heartbeats; keep it well below the server's
+    /// `edge.offline_after_seconds` (30 by default), or the node flaps offline.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=3600))]
     heartbeat_seconds: u64,
     /// Fetch the configuration once, apply it, acknowledge it and exit

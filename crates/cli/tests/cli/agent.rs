@@ -97,6 +97,38 @@ impl Api {
             .expect("a revision")
     }
 
+    /// Registers the VPS `name`, overlay `100.68.225.N` and public
+    /// `45.8.133.(N+100)`, in `region` at `provider`.
+    fn register_vps(&self, name: &str, n: u8, region: &str, provider: &str) {
+        self.post(
+            "/api/v1/nodes",
+            json!({"name": name, "kind": "vps", "overlay_address": format!("100.68.225.{n}"),
+                   "public_address": format!("45.8.133.{}", u16::from(n) + 100),
+                   "region": region, "provider": provider}),
+        );
+    }
+
+    /// immich served by `upstreams` (a JSON array).
+    fn set_upstreams(&self, upstreams: Value) {
+        self.put(
+            "/api/v1/services/immich",
+            json!({"subdomain": "photos", "upstreams": upstreams}),
+        );
+    }
+
+    /// A second domain, vinaysachdeva.com, and immich routed (round-robin)
+    /// on both domains to vps1.
+    fn add_second_domain(&self) {
+        self.post(
+            "/api/v1/domains",
+            json!({"name": "vinaysachdeva.com", "description": "Professional site"}),
+        );
+        self.put(
+            "/api/v1/routing/immich",
+            json!({"domains": ["curiios.com", "vinaysachdeva.com"], "nodes": ["vps1"], "strategy": "round-robin"}),
+        );
+    }
+
     /// The node's entry of `GET /api/v1/sync/health`.
     fn sync(&self, node: &str) -> Value {
         let health = self.get("/api/v1/sync/health");
@@ -107,41 +139,119 @@ impl Api {
     }
 }
 
-/// A domain, a laptop, a VPS and the service immich
-/// (`photos.curiios.com`) routed to the VPS; each node's agent token in a
-/// file (0600) in `dir`: (laptop token file, VPS token file).
-fn register_fleet(api: &Api, dir: &Path) -> (PathBuf, PathBuf) {
-    api.post(
-        "/api/v1/domains",
-        json!({"name": "curiios.com", "description": "Personal site"}),
-    );
-    api.post(
-        "/api/v1/nodes",
-        json!({"name": "laptop1", "kind": "laptop", "overlay_address": "100.86.112.112", "user": "vinay"}),
-    );
-    api.post(
-        "/api/v1/nodes",
-        json!({"name": "vps1", "kind": "vps", "overlay_address": "100.68.225.92",
-               "public_address": "45.8.133.192", "region": "eu", "provider": "contabo"}),
-    );
-    api.post(
-        "/api/v1/services",
-        json!({"name": "immich", "subdomain": "photos", "upstreams": ["127.0.0.1:2283"]}),
-    );
-    api.put(
-        "/api/v1/routing/immich",
-        json!({"domains": ["curiios.com"], "nodes": ["vps1"], "strategy": "round-robin"}),
-    );
-    let token_file = |node: &str| {
-        let created = api.post(&format!("/api/v1/nodes/{node}/token"), json!({}));
+/// `fleetreg serve --listen LISTEN --database-url DATABASE
+/// --no-health-checks EXTRA` in `dir`, started.
+fn serve(dir: &Path, listen: &str, database: &str, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--listen",
+        listen,
+        "--database-url",
+        database,
+        "--no-health-checks",
+    ];
+    args.extend_from_slice(extra);
+    Server::start_with(FLEETREG, dir, &args)
+}
+
+/// The SQLite database `agent.db` in `dir`, as a URL.
+fn sqlite(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("agent.db").display())
+}
+
+/// A test's fleet on a running server: a domain, a laptop (`laptop1`), a VPS
+/// (`vps1`) and the service immich (`photos.curiios.com`) routed to the VPS;
+/// each node's agent token in a file (0600) in the temp dir.
+struct Fleet {
+    server: Server,
+    api: Api,
+    // Last: removed after the server is gone.
+    dir: TempDir,
+}
+
+impl Fleet {
+    /// `serve` on SQLite in a new temp dir, the fleet registered.
+    fn start() -> Fleet {
+        let dir = TempDir::new().unwrap();
+        let server = Server::start(FLEETREG, dir.path(), "agent.db");
+        Fleet::register(dir, server)
+    }
+
+    /// The fleet registered on `server`, whose files are in `dir`.
+    fn register(dir: TempDir, server: Server) -> Fleet {
+        let api = Api::new(&server.url);
+        api.post(
+            "/api/v1/domains",
+            json!({"name": "curiios.com", "description": "Personal site"}),
+        );
+        api.post(
+            "/api/v1/nodes",
+            json!({"name": "laptop1", "kind": "laptop", "overlay_address": "100.86.112.112", "user": "vinay"}),
+        );
+        api.register_vps("vps1", 92, "eu", "contabo");
+        api.post(
+            "/api/v1/services",
+            json!({"name": "immich", "subdomain": "photos", "upstreams": ["127.0.0.1:2283"]}),
+        );
+        api.put(
+            "/api/v1/routing/immich",
+            json!({"domains": ["curiios.com"], "nodes": ["vps1"], "strategy": "round-robin"}),
+        );
+        let fleet = Fleet { server, api, dir };
+        fleet.create_token("laptop1");
+        fleet.create_token("vps1");
+        fleet
+    }
+
+    /// A path in the temp dir.
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `node`'s agent token file.
+    fn token(&self, node: &str) -> PathBuf {
+        self.path(&format!("{node}.token"))
+    }
+
+    /// Creates a token for `node` and writes it to [`Fleet::token`] (0600).
+    fn create_token(&self, node: &str) {
+        let created = self
+            .api
+            .post(&format!("/api/v1/nodes/{node}/token"), json!({}));
         let token = created["token"].as_str().expect("a token").to_owned();
-        let path = dir.join(format!("{node}.token"));
+        let path = self.token(node);
         std::fs::write(&path, format!("{token}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        path
-    };
-    (token_file("laptop1"), token_file("vps1"))
+    }
+
+    /// `node`'s agent on the fleet's server with `extra` flags and `env`
+    /// added, and its out dir (`NODE-out` in the temp dir).
+    fn agent(&self, node: &str, extra: &[&str], env: &[(&str, &str)]) -> (Agent, PathBuf) {
+        let out = self.path(&format!("{node}-out"));
+        let token = self.token(node);
+        let mut args = vec![
+            "--node",
+            node,
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--token-file",
+            token.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let agent = Agent::start(&self.server.url, self.dir.path(), &args, env);
+        (agent, out)
+    }
+
+    /// Waits until `agent`, writing `out`, applied `node`'s desired revision.
+    fn wait_applied(&self, node: &str, out: &Path, agent: &Agent) {
+        wait_applied(&self.api, node, out, agent);
+    }
+
+    /// Stops the server gracefully (SIGTERM), in place.
+    fn stop_server(&mut self) {
+        sigterm(&self.server.child);
+        wait_exit(&mut self.server.child, PATIENCE).expect("the server stops");
+    }
 }
 
 /// A running `fleetreg agent`, its stderr in a file; killed on drop.
@@ -214,7 +324,7 @@ fn read(path: &Path) -> String {
 }
 
 /// Waits until the agent writing `out` applied `node`'s desired revision.
-fn wait_applied(api: &Api, node: &str, out: &Path, agent: Option<&Agent>) {
+fn wait_applied(api: &Api, node: &str, out: &Path, agent: &Agent) {
     let patience = PATIENCE;
     let started = Instant::now();
     loop {
@@ -226,7 +336,7 @@ fn wait_applied(api: &Api, node: &str, out: &Path, agent: Option<&Agent>) {
             started.elapsed() < patience,
             "{node} never applied revision {desired} (applied {:?}):\n{}",
             applied(out),
-            agent.map(Agent::log_text).unwrap_or_default()
+            agent.log_text()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -245,42 +355,27 @@ fn assert_vps_files_match(api: &Api, out: &Path) {
 
 #[test]
 fn agents_write_what_the_server_renders_and_follow_changes() {
-    let dir = TempDir::new().unwrap();
-    let server = Server::start(FLEETREG, dir.path(), "agent.db");
-    let api = Api::new(&server.url);
-    let (laptop_token, vps_token) = register_fleet(&api, dir.path());
-    let vps_token_text = read(&vps_token).trim().to_owned();
+    let fleet = Fleet::start();
+    let api = &fleet.api;
+    let vps_token_text = read(&fleet.token("vps1")).trim().to_owned();
 
     // The VPS agent: a token file, a reload command logging each revision.
-    let vps_out = dir.path().join("vps-out");
-    let reloads = dir.path().join("reloads");
+    let reloads = fleet.path("reloads");
     let reload_cmd = format!("echo \"$FLEETREG_REVISION\" >> {}", reloads.display());
-    let vps = Agent::start(
-        &server.url,
-        dir.path(),
-        &[
-            "--node",
-            "vps1",
-            "--out-dir",
-            vps_out.to_str().unwrap(),
-            "--token-file",
-            vps_token.to_str().unwrap(),
-            "--reload-cmd",
-            &reload_cmd,
-            "--heartbeat-seconds",
-            "1",
-        ],
+    let (vps, vps_out) = fleet.agent(
+        "vps1",
+        &["--reload-cmd", &reload_cmd, "--heartbeat-seconds", "1"],
         &[],
     );
     // The laptop agent: its token in FLEETREG_TOKEN, the flags in the
     // environment; the reload command checks it sees no token.
-    let laptop_out = dir.path().join("laptop-out");
-    let hosts = dir.path().join("hosts");
+    let laptop_out = fleet.path("laptop1-out");
+    let hosts = fleet.path("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n10.1.1.1 printer.lan\n").unwrap();
-    let laptop_token_text = read(&laptop_token).trim().to_owned();
+    let laptop_token_text = read(&fleet.token("laptop1")).trim().to_owned();
     let laptop = Agent::start(
-        &server.url,
-        dir.path(),
+        &fleet.server.url,
+        fleet.dir.path(),
         &["--hosts-file", hosts.to_str().unwrap()],
         &[
             ("FLEETREG_NODE", "laptop1"),
@@ -292,10 +387,10 @@ fn agents_write_what_the_server_renders_and_follow_changes() {
             ),
         ],
     );
-    wait_applied(&api, "vps1", &vps_out, Some(&vps));
-    wait_applied(&api, "laptop1", &laptop_out, Some(&laptop));
+    fleet.wait_applied("vps1", &vps_out, &vps);
+    fleet.wait_applied("laptop1", &laptop_out, &laptop);
 
-    assert_vps_files_match(&api, &vps_out);
+    assert_vps_files_match(api, &vps_out);
     assert!(read(&vps_out.join("traefik/fleetreg.yml")).contains("photos.curiios.com"));
     let block = api.rendered("laptop1", "hosts");
     assert!(block.contains("photos.curiios.com"), "{block}");
@@ -324,17 +419,14 @@ fn agents_write_what_the_server_renders_and_follow_changes() {
 
     // A change reaches the running agent within a second.
     let before = applied(&vps_out).unwrap();
-    api.put(
-        "/api/v1/services/immich",
-        json!({"subdomain": "photos", "upstreams": ["127.0.0.1:2284"]}),
-    );
+    api.set_upstreams(json!(["127.0.0.1:2284"]));
     let took = wait_until(Duration::from_secs(1), "the pushed change", || {
         read(&vps_out.join("traefik/fleetreg.yml")).contains("127.0.0.1:2284")
     });
     eprintln!("the change reached the agent in {} ms", took.as_millis());
-    wait_applied(&api, "vps1", &vps_out, Some(&vps));
+    fleet.wait_applied("vps1", &vps_out, &vps);
     assert!(applied(&vps_out).unwrap() > before);
-    assert_vps_files_match(&api, &vps_out);
+    assert_vps_files_match(api, &vps_out);
     let revisions = read(&reloads);
     assert!(
         revisions.lines().count() >= 2
@@ -362,71 +454,46 @@ fn agents_write_what_the_server_renders_and_follow_changes() {
 #[test]
 fn stopped_agents_and_restarted_servers_converge() {
     let dir = TempDir::new().unwrap();
-    let port = free_port();
-    let database = format!("sqlite://{}", dir.path().join("agent.db").display());
-    let listen = format!("127.0.0.1:{port}");
-    let serve_args = [
-        "--listen",
-        &listen,
-        "--database-url",
-        &database,
-        "--no-health-checks",
-    ];
-    let server = Server::start_with(FLEETREG, dir.path(), &serve_args);
-    let api = Api::new(&server.url);
-    let (_, vps_token) = register_fleet(&api, dir.path());
-    let out = dir.path().join("out");
-    let args = [
-        "--node",
-        "vps1",
-        "--out-dir",
-        out.to_str().unwrap(),
-        "--token-file",
-        vps_token.to_str().unwrap(),
-    ];
-    let agent = Agent::start(&server.url, dir.path(), &args, &[]);
-    wait_applied(&api, "vps1", &out, Some(&agent));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let database = sqlite(dir.path());
+    let server = serve(dir.path(), &listen, &database, &[]);
+    let mut fleet = Fleet::register(dir, server);
+    let (agent, out) = fleet.agent("vps1", &[], &[]);
+    fleet.wait_applied("vps1", &out, &agent);
     agent.stop();
 
     // Changed while the agent is down: it catches up when started again.
-    api.put(
-        "/api/v1/services/immich",
-        json!({"subdomain": "photos", "upstreams": ["127.0.0.1:3001"]}),
-    );
-    let agent = Agent::start(&server.url, dir.path(), &args, &[]);
-    wait_applied(&api, "vps1", &out, Some(&agent));
+    fleet.api.set_upstreams(json!(["127.0.0.1:3001"]));
+    let (agent, _) = fleet.agent("vps1", &[], &[]);
+    fleet.wait_applied("vps1", &out, &agent);
     assert!(read(&out.join("traefik/fleetreg.yml")).contains("127.0.0.1:3001"));
-    assert_vps_files_match(&api, &out);
+    assert_vps_files_match(&fleet.api, &out);
 
     // The server goes away and comes back on the same address: the agent
     // reconnects and gets what changed meanwhile.
-    server.stop();
+    fleet.stop_server();
     wait_until(PATIENCE, "the agent to notice", || {
         agent.log_text().contains("reconnecting in")
     });
-    let server = Server::start_with(FLEETREG, dir.path(), &serve_args);
-    api.put(
-        "/api/v1/services/immich",
-        json!({"subdomain": "photos", "upstreams": ["127.0.0.1:3002"]}),
-    );
+    fleet.server = serve(fleet.dir.path(), &listen, &database, &[]);
+    fleet.api.set_upstreams(json!(["127.0.0.1:3002"]));
     wait_until(PATIENCE, "the change after the restart", || {
         read(&out.join("traefik/fleetreg.yml")).contains("127.0.0.1:3002")
     });
-    wait_applied(&api, "vps1", &out, Some(&agent));
-    assert_vps_files_match(&api, &out);
+    fleet.wait_applied("vps1", &out, &agent);
+    assert_vps_files_match(&fleet.api, &out);
     let log = agent.stop();
     assert!(log.matches("connected;").count() >= 2, "{log}");
-    server.stop();
+    fleet.stop_server();
 }
 
 #[test]
 fn once_applies_acknowledges_and_fails_loudly() {
-    let dir = TempDir::new().unwrap();
-    let server = Server::start(FLEETREG, dir.path(), "agent.db");
-    let api = Api::new(&server.url);
-    let (laptop_token, _) = register_fleet(&api, dir.path());
-    let out = dir.path().join("out");
-    let hosts = dir.path().join("hosts");
+    let fleet = Fleet::start();
+    let (server, api) = (&fleet.server, &fleet.api);
+    let laptop_token = fleet.token("laptop1");
+    let out = fleet.path("out");
+    let hosts = fleet.path("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     let once = |extra: &[&str]| {
         let mut command = server.command();
@@ -465,14 +532,7 @@ fn once_applies_acknowledges_and_fails_loudly() {
         "/api/v1/routing/immich",
         json!({"domains": ["curiios.com"], "nodes": ["vps1"], "strategy": "primary-backup"}),
     );
-    api.post(
-        "/api/v1/domains",
-        json!({"name": "vinaysachdeva.com", "description": "Professional site"}),
-    );
-    api.put(
-        "/api/v1/routing/immich",
-        json!({"domains": ["curiios.com", "vinaysachdeva.com"], "nodes": ["vps1"], "strategy": "round-robin"}),
-    );
+    api.add_second_domain();
     let desired = api.desired("laptop1");
     let run = once(&["--reload-cmd", "echo 'dnsmasq: bad zone' >&2; exit 4"]);
     assert_eq!(run.code, 1, "{}", run.all());
@@ -506,7 +566,7 @@ fn once_applies_acknowledges_and_fails_loudly() {
         "--node",
         "vps1",
         "--out-dir",
-        dir.path().join("other").to_str().unwrap(),
+        fleet.path("other").to_str().unwrap(),
         "--token-file",
         laptop_token.to_str().unwrap(),
     ]));
@@ -561,30 +621,16 @@ fn an_agent_loads_caddy() {
     let Some(caddy) = fleetreg_testkit::caddy() else {
         return;
     };
-    let dir = TempDir::new().unwrap();
-    let server = Server::start(FLEETREG, dir.path(), "agent.db");
-    let api = Api::new(&server.url);
-    let (_, vps_token) = register_fleet(&api, dir.path());
+    let fleet = Fleet::start();
     // Two upstreams answering with their names.
     let (first, second) = (Upstream::start("first"), Upstream::start("second"));
-    api.put(
-        "/api/v1/services/immich",
-        json!({"subdomain": "photos", "upstreams": [first.address]}),
-    );
+    fleet.api.set_upstreams(json!([first.address]));
     let http_port = free_port();
-    let out = dir.path().join("out");
     let admin = format!("http://{}", caddy.admin_listen());
     let listen = format!("127.0.0.1:{http_port}");
-    let agent = Agent::start(
-        &server.url,
-        dir.path(),
+    let (agent, out) = fleet.agent(
+        "vps1",
         &[
-            "--node",
-            "vps1",
-            "--out-dir",
-            out.to_str().unwrap(),
-            "--token-file",
-            vps_token.to_str().unwrap(),
             "--caddy-admin",
             &admin,
             "--caddy-listen",
@@ -593,7 +639,7 @@ fn an_agent_loads_caddy() {
         ],
         &[],
     );
-    wait_applied(&api, "vps1", &out, Some(&agent));
+    fleet.wait_applied("vps1", &out, &agent);
     let get = |host: &str| -> Option<String> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).ok()?;
@@ -614,10 +660,7 @@ fn an_agent_loads_caddy() {
     let written: Value = serde_json::from_str(&read(&out.join("caddy/fleetreg.json"))).unwrap();
     assert_eq!(caddy.config().unwrap(), written, "{}", caddy.log());
     assert_eq!(written["admin"]["listen"], caddy.admin_listen());
-    api.put(
-        "/api/v1/services/immich",
-        json!({"subdomain": "photos", "upstreams": [second.address]}),
-    );
+    fleet.api.set_upstreams(json!([second.address]));
     wait_until(PATIENCE, "caddy to follow the change", || {
         get("photos.curiios.com").is_some_and(|a| a.ends_with("from second"))
     });
@@ -657,21 +700,13 @@ impl Upstream {
 fn replica(dir: &Path, database: &str, master_key: &Path) -> Server {
     std::fs::create_dir_all(dir).unwrap();
     let head = dir.join("audit.head");
-    Server::start_with(
-        FLEETREG,
-        dir,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            database,
-            "--no-health-checks",
-            "--master-key-file",
-            master_key.to_str().unwrap(),
-            "--audit-head-file",
-            head.to_str().unwrap(),
-        ],
-    )
+    let extra = [
+        "--master-key-file",
+        master_key.to_str().unwrap(),
+        "--audit-head-file",
+        head.to_str().unwrap(),
+    ];
+    serve(dir, "127.0.0.1:0", database, &extra)
 }
 
 /// Two `serve` replicas on one PostgreSQL database; an agent streaming from
@@ -690,45 +725,29 @@ fn an_agent_survives_a_replicas_death() {
     };
     let dir = TempDir::new().unwrap();
     let master_key = dir.path().join("master.key");
-    let mut a = replica(&dir.path().join("a"), &database.url, &master_key);
+    let a = replica(&dir.path().join("a"), &database.url, &master_key);
     let b = replica(&dir.path().join("b"), &database.url, &master_key);
-    let (api_a, api_b) = (Api::new(&a.url), Api::new(&b.url));
-    let (_, vps_token) = register_fleet(&api_a, dir.path());
-    let out = dir.path().join("out");
+    let api_b = Api::new(&b.url);
+    let mut fleet = Fleet::register(dir, a);
     let dead = format!("http://127.0.0.1:{}", free_port());
     let fallbacks = format!("{dead},{}", b.url);
-    let agent = Agent::start(
-        &a.url,
-        dir.path(),
-        &[
-            "--node",
-            "vps1",
-            "--out-dir",
-            out.to_str().unwrap(),
-            "--token-file",
-            vps_token.to_str().unwrap(),
-            "--heartbeat-seconds",
-            "1",
-        ],
+    let (agent, out) = fleet.agent(
+        "vps1",
+        &["--heartbeat-seconds", "1"],
         &[("FLEETREG_FALLBACK_SERVERS", &fallbacks)],
     );
-    wait_applied(&api_a, "vps1", &out, Some(&agent));
+    fleet.wait_applied("vps1", &out, &agent);
     assert!(
-        agent.log_text().contains(&format!("on {}", a.url)),
+        agent
+            .log_text()
+            .contains(&format!("on {}", fleet.server.url)),
         "{}",
         agent.log_text()
     );
 
-    let _ = a.child.kill();
-    let _ = a.child.wait();
-    api_b.post(
-        "/api/v1/domains",
-        json!({"name": "vinaysachdeva.com", "description": "Professional site"}),
-    );
-    api_b.put(
-        "/api/v1/routing/immich",
-        json!({"domains": ["curiios.com", "vinaysachdeva.com"], "nodes": ["vps1"], "strategy": "round-robin"}),
-    );
+    let _ = fleet.server.child.kill();
+    let _ = fleet.server.child.wait();
+    api_b.add_second_domain();
     let took = wait_until(Duration::from_secs(10), "the change through B", || {
         std::fs::read_to_string(out.join("traefik/fleetreg.yml"))
             .is_ok_and(|t| t.contains("photos.vinaysachdeva.com"))
@@ -737,7 +756,7 @@ fn an_agent_survives_a_replicas_death() {
         "the agent applied the change through B {} ms after A died",
         took.as_millis()
     );
-    wait_applied(&api_b, "vps1", &out, Some(&agent));
+    wait_applied(&api_b, "vps1", &out, &agent);
     assert_vps_files_match(&api_b, &out);
     let desired = api_b.desired("vps1");
     wait_until(
@@ -777,36 +796,19 @@ fn an_agent_survives_a_replicas_death() {
 /// for a reconciliation that finds nothing to repair.
 #[test]
 fn a_reconcile_repairs_a_hand_edited_file() {
-    let dir = TempDir::new().unwrap();
-    let server = Server::start(FLEETREG, dir.path(), "agent.db");
-    let api = Api::new(&server.url);
-    let (_, vps_token) = register_fleet(&api, dir.path());
-    let out = dir.path().join("out");
-    let reloads = dir.path().join("reloads");
+    let fleet = Fleet::start();
+    let api = &fleet.api;
+    let reloads = fleet.path("reloads");
     let reload_cmd = format!("echo \"$FLEETREG_REVISION\" >> {}", reloads.display());
-    let agent = Agent::start(
-        &server.url,
-        dir.path(),
-        &[
-            "--node",
-            "vps1",
-            "--out-dir",
-            out.to_str().unwrap(),
-            "--token-file",
-            vps_token.to_str().unwrap(),
-            "--reload-cmd",
-            &reload_cmd,
-        ],
-        &[],
-    );
-    wait_applied(&api, "vps1", &out, Some(&agent));
+    let (agent, out) = fleet.agent("vps1", &["--reload-cmd", &reload_cmd], &[]);
+    fleet.wait_applied("vps1", &out, &agent);
     let revision = applied(&out).unwrap();
     assert_eq!(read(&reloads), format!("{revision}\n"));
 
     let traefik = out.join("traefik/fleetreg.yml");
     std::fs::write(&traefik, "# edited by hand\nhttp: {}\n").unwrap();
     std::fs::remove_file(out.join("caddy/fleetreg.json")).unwrap();
-    server.ok(&["sync", "reconcile"]);
+    fleet.server.ok(&["sync", "reconcile"]);
     let took = wait_until(Duration::from_secs(5), "the repair", || {
         std::fs::read_to_string(&traefik).is_ok_and(|t| t == api.rendered("vps1", "traefik"))
     });
@@ -814,7 +816,7 @@ fn a_reconcile_repairs_a_hand_edited_file() {
         "the reconciliation repaired the file in {} ms",
         took.as_millis()
     );
-    assert_vps_files_match(&api, &out);
+    assert_vps_files_match(api, &out);
     wait_until(
         Duration::from_secs(5),
         "the reload after the repair",
@@ -846,63 +848,31 @@ fn failover_follows_a_dead_agent_and_back() {
         "cluster_registry:\n  edge:\n    offline_after_seconds: 2\n    controller_tick_ms: 200\n",
     )
     .unwrap();
-    let database = format!("sqlite://{}", dir.path().join("agent.db").display());
-    let server = Server::start_with(
-        FLEETREG,
+    let server = serve(
         dir.path(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            &database,
-            "--no-health-checks",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        "127.0.0.1:0",
+        &sqlite(dir.path()),
+        &["--config", config.to_str().unwrap()],
     );
-    let api = Api::new(&server.url);
-    let (laptop_token, vps1_token) = register_fleet(&api, dir.path());
-    api.post(
-        "/api/v1/nodes",
-        json!({"name": "vps2", "kind": "vps", "overlay_address": "100.68.225.93",
-               "public_address": "45.8.133.193", "region": "us", "provider": "digitalocean"}),
-    );
+    let fleet = Fleet::register(dir, server);
+    let api = &fleet.api;
+    api.register_vps("vps2", 93, "us", "digitalocean");
     api.put(
         "/api/v1/routing/immich",
         json!({"domains": ["curiios.com"], "nodes": ["vps1", "vps2"], "strategy": "primary-backup"}),
     );
-    let created = api.post("/api/v1/nodes/vps2/token", json!({}));
-    let vps2_token = dir.path().join("vps2.token");
-    std::fs::write(&vps2_token, created["token"].as_str().unwrap()).unwrap();
+    fleet.create_token("vps2");
 
-    let start = |node: &str, token: &Path, extra: &[&str]| {
-        let out = dir.path().join(format!("{node}-out"));
-        let mut args = vec![
-            "--node",
-            node,
-            "--out-dir",
-            out.to_str().unwrap(),
-            "--token-file",
-            token.to_str().unwrap(),
-            "--heartbeat-seconds",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        let agent = Agent::start(&server.url, dir.path(), &args, &[]);
-        (agent, out)
-    };
-    let hosts = dir.path().join("hosts");
+    let hosts = fleet.path("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
-    let (laptop, laptop_out) = start(
-        "laptop1",
-        &laptop_token,
-        &["--hosts-file", hosts.to_str().unwrap()],
-    );
-    let (vps1, vps1_out) = start("vps1", &vps1_token, &[]);
-    let (vps2, vps2_out) = start("vps2", &vps2_token, &[]);
-    wait_applied(&api, "laptop1", &laptop_out, Some(&laptop));
-    wait_applied(&api, "vps1", &vps1_out, Some(&vps1));
-    wait_applied(&api, "vps2", &vps2_out, Some(&vps2));
+    let heartbeat = ["--heartbeat-seconds", "1"];
+    let laptop_flags = [&heartbeat[..], &["--hosts-file", hosts.to_str().unwrap()]].concat();
+    let (laptop, laptop_out) = fleet.agent("laptop1", &laptop_flags, &[]);
+    let (vps1, vps1_out) = fleet.agent("vps1", &heartbeat, &[]);
+    let (vps2, vps2_out) = fleet.agent("vps2", &heartbeat, &[]);
+    fleet.wait_applied("laptop1", &laptop_out, &laptop);
+    fleet.wait_applied("vps1", &vps1_out, &vps1);
+    fleet.wait_applied("vps2", &vps2_out, &vps2);
     let on_vps1 = "100.68.225.92 photos.curiios.com";
     let on_vps2 = "100.68.225.93 photos.curiios.com";
     let vps2_routes = || {
@@ -941,7 +911,7 @@ fn failover_follows_a_dead_agent_and_back() {
     );
 
     // It comes back: so do the hostnames.
-    let (vps1, _) = start("vps1", &vps1_token, &[]);
+    let (vps1, _) = fleet.agent("vps1", &heartbeat, &[]);
     let took = wait_until(Duration::from_secs(8), "the move back to vps1", || {
         let text = read(&hosts);
         text.contains(on_vps1) && !text.contains(on_vps2)
@@ -950,12 +920,12 @@ fn failover_follows_a_dead_agent_and_back() {
         "back on vps1 {} ms after its agent restarted",
         took.as_millis()
     );
-    wait_applied(&api, "vps1", &vps1_out, Some(&vps1));
-    wait_applied(&api, "vps2", &vps2_out, Some(&vps2));
+    fleet.wait_applied("vps1", &vps1_out, &vps1);
+    fleet.wait_applied("vps2", &vps2_out, &vps2);
     wait_until(Duration::from_secs(5), "vps2 to drop the routes", || {
         !vps2_routes()
     });
-    assert_vps_files_match(&api, &vps1_out);
+    assert_vps_files_match(api, &vps1_out);
     for agent in [laptop, vps1, vps2] {
         let log = agent.stop();
         assert!(!log.contains("failed"), "{log}");

@@ -10,13 +10,12 @@
 //! them. Caddy and Knot tests skip without the programs unless
 //! `FLEETREG_REQUIRE_CADDY=1` / `FLEETREG_REQUIRE_KNOT=1`.
 
-use chrono::Utc;
 use fleetreg_model::{
     render_caddy, render_file_set, render_traefik, render_zones, zone_serial, Balance,
-    CaddyOptions, DnsLabel, Domain, DomainName, EdgeSnapshot, NodeConfig, NodeKind, NodeView,
-    RenderOptions, Routing, RoutingPlan, RoutingStrategy, Service, ServiceOrigin, ServiceState,
-    TraefikOptions, Upstream, ZoneOptions,
+    CaddyOptions, Domain, EdgeSnapshot, NodeConfig, NodeKind, NodeView, RenderOptions, RoutingPlan,
+    RoutingStrategy, TraefikOptions, ZoneOptions,
 };
+use fleetreg_testkit::edge_fixture::{self, routing, service, view};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Response;
@@ -26,67 +25,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
-use uuid::Uuid;
-
-fn label(s: &str) -> DnsLabel {
-    DnsLabel::parse("name", s).unwrap()
-}
 
 fn domain(name: &str) -> Domain {
-    Domain {
-        id: Uuid::new_v4(),
-        name: DomainName::parse("name", name).unwrap(),
-        description: String::new(),
-        region: None,
-        revision: 1,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    }
+    edge_fixture::domain(name, "", None)
 }
 
 fn node(name: &str, kind: NodeKind, address: &str, up: bool) -> NodeView {
-    NodeView {
-        name: label(name),
-        kind,
-        overlay_address: address.parse().unwrap(),
-        region: None,
-        up,
-    }
-}
-
-fn service(name: &str, subdomain: &str, upstreams: &[String]) -> Service {
-    Service {
-        id: Uuid::new_v4(),
-        name: label(name),
-        subdomain: label(subdomain),
-        upstreams: upstreams
-            .iter()
-            .map(|u| Upstream::parse("upstreams", u).unwrap())
-            .collect(),
-        cluster_id: None,
-        namespace: None,
-        description: String::new(),
-        state: ServiceState::Active,
-        origin: ServiceOrigin::Manual,
-        revision: 1,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    }
-}
-
-fn routing(service: &str, domains: &[&str], nodes: &[&str], strategy: RoutingStrategy) -> Routing {
-    Routing {
-        service: label(service),
-        domains: domains
-            .iter()
-            .map(|d| DomainName::parse("d", d).unwrap())
-            .collect(),
-        nodes: nodes.iter().map(|n| label(n)).collect(),
-        strategy,
-        revision: 1,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    }
+    view(&edge_fixture::node(name, kind, address, None, None), up)
 }
 
 /// The registry: `photos` (round-robin) and `chat` (primary-backup) over

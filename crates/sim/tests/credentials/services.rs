@@ -54,9 +54,15 @@ async fn declared_services_are_listed_in_the_kubernetes_shape() {
         .await
         .unwrap();
 
+    // GETs a path of the cluster's API server with the bootstrap token.
+    let read = {
+        let (http, view) = (&http, &view);
+        move |path: &'static str| get(http, view, path, Some("bootstrap"))
+    };
+
     // Authenticated like every API server read.
     assert_eq!(get(&http, &view, "/api/v1/services", None).await.0, 401);
-    let (status, all) = get(&http, &view, "/api/v1/services", Some("bootstrap")).await;
+    let (status, all) = read("/api/v1/services").await;
     assert_eq!(status, 200);
     assert_eq!(all["kind"], "ServiceList");
     assert_eq!(all["apiVersion"], "v1");
@@ -68,13 +74,7 @@ async fn declared_services_are_listed_in_the_kubernetes_shape() {
     assert!(listed.contains(&"photos/immich".to_owned()), "{listed:?}");
     assert!(listed.contains(&"wiki/outline".to_owned()), "{listed:?}");
 
-    let (_, photos) = get(
-        &http,
-        &view,
-        "/api/v1/namespaces/photos/services",
-        Some("bootstrap"),
-    )
-    .await;
+    let (_, photos) = read("/api/v1/namespaces/photos/services").await;
     assert_eq!(names(&photos), vec!["photos/immich"]);
     let immich = &photos["items"][0];
     assert_eq!(
@@ -95,17 +95,11 @@ async fn declared_services_are_listed_in_the_kubernetes_shape() {
     );
 
     // The namespace exists; labelSelector and paging work as for pods.
-    let (_, namespace) = get(&http, &view, "/api/v1/namespaces/photos", Some("bootstrap")).await;
+    let (_, namespace) = read("/api/v1/namespaces/photos").await;
     assert_eq!(namespace["metadata"]["name"], "photos");
-    let (_, selected) = get(
-        &http,
-        &view,
-        "/api/v1/services?labelSelector=app%3Doutline",
-        Some("bootstrap"),
-    )
-    .await;
+    let (_, selected) = read("/api/v1/services?labelSelector=app%3Doutline").await;
     assert_eq!(names(&selected), vec!["wiki/outline"]);
-    let (_, first) = get(&http, &view, "/api/v1/services?limit=1", Some("bootstrap")).await;
+    let (_, first) = read("/api/v1/services?limit=1").await;
     assert_eq!(first["items"].as_array().unwrap().len(), 1);
     assert!(first["metadata"]["continue"].is_string());
 
@@ -113,13 +107,7 @@ async fn declared_services_are_listed_in_the_kubernetes_shape() {
     let before = immich["metadata"]["resourceVersion"].clone();
     lb.ports[0].port = 8080;
     admin.put_service("svc", &lb).await.unwrap();
-    let (_, photos) = get(
-        &http,
-        &view,
-        "/api/v1/namespaces/photos/services",
-        Some("bootstrap"),
-    )
-    .await;
+    let (_, photos) = read("/api/v1/namespaces/photos/services").await;
     assert_eq!(photos["items"][0]["spec"]["ports"][0]["port"], 8080);
     assert_ne!(photos["items"][0]["metadata"]["resourceVersion"], before);
 
@@ -128,7 +116,7 @@ async fn declared_services_are_listed_in_the_kubernetes_shape() {
         .delete_service("svc", "photos", "immich")
         .await
         .unwrap();
-    let (_, all) = get(&http, &view, "/api/v1/services", Some("bootstrap")).await;
+    let (_, all) = read("/api/v1/services").await;
     assert!(!names(&all).contains(&"photos/immich".to_owned()));
     let again = admin.delete_service("svc", "photos", "immich").await;
     assert!(
@@ -184,59 +172,31 @@ async fn bad_service_declarations_are_refused() {
         .await
         .unwrap();
     let http = reqwest::Client::new();
-    let url = |path: &str| format!("{}/admin/clusters/c1/services/{path}", sim.base_url());
+    // PUTs `body` to the admin API's `clusters/{path}` and answers the status.
+    let put = |path: &'static str, body: Value| {
+        let request = http
+            .put(format!("{}/admin/clusters/{path}", sim.base_url()))
+            .json(&body);
+        async move { request.send().await.unwrap().status() }
+    };
     // The body names another service than the path.
-    let mismatch = http
-        .put(url("apps/web"))
-        .json(&json!({"name": "other"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mismatch.status(), 400);
+    assert_eq!(
+        put("c1/services/apps/web", json!({"name": "other"})).await,
+        400
+    );
     // Not a DNS label.
-    let bad = http
-        .put(url("Apps/web"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
+    assert_eq!(put("c1/services/Apps/web", json!({})).await, 400);
     // Unknown fields are refused; namespace and name come from the path.
-    let unknown = http
-        .put(url("apps/web"))
-        .json(&json!({"prots": []}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 400);
-    let created = http
-        .put(url("apps/web"))
-        .json(&json!({"ports": [{"port": 80}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let replaced = http
-        .put(url("apps/web"))
-        .json(&json!({"ports": [{"port": 81}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replaced.status(), 200);
+    assert_eq!(put("c1/services/apps/web", json!({"prots": []})).await, 400);
+    let created = put("c1/services/apps/web", json!({"ports": [{"port": 80}]})).await;
+    assert_eq!(created, 201);
+    let replaced = put("c1/services/apps/web", json!({"ports": [{"port": 81}]})).await;
+    assert_eq!(replaced, 200);
     // A spec declaring one service twice.
     let twice = ClusterSpec {
         services: vec![exposed("a", "b", 1), exposed("a", "b", 2)],
         ..ClusterSpec::default()
     };
     assert!(admin.set_spec("c1", &twice).await.is_err());
-    let missing = http
-        .put(format!(
-            "{}/admin/clusters/nope/services/a/b",
-            sim.base_url()
-        ))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
+    assert_eq!(put("nope/services/a/b", json!({})).await, 404);
 }
