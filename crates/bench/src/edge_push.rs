@@ -211,6 +211,8 @@ struct Agents {
     /// The agents' output directories are below this one.
     root: PathBuf,
     options: RenderOptions,
+    /// Whether acknowledgements close their connection (`--edge-close-acks`).
+    close_acks: bool,
     board: Board,
     connections: Connections,
 }
@@ -222,11 +224,12 @@ struct ConfigDocument {
     config: NodeConfig,
 }
 
-/// The client of one agent: its own connections (the stream's and one kept
-/// for acknowledgements), no TLS roots (the server is plain HTTP on loopback).
-fn agent_client() -> Result<reqwest::Client, reqwest::Error> {
+/// The client of one agent: its own connections (the stream's and, unless
+/// `close_acks`, one kept for acknowledgements), no TLS roots (the server is
+/// plain HTTP on loopback).
+fn agent_client(close_acks: bool) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
+        .pool_max_idle_per_host(usize::from(!close_acks))
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         .tls_built_in_root_certs(false)
@@ -310,8 +313,8 @@ async fn apply_and_ack(
 /// One simulated agent: connects (from `applied`, as the real agent
 /// resumes), then applies and acknowledges every `config` frame and sends a
 /// heartbeat after [`HEARTBEAT`] without an acknowledgement (the first
-/// after `phase`, so heartbeats are spread). Releases its `gate` permit at
-/// its first frame.
+/// after `phase` unless an acknowledgement came first), as the real agent
+/// does. Releases its `gate` permit at its first frame.
 async fn agent(
     agents: Arc<Agents>,
     index: usize,
@@ -324,7 +327,7 @@ async fn agent(
         None => None,
     };
     let name = agents.names[index].clone();
-    let client = match agent_client() {
+    let client = match agent_client(agents.close_acks) {
         Ok(client) => client,
         Err(e) => return agents.connections.fail(format!("{name}: {e}")),
     };
@@ -873,6 +876,7 @@ async fn measure(ctx: &Context, fleet: &Fleet, setup: Duration) -> Result<Vec<Ro
         names: fleet.nodes.clone(),
         root: root.path().to_owned(),
         options: RenderOptions::default(),
+        close_acks: ctx.args.edge_close_acks,
         board: Board::new(n),
         connections: Connections::default(),
     });
@@ -911,8 +915,13 @@ async fn measure(ctx: &Context, fleet: &Fleet, setup: Duration) -> Result<Vec<Ro
     let mut idle = Row::new(
         "edge-idle",
         format!(
-            "{connected} agents connected and idle (heartbeat every {} s), {} s CPU window",
+            "{connected} agents connected and idle (heartbeat every {} s{}), {} s CPU window",
             HEARTBEAT.as_secs(),
+            if shared.close_acks {
+                ", acks close their connection"
+            } else {
+                ", ack connection kept"
+            },
             ctx.args.edge_idle_secs
         ),
     );

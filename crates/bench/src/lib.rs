@@ -117,6 +117,11 @@ pub struct BenchArgs {
     /// edge-push: routing changes (one at a time) whose push to every agent is timed.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub edge_changes: u32,
+    /// edge-push: agents close the connection after each acknowledgement or
+    /// heartbeat instead of keeping it open for the next one (a real agent's
+    /// HTTP client keeps it): one connection per idle agent instead of two.
+    #[arg(long)]
+    pub edge_close_acks: bool,
     /// edge-push: length of the idle window whose server CPU time is measured, seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub edge_idle_secs: u64,
