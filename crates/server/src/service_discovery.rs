@@ -12,7 +12,7 @@
 
 use crate::credentials::Presentation;
 use crate::health::HealthContext;
-use fleetreg_model::{Audit, Cluster, ClusterFilter, Page, ServiceSyncReport, MAX_PAGE_SIZE};
+use fleetreg_model::{Audit, Cluster, ServiceSyncReport};
 use fleetreg_probe::{ServiceProblem, Target};
 use fleetreg_store::{Store, StoreError};
 use futures::StreamExt;
@@ -112,7 +112,7 @@ impl ServiceSync {
     /// once); the outcomes in cluster-name order. Fails only when the
     /// clusters cannot be loaded.
     pub async fn sync_all(&self, audit: &Audit) -> Result<Vec<ClusterOutcome>, StoreError> {
-        let clusters = self.load_all().await?;
+        let clusters = crate::health::all_clusters(self.store.as_ref()).await?;
         let outcomes = futures::stream::iter(clusters)
             .map(|cluster| async move {
                 let result = self.sync_cluster(&cluster, audit).await;
@@ -185,29 +185,6 @@ impl ServiceSync {
                 target
             }
         }
-    }
-
-    async fn load_all(&self) -> Result<Vec<Cluster>, StoreError> {
-        let filter = ClusterFilter::default();
-        let mut clusters = Vec::new();
-        for page in 1.. {
-            let list = self
-                .store
-                .list_clusters(
-                    &filter,
-                    Page {
-                        page,
-                        page_size: MAX_PAGE_SIZE,
-                    },
-                )
-                .await?;
-            let done = list.items.len() < MAX_PAGE_SIZE as usize;
-            clusters.extend(list.items);
-            if done {
-                break;
-            }
-        }
-        Ok(clusters)
     }
 }
 

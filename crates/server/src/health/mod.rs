@@ -11,7 +11,7 @@ mod scheduler;
 
 pub use check::{check_and_record, discover_and_record, CheckOutcome, DiscoverError};
 pub use locks::{ClusterGuard, ClusterLocks};
-pub use scheduler::{HealthScheduler, Tick, MAX_CONCURRENT_CHECKS};
+pub use scheduler::{all_clusters, HealthScheduler, Tick, MAX_CONCURRENT_CHECKS};
 
 use crate::settings::{DiscoveryConfig, HealthCheckConfig};
 use fleetreg_model::{CheckTiming, ClusterType};

@@ -482,7 +482,7 @@ impl HealthScheduler {
         // The revision is read before the list: events after it are applied again
         // by the next `follow_log`, which is harmless.
         let revision = self.inner.store.latest_revision().await?;
-        let clusters = self.load_all().await?;
+        let clusters = all_clusters(self.inner.store.as_ref()).await?;
         let now = Instant::now();
         let mut table = self.table();
         let mut old = std::mem::take(&mut table.slots);
@@ -522,30 +522,6 @@ impl HealthScheduler {
         });
         Ok(())
     }
-
-    async fn load_all(&self) -> Result<Vec<Cluster>, StoreError> {
-        let filter = ClusterFilter::default();
-        let mut clusters = Vec::new();
-        for page in 1.. {
-            let list = self
-                .inner
-                .store
-                .list_clusters(
-                    &filter,
-                    Page {
-                        page,
-                        page_size: MAX_PAGE_SIZE,
-                    },
-                )
-                .await?;
-            let done = list.items.len() < MAX_PAGE_SIZE as usize;
-            clusters.extend(list.items);
-            if done {
-                break;
-            }
-        }
-        Ok(clusters)
-    }
 }
 
 /// When `cluster` is next due for discovery: `period` after its `discovered_at`
@@ -582,6 +558,26 @@ fn next_due(due: Instant, interval: Duration, now: Instant) -> (Instant, u64) {
     let missed = (behind / interval.as_nanos().max(1)) as u64 + 1;
     let missed_u32 = u32::try_from(missed).unwrap_or(u32::MAX);
     (next + interval.saturating_mul(missed_u32), missed)
+}
+
+/// Every registered cluster, read page by page (the health scheduler's and
+/// the service discovery's round over the fleet).
+pub async fn all_clusters(store: &dyn Store) -> Result<Vec<Cluster>, StoreError> {
+    let filter = ClusterFilter::default();
+    let mut clusters = Vec::new();
+    for page in 1.. {
+        let page = Page {
+            page,
+            page_size: MAX_PAGE_SIZE,
+        };
+        let list = store.list_clusters(&filter, page).await?;
+        let done = list.items.len() < MAX_PAGE_SIZE as usize;
+        clusters.extend(list.items);
+        if done {
+            break;
+        }
+    }
+    Ok(clusters)
 }
 
 #[cfg(test)]
