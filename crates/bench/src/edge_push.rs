@@ -7,7 +7,9 @@
 //! (no fsync: a thousand agents here share one disk, real ones have their
 //! own), then acknowledges the revision (`POST /api/v1/nodes/{name}/ack`).
 //! After 10 s without an acknowledgement it sends a heartbeat with the
-//! revision applied, as the real agent does. Measured:
+//! revision applied, as the real agent does. The stream and the
+//! acknowledgements share one HTTP/2 connection, as the real agent's do
+//! (`--edge-transport h1` for two HTTP/1.1 connections). Measured:
 //!
 //! - per routing change (`PUT /api/v1/routing/{service}`, alternating
 //!   primary-backup and round-robin so that every node's configuration
@@ -31,7 +33,7 @@ use crate::load::{self, describe_failure, Limits, Rng};
 use crate::procfs;
 use crate::scenarios::{authed, mb, Context};
 use crate::stats::{ms, Latencies, Row};
-use crate::BenchError;
+use crate::{BenchError, EdgeTransport};
 use fleetreg_model::{render_file_set, NodeConfig, RenderOptions, RenderedFile};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -211,8 +213,8 @@ struct Agents {
     /// The agents' output directories are below this one.
     root: PathBuf,
     options: RenderOptions,
-    /// Whether acknowledgements close their connection (`--edge-close-acks`).
-    close_acks: bool,
+    /// How agents talk to the server (`--edge-transport`).
+    transport: EdgeTransport,
     board: Board,
     connections: Connections,
 }
@@ -224,17 +226,22 @@ struct ConfigDocument {
     config: NodeConfig,
 }
 
-/// The client of one agent: its own connections (the stream's and, unless
-/// `close_acks`, one kept for acknowledgements), no TLS roots (the server is
-/// plain HTTP on loopback).
-fn agent_client(close_acks: bool) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(usize::from(!close_acks))
+/// The client of one agent: its own connections (one HTTP/2 connection, or
+/// over HTTP/1.1 the stream's and, unless acknowledgements close theirs, one
+/// kept for acknowledgements), no TLS roots (the server is plain HTTP on
+/// loopback).
+fn agent_client(transport: EdgeTransport) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         .tls_built_in_root_certs(false)
-        .no_proxy()
-        .build()
+        .no_proxy();
+    match transport {
+        EdgeTransport::Http2 => builder.http2_prior_knowledge(),
+        EdgeTransport::Http1 => builder.http1_only(),
+        EdgeTransport::Http1CloseAcks => builder.http1_only().pool_max_idle_per_host(0),
+    }
+    .build()
 }
 
 /// The end of the first complete SSE frame in `buffer` (the index of its blank line).
@@ -327,7 +334,7 @@ async fn agent(
         None => None,
     };
     let name = agents.names[index].clone();
-    let client = match agent_client(agents.close_acks) {
+    let client = match agent_client(agents.transport) {
         Ok(client) => client,
         Err(e) => return agents.connections.fail(format!("{name}: {e}")),
     };
@@ -876,7 +883,7 @@ async fn measure(ctx: &Context, fleet: &Fleet, setup: Duration) -> Result<Vec<Ro
         names: fleet.nodes.clone(),
         root: root.path().to_owned(),
         options: RenderOptions::default(),
-        close_acks: ctx.args.edge_close_acks,
+        transport: ctx.args.edge_transport,
         board: Board::new(n),
         connections: Connections::default(),
     });
@@ -917,10 +924,10 @@ async fn measure(ctx: &Context, fleet: &Fleet, setup: Duration) -> Result<Vec<Ro
         format!(
             "{connected} agents connected and idle (heartbeat every {} s{}), {} s CPU window",
             HEARTBEAT.as_secs(),
-            if shared.close_acks {
-                ", acks close their connection"
-            } else {
-                ", ack connection kept"
+            match shared.transport {
+                EdgeTransport::Http2 => ", one HTTP/2 connection each",
+                EdgeTransport::Http1 => ", HTTP/1.1, ack connection kept",
+                EdgeTransport::Http1CloseAcks => ", HTTP/1.1, acks close their connection",
             },
             ctx.args.edge_idle_secs
         ),

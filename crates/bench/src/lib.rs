@@ -117,11 +117,13 @@ pub struct BenchArgs {
     /// edge-push: routing changes (one at a time) whose push to every agent is timed.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub edge_changes: u32,
-    /// edge-push: agents close the connection after each acknowledgement or
-    /// heartbeat instead of keeping it open for the next one (a real agent's
-    /// HTTP client keeps it): one connection per idle agent instead of two.
-    #[arg(long)]
-    pub edge_close_acks: bool,
+    /// edge-push: how the simulated agents talk to the server: `h2` as the
+    /// real agent (the stream and acknowledgements on one HTTP/2 connection),
+    /// `h1` as an agent talking to a server without HTTP/2 (a connection for
+    /// the stream, one kept for acknowledgements), `h1-close-acks` (HTTP/1.1,
+    /// a new connection per acknowledgement or heartbeat).
+    #[arg(long, value_enum, default_value = "h2")]
+    pub edge_transport: EdgeTransport,
     /// edge-push: length of the idle window whose server CPU time is measured, seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub edge_idle_secs: u64,
@@ -131,6 +133,20 @@ pub struct BenchArgs {
     /// Allow a server that is not on the loopback interface.
     #[arg(long)]
     pub allow_remote: bool,
+}
+
+/// How the `edge-push` scenario's agents talk to the server (`--edge-transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EdgeTransport {
+    /// One HTTP/2 connection per agent (prior knowledge).
+    #[value(name = "h2")]
+    Http2,
+    /// HTTP/1.1: the stream's connection and one kept for acknowledgements.
+    #[value(name = "h1")]
+    Http1,
+    /// HTTP/1.1, each acknowledgement on a new connection.
+    #[value(name = "h1-close-acks")]
+    Http1CloseAcks,
 }
 
 /// A scenario of `fleetreg bench`.

@@ -51,6 +51,32 @@ pub struct ServerError {
     pub hint: Option<String>,
 }
 
+/// A request that got no answer: the server could not be reached, or the
+/// exchange failed before an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Unreachable {
+    message: String,
+    /// No connection could be made (refused, timed out, name not resolved).
+    pub connect: bool,
+}
+
+/// How a [`Client`] speaks HTTP to a plain `http://` server (over HTTPS,
+/// ALPN picks HTTP/2 when the server offers it, else HTTP/1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP/1.1: a connection per request in flight.
+    Http1,
+    /// HTTP/2 with prior knowledge: every request on one connection (the
+    /// edge agent's stream and acknowledgements), pinged while idle so a
+    /// connection that died unnoticed is replaced.
+    Http2,
+}
+
+/// How often an idle HTTP/2 connection is pinged, and how long the answer
+/// may take before the connection counts as dead.
+const HTTP2_PING: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(10));
+
 /// The resolved connection: where to send requests and with which token.
 pub struct Client {
     base: String,
@@ -98,6 +124,11 @@ impl Client {
     /// Resolves flags (`--context` among them), then environment, then the
     /// context `FLEETREG_CONTEXT` names or the current one, then defaults.
     pub fn from_args(args: &ConnectArgs) -> anyhow::Result<Client> {
+        Client::from_args_over(args, Transport::Http1)
+    }
+
+    /// [`Client::from_args`], speaking `transport` to a plain-HTTP server.
+    pub fn from_args_over(args: &ConnectArgs, transport: Transport) -> anyhow::Result<Client> {
         let context = Selected::resolve(args.context.as_deref())?;
         let (by_flag, later) = match &context {
             Some(c) if c.by_flag => (Some(c), None),
@@ -138,6 +169,15 @@ impl Client {
         let mut http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("fleetreg-cli/", env!("CARGO_PKG_VERSION")));
+        if transport == Transport::Http2 {
+            http = http
+                .http2_keep_alive_interval(HTTP2_PING.0)
+                .http2_keep_alive_timeout(HTTP2_PING.1)
+                .http2_keep_alive_while_idle(true);
+            if reqwest::Url::parse(&base).is_ok_and(|url| url.scheme() == "http") {
+                http = http.http2_prior_knowledge();
+            }
+        }
         for cert in context
             .as_ref()
             .map_or(Ok(Vec::new()), Selected::ca_certs)?
@@ -196,11 +236,14 @@ impl Client {
     ) -> anyhow::Result<reqwest::Response> {
         let response = request.send().await.map_err(|e| {
             let what = if e.is_timeout() { "timed out talking to" } else { "cannot reach" };
-            anyhow::anyhow!(
-                "{what} the fleetreg server at {}: {}\n  hint: start one with `fleetreg serve`, or point --server, FLEETREG_URL or a context (`fleetreg context --help`) at it",
-                self.base,
-                root_cause(&e)
-            )
+            Unreachable {
+                message: format!(
+                    "{what} the fleetreg server at {}: {}\n  hint: start one with `fleetreg serve`, or point --server, FLEETREG_URL or a context (`fleetreg context --help`) at it",
+                    self.base,
+                    root_cause(&e)
+                ),
+                connect: e.is_connect(),
+            }
         })?;
         if response.status().is_success() {
             return Ok(response);

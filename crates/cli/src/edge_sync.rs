@@ -22,8 +22,8 @@ const ALL_EXAMPLES: &str = "Examples:
 Every change of domains, nodes, services or routing is pushed at once to the
 agents of the nodes it affects (`fleetreg node token --help`); a push not
 acknowledged is retried, and a node is marked failed after 3 attempts. The
-periodic reconciliation (hourly by default) pushes again to every node not
-running its desired revision.";
+periodic reconciliation (hourly by default, or as `sync reconcile --every`
+set it) sends every node its full configuration again.";
 
 const HEALTH_EXAMPLES: &str = "Examples:
   fleetreg sync health
@@ -31,7 +31,10 @@ const HEALTH_EXAMPLES: &str = "Examples:
 
 Lists management laptops and VPS edge nodes: status (active, failed after 3
 unacknowledged pushes or a reported error, offline without heartbeats), when
-each last applied its configuration, and its applied and desired revisions.";
+each last applied its configuration, and its applied and desired revisions.
+A node that routing counts as down says why: no heartbeat, or the HTTP check
+through it failing (edge.http_check). Last, how often every node is
+reconciled and when next.";
 
 const PUSH_EXAMPLES: &str = "Examples:
   fleetreg sync push                       # every node
@@ -47,7 +50,9 @@ const RECONCILE_EXAMPLES: &str = "Examples:
   fleetreg sync reconcile --every 30m
 
 A duration is a number with s, m, h or d (1h30m also works); a bare number is
-hours, as in the seed's `reconcile 4`.";
+hours, as in the seed's `reconcile 4`. The interval is stored: it outlasts
+restarts, every server replica uses it, and `sync health` shows it; until
+one is set, the server's `edge.reconcile_seconds` applies.";
 
 /// The sync commands.
 #[derive(Subcommand, Debug)]
@@ -77,7 +82,8 @@ pub struct PushArgs {
 /// `sync reconcile`.
 #[derive(Args, Debug)]
 pub struct ReconcileArgs {
-    /// How often reconciliation runs from now on, e.g. 30m, 4h, 1d.
+    /// How often reconciliation runs from now on, e.g. 30m, 4h, 1d (stored
+    /// by the server).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     every: Option<u64>,
     #[command(flatten)]
@@ -158,6 +164,9 @@ fn node_line(node: &NodeSync, width: usize) -> String {
     if let Some(error) = &node.last_error {
         line.push_str(&format!("      last error: {error}\n"));
     }
+    if let Some(reason) = node.down_reason() {
+        line.push_str(&format!("      down for routing: {reason}\n"));
+    }
     line
 }
 
@@ -187,6 +196,29 @@ pub fn health_text(nodes: &[NodeSync]) -> String {
     out
 }
 
+/// The reconciliation line of `sync health`: `reconcile every 4h, next in
+/// 3h59m` (from the answer's `reconcile`), or that it is off; nothing when
+/// the answer has no such object.
+fn reconcile_text(answer: &Value) -> String {
+    let reconcile = &answer["reconcile"];
+    let Some(every) = reconcile["every_seconds"].as_i64() else {
+        return String::new();
+    };
+    if every == 0 {
+        return "\nReconciliation: off (only on request: fleetreg sync reconcile)\n".into();
+    }
+    let source = match reconcile["source"].as_str() {
+        Some("stored") => " (set by sync reconcile --every)",
+        _ => " (server configuration)",
+    };
+    let next = match reconcile["next_in_seconds"].as_i64() {
+        Some(0) => "due now".to_owned(),
+        Some(seconds) => format!("next in {}", span(seconds)),
+        None => "not scheduled yet".to_owned(),
+    };
+    format!("\nReconciliation: every {}{source}, {next}\n", span(every))
+}
+
 /// The nodes a push or reconciliation reached, for people.
 fn pushed_text(answer: &Value) -> String {
     let pushed: Vec<&str> = answer["pushed"]
@@ -211,7 +243,7 @@ pub async fn run(command: SyncCommand) -> anyhow::Result<()> {
             match args.format {
                 ViewFormat::Table => {
                     let nodes: Vec<NodeSync> = typed_items(&answer, "node sync state")?;
-                    write_stdout(&health_text(&nodes))
+                    write_stdout(&(health_text(&nodes) + &reconcile_text(&answer)))
                 }
                 format => print_whole(format.format(), &answer),
             }
@@ -294,7 +326,7 @@ mod tests {
             "last_sync_at": applied.map(|_| "2025-11-06T18:30:00.250Z"),
             "last_heartbeat_at": null, "push_attempts": if applied == Some(12) { 0 } else { 3 },
             "last_error": if status == "failed" { json!("traefik: permission denied") } else { Value::Null },
-            "up": status == "active",
+            "up": status != "offline", "heartbeat_ok": status != "offline",
         }))
         .unwrap()
     }
@@ -340,6 +372,50 @@ VPS Edge Nodes:
                 .contains("new-vps (100.1.1.1): offline (last sync: never)  applied -, desired 12"),
             "{never}"
         );
+    }
+
+    #[test]
+    fn down_nodes_say_why() {
+        let mut failing = sync("vps1", "vps", "100.1.1.1", "active", Some(12));
+        failing.up = false;
+        failing.check_ok = false;
+        failing.check_error = Some("connect to 45.8.133.192:80: Connection refused".into());
+        let text = health_text(&[
+            failing,
+            sync("vps2", "vps", "100.1.1.2", "offline", Some(12)),
+        ]);
+        assert!(
+            text.contains(
+                "in sync\n      down for routing: check failed: connect to 45.8.133.192:80: \
+                 Connection refused\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("in sync\n      down for routing: no heartbeat\n"),
+            "{text}"
+        );
+        let up = health_text(&[sync("vps3", "vps", "100.1.1.3", "active", Some(12))]);
+        assert!(!up.contains("down for routing"), "{up}");
+    }
+
+    #[test]
+    fn the_reconciliation_line() {
+        let line = |reconcile: Value| reconcile_text(&json!({"items": [], "reconcile": reconcile}));
+        assert_eq!(
+            line(json!({"every_seconds": 14_400, "source": "stored", "next_in_seconds": 14_340})),
+            "\nReconciliation: every 4h (set by sync reconcile --every), next in 3h59m\n"
+        );
+        assert_eq!(
+            line(json!({"every_seconds": 3600, "source": "config", "next_in_seconds": 0})),
+            "\nReconciliation: every 1h (server configuration), due now\n"
+        );
+        assert!(
+            line(json!({"every_seconds": 3600, "source": "config", "next_in_seconds": null}))
+                .ends_with("not scheduled yet\n")
+        );
+        assert!(line(json!({"every_seconds": 0, "source": "config"})).contains("off"));
+        assert_eq!(reconcile_text(&json!({"items": []})), "");
     }
 
     #[test]

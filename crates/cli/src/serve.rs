@@ -44,9 +44,10 @@ pub struct ServeArgs {
     /// Keep change-log events this many hours [default: 168].
     #[arg(long, env = "FLEETREG_EVENTS_RETENTION_HOURS")]
     events_retention_hours: Option<u64>,
-    /// Do not check cluster health nor clients' URLs in the background, nor
-    /// discover capabilities on registration (`POST …/refresh` and
-    /// `GET …/clients/{name}/health` still work).
+    /// Do not check cluster health, clients' URLs nor edge nodes
+    /// (`edge.http_check`) in the background, nor discover capabilities on
+    /// registration (`POST …/refresh` and `GET …/clients/{name}/health` still
+    /// work).
     #[arg(long, env = "FLEETREG_NO_HEALTH_CHECKS")]
     no_health_checks: bool,
     /// The master key file that seals stored credentials (created with mode 0600
@@ -158,6 +159,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
         settings.health_check.enabled = false;
         settings.discovery.on_registration = false;
         settings.client_health.interval_seconds = 0;
+        settings.edge.http_check.enabled = false;
     }
     Ok(settings)
 }

@@ -676,15 +676,57 @@ pub struct NodeSync {
     pub push_attempts: u32,
     /// The agent's last reported error, if its last apply failed.
     pub last_error: Option<String>,
-    /// Whether routing counts the node as up (a VPS is down when its agent
-    /// misses heartbeats for the configured time).
+    /// Whether routing counts the node as up: its agent's heartbeats arrive
+    /// (`heartbeat_ok`) and the HTTP check through it passes (`check_ok`).
     pub up: bool,
+    /// Whether its agent's heartbeats arrive: false once it was silent for
+    /// `edge.offline_after_seconds`, until the next one.
+    #[serde(default = "yes")]
+    pub heartbeat_ok: bool,
+    /// Whether the HTTP check through the node passes (`edge.http_check`:
+    /// false after its configured consecutive failures, until the next
+    /// success); always true for laptops and with the check off.
+    #[serde(default = "yes")]
+    pub check_ok: bool,
+    /// Why the HTTP check fails, while it does (at most
+    /// [`MAX_CHECK_ERROR`] characters, no control characters).
+    #[serde(default)]
+    pub check_error: Option<String>,
+    /// When the HTTP check's outcome last changed (from passing to failing
+    /// or back); `None` while it never did.
+    #[serde(default)]
+    pub check_changed_at: Option<DateTime<Utc>>,
+}
+
+/// `true`, for serde defaults.
+fn yes() -> bool {
+    true
 }
 
 impl NodeSync {
     /// Whether the node runs the desired revision.
     pub fn in_sync(&self) -> bool {
         self.applied_revision == Some(self.desired_revision)
+    }
+
+    /// Why routing counts the node as down (`no heartbeat`, `check failed:
+    /// …`, or both); `None` while it is up.
+    pub fn down_reason(&self) -> Option<String> {
+        if self.up {
+            return None;
+        }
+        let mut reasons = Vec::new();
+        if !self.heartbeat_ok {
+            reasons.push("no heartbeat".to_owned());
+        }
+        if !self.check_ok {
+            let why = self.check_error.as_deref().unwrap_or("no reason recorded");
+            reasons.push(format!("check failed: {why}"));
+        }
+        if reasons.is_empty() {
+            reasons.push("down".to_owned());
+        }
+        Some(reasons.join("; "))
     }
 }
 
@@ -733,6 +775,9 @@ pub struct ServiceSyncReport {
 
 /// Longest agent error message kept.
 pub const MAX_AGENT_ERROR: usize = 512;
+
+/// Longest HTTP check error kept ([`NodeSync::check_error`]).
+pub const MAX_CHECK_ERROR: usize = 512;
 
 #[cfg(test)]
 mod tests {
@@ -853,5 +898,33 @@ mod tests {
             ..request
         };
         assert_eq!(dup.validate_create().unwrap_err().field(), "upstreams");
+    }
+
+    #[test]
+    fn a_down_node_says_why() {
+        // An older server's answer has no check fields: heartbeat and check ok.
+        let mut sync: NodeSync = serde_json::from_value(serde_json::json!({
+            "node": "vps1", "kind": "vps", "overlay_address": "100.64.0.1",
+            "status": "active", "desired_revision": 3, "applied_revision": 3,
+            "last_sync_at": null, "last_heartbeat_at": null, "push_attempts": 0,
+            "last_error": null, "up": true,
+        }))
+        .unwrap();
+        assert!(sync.heartbeat_ok && sync.check_ok);
+        assert_eq!(sync.down_reason(), None);
+        sync.up = false;
+        sync.check_ok = false;
+        sync.check_error = Some("connection refused".into());
+        assert_eq!(
+            sync.down_reason().as_deref(),
+            Some("check failed: connection refused")
+        );
+        sync.heartbeat_ok = false;
+        assert_eq!(
+            sync.down_reason().as_deref(),
+            Some("no heartbeat; check failed: connection refused")
+        );
+        sync.check_ok = true;
+        assert_eq!(sync.down_reason().as_deref(), Some("no heartbeat"));
     }
 }

@@ -69,7 +69,9 @@ pub enum EventType {
     NodeDeleted,
     /// A node's desired configuration changed; payload `{node, desired_revision}`.
     NodeConfigChanged,
-    /// A node's sync status changed (active, failed, offline); payload `{node, old_status, new_status, sync}`.
+    /// A node's sync status changed (active, failed, offline), payload
+    /// `{node, old_status, new_status, sync}`; or the HTTP check through it
+    /// started or stopped failing, payload `{node, check_ok, check_error, up, sync}`.
     NodeSyncChanged,
     /// The sync controller sent a node its configuration again (a retry of an
     /// unacknowledged push, a manual push or the periodic reconciliation);

@@ -66,8 +66,8 @@ pub use credentials::{
 pub use edge::{
     DiscoveredService, DnsLabel, Domain, DomainFields, DomainName, DomainRequest, Node, NodeAck,
     NodeFields, NodeRequest, NodeSync, Routing, RoutingFields, RoutingRequest, Service,
-    ServiceFields, ServiceRequest, ServiceSyncReport, Upstream, MAX_AGENT_ERROR, MAX_DESCRIPTION,
-    MAX_ROUTING_TARGETS, MAX_UPSTREAMS,
+    ServiceFields, ServiceRequest, ServiceSyncReport, Upstream, MAX_AGENT_ERROR, MAX_CHECK_ERROR,
+    MAX_DESCRIPTION, MAX_ROUTING_TARGETS, MAX_UPSTREAMS,
 };
 pub use enums::{
     AuthType, ClientRole, ClientStatus, ClusterState, ClusterType, Connectivity, CredentialBinding,

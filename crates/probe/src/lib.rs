@@ -40,6 +40,7 @@ mod health;
 mod hub_secrets;
 mod jwt;
 pub mod kubeconfig;
+mod node_check;
 mod observability;
 mod pki;
 mod prober;
@@ -58,6 +59,7 @@ pub use egress::{canonical, embedded_ipv4, BlockReason, Blocked, EgressPolicy, P
 pub use error::Error;
 pub use health::{Failure, HealthReport};
 pub use hub_secrets::{HubConfig, HubError, HubSecret, HubSecrets};
+pub use node_check::{NodeCheck, NodeChecker, NodeTarget};
 pub use prober::Prober;
 pub use remote::{escape_remote, TooLarge, DEFAULT_MAX_RESPONSE_BYTES, MAX_REMOTE_TEXT_CHARS};
 pub use services::{

@@ -159,7 +159,7 @@ fn classify(error: &reqwest::Error) -> UrlOutcome {
 /// Whether a rustls error is in `error`'s source chain, also inside
 /// `io::Error`s (whose `source` skips the error they wrap; hyper-rustls wraps
 /// tokio-rustls's `io::Error` in another).
-fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(inner) = current {
         if inner.downcast_ref::<rustls::Error>().is_some() {

@@ -8,7 +8,7 @@
 
 use crate::error::ApiError;
 use axum::extract::{Request, State};
-use axum::http::HeaderName;
+use axum::http::{HeaderName, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use fleetreg_model::ErrorCode;
@@ -73,6 +73,47 @@ pub async fn limit_uri(request: Request, next: Next) -> Response {
         )
         .with_details(json!({ "limit_bytes": MAX_URI_BYTES }))
         .into_response();
+    }
+    next.run(request).await
+}
+
+/// `HEADERS_TOO_LARGE`: a head over [`MAX_HEAD_BYTES`] or [`MAX_HEADERS`].
+pub(crate) fn headers_too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::HeadersTooLarge,
+        format!(
+            "the request head is larger than {MAX_HEAD_BYTES} bytes or has more than \
+             {MAX_HEADERS} header fields"
+        ),
+    )
+    .with_details(json!({ "limit_bytes": MAX_HEAD_BYTES, "limit_fields": MAX_HEADERS }))
+}
+
+/// The size of `request`'s head as HTTP/1.1 would send it: request line,
+/// `name: value` lines, blank line.
+fn head_bytes(request: &Request) -> usize {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(1, |p| p.as_str().len());
+    let line = request.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + fields + 2
+}
+
+/// Middleware: the limits hyper's HTTP/1.1 parser applies to every head
+/// ([`MAX_HEAD_BYTES`], [`MAX_HEADERS`]), applied to HTTP/2 requests, whose
+/// heads HPACK decodes (bounded by `SETTINGS_MAX_HEADER_LIST_SIZE`, see
+/// `serve::protocol`): `HEADERS_TOO_LARGE` (431) as over HTTP/1.1.
+pub async fn limit_head(request: Request, next: Next) -> Response {
+    if request.version() == Version::HTTP_2
+        && (request.headers().len() > MAX_HEADERS || head_bytes(&request) > MAX_HEAD_BYTES)
+    {
+        return headers_too_large().into_response();
     }
     next.run(request).await
 }

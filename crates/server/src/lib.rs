@@ -153,13 +153,10 @@ impl Application {
         )?;
         let hub = credentials::hub_config(&settings.credentials)?;
         // The port too: a server that cannot listen writes nothing.
-        let listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: settings.listen,
-                    source,
-                })?;
+        let listener = serve::bind(settings.listen).map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
         let metrics = metrics::install();
         // The keyring next (it may create the key file): the store seals audit
         // entries, and tokens are stored, with keys derived from it.
@@ -270,6 +267,11 @@ impl Application {
             &edge,
         );
         workers.push(tokio::spawn(controller.run(shutdown.clone())));
+        // Also with the check off: it then clears what an earlier run marked.
+        let http_check = edge_sync::HttpCheck::new(store.clone(), settings.edge.http_check.clone());
+        workers.push(tokio::spawn(
+            http_check.run(edge.leadership(), shutdown.clone()),
+        ));
         let orphans = orphans::OrphanWatch::new(store.clone(), &settings.sync);
         workers.push(tokio::spawn(orphans.run(
             std::time::Duration::from_secs(settings.sync.orphan_check_seconds.max(1)),
@@ -484,6 +486,7 @@ fn router(state: AppState, settings: &Settings) -> Router {
             front::time_limit,
         ))
         .layer(middleware::from_fn(front::limit_uri))
+        .layer(middleware::from_fn(front::limit_head))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(trace)
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

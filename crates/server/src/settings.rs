@@ -91,14 +91,17 @@ pub struct EdgeConfig {
     /// one twice as long (3 retries, then the node is `failed`).
     pub push_retry_base_ms: u64,
     /// Every node is sent its full configuration this often (the seed's
-    /// hourly reconciliation; `fleetreg sync reconcile --every` changes it
-    /// at run time).
+    /// hourly reconciliation; 0: only on request) unless `fleetreg sync
+    /// reconcile --every` stored another interval, which every replica then
+    /// uses, also after a restart.
     pub reconcile_seconds: u64,
     /// How often the controller looks at liveness and due retries.
     pub controller_tick_ms: u64,
     /// How often services are read from registered clusters (annotated
     /// Kubernetes `Service`s); 0 turns it off.
     pub service_sync_seconds: u64,
+    /// The HTTP check through each VPS node (health-driven failover).
+    pub http_check: HttpCheckConfig,
 }
 
 impl Default for EdgeConfig {
@@ -109,7 +112,133 @@ impl Default for EdgeConfig {
             reconcile_seconds: 3600,
             controller_tick_ms: 500,
             service_sync_seconds: 60,
+            http_check: HttpCheckConfig::default(),
         }
+    }
+}
+
+impl EdgeConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.http_check.validate()
+    }
+}
+
+/// `edge.http_check:` health-driven failover (issue 13 item 10). The sync
+/// controller's leader sends one `GET scheme://address:port/path` through
+/// each VPS node per interval, `Host` a hostname the node carries (or would
+/// carry); any answer below 500 passes. After `failures` consecutive
+/// failures the node is down for routing (as when its agent is silent), up
+/// again after the first success.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpCheckConfig {
+    /// Check VPS nodes at all (laptops never are).
+    pub enabled: bool,
+    /// Seconds from one round of checks to the next, 1 to 3600.
+    pub interval_seconds: u64,
+    /// Milliseconds one check may take (connecting included), 100 to 60000
+    /// and below the interval.
+    pub timeout_ms: u64,
+    /// Consecutive failures before a node is down, 1 to 100.
+    pub failures: u32,
+    /// The port checked on each node.
+    pub port: u16,
+    /// The request path: starts with `/`, printable ASCII without spaces.
+    pub path: String,
+    /// `http` or `https` (verified against the web PKI roots).
+    pub scheme: CheckScheme,
+    /// Which of a node's addresses is checked.
+    pub address: CheckAddress,
+}
+
+/// `edge.http_check.scheme`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckScheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS, the hostname as SNI.
+    Https,
+}
+
+/// `edge.http_check.address`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckAddress {
+    /// The node's public address (what clients reach).
+    Public,
+    /// Its overlay address (e.g. Tailscale).
+    Overlay,
+}
+
+/// The longest `edge.http_check.path`.
+const MAX_CHECK_PATH: usize = 1024;
+
+impl Default for HttpCheckConfig {
+    fn default() -> Self {
+        HttpCheckConfig {
+            enabled: true,
+            interval_seconds: 10,
+            timeout_ms: 2000,
+            failures: 3,
+            port: 80,
+            path: "/".into(),
+            scheme: CheckScheme::Http,
+            address: CheckAddress::Public,
+        }
+    }
+}
+
+impl HttpCheckConfig {
+    /// Time between two rounds.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_seconds.max(1))
+    }
+
+    /// Time one check may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let key = "edge.http_check";
+        if !(1..=3600).contains(&self.interval_seconds) {
+            return Err(format!(
+                "{key}.interval_seconds ({}) must be 1 to 3600",
+                self.interval_seconds
+            ));
+        }
+        if !(100..=60_000).contains(&self.timeout_ms)
+            || self.timeout_ms >= self.interval_seconds.saturating_mul(1000)
+        {
+            return Err(format!(
+                "{key}.timeout_ms ({}) must be 100 to 60000 and shorter than \
+                 interval_seconds ({} s)",
+                self.timeout_ms, self.interval_seconds
+            ));
+        }
+        if !(1..=100).contains(&self.failures) {
+            return Err(format!(
+                "{key}.failures ({}) must be 1 to 100",
+                self.failures
+            ));
+        }
+        if self.port == 0 {
+            return Err(format!("{key}.port must be 1 to 65535"));
+        }
+        let printable = self.path.bytes().all(|b| b.is_ascii_graphic());
+        if !self.path.starts_with('/')
+            || !printable
+            || self.path.contains('#')
+            || self.path.len() > MAX_CHECK_PATH
+        {
+            return Err(format!(
+                "{key}.path ({:?}) must start with /, be at most {MAX_CHECK_PATH} printable \
+                 ASCII characters and hold no space or #",
+                self.path
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -656,6 +785,7 @@ impl Settings {
             ));
         }
         c.client_health.validate()?;
+        c.edge.validate()?;
         let defaults = Settings::default();
         Ok(Settings {
             listen: c.listen.unwrap_or(defaults.listen),
@@ -848,6 +978,47 @@ cluster_registry:
         for bad in ["timeout_seconds: 0", "timeout_seconds: 21", "every: 5"] {
             let yaml = format!("cluster_registry:\n  client_health:\n    {bad}\n");
             assert!(Settings::from_yaml(&yaml).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_the_edge_http_check() {
+        let s = Settings::from_yaml("cluster_registry: {}\n").unwrap();
+        assert_eq!(s.edge.http_check, HttpCheckConfig::default());
+        assert!(s.edge.http_check.enabled);
+        assert_eq!(s.edge.http_check.interval(), Duration::from_secs(10));
+        assert_eq!(s.edge.http_check.timeout(), Duration::from_millis(2000));
+        let s = Settings::from_yaml(
+            "cluster_registry:\n  edge:\n    http_check:\n      interval_seconds: 1\n      \
+             timeout_ms: 500\n      failures: 2\n      port: 8080\n      path: /healthz?x=1\n      \
+             scheme: https\n      address: overlay\n",
+        )
+        .unwrap();
+        let check = &s.edge.http_check;
+        assert_eq!(
+            (check.failures, check.port, check.path.as_str()),
+            (2, 8080, "/healthz?x=1")
+        );
+        assert_eq!(
+            (check.scheme, check.address),
+            (CheckScheme::Https, CheckAddress::Overlay)
+        );
+        for (bad, named) in [
+            ("interval_seconds: 0", "interval_seconds"),
+            ("timeout_ms: 50", "timeout_ms"),
+            ("timeout_ms: 10000", "timeout_ms"),
+            ("failures: 0", "failures"),
+            ("port: 0", "port"),
+            ("port: 70000", "port"),
+            ("path: healthz", "path"),
+            ("path: '/a b'", "path"),
+            ("scheme: ftp", "scheme"),
+            ("address: private", "address"),
+            ("every: 5", "every"),
+        ] {
+            let yaml = format!("cluster_registry:\n  edge:\n    http_check:\n      {bad}\n");
+            let err = Settings::from_yaml(&yaml).unwrap_err();
+            assert!(err.contains(named), "{bad}: {err}");
         }
     }
 

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | lock a row read for writing | (the write transaction is `BEGIN IMMEDIATE`) | `FOR UPDATE` |
 //! | larger of two values | `MAX(a, b)` | `GREATEST(a, b)` |
+//! | null-safe "differs" | `a IS NOT b` | `a IS DISTINCT FROM b` |
 //! | label filters | `cluster_labels` side table (kept by the writer) | `labels @> …` on a GIN index |
 //! | query plans | `EXPLAIN QUERY PLAN`, column `detail` | `EXPLAIN` (sequential scans off) |
 //! | JSON | `json_each`, `json_extract` | `jsonb_array_elements_text`, `->>` |
@@ -37,6 +38,9 @@ pub(crate) struct Dialect {
     pub lock_row: &'static str,
     /// The function giving the larger of two values.
     pub greatest: &'static str,
+    /// The null-safe "differs" operator, spaces around it (NULL differs from
+    /// a value, not from NULL); partial indexes spell it the same way.
+    pub distinct_from: &'static str,
     /// How label selectors are matched.
     pub labels: LabelMatch,
     /// The prefix that makes a query return its plan.
@@ -72,6 +76,7 @@ pub(crate) static SQLITE: Dialect = Dialect {
     backend: Backend::Sqlite,
     lock_row: "",
     greatest: "MAX",
+    distinct_from: " IS NOT ",
     labels: LabelMatch::SideTable,
     explain: "EXPLAIN QUERY PLAN ",
     explain_setup: None,
@@ -102,6 +107,7 @@ pub(crate) static POSTGRES: Dialect = Dialect {
     backend: Backend::Postgres,
     lock_row: " FOR UPDATE",
     greatest: "GREATEST",
+    distinct_from: " IS DISTINCT FROM ",
     labels: LabelMatch::JsonbContains,
     explain: "EXPLAIN ",
     // Small test tables make sequential scans cheapest; this shows which

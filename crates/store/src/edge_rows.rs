@@ -4,6 +4,8 @@
 //! `edge_store.rs` the reads).
 
 use crate::decode::parsed;
+use crate::dialect::Dialect;
+use crate::edge_store::ReconcileSchedule;
 use crate::sql::{Row, Sql, Value};
 use crate::write_tx::WriteTx;
 use crate::StoreError;
@@ -38,7 +40,8 @@ pub(crate) const ROUTING_SELECT: &str = "SELECT r.service_id, s.name AS service,
 /// `edge_node_sync y`), read by [`node_sync_from_row`].
 pub(crate) const SYNC_SELECT: &str = "SELECT n.id, n.name, n.kind, n.overlay_address, \
      y.status, y.desired_revision, y.applied_revision, y.last_sync_at, y.last_heartbeat_at, \
-     y.push_attempts, y.last_error, y.up \
+     y.push_attempts, y.last_error, y.up, y.heartbeat_ok, y.check_ok, y.check_error, \
+     y.check_changed_at \
      FROM edge_nodes n JOIN edge_node_sync y ON y.node_id = n.id";
 
 /// The order of [`SYNC_SELECT`] lists: laptops first, then by name.
@@ -140,6 +143,10 @@ pub(crate) fn node_sync_from_row(row: &Row) -> Result<NodeSync, StoreError> {
         push_attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
         last_error: row.get("last_error")?,
         up: row.get("up")?,
+        heartbeat_ok: row.get("heartbeat_ok")?,
+        check_ok: row.get("check_ok")?,
+        check_error: row.get("check_error")?,
+        check_changed_at: row.get("check_changed_at")?,
     })
 }
 
@@ -271,19 +278,6 @@ pub(crate) async fn load_routing(
     first(tx, &sql, routing_from_row).await
 }
 
-/// A node's sync state by name, inside the transaction.
-pub(crate) async fn load_node_sync(
-    tx: &mut WriteTx,
-    name: &DnsLabel,
-) -> Result<Option<(Uuid, NodeSync)>, StoreError> {
-    let sql = Sql::new(format!("{SYNC_SELECT} WHERE n.name = $1")).arg(name.as_str());
-    tx.fetch(&sql)
-        .await?
-        .first()
-        .map(|row| Ok((row.get("id")?, node_sync_from_row(row)?)))
-        .transpose()
-}
-
 /// Every node's sync state, laptops first, inside the transaction.
 pub(crate) async fn load_all_node_sync(
     tx: &mut WriteTx,
@@ -353,4 +347,47 @@ pub(crate) async fn ids_by_name(
             ))
         })
         .collect()
+}
+
+/// `SELECT` of the stored reconciliation settings (one row), read by
+/// [`schedule_from_row`].
+pub(crate) const SCHEDULE_SELECT: &str =
+    "SELECT reconcile_seconds, reconciled_at FROM edge_sync_settings WHERE id = 1";
+
+/// Reads a [`ReconcileSchedule`].
+pub(crate) fn schedule_from_row(row: &Row) -> Result<ReconcileSchedule, StoreError> {
+    let seconds: Option<i64> = row.get("reconcile_seconds")?;
+    let every_seconds = seconds
+        .map(|s| {
+            u64::try_from(s)
+                .map_err(|_| StoreError::Corrupt(format!("reconcile_seconds holds {s}")))
+        })
+        .transpose()?;
+    Ok(ReconcileSchedule {
+        every_seconds,
+        reconciled_at: row.get("reconciled_at")?,
+    })
+}
+
+/// The condition on `edge_node_sync y` of the nodes a push is pending for:
+/// not running their desired revision, not failed. Word for word the
+/// predicate of the partial index `idx_edge_node_sync_pending` (migration
+/// 0017), so both engines read it from that index.
+pub(crate) fn pending_condition(dialect: &Dialect) -> String {
+    format!(
+        "y.applied_revision{}y.desired_revision AND y.status <> '{}'",
+        dialect.distinct_from,
+        NodeSyncStatus::Failed.as_str()
+    )
+}
+
+/// `(status, nodes, out_of_sync)` per sync status that has nodes, where
+/// `out_of_sync` counts those not running their desired revision.
+pub(crate) fn sync_counts_sql(dialect: &Dialect) -> Sql {
+    Sql::new(format!(
+        "SELECT y.status, COUNT(*) AS nodes, \
+         COUNT(CASE WHEN y.applied_revision{}y.desired_revision THEN 1 END) AS out_of_sync \
+         FROM edge_node_sync y GROUP BY y.status",
+        dialect.distinct_from
+    ))
 }

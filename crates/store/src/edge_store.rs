@@ -10,16 +10,19 @@
 //! revision and appends `NODE_CONFIG_CHANGED`: the sync controller and the
 //! agents' streams act on that event.
 
+use crate::decode::parsed;
 use crate::edge_rows::{
     domain_from_row, edge_state_from_rows, edge_state_statements, node_from_row,
-    node_sync_from_row, routing_from_row, service_from_row, DOMAIN_SELECT, NODE_SELECT,
-    ROUTING_SELECT, SERVICE_SELECT, SYNC_ORDER, SYNC_SELECT,
+    node_sync_from_row, pending_condition, routing_from_row, schedule_from_row, service_from_row,
+    sync_counts_sql, DOMAIN_SELECT, NODE_SELECT, ROUTING_SELECT, SCHEDULE_SELECT, SERVICE_SELECT,
+    SYNC_ORDER, SYNC_SELECT,
 };
 use crate::sql::{Row, Sql};
 use crate::writer::{
     Acknowledge, ClaimController, ConfigureRouting, CreateDomain, CreateNode, CreateService,
-    DeleteDomain, DeleteNode, DeleteRouting, DeleteService, MarkSilentNodes, RecordPush,
-    ResetPushes, SyncClusterServices, UpdateDomain, UpdateNode, UpdateService,
+    DeleteDomain, DeleteNode, DeleteRouting, DeleteService, MarkSilentNodes, RecordNodeCheck,
+    RecordPush, ResetPushes, SetReconcileEvery, StartReconcileSchedule, SyncClusterServices,
+    UpdateDomain, UpdateNode, UpdateService,
 };
 use crate::{SqlStore, StoreError};
 use async_trait::async_trait;
@@ -48,6 +51,29 @@ pub struct LivenessChange {
     pub status_changes: Vec<(DnsLabel, NodeSyncStatus, NodeSyncStatus)>,
     /// Hostnames whose serving node moved: `(hostname, from, to)`.
     pub failovers: Vec<(String, DnsLabel, DnsLabel)>,
+}
+
+/// The periodic reconciliation as stored, shared by every replica.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileSchedule {
+    /// The interval `sync reconcile --every` set, in seconds; `None`: the
+    /// configuration file's (`edge.reconcile_seconds`).
+    pub every_seconds: Option<u64>,
+    /// When every node was last sent its full configuration (before the
+    /// first reconciliation: when the first controller started the
+    /// schedule); `None` before that.
+    pub reconciled_at: Option<DateTime<Utc>>,
+}
+
+/// How many nodes are in each sync status, and how many are not running
+/// their desired revision (the `/metrics` gauges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSyncCounts {
+    /// Per status, every status present (zero when no node has it), in
+    /// [`NodeSyncStatus::ALL`] order.
+    pub by_status: Vec<(NodeSyncStatus, u64)>,
+    /// Nodes whose applied revision is not the desired one (any status).
+    pub out_of_sync: u64,
 }
 
 /// The edge registry and push-sync state (a supertrait of [`crate::Store`]).
@@ -184,12 +210,19 @@ pub trait EdgeStore: Send + Sync {
     async fn node_sync(&self, node: &DnsLabel) -> Result<NodeSync, StoreError>;
     /// Every node's sync state, laptops first, then by name.
     async fn list_node_sync(&self) -> Result<Vec<NodeSync>, StoreError>;
+    /// The sync state of the nodes a push is pending for (not running their
+    /// desired revision, not `failed`), laptops first, then by name: what
+    /// the controller may retry, read from a partial index.
+    async fn list_pending_node_sync(&self) -> Result<Vec<NodeSync>, StoreError>;
+    /// Nodes per sync status and out of sync, counted by the database.
+    async fn count_node_sync(&self) -> Result<NodeSyncCounts, StoreError>;
 
     /// An agent's heartbeat and acknowledgement: stamps the heartbeat; an
     /// `applied_revision` equal to the desired one makes the node `active`
     /// in sync (`last_sync_at`, attempts reset); an error makes it `failed`
     /// (kept at most [`fleetreg_model::MAX_AGENT_ERROR`] characters). A node
-    /// that was down and is up again re-routes (failover back).
+    /// that was down for its silence is up again, unless its HTTP check
+    /// fails, and re-routes (failover back).
     async fn acknowledge(
         &self,
         node: &DnsLabel,
@@ -209,8 +242,8 @@ pub trait EdgeStore: Send + Sync {
     ) -> Result<NodeSync, StoreError>;
     /// Sends `node` (or every node) its configuration again now (`NODE_PUSH`
     /// with `reason`, which wakes its streams) and resets its push attempts;
-    /// a `failed` node gets its retries back (`active` when up, else
-    /// `offline`; `NODE_SYNC_CHANGED`). Audited `sync.push` or
+    /// a `failed` node gets its retries back (`active` while its heartbeats
+    /// arrive, else `offline`; `NODE_SYNC_CHANGED`). Audited `sync.push` or
     /// `sync.reconcile`. Returns the nodes as they are now.
     async fn reset_pushes(
         &self,
@@ -225,6 +258,34 @@ pub trait EdgeStore: Send + Sync {
         &self,
         silent_since: DateTime<Utc>,
     ) -> Result<LivenessChange, StoreError>;
+    /// The HTTP check through `node` changed its outcome (`edge.http_check`):
+    /// failing (`ok` false, with `error`, kept at most
+    /// [`fleetreg_model::MAX_CHECK_ERROR`] characters) makes it down, passing
+    /// makes it up again while its heartbeats arrive; routes fail over or move
+    /// back in the same transaction (`ROUTING_FAILOVER` per moved hostname,
+    /// each audited, and `NODE_SYNC_CHANGED`). The outcome already stored
+    /// changes nothing (`NodeNotFound` for an unknown node).
+    async fn record_node_check(
+        &self,
+        node: &DnsLabel,
+        ok: bool,
+        error: Option<String>,
+    ) -> Result<NodeSync, StoreError>;
+
+    /// The stored reconciliation interval and schedule.
+    async fn reconcile_schedule(&self) -> Result<ReconcileSchedule, StoreError>;
+    /// Stores the reconciliation interval (`sync reconcile --every`) for
+    /// every replica and restart; audited `sync.reconcile_interval`. Zero is
+    /// `Invalid`. Returns the schedule now.
+    async fn set_reconcile_every(
+        &self,
+        every_seconds: u64,
+        audit: &Audit,
+    ) -> Result<ReconcileSchedule, StoreError>;
+    /// Starts the schedule when none is recorded (a new database): now
+    /// counts as the last reconciliation. The controller calls it when it
+    /// takes the lease; returns the schedule (unchanged when it had started).
+    async fn start_reconcile_schedule(&self) -> Result<ReconcileSchedule, StoreError>;
 
     /// Takes or renews the sync controller's lease for `holder` until
     /// `until`; true when `holder` holds it (one controller across replicas).
@@ -523,6 +584,33 @@ impl EdgeStore for SqlStore {
         self.fetch_as(&sql, node_sync_from_row).await
     }
 
+    async fn list_pending_node_sync(&self) -> Result<Vec<NodeSync>, StoreError> {
+        let pending = pending_condition(self.engine.dialect());
+        let sql = Sql::new(format!("{SYNC_SELECT} WHERE {pending}{SYNC_ORDER}"));
+        self.fetch_as(&sql, node_sync_from_row).await
+    }
+
+    async fn count_node_sync(&self) -> Result<NodeSyncCounts, StoreError> {
+        let rows = self
+            .engine
+            .fetch(&sync_counts_sql(self.engine.dialect()))
+            .await?;
+        let mut counts = NodeSyncCounts {
+            by_status: NodeSyncStatus::ALL.iter().map(|s| (*s, 0)).collect(),
+            out_of_sync: 0,
+        };
+        for row in &rows {
+            let status = parsed(row, "status", NodeSyncStatus::parse)?;
+            let nodes: i64 = row.get("nodes")?;
+            let behind: i64 = row.get("out_of_sync")?;
+            if let Some(entry) = counts.by_status.iter_mut().find(|(s, _)| *s == status) {
+                entry.1 = nodes.max(0).unsigned_abs();
+            }
+            counts.out_of_sync += behind.max(0).unsigned_abs();
+        }
+        Ok(counts)
+    }
+
     async fn acknowledge(
         &self,
         node: &DnsLabel,
@@ -571,6 +659,41 @@ impl EdgeStore for SqlStore {
             since: silent_since,
         };
         self.writer.write(write, &controller()).await
+    }
+
+    async fn record_node_check(
+        &self,
+        node: &DnsLabel,
+        ok: bool,
+        error: Option<String>,
+    ) -> Result<NodeSync, StoreError> {
+        let write = RecordNodeCheck {
+            node: node.clone(),
+            ok,
+            error,
+        };
+        self.writer.write(write, &controller()).await
+    }
+
+    async fn reconcile_schedule(&self) -> Result<ReconcileSchedule, StoreError> {
+        let row = self.engine.fetch_one(&Sql::new(SCHEDULE_SELECT)).await?;
+        schedule_from_row(&row)
+    }
+
+    async fn set_reconcile_every(
+        &self,
+        every_seconds: u64,
+        audit: &Audit,
+    ) -> Result<ReconcileSchedule, StoreError> {
+        self.writer
+            .write(SetReconcileEvery { every_seconds }, audit)
+            .await
+    }
+
+    async fn start_reconcile_schedule(&self) -> Result<ReconcileSchedule, StoreError> {
+        self.writer
+            .write(StartReconcileSchedule, &controller())
+            .await
     }
 
     async fn claim_controller(

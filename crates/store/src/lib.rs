@@ -36,6 +36,8 @@ mod edge_store;
 mod engine;
 mod error;
 mod fleet;
+mod node_sync_batch;
+mod observation_batch;
 mod query;
 mod rollout_store;
 mod sql;
@@ -52,7 +54,8 @@ pub use audit_chain::{
 };
 pub use client_store::{ClientList, ClientStore};
 pub use edge_store::{
-    DesiredConfig, DiscoveredService, EdgeStore, LivenessChange, ServiceSyncReport,
+    DesiredConfig, DiscoveredService, EdgeStore, LivenessChange, NodeSyncCounts, ReconcileSchedule,
+    ServiceSyncReport,
 };
 pub use error::StoreError;
 pub use rollout_store::RolloutStore;

@@ -12,7 +12,9 @@
 //! first flushes the buffer (so it sees the rows), and a delete forgets the set
 //! (it may free a name). The `UNIQUE` constraint still stands behind this: a
 //! conflict (another replica registered the name meanwhile) fails the batch,
-//! which the writer then retries one write at a time.
+//! which the writer then retries one write at a time. Node sync rows are read
+//! and written per batch the same way ([`NodeSyncBatch`]), and so are health
+//! observations of clusters ([`ObservationBatch`]).
 
 use crate::audit_chain::{AuditLink, TxChain};
 use crate::decode::{
@@ -21,25 +23,72 @@ use crate::decode::{
 };
 use crate::dialect::{Dialect, LabelMatch};
 use crate::engine::Tx;
+use crate::node_sync_batch::NodeSyncBatch;
+use crate::observation_batch::{ObservationBatch, Observed};
 use crate::sql::{Sql, Value};
 use crate::writer::{AuditRecord, RewrapCredentials};
 use crate::StoreError;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{
-    ApiToken, Capabilities, Cluster, ClusterStatus, ErrorCode, Event, StoredCredentials,
+    ApiToken, Capabilities, Cluster, ClusterStatus, DnsLabel, ErrorCode, Event, NodeSync,
+    StoredCredentials,
 };
 use std::collections::HashSet;
 use uuid::Uuid;
 
-/// Most rows in one multi-row INSERT (well below either engine's limit on
+/// Most rows in one multi-row statement (well below either engine's limit on
 /// bound parameters).
-const ROWS_PER_INSERT: usize = 256;
+pub(crate) const ROWS_PER_STATEMENT: usize = 256;
 
-/// The rows of the next multi-row INSERT: the largest power of two not above
-/// `left` or [`ROWS_PER_INSERT`].
+/// The rows of the next multi-row statement: the largest power of two not
+/// above `left` or [`ROWS_PER_STATEMENT`].
 fn chunk_size(left: usize) -> usize {
-    let cap = left.clamp(1, ROWS_PER_INSERT);
+    let cap = left.clamp(1, ROWS_PER_STATEMENT);
     1 << cap.ilog2()
+}
+
+/// Appends `(…)` of `names` for an `IN`, padded to a power of two by
+/// repeating the last name (harmless in `IN`), so the statement texts are
+/// few and prepared once.
+pub(crate) fn bind_names(sql: &mut Sql, names: &[&str]) {
+    let padded = names.len().next_power_of_two();
+    let last = names.last().copied().unwrap_or_default();
+    sql.bind_tuple(
+        names
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(last))
+            .take(padded)
+            .map(Value::from),
+    );
+}
+
+/// `head (…), (…) tail` in chunks of power-of-two sizes: a statement has at
+/// most a handful of texts, so both engines prepare each once per connection
+/// and reuse it (a text per batch size would be parsed and planned again for
+/// almost every batch).
+pub(crate) async fn write_rows(
+    tx: &mut dyn Tx,
+    head: &str,
+    rows: Vec<Vec<Value>>,
+    tail: &str,
+) -> Result<(), StoreError> {
+    let mut rows = rows.into_iter().peekable();
+    let mut left = rows.len();
+    while left > 0 {
+        let chunk = chunk_size(left);
+        left -= chunk;
+        let mut sql = Sql::new(head);
+        for (i, row) in rows.by_ref().take(chunk).enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind_tuple(row);
+        }
+        sql.push(tail);
+        tx.execute(&sql).await?;
+    }
+    Ok(())
 }
 
 const CLUSTER_INSERT: &str = "INSERT INTO clusters (id, name, display_name, api_server_url, \
@@ -56,6 +105,10 @@ pub(crate) struct WriteTx {
     chain: TxChain,
     /// Names taken, while a batch of registrations is being decided in memory.
     taken: Option<HashSet<String>>,
+    /// The batch's node sync rows, read and written together.
+    node_syncs: NodeSyncBatch,
+    /// The batch's health observations, read and written together.
+    observations: ObservationBatch,
     clusters: Vec<Cluster>,
     events: Vec<Vec<Value>>,
     audits: Vec<Vec<Value>>,
@@ -69,6 +122,8 @@ impl WriteTx {
             dialect,
             chain,
             taken: None,
+            node_syncs: NodeSyncBatch::default(),
+            observations: ObservationBatch::default(),
             clusters: Vec::new(),
             events: Vec::new(),
             audits: Vec::new(),
@@ -81,16 +136,40 @@ impl WriteTx {
     }
 
     /// Runs a statement of another resource's module (`client_rows`, …)
-    /// inside the transaction, after the buffered registrations are written.
+    /// inside the transaction, after the buffered registrations, node sync
+    /// rows and observations are written (and forgetting the rows read).
     pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
-        self.flush_clusters().await?;
+        self.flush_all().await?;
         self.tx.execute(sql).await
     }
 
     /// Reads rows inside the transaction (see [`WriteTx::execute`]).
     pub(crate) async fn fetch(&mut self, sql: &Sql) -> Result<Vec<crate::sql::Row>, StoreError> {
-        self.flush_clusters().await?;
+        self.flush_all().await?;
         self.tx.fetch(sql).await
+    }
+
+    /// Notes the nodes whose sync rows the batch's writes will read, in
+    /// batch order, so the first read loads them all.
+    pub(crate) fn expect_node_syncs<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        self.node_syncs.expect(names);
+    }
+
+    /// A node's id and sync state by name, with the batch's staged changes
+    /// (see [`NodeSyncBatch::read`]).
+    pub(crate) async fn node_sync(
+        &mut self,
+        name: &DnsLabel,
+    ) -> Result<Option<(Uuid, NodeSync)>, StoreError> {
+        self.flush_clusters().await?;
+        self.node_syncs.read(&mut *self.tx, name).await
+    }
+
+    /// Changes a node's sync row (the columns an observation changes),
+    /// written with the batch's others before the next other statement or
+    /// at commit.
+    pub(crate) fn stage_node_sync(&mut self, id: Uuid, sync: &NodeSync) {
+        self.node_syncs.stage(id, sync);
     }
 
     /// Locks (PostgreSQL: row lock until commit, so revisions become visible
@@ -116,19 +195,8 @@ impl WriteTx {
         if !self.dialect.batch_registrations {
             return Ok(());
         }
-        // Padded to a power of two by repeating the last name (harmless in
-        // `IN`), so the statement texts are few and prepared once.
-        let padded = names.len().next_power_of_two();
-        let last = names.last().copied().unwrap_or_default();
         let mut sql = Sql::new("SELECT name FROM clusters WHERE name IN ");
-        sql.bind_tuple(
-            names
-                .iter()
-                .copied()
-                .chain(std::iter::repeat(last))
-                .take(padded)
-                .map(Value::from),
-        );
+        bind_names(&mut sql, names);
         let rows = self.tx.fetch(&sql).await?;
         self.taken = Some(
             rows.iter()
@@ -160,6 +228,7 @@ impl WriteTx {
     /// Reads a cluster inside the transaction (locking its row on PostgreSQL).
     pub(crate) async fn load_cluster(&mut self, id: Uuid) -> Result<Option<Cluster>, StoreError> {
         self.flush_clusters().await?;
+        self.observations.write(&mut *self.tx).await?;
         let mut sql = Sql::new(format!(
             "SELECT {CLUSTER_COLUMNS} FROM clusters c WHERE c.id = "
         ));
@@ -197,31 +266,41 @@ impl WriteTx {
     pub(crate) async fn delete_cluster(&mut self, id: Uuid) -> Result<(), StoreError> {
         self.flush_clusters().await?;
         self.taken = None;
+        self.observations.write(&mut *self.tx).await?;
+        self.observations.forget();
         self.delete_labels(id).await?;
         let sql = Sql::new("DELETE FROM clusters WHERE id = $1").arg(id);
         self.tx.execute(&sql).await?;
         Ok(())
     }
 
-    /// Writes status, score and `last_seen_at`.
-    pub(crate) async fn update_status(
+    /// Notes the clusters the batch's health observations are of, so the
+    /// first one reads them all.
+    pub(crate) fn expect_observations(&mut self, ids: impl IntoIterator<Item = Uuid>) {
+        self.observations.expect(ids);
+    }
+
+    /// What an observation needs of cluster `id` (`None`: no such cluster),
+    /// with the batch's observations before it (see [`ObservationBatch`]).
+    /// Buffered registrations are not flushed first: their ids were made in
+    /// this batch, so no observation can name them.
+    pub(crate) async fn observed(&mut self, id: Uuid) -> Result<Option<Observed>, StoreError> {
+        self.observations
+            .read(&mut *self.tx, self.dialect, id)
+            .await
+    }
+
+    /// Records a health observation of cluster `id`: status, score and
+    /// `last_seen_at`, plus a history sample taken at `sample_at` when
+    /// given; written with the batch's others.
+    pub(crate) fn stage_observation(
         &mut self,
         id: Uuid,
         status: &ClusterStatus,
         last_seen_at: Option<DateTime<Utc>>,
+        sample_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        self.flush_clusters().await?;
-        let sql = Sql::new(
-            "UPDATE clusters SET status = $2, state = $3, health_score = $4, last_seen_at = $5 \
-             WHERE id = $1",
-        )
-        .arg(id)
-        .arg(Value::json(status)?)
-        .arg(state_str(status))
-        .arg(status.health_score)
-        .arg(last_seen_at);
-        self.tx.execute(&sql).await?;
-        Ok(())
+        self.observations.stage(id, status, last_seen_at, sample_at)
     }
 
     /// Writes capabilities and their indexed columns.
@@ -242,43 +321,6 @@ impl WriteTx {
         .arg(caps.gpu_count)
         .arg(caps.has_cnf)
         .arg(platform_version);
-        self.tx.execute(&sql).await?;
-        Ok(())
-    }
-
-    /// When the newest health history sample of a cluster was taken.
-    pub(crate) async fn last_history_at(
-        &mut self,
-        id: Uuid,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let sql = Sql::new(
-            "SELECT checked_at FROM cluster_health_history WHERE cluster_id = $1 \
-             ORDER BY checked_at DESC LIMIT 1",
-        )
-        .arg(id);
-        self.tx
-            .fetch_optional(&sql)
-            .await?
-            .map(|row| row.get_at(0))
-            .transpose()
-    }
-
-    /// Appends a health history sample.
-    pub(crate) async fn append_history(
-        &mut self,
-        id: Uuid,
-        status: &ClusterStatus,
-        checked_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let sql = Sql::new(
-            "INSERT INTO cluster_health_history (cluster_id, status, state, health_score, checked_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .arg(id)
-        .arg(Value::json(status)?)
-        .arg(state_str(status))
-        .arg(status.health_score)
-        .arg(checked_at);
         self.tx.execute(&sql).await?;
         Ok(())
     }
@@ -507,7 +549,7 @@ impl WriteTx {
     /// Writes what is buffered and commits durably; then publishes the new
     /// audit chain head.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
-        self.flush_clusters().await?;
+        self.flush_all().await?;
         let events = std::mem::take(&mut self.events);
         let head = format!("INSERT INTO changes ({EVENT_COLUMNS}) VALUES ");
         self.insert_rows(&head, events).await?;
@@ -518,25 +560,20 @@ impl WriteTx {
         Ok(())
     }
 
-    /// `INSERT … VALUES (…), (…)` in chunks of power-of-two sizes: a table
-    /// has at most a handful of statement texts, so both engines prepare each
-    /// once per connection and reuse it (a text per batch size would be parsed
-    /// and planned again for almost every batch).
+    /// `INSERT … VALUES (…), (…)` (see [`write_rows`]).
     async fn insert_rows(&mut self, head: &str, rows: Vec<Vec<Value>>) -> Result<(), StoreError> {
-        let mut rows = rows.into_iter().peekable();
-        let mut left = rows.len();
-        while left > 0 {
-            let chunk = chunk_size(left);
-            left -= chunk;
-            let mut sql = Sql::new(head);
-            for (i, row) in rows.by_ref().take(chunk).enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind_tuple(row);
-            }
-            self.tx.execute(&sql).await?;
-        }
+        write_rows(&mut *self.tx, head, rows, "").await
+    }
+
+    /// Writes everything buffered (registrations, staged node sync rows and
+    /// observations) before another statement, which may change the rows
+    /// read.
+    async fn flush_all(&mut self) -> Result<(), StoreError> {
+        self.flush_clusters().await?;
+        self.node_syncs.write(&mut *self.tx).await?;
+        self.node_syncs.forget();
+        self.observations.write(&mut *self.tx).await?;
+        self.observations.forget();
         Ok(())
     }
 
@@ -617,7 +654,7 @@ mod tests {
             let mut sizes = Vec::new();
             while left > 0 {
                 let chunk = super::chunk_size(left);
-                assert!(chunk.is_power_of_two() && chunk <= super::ROWS_PER_INSERT);
+                assert!(chunk.is_power_of_two() && chunk <= super::ROWS_PER_STATEMENT);
                 left -= chunk;
                 sizes.push(chunk);
             }

@@ -1,5 +1,6 @@
 //! [`Caddy`]: a real Caddy of one test's own (`caddy run` in a temp dir, the
-//! admin API on a free loopback port), to load rendered configurations into.
+//! admin API on a free loopback port), to load rendered configurations into,
+//! and to kill and restart (with what it last loaded) as a crash would.
 //!
 //! DESIGN.md's skip rule: no `caddy` binary, or one that does not start, is a
 //! `SKIP:` unless `FLEETREG_REQUIRE_CADDY=1` ([`REQUIRE_CADDY_ENV`]), where it
@@ -88,6 +89,47 @@ impl Caddy {
     /// Whether the process still runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills Caddy (as a crash would), keeping its directory and admin
+    /// address; [`Caddy::restart`] brings it back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts Caddy again (after [`Caddy::stop`]; a running one is stopped
+    /// first) with the configuration it last loaded (`caddy run --resume`:
+    /// its autosave, else the initial one), as a supervisor restarting it
+    /// would, and waits until its admin API answers.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.child = spawn(self.dir.path(), &["--resume"])?;
+        self.wait_ready()
+    }
+
+    /// Waits until the admin API answers; kills Caddy when it exits or does
+    /// not answer in time.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if self.config().is_ok() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("caddy exited ({status}): {}", self.log()));
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = wait_exit(&mut self.child, Duration::from_secs(5));
+                return Err(format!(
+                    "the admin API at {} did not answer within {PATIENCE:?}: {}",
+                    self.admin,
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -223,40 +265,35 @@ fn start() -> Result<Caddy, String> {
         json!({ "admin": { "listen": admin } }).to_string(),
     )
     .map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(dir.path().join("caddy.log")).map_err(|e| e.to_string())?;
-    let child = Command::new("caddy")
+    let child = spawn(dir.path(), &[])?;
+    let mut caddy = Caddy { dir, child, admin };
+    caddy.wait_ready()?;
+    Ok(caddy)
+}
+
+/// `caddy run --config DIR/initial.json EXTRA` in `dir`, its `HOME` and XDG
+/// directories inside it, its output appended to `DIR/caddy.log`.
+fn spawn(dir: &Path, extra: &[&str]) -> Result<Child, String> {
+    let home = dir.join("home");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("caddy.log"))
+        .map_err(|e| e.to_string())?;
+    Command::new("caddy")
         .arg("run")
         .arg("--config")
-        .arg(&initial)
+        .arg(dir.join("initial.json"))
+        .args(extra)
         .env("HOME", &home)
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_CONFIG_HOME", home.join("config"))
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .spawn()
-        .map_err(|e| format!("cannot start caddy: {e}"))?;
-    let mut caddy = Caddy { dir, child, admin };
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if caddy.config().is_ok() {
-            return Ok(caddy);
-        }
-        if let Ok(Some(status)) = caddy.child.try_wait() {
-            return Err(format!("caddy exited ({status}): {}", caddy.log()));
-        }
-        if Instant::now() >= deadline {
-            let _ = caddy.child.kill();
-            let _ = wait_exit(&mut caddy.child, Duration::from_secs(5));
-            return Err(format!(
-                "the admin API at {} did not answer within {PATIENCE:?}: {}",
-                caddy.admin,
-                caddy.log()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .map_err(|e| format!("cannot start caddy: {e}"))
 }
 
 #[cfg(test)]
@@ -283,6 +320,14 @@ mod tests {
             } } } },
         });
         caddy.load(&config).expect("load");
+        assert_eq!(caddy.config().unwrap(), config);
+        let answer = crate::spawn::http_get(&format!("http://127.0.0.1:{port}"), "/").unwrap();
+        assert!(answer.ends_with("hi"), "{answer}");
+        // Killed and restarted, it serves what it last loaded.
+        caddy.stop();
+        assert!(!caddy.is_running());
+        assert!(crate::spawn::http_get(&format!("http://127.0.0.1:{port}"), "/").is_none());
+        caddy.restart().expect("restart");
         assert_eq!(caddy.config().unwrap(), config);
         let answer = crate::spawn::http_get(&format!("http://127.0.0.1:{port}"), "/").unwrap();
         assert!(answer.ends_with("hi"), "{answer}");

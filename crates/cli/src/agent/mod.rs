@@ -1,6 +1,8 @@
 //! `fleetreg agent`: the program on each edge node (issue 13 item 5). It
 //! keeps one long-lived connection to
-//! `GET /api/v1/nodes/{node}/config/stream?applied=N`; for each `config`
+//! `GET /api/v1/nodes/{node}/config/stream?applied=N` (HTTP/2, which
+//! also carries the acknowledgements; HTTP/1.1 where the server does not
+//! speak it); for each `config`
 //! frame whose revision differs from the one applied it renders the node's
 //! files (`fleetreg_model::render_file_set`), writes them atomically into the output
 //! directory, updates the hosts file's fleetreg block, reloads the proxy
@@ -174,7 +176,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         );
         connect.token = Some(token.to_owned());
     }
-    let mut servers = vec![session::Server::new(Client::from_args(&connect)?)];
+    let mut servers = vec![session::Server::new(&connect)?];
     for url in args
         .fallback_servers
         .iter()
@@ -182,7 +184,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     {
         let mut fallback = connect.clone();
         fallback.server = Some(crate::client::check_server_url(url, "--fallback-server")?);
-        servers.push(session::Server::new(Client::from_args(&fallback)?));
+        servers.push(session::Server::new(&fallback)?);
     }
     let mut caddy = CaddyOptions::default();
     if !args.caddy_listen.is_empty() {

@@ -4,14 +4,21 @@
 //! With fallback servers (replicas of one deployment) each reconnect tries
 //! the next server in turn, and acknowledgements and heartbeats go to the
 //! server the stream was last opened on.
+//!
+//! The stream and the acknowledgements share one HTTP/2 connection (prior
+//! knowledge on `http://`, ALPN on `https://`), which costs the server about
+//! half the memory of two HTTP/1.1 connections. A plain-HTTP server (or
+//! proxy) that does not speak HTTP/2 is talked to over HTTP/1.1 instead,
+//! decided again at each connect.
 
 use super::node::{ConfigDocument, NodeAgent, Outcome};
 use super::stream::{FrameReader, IDLE_LIMIT, MAX_FRAME_BYTES};
 use super::{get_json, log, one_line, read_limited, OnceFailed};
-use crate::client::Client;
+use crate::client::{Client, ConnectArgs, ServerError, Transport, Unreachable};
 use rand::Rng;
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -69,24 +76,93 @@ impl Backoff {
     }
 }
 
-/// A server the agent may stream from: its client and its URL (for the log).
+/// A server the agent may stream from: its clients and its URL (for the log).
 pub struct Server {
-    /// The client (the agent's token, this server's URL).
-    pub client: Client,
+    /// HTTP/2 (the agent's token, this server's URL).
+    http2: Client,
+    /// HTTP/1.1, for a plain-HTTP server that does not speak HTTP/2.
+    http1: Client,
+    /// Whether the last connect found HTTP/1.1 only.
+    http1_only: AtomicBool,
     /// The server's URL.
     pub url: String,
 }
 
 impl Server {
-    /// `client`'s server.
-    pub fn new(client: Client) -> Server {
-        let url = client
+    /// The server `connect` names.
+    pub fn new(connect: &ConnectArgs) -> anyhow::Result<Server> {
+        let http2 = Client::from_args_over(connect, Transport::Http2)?;
+        let url = http2
             .request_unbounded(Method::GET, "")
             .build()
             .map(|request| request.url().as_str().trim_end_matches('/').to_owned())
             .unwrap_or_default();
-        Server { client, url }
+        Ok(Server {
+            http2,
+            http1: Client::from_args_over(connect, Transport::Http1)?,
+            http1_only: AtomicBool::new(false),
+            url,
+        })
     }
+
+    /// The client of the protocol the last connect found.
+    fn client(&self) -> &Client {
+        if self.http1_only.load(Ordering::Relaxed) {
+            &self.http1
+        } else {
+            &self.http2
+        }
+    }
+
+    /// `call` over HTTP/2, and over HTTP/1.1 when that connected but got no
+    /// answer (a server or proxy that does not speak HTTP/2 closes the
+    /// connection or answers in HTTP/1.1); remembers which one answered.
+    async fn first_answer<'a, T, F>(&'a self, call: impl Fn(&'a Client) -> F) -> anyhow::Result<T>
+    where
+        F: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        let error = match call(&self.http2).await {
+            Ok(value) => {
+                self.set_http1_only(false);
+                return Ok(value);
+            }
+            Err(error) if answered(&error) => {
+                self.set_http1_only(false);
+                return Err(error);
+            }
+            // HTTP/1.1 would not connect either.
+            Err(error) if not_connected(&error) => return Err(error),
+            Err(error) => error,
+        };
+        match call(&self.http1).await {
+            Err(again) if !answered(&again) => Err(error),
+            result => {
+                self.set_http1_only(true);
+                result
+            }
+        }
+    }
+
+    fn set_http1_only(&self, http1_only: bool) {
+        if self.http1_only.swap(http1_only, Ordering::Relaxed) != http1_only && http1_only {
+            log(format!(
+                "{} does not speak HTTP/2; using HTTP/1.1 (one connection for the stream, one for acknowledgements)",
+                self.url
+            ));
+        }
+    }
+}
+
+/// Whether the server answered (an error envelope).
+fn answered(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<ServerError>().is_some()
+}
+
+/// Whether no connection could be made at all.
+fn not_connected(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<Unreachable>()
+        .is_some_and(|unreachable| unreachable.connect)
 }
 
 fn ack_path(node: &str) -> String {
@@ -112,9 +188,12 @@ pub async fn once(servers: &[Server], mut agent: NodeAgent) -> anyhow::Result<()
     let path = format!("/api/v1/nodes/{}/config", agent.node());
     let mut answer = None;
     for (index, server) in servers.iter().enumerate() {
-        match get_json(&server.client, &path, MAX_FRAME_BYTES).await {
+        match server
+            .first_answer(|client| get_json(client, &path, MAX_FRAME_BYTES))
+            .await
+        {
             Ok(got) => {
-                answer = Some((got, &server.client));
+                answer = Some((got, server.client()));
                 break;
             }
             Err(error) if index + 1 < servers.len() => {
@@ -201,7 +280,7 @@ async fn report(
             }
         };
         let server = &servers[(*current.borrow()).min(servers.len() - 1)];
-        match post_ack(&server.client, &node, &body).await {
+        match post_ack(server.client(), &node, &body).await {
             Ok(()) => {
                 ticks.reset();
                 if std::mem::take(&mut failing) {
@@ -256,7 +335,7 @@ async fn connect_loop(
     };
     let mut index = 0;
     loop {
-        let ended = match connect(&servers[index].client, &agent).await {
+        let ended = match connect(&servers[index], &agent).await {
             Err(reason) => Ended::NotConnected(reason),
             Ok(response) => {
                 backoff.reset();
@@ -328,17 +407,17 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 }
 
 /// Opens the stream from the revision applied.
-async fn connect(client: &Client, agent: &NodeAgent) -> Result<reqwest::Response, String> {
-    let mut request = client.request_unbounded(
-        Method::GET,
-        &format!("/api/v1/nodes/{}/config/stream", agent.node()),
-    );
-    if let Some(revision) = agent.applied() {
-        request = request.query(&[("applied", revision)]);
-    }
-    request = request.header(reqwest::header::ACCEPT, "text/event-stream");
-    client
-        .send_raw(request)
+async fn connect(server: &Server, agent: &NodeAgent) -> Result<reqwest::Response, String> {
+    let path = format!("/api/v1/nodes/{}/config/stream", agent.node());
+    server
+        .first_answer(|client| {
+            let mut request = client.request_unbounded(Method::GET, &path);
+            if let Some(revision) = agent.applied() {
+                request = request.query(&[("applied", revision)]);
+            }
+            request = request.header(reqwest::header::ACCEPT, "text/event-stream");
+            client.send_raw(request)
+        })
         .await
         .map_err(|error| one_line(&error))
 }

@@ -6,8 +6,10 @@
 //! `--once` for cron, its failures reported to the server; when Caddy is
 //! installed, an agent loading a real Caddy through its admin API; an agent
 //! moving to another replica (PostgreSQL) when its server dies; a
-//! reconciliation repairing a hand-edited file; and failover with real
-//! agents, there and back.
+//! reconciliation repairing a hand-edited file; failover with real
+//! agents, there and back, also when the HTTP check through a VPS fails
+//! (real Caddy); and one HTTP/2 connection per agent, HTTP/1.1
+//! (two connections, and `--once`) through a proxy without HTTP/2.
 
 use crate::common::{ADMIN_TOKEN, FLEETREG};
 use fleetreg_testkit::free_port;
@@ -100,11 +102,17 @@ impl Api {
     /// Registers the VPS `name`, overlay `100.68.225.N` and public
     /// `45.8.133.(N+100)`, in `region` at `provider`.
     fn register_vps(&self, name: &str, n: u8, region: &str, provider: &str) {
+        let public = format!("45.8.133.{}", u16::from(n) + 100);
+        self.register_vps_at(name, n, &public, region, provider);
+    }
+
+    /// Registers the VPS `name`, overlay `100.68.225.N` and public `public`,
+    /// in `region` at `provider`.
+    fn register_vps_at(&self, name: &str, n: u8, public: &str, region: &str, provider: &str) {
         self.post(
             "/api/v1/nodes",
             json!({"name": name, "kind": "vps", "overlay_address": format!("100.68.225.{n}"),
-                   "public_address": format!("45.8.133.{}", u16::from(n) + 100),
-                   "region": region, "provider": provider}),
+                   "public_address": public, "region": region, "provider": provider}),
         );
     }
 
@@ -178,6 +186,11 @@ impl Fleet {
 
     /// The fleet registered on `server`, whose files are in `dir`.
     fn register(dir: TempDir, server: Server) -> Fleet {
+        Fleet::register_with(dir, server, "45.8.133.192")
+    }
+
+    /// [`Fleet::register`] with `vps1_public` as vps1's public address.
+    fn register_with(dir: TempDir, server: Server, vps1_public: &str) -> Fleet {
         let api = Api::new(&server.url);
         api.post(
             "/api/v1/domains",
@@ -187,7 +200,7 @@ impl Fleet {
             "/api/v1/nodes",
             json!({"name": "laptop1", "kind": "laptop", "overlay_address": "100.86.112.112", "user": "vinay"}),
         );
-        api.register_vps("vps1", 92, "eu", "contabo");
+        api.register_vps_at("vps1", 92, vps1_public, "eu", "contabo");
         api.post(
             "/api/v1/services",
             json!({"name": "immich", "subdomain": "photos", "upstreams": ["127.0.0.1:2283"]}),
@@ -640,19 +653,7 @@ fn an_agent_loads_caddy() {
         &[],
     );
     fleet.wait_applied("vps1", &out, &agent);
-    let get = |host: &str| -> Option<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            stream,
-            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        Some(answer)
-    };
+    let get = |host: &str| get_through("127.0.0.1", http_port, host);
     wait_until(PATIENCE, "caddy to route photos.curiios.com", || {
         get("photos.curiios.com").is_some_and(|a| a.ends_with("from first"))
     });
@@ -666,6 +667,22 @@ fn an_agent_loads_caddy() {
     });
     let log = agent.stop();
     assert!(!log.contains("failed"), "{log}");
+}
+
+/// `GET /` with `Host: host` sent to `address:port` (a proxy): the whole
+/// answer, or `None` when it cannot be had.
+fn get_through(address: &str, port: u16, host: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect((address, port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
 }
 
 /// A tiny HTTP upstream on loopback answering `from NAME` to everything.
@@ -930,4 +947,342 @@ fn failover_follows_a_dead_agent_and_back() {
         let log = agent.stop();
         assert!(!log.contains("failed"), "{log}");
     }
+}
+
+/// Health-driven failover by the HTTP check (issue 13 item 10): two VPS
+/// nodes at public addresses 127.0.0.2 and 127.0.0.3, each agent driving a
+/// Caddy of its own listening there on one shared port (the server checks
+/// that port every second, down after 2 failures), a primary-backup service.
+/// VPS1's Caddy dies while its agent keeps heartbeating: the route moves to
+/// VPS2 (`ROUTING_FAILOVER`, reason `check_failed`), whose Caddy then serves
+/// the hostname; `sync health` says why VPS1 is down. Its Caddy comes back
+/// (with the configuration it last loaded, as a supervisor restarts it): the
+/// route moves back (`check_passed`).
+#[test]
+fn an_http_check_failure_fails_over_and_back() {
+    let Some(mut caddy1) = fleetreg_testkit::caddy() else {
+        return;
+    };
+    let Some(caddy2) = fleetreg_testkit::caddy() else {
+        return;
+    };
+    let port = free_port();
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("fleetreg.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster_registry:\n  edge:\n    controller_tick_ms: 200\n    http_check:\n      \
+             interval_seconds: 1\n      timeout_ms: 500\n      failures: 2\n      port: {port}\n"
+        ),
+    )
+    .unwrap();
+    // Not `serve()`: its --no-health-checks would turn the check off.
+    let database = sqlite(dir.path());
+    let server = Server::start_with(
+        FLEETREG,
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &database,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let fleet = Fleet::register_with(dir, server, "127.0.0.2");
+    let api = &fleet.api;
+    api.register_vps_at("vps2", 93, "127.0.0.3", "us", "digitalocean");
+    let upstream = Upstream::start("immich");
+    api.set_upstreams(json!([upstream.address]));
+    api.put(
+        "/api/v1/routing/immich",
+        json!({"domains": ["curiios.com"], "nodes": ["vps1", "vps2"], "strategy": "primary-backup"}),
+    );
+    fleet.create_token("vps2");
+    let start_agent = |node: &str, caddy: &fleetreg_testkit::Caddy, address: &str| {
+        let admin = format!("http://{}", caddy.admin_listen());
+        let listen = format!("{address}:{port}");
+        let flags = [
+            "--caddy-admin",
+            &admin,
+            "--caddy-listen",
+            &listen,
+            "--no-https",
+            "--heartbeat-seconds",
+            "1",
+        ];
+        fleet.agent(node, &flags, &[])
+    };
+    let (vps1, vps1_out) = start_agent("vps1", &caddy1, "127.0.0.2");
+    let (vps2, vps2_out) = start_agent("vps2", &caddy2, "127.0.0.3");
+    fleet.wait_applied("vps1", &vps1_out, &vps1);
+    fleet.wait_applied("vps2", &vps2_out, &vps2);
+    let host = "photos.curiios.com";
+    let serving = || {
+        let table = api.get("/api/v1/routes");
+        table["routes"]
+            .as_array()
+            .and_then(|routes| routes.iter().find(|r| r["hostname"] == host))
+            .and_then(|r| r["serving"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let through = |address: &str| {
+        get_through(address, port, host).is_some_and(|a| a.ends_with("from immich"))
+    };
+    // Both proxies answer the check: up, vps1 serves.
+    wait_until(PATIENCE, "both nodes up and checked", || {
+        ["vps1", "vps2"].iter().all(|n| {
+            let sync = api.sync(n);
+            sync["up"] == true && sync["check_ok"] == true
+        })
+    });
+    assert_eq!(serving(), "vps1");
+    wait_until(PATIENCE, "vps1's Caddy serving the hostname", || {
+        through("127.0.0.2")
+    });
+    let after = api.get("/api/v1/events?limit=1")["latest_revision"]
+        .as_i64()
+        .unwrap();
+
+    // VPS1's Caddy dies; its agent lives on.
+    caddy1.stop();
+    let took = wait_until(Duration::from_secs(15), "the failover to vps2", || {
+        serving() == "vps2"
+    });
+    eprintln!(
+        "the route moved to vps2 {} ms after vps1's Caddy died",
+        took.as_millis()
+    );
+    wait_until(PATIENCE, "vps2's Caddy serving the hostname", || {
+        through("127.0.0.3")
+    });
+    let sync = api.sync("vps1");
+    assert_eq!(sync["up"], false, "{sync}");
+    assert_eq!(sync["check_ok"], false, "{sync}");
+    assert_eq!(sync["heartbeat_ok"], true, "{sync}");
+    let error = sync["check_error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        error.starts_with(&format!("connect to 127.0.0.2:{port}: ")),
+        "{sync}"
+    );
+    let health = fleet.server.ok(&["sync", "health"]);
+    assert!(
+        health.contains(&format!("down for routing: check failed: {error}")),
+        "{health}"
+    );
+    let moves = |after: i64| -> Vec<(String, String, String)> {
+        let page = api.get(&format!(
+            "/api/v1/events?type=ROUTING_FAILOVER&after={after}&limit=100"
+        ));
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let text = |k: &str| e["payload"][k].as_str().unwrap_or_default().to_owned();
+                (text("from"), text("to"), text("reason"))
+            })
+            .collect()
+    };
+    let failed_over = moves(after);
+    assert_eq!(
+        failed_over,
+        [("vps1".into(), "vps2".into(), "check_failed".into())]
+    );
+
+    // It comes back with what it last loaded: the route moves back.
+    let after = api.get("/api/v1/events?limit=1")["latest_revision"]
+        .as_i64()
+        .unwrap();
+    caddy1.restart().expect("caddy restarts");
+    let took = wait_until(Duration::from_secs(15), "the move back to vps1", || {
+        serving() == "vps1"
+    });
+    eprintln!(
+        "the route moved back {} ms after vps1's Caddy restarted",
+        took.as_millis()
+    );
+    assert_eq!(
+        moves(after),
+        [("vps2".into(), "vps1".into(), "check_passed".into())]
+    );
+    fleet.wait_applied("vps1", &vps1_out, &vps1);
+    wait_until(PATIENCE, "vps1's Caddy serving the hostname again", || {
+        through("127.0.0.2")
+    });
+    let sync = api.sync("vps1");
+    assert!(
+        sync["up"] == true && sync["check_error"].is_null(),
+        "{sync}"
+    );
+    // vps1's agent could not load the failover's configuration into a dead
+    // Caddy (reported, retried); vps2's had nothing to fail.
+    vps1.stop();
+    let log = vps2.stop();
+    assert!(!log.contains("failed"), "{log}");
+    drop(caddy2);
+}
+
+/// The established TCP connections process `pid` holds to `port` on
+/// 127.0.0.1 (its socket descriptors, looked up in `/proc/net/tcp`).
+fn connections_to(pid: u32, port: u16) -> usize {
+    let sockets: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let remote = format!("0100007F:{port:04X}");
+    read(Path::new("/proc/net/tcp"))
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 9 && f[2] == remote && f[3] == "01" && sockets.contains(f[9]))
+        .count()
+}
+
+/// A plain-HTTP proxy to a server that speaks HTTP/1.1 only, as a server or
+/// proxy from before HTTP/2 would: the HTTP/2 preface gets an HTTP/1.1 error
+/// and a closed connection; anything else is passed to `upstream`.
+struct Http1OnlyProxy {
+    url: String,
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Http1OnlyProxy {
+    fn start(upstream: u16) -> Http1OnlyProxy {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(mut client) = client else { continue };
+                std::thread::spawn(move || {
+                    let mut start = [0u8; 3];
+                    if client.peek(&mut start).is_ok_and(|n| n > 0) && &start == b"PRI" {
+                        let _ = client.write_all(
+                            b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
+                    let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                        return;
+                    };
+                    let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    };
+                    let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    std::thread::spawn(move || pipe(c, s));
+                    pipe(server, client);
+                });
+            }
+        });
+        Http1OnlyProxy {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            stop,
+        }
+    }
+}
+
+impl Drop for Http1OnlyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// The port of a `http://127.0.0.1:PORT` URL.
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn one_http2_connection_per_agent_and_http1_where_the_server_has_none() {
+    let fleet = Fleet::start();
+    let api = &fleet.api;
+    let server_port = port_of(&fleet.server.url);
+    let heartbeats = |node: &str| {
+        let before = api.sync(node)["last_heartbeat_at"].clone();
+        wait_until(PATIENCE, "a heartbeat", || {
+            api.sync(node)["last_heartbeat_at"] != before
+        });
+    };
+
+    // The stream, the acknowledgement and the heartbeats on one connection.
+    let (agent, out) = fleet.agent("laptop1", &["--heartbeat-seconds", "1"], &[]);
+    fleet.wait_applied("laptop1", &out, &agent);
+    heartbeats("laptop1");
+    assert_eq!(
+        connections_to(agent.child.id(), server_port),
+        1,
+        "{}",
+        agent.log_text()
+    );
+    let log = agent.stop();
+    assert!(!log.contains("HTTP/1.1"), "{log}");
+
+    // A server without HTTP/2: the same over HTTP/1.1, a connection for the
+    // stream and one kept for acknowledgements.
+    let proxy = Http1OnlyProxy::start(server_port);
+    let (agent, out) = fleet.agent(
+        "vps1",
+        &["--heartbeat-seconds", "1", "--server", &proxy.url],
+        &[],
+    );
+    fleet.wait_applied("vps1", &out, &agent);
+    heartbeats("vps1");
+    wait_until(PATIENCE, "two connections", || {
+        connections_to(agent.child.id(), proxy.port) == 2
+    });
+    let log = agent.stop();
+    assert!(
+        log.contains(&format!(
+            "{} does not speak HTTP/2; using HTTP/1.1",
+            proxy.url
+        )),
+        "{log}"
+    );
+    // And --once.
+    let laptop_out = fleet.path("once-out");
+    let token = fleet.token("laptop1");
+    let run = Run::of(fleet.server.command().args([
+        "agent",
+        "--once",
+        "--node",
+        "laptop1",
+        "--out-dir",
+        laptop_out.to_str().unwrap(),
+        "--token-file",
+        token.to_str().unwrap(),
+        "--server",
+        &proxy.url,
+    ]));
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(applied(&laptop_out), Some(api.desired("laptop1")));
+    assert_eq!(
+        api.sync("laptop1")["applied_revision"],
+        api.desired("laptop1")
+    );
 }

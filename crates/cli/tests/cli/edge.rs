@@ -375,6 +375,31 @@ fn the_seeds_setup_views_exports_and_refusals() {
 }
 
 /// An annotated Kubernetes Service of the simulated cluster.
+/// `sync reconcile --every 4h` is stored by the server: `sync health` shows
+/// it, also after a restart (whose configuration still says hourly).
+#[test]
+fn the_reconcile_interval_survives_a_restart() {
+    let dir = TempDir::new().unwrap();
+    let server = Server::start(FLEETREG, dir.path(), "edge.db");
+    let health = server.ok(&["sync", "health"]);
+    assert!(
+        health.contains("\nReconciliation: every 1h (server configuration), "),
+        "{health}"
+    );
+    server.ok(&["sync", "reconcile", "--every", "4h"]);
+    server.stop();
+
+    let server = Server::start(FLEETREG, dir.path(), "edge.db");
+    let health = server.ok(&["sync", "health"]);
+    assert!(
+        health.contains("\nReconciliation: every 4h (set by sync reconcile --every), next in 3h"),
+        "{health}"
+    );
+    let json = server.json(&["sync", "health"]);
+    assert_eq!(json["reconcile"]["every_seconds"], 14_400, "{json}");
+    assert_eq!(json["reconcile"]["source"], "stored", "{json}");
+}
+
 fn exposed(namespace: &str, name: &str, annotations: &[(&str, &str)]) -> ServiceSpec {
     let mut all = BTreeMap::from([("fleetreg.io/expose".to_owned(), "true".to_owned())]);
     for (k, v) in annotations {

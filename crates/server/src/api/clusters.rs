@@ -69,7 +69,10 @@ pub async fn create(
         .store
         .insert_cluster(new, &audit_of(&headers, peer))
         .await?;
-    if state.health.discovery.on_registration {
+    // With the health scheduler running, it discovers the cluster after its
+    // first check that reaches the API server (health/scheduler.rs): an
+    // unreachable cluster is not discovered in vain.
+    if state.health.discovery.on_registration && !state.health.config.enabled {
         discover_in_background(&state, cluster.clone());
     }
     let location = HeaderValue::from_str(&format!("/api/v1/clusters/{}", cluster.id)).ok();
@@ -269,9 +272,9 @@ pub async fn history(
     ))
 }
 
-/// Discovery after a registration (`discovery.on_registration`): runs after the
-/// 201 is sent (cancelled when the server stops); a failure is only logged
-/// (the cluster stays registered).
+/// Discovery after a registration (`discovery.on_registration`) when health
+/// checks are off: runs after the 201 is sent (cancelled when the server
+/// stops); a failure is only logged (the cluster stays registered).
 fn discover_in_background(state: &AppState, cluster: Cluster) {
     let (store, health) = (state.store.clone(), state.health.clone());
     state.health.background.spawn(async move {

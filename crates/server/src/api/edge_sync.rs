@@ -1,6 +1,7 @@
 //! The seed's sync-controller commands over HTTP: every node's sync health
-//! (`sync-controller.sh health`), a manual push (`push`) and the
-//! reconciliation (`reconcile [hours]`).
+//! (`sync-controller.sh health`, with the reconciliation schedule), a manual
+//! push (`push`) and the reconciliation (`reconcile [hours]`; the interval is
+//! stored, so every replica and restart uses it).
 
 use super::audit_of;
 use super::edge::label_in_path;
@@ -12,9 +13,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use fleetreg_model::{DnsLabel, ErrorCode, NodeSync, PushReason};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 use utoipa::ToSchema;
 
 /// Longest reconciliation interval accepted (a week).
@@ -30,11 +31,57 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/sync/reconcile", post(reconcile))
 }
 
-/// Every node's sync state.
+/// Every node's sync state, and the periodic reconciliation.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncHealth {
     /// Laptops first, then VPS nodes, by name.
     pub items: Vec<NodeSync>,
+    /// How often and when next every node is sent its full configuration.
+    pub reconcile: ReconcileStatus,
+}
+
+/// Where the reconciliation interval comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IntervalSource {
+    /// Set by `POST /api/v1/sync/reconcile` (`fleetreg sync reconcile
+    /// --every`), stored for every replica.
+    Stored,
+    /// The configuration file's `edge.reconcile_seconds` (nothing stored).
+    Config,
+}
+
+/// The periodic reconciliation, as stored (the same on every replica).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconcileStatus {
+    /// How often, in seconds; 0: never (only on request).
+    pub every_seconds: u64,
+    /// Where `every_seconds` comes from.
+    pub source: IntervalSource,
+    /// The last full reconciliation (before the first: when the controller
+    /// started the schedule); null before that.
+    pub last_at: Option<DateTime<Utc>>,
+    /// When the next one is due; null when off or not scheduled yet.
+    pub next_at: Option<DateTime<Utc>>,
+    /// Seconds from now (the server's clock) to `next_at`; 0 when due.
+    pub next_in_seconds: Option<u64>,
+}
+
+/// The stored reconciliation schedule as this replica applies it.
+async fn reconcile_status(state: &AppState) -> Result<ReconcileStatus, ApiError> {
+    let schedule = state.store.reconcile_schedule().await?;
+    let next_at = state.edge.next_at(&schedule);
+    let now = state.clock.now();
+    Ok(ReconcileStatus {
+        every_seconds: state.edge.every(&schedule).as_secs(),
+        source: match schedule.every_seconds {
+            Some(_) => IntervalSource::Stored,
+            None => IntervalSource::Config,
+        },
+        last_at: schedule.reconciled_at,
+        next_at,
+        next_in_seconds: next_at.map(|next| (next - now).num_seconds().max(0).unsigned_abs()),
+    })
 }
 
 /// `POST /api/v1/sync/push`.
@@ -81,6 +128,7 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Resul
 pub async fn health(State(state): State<AppState>) -> Result<Json<SyncHealth>, ApiError> {
     Ok(Json(SyncHealth {
         items: state.store.list_node_sync().await?,
+        reconcile: reconcile_status(&state).await?,
     }))
 }
 
@@ -106,13 +154,14 @@ pub async fn push(
         .await?;
     Ok(Json(Pushed {
         pushed: sent.into_iter().map(|s| s.node).collect(),
-        every_seconds: state.edge.reconcile_every().as_secs(),
+        every_seconds: reconcile_status(&state).await?.every_seconds,
     }))
 }
 
-/// Reconcile now: every node is sent its full configuration; with
-/// `every_seconds`, the periodic reconciliation runs that often from now on
-/// (until the server restarts, which goes back to `edge.reconcile_seconds`).
+/// Reconcile now: every node is sent its full configuration, and the next
+/// periodic reconciliation is an interval from now; with `every_seconds`,
+/// it runs that often from now on (stored: every replica and restart uses
+/// it instead of `edge.reconcile_seconds`; audited `sync.reconcile_interval`).
 #[utoipa::path(post, path = "/api/v1/sync/reconcile", tag = "edge", request_body = ReconcileRequest,
     responses((status = 200, body = Pushed), (status = 400, description = "VALIDATION_ERROR")))]
 pub async fn reconcile(
@@ -122,6 +171,7 @@ pub async fn reconcile(
     body: Bytes,
 ) -> Result<Json<Pushed>, ApiError> {
     let request: ReconcileRequest = optional_json(&body)?;
+    let audit = audit_of(&headers, peer);
     if let Some(every) = request.every_seconds {
         if !(MIN_RECONCILE_SECONDS..=MAX_RECONCILE_SECONDS).contains(&every) {
             return Err(ApiError::validation(
@@ -129,14 +179,17 @@ pub async fn reconcile(
                 format!("must be {MIN_RECONCILE_SECONDS} to {MAX_RECONCILE_SECONDS}"),
             ));
         }
-        state.edge.set_reconcile_every(Duration::from_secs(every));
+        state.store.set_reconcile_every(every, &audit).await?;
     }
     let sent = state
         .store
-        .reset_pushes(None, PushReason::Reconcile, &audit_of(&headers, peer))
+        .reset_pushes(None, PushReason::Reconcile, &audit)
         .await?;
+    // The interval or the schedule changed: this replica's controller
+    // reads them at its next tick.
+    state.edge.settings_changed();
     Ok(Json(Pushed {
         pushed: sent.into_iter().map(|s| s.node).collect(),
-        every_seconds: state.edge.reconcile_every().as_secs(),
+        every_seconds: reconcile_status(&state).await?.every_seconds,
     }))
 }

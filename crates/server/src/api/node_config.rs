@@ -148,8 +148,10 @@ pub async fn stream(
             .acknowledge(&node, NodeAck::default(), &audit_of(&headers, peer))
             .await?;
     }
-    // Subscribe before reading, so a change in between wakes the stream.
-    let signal = state.signals.subscribe(node.as_str());
+    // Wake-ups come by the node's id (its events' resource id). Subscribe
+    // before reading, so a change in between wakes the stream.
+    let id = state.store.get_node(&node).await?.id;
+    let signal = state.signals.subscribe(id);
     let first = config_frame(state.store.desired_config(&node).await?);
     let start = StreamState {
         state,

@@ -122,8 +122,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     gauge(
         &mut text,
         "edge-node",
-        state.store.list_node_sync(),
-        |nodes| edge_nodes_text(nodes),
+        state.store.count_node_sync(),
+        edge_nodes_text,
     )
     .await;
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
@@ -150,15 +150,14 @@ const EDGE_NODES: &str = "fleetreg_edge_nodes";
 /// See [`EDGE_NODES`].
 const EDGE_NODES_OUT_OF_SYNC: &str = "fleetreg_edge_nodes_out_of_sync";
 
-/// The edge node gauges in Prometheus text format.
-fn edge_nodes_text(nodes: &[fleetreg_model::NodeSync]) -> String {
+/// The edge node gauges in Prometheus text format (counted by the database).
+fn edge_nodes_text(counts: &fleetreg_store::NodeSyncCounts) -> String {
     let mut text =
         format!("# HELP {EDGE_NODES} Edge nodes by push-sync status.\n# TYPE {EDGE_NODES} gauge\n");
-    for status in fleetreg_model::NodeSyncStatus::ALL {
-        let count = nodes.iter().filter(|n| n.status == *status).count();
+    for (status, count) in &counts.by_status {
         text.push_str(&format!("{EDGE_NODES}{{status=\"{status}\"}} {count}\n"));
     }
-    let behind = nodes.iter().filter(|n| !n.in_sync()).count();
+    let behind = counts.out_of_sync;
     text.push_str(&format!(
         "# HELP {EDGE_NODES_OUT_OF_SYNC} Edge nodes whose applied revision is not the desired one.\n\
          # TYPE {EDGE_NODES_OUT_OF_SYNC} gauge\n\

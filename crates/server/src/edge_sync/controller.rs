@@ -3,16 +3,17 @@
 //! Every tick it marks silent nodes offline (their routes fail over in the
 //! same transaction), re-sends configurations not acknowledged in time with
 //! exponential backoff (3 retries, then the node is `failed`), and every
-//! `reconcile` interval re-sends every node's full configuration. All of its
-//! state that matters (attempts, statuses, revisions) is in the store, so a
+//! reconciliation interval re-sends every node's full configuration. All of
+//! its state that matters (attempts, statuses, revisions, the interval set
+//! at run time and when the last reconciliation ran) is in the store, so a
 //! restart or a new leader carries on; only the due times of retries are
 //! kept in memory and start afresh.
 
 use crate::settings::EdgeConfig;
-use chrono::Duration as ChronoDuration;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use fleetreg_model::{Audit, Clock, NodeSyncStatus, PushReason};
-use fleetreg_store::{Store, StoreError};
-use std::collections::HashMap;
+use fleetreg_store::{ReconcileSchedule, Store, StoreError};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -26,28 +27,62 @@ pub const MAX_PUSHES: u32 = 4;
 /// How long a controller lease lasts; renewed every tick.
 const LEASE: Duration = Duration::from_secs(10);
 
-/// What the API can change in a running controller.
+/// How long the leading controller uses the stored reconciliation settings
+/// before reading them again (another replica may have changed them; this
+/// replica's own changes are read at the next tick).
+const SETTINGS_REFRESH: Duration = Duration::from_secs(10);
+
+/// The reconciliation settings as this replica applies them: the stored
+/// interval, else the configuration's, and a wake-up of the local
+/// controller when the API changed what is stored.
 #[derive(Clone)]
 pub struct ControllerHandle {
-    every: Arc<watch::Sender<Duration>>,
+    default_every: Duration,
+    changed: Arc<watch::Sender<()>>,
+    /// Whether this replica's controller holds the lease now.
+    leading: Arc<watch::Sender<bool>>,
 }
 
 impl ControllerHandle {
-    /// A handle whose interval starts at `every`.
-    pub fn new(every: Duration) -> ControllerHandle {
+    /// A handle whose interval is `default_every` (`edge.reconcile_seconds`;
+    /// zero: no periodic reconciliation) unless one is stored.
+    pub fn new(default_every: Duration) -> ControllerHandle {
         ControllerHandle {
-            every: Arc::new(watch::Sender::new(every)),
+            default_every,
+            changed: Arc::new(watch::Sender::new(())),
+            leading: Arc::new(watch::Sender::new(false)),
         }
     }
 
-    /// The reconciliation interval now.
-    pub fn reconcile_every(&self) -> Duration {
-        *self.every.borrow()
+    /// Whether this replica's controller holds the lease, as it changes (the
+    /// edge HTTP check runs only there).
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
     }
 
-    /// Changes the reconciliation interval (`sync reconcile --every`).
-    pub fn set_reconcile_every(&self, every: Duration) {
-        self.every.send_replace(every);
+    /// The interval under `schedule`: the stored one, else the configuration's.
+    pub fn every(&self, schedule: &ReconcileSchedule) -> Duration {
+        schedule
+            .every_seconds
+            .map_or(self.default_every, Duration::from_secs)
+    }
+
+    /// When the next periodic reconciliation is due under `schedule`: an
+    /// interval after the last; `None` when off or not scheduled yet.
+    pub fn next_at(&self, schedule: &ReconcileSchedule) -> Option<DateTime<Utc>> {
+        let every = self.every(schedule);
+        if every.is_zero() {
+            return None;
+        }
+        schedule
+            .reconciled_at?
+            .checked_add_signed(ChronoDuration::from_std(every).ok()?)
+    }
+
+    /// Tells this replica's controller that the stored settings changed (it
+    /// reads them at its next tick; another replica's within 10 s).
+    pub fn settings_changed(&self) {
+        self.changed.send_replace(());
     }
 }
 
@@ -65,9 +100,11 @@ pub struct Controller {
     config: EdgeConfig,
     clock: Clock,
     holder: String,
-    every: watch::Receiver<Duration>,
+    handle: ControllerHandle,
+    changed: watch::Receiver<()>,
+    /// The stored schedule and when it was read; `None`: read it at once.
+    schedule: Option<(ReconcileSchedule, Instant)>,
     pending: HashMap<String, Due>,
-    last_reconcile: Instant,
     leading: bool,
 }
 
@@ -84,9 +121,10 @@ impl Controller {
             store,
             config,
             holder,
-            every: handle.every.subscribe(),
+            handle: handle.clone(),
+            changed: handle.changed.subscribe(),
+            schedule: None,
             pending: HashMap::new(),
-            last_reconcile: Instant::now(),
             leading: false,
         }
     }
@@ -110,6 +148,7 @@ impl Controller {
     /// Hands the lease back on shutdown (it expires now), so a restarted or
     /// another replica takes over at its next tick, not a lease later.
     async fn step_down(&self) {
+        self.handle.leading.send_replace(false);
         if self.leading {
             let release = self.store.claim_controller(&self.holder, self.clock.now());
             if tokio::time::timeout(Duration::from_secs(2), release)
@@ -141,7 +180,8 @@ impl Controller {
         if leading != self.leading {
             tracing::info!(holder = %self.holder, leading, "sync controller lease");
             self.leading = leading;
-            self.last_reconcile = Instant::now();
+            self.handle.leading.send_replace(leading);
+            self.schedule = None;
         }
         if !leading {
             self.pending.clear();
@@ -153,13 +193,18 @@ impl Controller {
             tracing::info!(%hostname, %from, %to, "route failed over");
         }
         self.retry_due().await?;
-        let every = *self.every.borrow();
-        if !every.is_zero() && self.last_reconcile.elapsed() >= every {
-            self.last_reconcile = Instant::now();
+        let schedule = self.schedule().await?;
+        if self
+            .handle
+            .next_at(&schedule)
+            .is_some_and(|next| now >= next)
+        {
             let sent = self
                 .store
                 .reset_pushes(None, PushReason::Reconcile, &Audit::system("reconcile"))
                 .await?;
+            // The reconciliation moved the schedule: read it again.
+            self.schedule = None;
             tracing::info!(
                 nodes = sent.len(),
                 "reconciliation: full state sent to every node"
@@ -168,16 +213,33 @@ impl Controller {
         Ok(())
     }
 
+    /// The stored reconciliation schedule: read when taking the lease, when
+    /// this replica changed it, and every [`SETTINGS_REFRESH`]; started when
+    /// the database has none yet.
+    async fn schedule(&mut self) -> Result<ReconcileSchedule, StoreError> {
+        let poked = self.changed.has_changed().unwrap_or(false);
+        if let Some((schedule, read)) = &self.schedule {
+            if !poked && read.elapsed() < SETTINGS_REFRESH {
+                return Ok(*schedule);
+            }
+        }
+        self.changed.mark_unchanged();
+        let mut schedule = self.store.reconcile_schedule().await?;
+        if schedule.reconciled_at.is_none() {
+            schedule = self.store.start_reconcile_schedule().await?;
+        }
+        self.schedule = Some((schedule, Instant::now()));
+        Ok(schedule)
+    }
+
+    /// Retries the pushes that are due, among the nodes a push is pending
+    /// for (only those are read: usually none).
     async fn retry_due(&mut self) -> Result<(), StoreError> {
-        let nodes = self.store.list_node_sync().await?;
-        self.pending
-            .retain(|name, _| nodes.iter().any(|n| n.node.as_str() == name));
+        let nodes = self.store.list_pending_node_sync().await?;
+        let names: HashSet<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+        self.pending.retain(|name, _| names.contains(name.as_str()));
         for sync in nodes {
             let name = sync.node.as_str().to_owned();
-            if sync.in_sync() || sync.status == NodeSyncStatus::Failed {
-                self.pending.remove(&name);
-                continue;
-            }
             let fresh = Due {
                 revision: sync.desired_revision,
                 attempts: sync.push_attempts,

@@ -7,12 +7,16 @@
 //! sends the node's desired configuration. The [`controller`] (one per
 //! deployment, by a lease in the database) retries unacknowledged pushes,
 //! marks silent nodes offline (routes fail over) and reconciles every node
-//! periodically.
+//! periodically. Beside it, while it holds the lease, [`HttpCheck`] sends
+//! an HTTP request through each VPS node every interval: a node failing it
+//! in a row is down for routing too (health-driven failover).
 
 pub mod controller;
+pub mod http_check;
 mod signals;
 
 pub use controller::{Controller, ControllerHandle};
+pub use http_check::HttpCheck;
 pub use signals::NodeSignals;
 
 use crate::error::ApiError;

@@ -1,18 +1,22 @@
 //! [`NodeSignals`]: one `watch` channel per edge node with an open agent
 //! stream on this replica, bumped by that node's `NODE_CONFIG_CHANGED` and
-//! `NODE_PUSH` events. One task reads the event hub; a change that touches
-//! 1,000 nodes costs 1,000 map lookups, not 1,000 × the number of streams.
+//! `NODE_PUSH` events. One task reads the event hub and decides from each
+//! frame's type and resource id (the node's id), never its text; a change
+//! that touches 1,000 nodes costs 1,000 map lookups, not 1,000 × the number
+//! of streams.
 
 use crate::events::{EventHub, Frame};
+use fleetreg_model::EventType;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-/// Wake-ups of agent streams, by node name. Cheap to clone.
+/// Wake-ups of agent streams, by node id. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct NodeSignals {
-    nodes: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    nodes: Arc<Mutex<HashMap<Uuid, watch::Sender<u64>>>>,
 }
 
 impl NodeSignals {
@@ -24,20 +28,20 @@ impl NodeSignals {
         signals
     }
 
-    /// A receiver that changes whenever `node` should be sent its
-    /// configuration (again).
-    pub fn subscribe(&self, node: &str) -> watch::Receiver<u64> {
+    /// A receiver that changes whenever the node with id `node` should be
+    /// sent its configuration (again).
+    pub fn subscribe(&self, node: Uuid) -> watch::Receiver<u64> {
         let mut nodes = self.map();
         nodes.retain(|_, sender| sender.receiver_count() > 0);
         nodes
-            .entry(node.to_owned())
+            .entry(node)
             .or_insert_with(|| watch::Sender::new(0))
             .subscribe()
     }
 
-    /// Wakes `node`'s streams on this replica, if any.
-    pub fn notify(&self, node: &str) {
-        if let Some(sender) = self.map().get(node) {
+    /// Wakes the streams of the node with id `node` on this replica, if any.
+    pub fn notify(&self, node: Uuid) {
+        if let Some(sender) = self.map().get(&node) {
             sender.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
@@ -49,7 +53,7 @@ impl NodeSignals {
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, watch::Sender<u64>>> {
         self.nodes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -63,8 +67,8 @@ impl NodeSignals {
             };
             match frame {
                 Ok(frame) => {
-                    if let Some(node) = node_of(&frame.bytes) {
-                        self.notify(&node);
+                    if let Some(node) = node_of(&frame) {
+                        self.notify(node);
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => self.notify_all(),
@@ -74,62 +78,100 @@ impl NodeSignals {
     }
 }
 
-/// The node a rendered `NODE_CONFIG_CHANGED` or `NODE_PUSH` frame is about.
-fn node_of(frame: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(frame).ok()?;
-    let mut event_type = None;
-    let mut data = None;
-    for line in text.lines() {
-        if let Some(value) = line.strip_prefix("event: ") {
-            event_type = Some(value);
-        } else if let Some(value) = line.strip_prefix("data: ") {
-            data = Some(value);
-        }
-    }
-    if !matches!(event_type?, "NODE_CONFIG_CHANGED" | "NODE_PUSH") {
-        return None;
-    }
-    let event: serde_json::Value = serde_json::from_str(data?).ok()?;
-    event
-        .pointer("/payload/node")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
+/// The id of the node a `NODE_CONFIG_CHANGED` or `NODE_PUSH` frame asks to
+/// send its configuration (both are about the node: their resource id is
+/// its id); `None` for every other frame.
+fn node_of(frame: &Frame) -> Option<Uuid> {
+    matches!(
+        frame.event_type,
+        EventType::NodeConfigChanged | EventType::NodePush
+    )
+    .then_some(frame.resource_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::render_frame;
+    use fleetreg_model::Event;
+    use serde_json::json;
+
+    fn frame(event_type: EventType, node: Uuid) -> Frame {
+        render_frame(&Event {
+            revision: 7,
+            event_type,
+            occurred_at: chrono::Utc::now(),
+            resource: event_type.resource().to_owned(),
+            resource_id: node,
+            payload: json!({"node": "vps1"}),
+        })
+    }
 
     #[test]
-    fn reads_the_node_of_config_and_push_frames_only() {
-        let frame = |t: &str| {
-            format!(
-                "id: 7\nevent: {t}\ndata: {{\"revision\":7,\"type\":\"{t}\",\"payload\":{{\"node\":\"vps1\"}}}}\n\n"
-            )
-        };
+    fn config_and_push_frames_name_their_node_by_id() {
+        let vps1 = Uuid::now_v7();
         assert_eq!(
-            node_of(frame("NODE_CONFIG_CHANGED").as_bytes()).as_deref(),
-            Some("vps1")
+            node_of(&frame(EventType::NodeConfigChanged, vps1)),
+            Some(vps1)
         );
-        assert_eq!(
-            node_of(frame("NODE_PUSH").as_bytes()).as_deref(),
-            Some("vps1")
-        );
-        assert_eq!(node_of(frame("NODE_UPDATED").as_bytes()), None);
-        assert_eq!(node_of(b"garbage"), None);
+        assert_eq!(node_of(&frame(EventType::NodePush, vps1)), Some(vps1));
+        // Other events about the node, even with the same payload, wake nothing.
+        for other in [
+            EventType::NodeUpdated,
+            EventType::NodeSyncChanged,
+            EventType::RoutingFailover,
+        ] {
+            assert_eq!(node_of(&frame(other, vps1)), None, "{other}");
+        }
     }
 
     #[tokio::test]
-    async fn streams_are_woken_by_name_and_forgotten_when_gone() {
+    async fn hub_frames_wake_their_nodes_streams_only() {
+        let (vps1, vps2) = (Uuid::now_v7(), Uuid::now_v7());
         let signals = NodeSignals::default();
-        let mut vps1 = signals.subscribe("vps1");
-        let vps2 = signals.subscribe("vps2");
-        signals.notify("vps1");
-        assert!(vps1.has_changed().unwrap());
-        assert!(!vps2.has_changed().unwrap());
-        drop(vps2);
-        let _ = signals.subscribe("vps1");
+        let mut on_vps1 = signals.subscribe(vps1);
+        let mut on_vps2 = signals.subscribe(vps2);
+        let (frames, receiver) = broadcast::channel(16);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(signals.clone().run(receiver, shutdown.clone()));
+        frames
+            .send(Arc::new(frame(EventType::NodeUpdated, vps1)))
+            .unwrap();
+        frames
+            .send(Arc::new(frame(EventType::NodePush, vps2)))
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), on_vps2.changed())
+            .await
+            .expect("vps2 woken")
+            .unwrap();
+        assert!(
+            !on_vps1.has_changed().unwrap(),
+            "NODE_UPDATED wakes nothing"
+        );
+        frames
+            .send(Arc::new(frame(EventType::NodeConfigChanged, vps1)))
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), on_vps1.changed())
+            .await
+            .expect("vps1 woken")
+            .unwrap();
+        assert!(!on_vps2.has_changed().unwrap());
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn streams_are_woken_by_id_and_forgotten_when_gone() {
+        let (vps1, vps2) = (Uuid::now_v7(), Uuid::now_v7());
+        let signals = NodeSignals::default();
+        let mut on_vps1 = signals.subscribe(vps1);
+        let on_vps2 = signals.subscribe(vps2);
+        signals.notify(vps1);
+        assert!(on_vps1.has_changed().unwrap());
+        assert!(!on_vps2.has_changed().unwrap());
+        drop(on_vps2);
+        let _ = signals.subscribe(vps1);
         assert_eq!(signals.map().len(), 1);
-        vps1.mark_unchanged();
+        on_vps1.mark_unchanged();
     }
 }

@@ -19,7 +19,11 @@
 //! Capabilities are rediscovered after a successful check once
 //! `periodic_refresh_hours` have passed since the cluster's `discovered_at`
 //! (clusters never discovered: at their first successful check), retried after
-//! [`DISCOVERY_RETRY`] when discovery fails.
+//! [`DISCOVERY_RETRY`] when discovery fails. The discovery on registration
+//! (`discovery.on_registration`) is the same: a cluster registered while the
+//! scheduler runs is discovered after its first check that reached the API
+//! server, so the discovery of an unreachable cluster is not attempted in vain
+//! (it runs once the cluster answers).
 
 use super::{check_and_record, discover_and_record, DiscoverError, HealthContext};
 use crate::metrics;
@@ -91,14 +95,15 @@ struct Loaded {
 impl Table {
     /// Adds a new cluster (due after a jitter within `span`) or replaces the
     /// metadata of a known one (keeping its due time, running flag and the
-    /// status and `last_seen_at` this process observed). `wall` is `now` by
-    /// the store's clock (the age of the cluster's `discovered_at`).
+    /// status and `last_seen_at` this process observed).
+    /// `discover_due` is a new slot's first discovery (see
+    /// [`HealthScheduler::first_discovery`]).
     fn upsert(
         &mut self,
         mut cluster: Cluster,
-        (now, wall): (Instant, DateTime<Utc>),
+        now: Instant,
         span: Duration,
-        rediscovery: Option<Duration>,
+        discover_due: Option<Instant>,
     ) {
         match self.slots.get_mut(&cluster.id) {
             Some(slot) => {
@@ -112,8 +117,7 @@ impl Table {
                     id,
                     Slot {
                         state: cluster.status.state,
-                        discover_due: rediscovery
-                            .map(|period| discovery_due(&cluster, period, now, wall)),
+                        discover_due,
                         cluster: Arc::new(cluster),
                         due: now + jitter(id, span),
                         running: false,
@@ -129,14 +133,15 @@ struct Slot {
     due: Instant,
     running: bool,
     state: ClusterState,
-    /// When capabilities are next rediscovered; `None` when periodic discovery
-    /// is off.
+    /// When capabilities are next discovered (after a check that reached the
+    /// API server); `None`: not unless periodic discovery is on.
     discover_due: Option<Instant>,
 }
 
-/// The outcome of a periodic discovery: when the next is due, and what was found.
+/// The outcome of a discovery: when the next is due (`None`: none, periodic
+/// discovery is off), and what was found.
 struct Rediscovery {
-    next: Instant,
+    next: Option<Instant>,
     capabilities: Option<fleetreg_model::Capabilities>,
 }
 
@@ -337,7 +342,7 @@ impl HealthScheduler {
         slot.running = false;
         let mut updated = Cluster::clone(&slot.cluster);
         if let Some(rediscovery) = next_discovery {
-            slot.discover_due = Some(rediscovery.next);
+            slot.discover_due = rediscovery.next;
             if rediscovery.capabilities.is_some() {
                 updated.capabilities = rediscovery.capabilities;
             }
@@ -357,16 +362,17 @@ impl HealthScheduler {
     }
 
     /// Discovers `cluster` and returns when to do it next, with the capabilities
-    /// found. A cluster this table never saw discovered is read first: the
-    /// discovery after its registration may have run meanwhile.
+    /// found. A cluster this table never saw discovered is read first: a
+    /// refresh or a credential upload may have discovered it meanwhile.
     async fn rediscover(&self, cluster: &Cluster, at: Instant) -> Option<Rediscovery> {
-        let period = self.inner.health.rediscovery_period()?;
+        let period = self.inner.health.rediscovery_period();
         let base = at.max(Instant::now());
         if cluster.capabilities.is_none() {
             match self.inner.store.get_cluster(cluster.id).await {
                 Ok(fresh) if fresh.capabilities.is_some() => {
+                    let wall = self.inner.store.clock().now();
                     return Some(Rediscovery {
-                        next: discovery_due(&fresh, period, base, self.inner.store.clock().now()),
+                        next: period.map(|period| discovery_due(&fresh, period, base, wall)),
                         capabilities: fresh.capabilities,
                     });
                 }
@@ -382,19 +388,44 @@ impl HealthScheduler {
             Ok(found) => {
                 ::metrics::counter!(metrics::DISCOVERIES, "result" => "ok").increment(1);
                 Some(Rediscovery {
-                    next: base + period,
+                    next: period.map(|period| base + period),
                     capabilities: Some(found.capabilities),
                 })
             }
             Err(DiscoverError::Store(StoreError::NotFound(_))) => None,
             Err(error) => {
                 ::metrics::counter!(metrics::DISCOVERIES, "result" => "failed").increment(1);
-                tracing::warn!(cluster = %cluster.id, %error, "periodic discovery failed");
+                tracing::warn!(cluster = %cluster.id, %error, "discovery failed");
                 Some(Rediscovery {
-                    next: base + period.min(DISCOVERY_RETRY),
+                    next: period.map(|period| base + period.min(DISCOVERY_RETRY)),
                     capabilities: None,
                 })
             }
+        }
+    }
+
+    /// When a cluster new to the table is first discovered: with periodic
+    /// discovery, a period after its `discovered_at` (at once when never
+    /// discovered); else, with `discovery.on_registration`, at once when it was
+    /// `registered` while this process runs and never discovered (the
+    /// discovery on registration); else never.
+    fn first_discovery(
+        &self,
+        cluster: &Cluster,
+        registered: bool,
+        now: Instant,
+    ) -> Option<Instant> {
+        match self.inner.health.rediscovery_period() {
+            Some(period) => Some(discovery_due(
+                cluster,
+                period,
+                now,
+                self.inner.store.clock().now(),
+            )),
+            None => (registered
+                && self.inner.health.discovery.on_registration
+                && cluster.capabilities.is_none())
+            .then_some(now),
         }
     }
 
@@ -448,12 +479,13 @@ impl HealthScheduler {
                     match serde_json::from_value::<Cluster>(event.payload.clone()) {
                         Ok(cluster) => {
                             let interval = self.inner.health.timing(cluster.cluster_type).interval;
-                            let rediscovery = self.inner.health.rediscovery_period();
+                            let registered = event.event_type == EventType::ClusterRegistered;
+                            let discover_due = self.first_discovery(&cluster, registered, now);
                             table.upsert(
                                 cluster,
-                                (now, self.inner.store.clock().now()),
+                                now,
                                 interval.min(NEW_CLUSTER_JITTER),
-                                rediscovery,
+                                discover_due,
                             );
                         }
                         Err(error) => {
@@ -507,12 +539,12 @@ impl HealthScheduler {
                         },
                     );
                 }
-                None => table.upsert(
-                    cluster,
-                    (now, self.inner.store.clock().now()),
-                    span,
-                    self.inner.health.rediscovery_period(),
-                ),
+                None => {
+                    // Clusters new to a later reload were registered while
+                    // this process ran.
+                    let discover_due = self.first_discovery(&cluster, !first, now);
+                    table.upsert(cluster, now, span, discover_due);
+                }
             }
         }
         table.loaded = Some(Loaded {

@@ -228,14 +228,16 @@ impl Body for Guarded {
 }
 
 /// A connection's byte stream: reports reads and blocked writes to its
-/// [`ConnState`] and replaces hyper's automatic error answers with the
-/// envelope ([`rewrite`]).
+/// [`ConnState`] and, on HTTP/1.1, replaces hyper's automatic error answers
+/// with the envelope ([`rewrite`]).
 pub(crate) struct Tracked<IO> {
     inner: IO,
     state: Arc<ConnState>,
     /// Bytes accepted from hyper but not yet written (a replaced answer).
     pending: Vec<u8>,
     written: usize,
+    /// Whether hyper's automatic answers are replaced (HTTP/1.1 only).
+    rewrite: bool,
 }
 
 impl<IO> Tracked<IO> {
@@ -246,7 +248,13 @@ impl<IO> Tracked<IO> {
             state,
             pending: Vec::new(),
             written: 0,
+            rewrite: true,
         }
+    }
+
+    /// The connection speaks HTTP/2: its frames are never rewritten.
+    pub(crate) fn http2(&mut self) {
+        self.rewrite = false;
     }
 }
 
@@ -290,7 +298,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     ) -> Poll<std::io::Result<usize>> {
         ready!(self.poll_pending(cx))?;
         // hyper's automatic answers come only while no request is in progress.
-        if self.state.is_idle() {
+        if self.rewrite && self.state.is_idle() {
             if let Some(replaced) = rewrite::replace_automatic_answer(buf) {
                 // Taken whole now; written by the flush and shutdown that follow.
                 self.pending = replaced;

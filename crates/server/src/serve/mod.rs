@@ -1,7 +1,8 @@
-//! The one accept loop, for plain HTTP and HTTPS: hyper's HTTP/1.1
-//! connections with a header-read timeout, an idle (keep-alive) timeout, a
-//! bound on writes a client does not read, a TLS handshake timeout and a
-//! connection limit, and graceful draining at shutdown.
+//! The one accept loop, for plain HTTP and HTTPS: hyper's HTTP/1.1 and
+//! HTTP/2 connections ([`protocol`]) with a header-read timeout, an idle
+//! (keep-alive) timeout, a bound on writes a client does not read, a TLS
+//! handshake timeout and a connection limit, and graceful draining at
+//! shutdown.
 //!
 //! At the limit, a new connection closes the connection that has been idle
 //! longest; when none is idle it is refused at once (plain HTTP: a 503
@@ -10,17 +11,17 @@
 //! sheds the oldest idle connection and backs off instead of spinning.
 
 mod connection;
+mod protocol;
 mod rewrite;
 
-use crate::front::MAX_HEAD_BYTES;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use connection::{Closed, ConnState, Guarded, Timeouts, Tracked};
 use fleetreg_model::ErrorCode;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use protocol::{Protocol, Protocols};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,8 +30,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 /// How long open connections may take to finish after shutdown.
@@ -43,6 +45,12 @@ const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duratio
 /// database pool, health checks, Redis, files): a quarter of the limit, at
 /// least this many.
 const FD_HEADROOM: u64 = 256;
+
+/// The listen backlog asked for (the kernel caps it at `net.core.somaxconn`,
+/// 4,096 on current Linux): a fleet of agents reconnecting at once (a
+/// restart, a network blip) must not overflow the accept queue, where each
+/// dropped SYN costs its client a second. `TcpListener::bind` asks for 128.
+pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// The smallest connection limit derived from the file-descriptor limit.
 const MIN_CONNECTIONS: u64 = 64;
@@ -65,6 +73,20 @@ pub struct ConnectionLimits {
     pub tls_handshake_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+}
+
+/// Binds `addr` for [`serve`]: `SO_REUSEADDR` on Unix (as
+/// `TcpListener::bind` sets it: a restarted server rebinds at once) and a
+/// [`LISTEN_BACKLOG`] accept queue.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The connection limit when none is configured: the soft `RLIMIT_NOFILE`
@@ -182,11 +204,9 @@ pub async fn serve(
     let acceptor = tls.map(TlsAcceptor::from);
     let registry = Registry::new(limits.max_connections);
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    // No hyper timer: with one, hyper applies its own header timeout to idle
-    // kept-alive connections too; the watchdog applies ours.
-    builder.max_header_size(MAX_HEAD_BYTES).keep_alive(true);
-    let builder = Arc::new(builder);
+    // Connections not yet past `protocol::sniff` are not watched yet.
+    let stopping = CancellationToken::new();
+    let protocols = Arc::new(Protocols::new());
     let mut backoff = ACCEPT_BACKOFF.0;
     tokio::pin!(shutdown);
     loop {
@@ -218,9 +238,10 @@ pub async fn serve(
         let connection = Connection {
             peer,
             slot,
-            builder: builder.clone(),
+            protocols: protocols.clone(),
             router: router.clone(),
             watcher: graceful.watcher(),
+            stopping: stopping.clone(),
             timeouts: Timeouts {
                 header_read: limits.header_read_timeout,
                 idle: limits.idle_timeout,
@@ -259,6 +280,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    stopping.cancel();
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
     Ok(())
 }
@@ -294,14 +316,15 @@ fn refuse(tcp: TcpStream, plain: bool) {
 struct Connection {
     peer: SocketAddr,
     slot: Slot,
-    builder: Arc<http1::Builder>,
+    protocols: Arc<Protocols>,
     router: Router,
     watcher: Watcher,
+    stopping: CancellationToken,
     timeouts: Timeouts,
 }
 
 impl Connection {
-    /// Serves HTTP/1.1 on `io` until the client or hyper ends the
+    /// Serves HTTP/1.1 or HTTP/2 on `io` until the client or hyper ends the
     /// connection, the watchdog closes it, or shutdown drains it.
     async fn serve<IO>(self, io: IO)
     where
@@ -310,9 +333,10 @@ impl Connection {
         let Connection {
             peer,
             slot,
-            builder,
+            protocols,
             router,
             watcher,
+            stopping,
             timeouts,
         } = self;
         let state = slot.state.clone();
@@ -330,10 +354,29 @@ impl Connection {
                 }
             })
         };
-        let connection =
-            builder.serve_connection(TokioIo::new(Tracked::new(io, state.clone())), service);
+        let connection = async {
+            let sniffed = tokio::select! {
+                sniffed = protocol::sniff(Tracked::new(io, state.clone())) => sniffed?,
+                // Not watched yet: shutdown would wait for the header timeout.
+                () = stopping.cancelled() => return Ok(()),
+            };
+            // Each protocol's connection on the heap, so that the task's
+            // future is not as large as the larger of the two.
+            match sniffed {
+                (Protocol::Http1, io) => {
+                    let connection = protocols.http1.serve_connection(TokioIo::new(io), service);
+                    Box::pin(watcher.watch(connection)).await
+                }
+                (Protocol::Http2, mut io) => {
+                    io.get_mut().http2();
+                    let connection = protocols.http2.serve_connection(TokioIo::new(io), service);
+                    Box::pin(watcher.watch(connection)).await
+                }
+            }
+            .map_err(std::io::Error::other)
+        };
         tokio::select! {
-            result = watcher.watch(connection) => {
+            result = connection => {
                 if let Err(error) = result {
                     tracing::debug!(%error, %peer, "connection ended");
                 }

@@ -11,7 +11,7 @@
 //! writes [`envelope_response`] in its place.
 
 use crate::error::{status_of, ApiError};
-use crate::front::{MAX_HEADERS, MAX_HEAD_BYTES, MAX_URI_BYTES, REQUEST_ID};
+use crate::front::{MAX_URI_BYTES, REQUEST_ID};
 use fleetreg_model::ErrorCode;
 use serde_json::json;
 
@@ -66,14 +66,7 @@ fn error_for(code: ErrorCode) -> ApiError {
             format!("the request target is longer than {MAX_URI_BYTES} bytes"),
         )
         .with_details(json!({ "limit_bytes": MAX_URI_BYTES })),
-        ErrorCode::HeadersTooLarge => ApiError::new(
-            code,
-            format!(
-                "the request head is larger than {MAX_HEAD_BYTES} bytes or has more than \
-                 {MAX_HEADERS} header fields"
-            ),
-        )
-        .with_details(json!({ "limit_bytes": MAX_HEAD_BYTES, "limit_fields": MAX_HEADERS })),
+        ErrorCode::HeadersTooLarge => crate::front::headers_too_large(),
         _ => ApiError::new(
             ErrorCode::MalformedRequest,
             "the request is not valid HTTP/1.1 (request line, header name or header value)",

@@ -104,8 +104,12 @@ impl Site {
     async fn start(ip: &str, tls: Option<&TlsFiles>, status: u16, delay: Duration) -> Site {
         let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let acceptor =
-            tls.map(|files| tokio_rustls::TlsAcceptor::from(server_config(files).unwrap()));
+        // `answer` speaks HTTP/1.1 only: offer nothing else by ALPN.
+        let acceptor = tls.map(|files| {
+            let mut config = (*server_config(files).unwrap()).clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let accepted = Arc::new(AtomicUsize::new(0));
         let status = Arc::new(AtomicU16::new(status));

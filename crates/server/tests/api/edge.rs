@@ -522,6 +522,23 @@ mod a_silent_primary_fails_over_and_back {
     on_both_stores!(liveness);
 }
 
+api_test!(metrics_count_nodes_by_sync_status, |app| {
+    seed_registry(&app).await;
+    let desired = node_sync(&app, "laptop").await["desired_revision"].clone();
+    ack(&app, "laptop", json!({"applied_revision": desired})).await;
+    ack(&app, "vps1", json!({})).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    // laptop in sync; vps1 heard from but behind; vps2 never heard from.
+    for line in [
+        "fleetreg_edge_nodes{status=\"active\"} 2",
+        "fleetreg_edge_nodes{status=\"failed\"} 0",
+        "fleetreg_edge_nodes{status=\"offline\"} 1",
+        "fleetreg_edge_nodes_out_of_sync 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+});
+
 api_test!(reconcile_sends_every_node_and_takes_an_interval, |app| {
     seed_registry(&app).await;
     let answer = ok_json(
@@ -547,6 +564,90 @@ api_test!(reconcile_sends_every_node_and_takes_an_interval, |app| {
     assert!(reasons.iter().all(|r| r == "reconcile"), "{reasons:?}");
     assert_eq!(reasons.len(), 3);
 });
+
+/// The periodic reconciliations the controller ran (audited as the system).
+async fn periodic_reconciles(app: &TestApp) -> usize {
+    let audit = ok_json(app.get("/api/v1/audit?action=sync.reconcile").await).await;
+    audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["actor"] == "system:reconcile")
+        .count()
+}
+
+/// `GET /api/v1/sync/health`'s `reconcile` object.
+async fn reconcile_status(app: &TestApp) -> Value {
+    ok_json(app.get("/api/v1/sync/health").await).await["reconcile"].clone()
+}
+
+/// `sync reconcile --every 4h` is stored: a restarted server (whose
+/// configuration still says hourly) and another replica show it, and the
+/// controller reconciles at 4 h, not at 1 h.
+mod the_reconcile_interval_outlasts_a_restart {
+    use super::*;
+
+    async fn body(app: TestApp) {
+        seed_registry(&app).await;
+        let before = reconcile_status(&app).await;
+        assert_eq!(before["every_seconds"], 3600, "{before}");
+        assert_eq!(before["source"], "config", "{before}");
+        let answer = app
+            .post_json("/api/v1/sync/reconcile", json!({"every_seconds": 14_400}))
+            .await;
+        assert_eq!(ok_json(answer).await["every_seconds"], 14_400);
+        let audit = ok_json(
+            app.get("/api/v1/audit?action=sync.reconcile_interval")
+                .await,
+        )
+        .await;
+        assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+
+        let clock = app.clock.clone();
+        let same_clock = clock.clone();
+        let app = app
+            .restart_with(move |settings| {
+                settings.clock = same_clock;
+                fast_controller(settings);
+            })
+            .await;
+        let after = reconcile_status(&app).await;
+        assert_eq!(after["every_seconds"], 14_400, "{after}");
+        assert_eq!(after["source"], "stored", "{after}");
+        assert_eq!(after["next_in_seconds"], 14_400, "{after}");
+        if app.backend == crate::helpers::Backend::Postgres {
+            let replica = app
+                .spawn_replica_with(|settings| settings.edge.reconcile_seconds = 60)
+                .await;
+            assert_eq!(reconcile_status(&replica).await["every_seconds"], 14_400);
+        }
+
+        // Two hours on (the configuration's hourly one would be overdue):
+        // the controller has ticked (the heartbeat-less laptop went offline)
+        // and not reconciled.
+        ack(&app, "laptop", json!({})).await;
+        assert_eq!(node_sync(&app, "laptop").await["status"], "active");
+        clock.advance(chrono::Duration::hours(2));
+        wait_for("a tick after 2 h", Duration::from_secs(10), || async {
+            (node_sync(&app, "laptop").await["status"] == "offline").then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(periodic_reconciles(&app).await, 0);
+        // At four hours it does, and the next is four hours later.
+        clock.advance(chrono::Duration::hours(2));
+        wait_for(
+            "the periodic reconciliation",
+            Duration::from_secs(10),
+            || async { (periodic_reconciles(&app).await == 1).then_some(()) },
+        )
+        .await;
+        let next = reconcile_status(&app).await;
+        assert_eq!(next["next_in_seconds"], 14_400, "{next}");
+    }
+
+    on_both_stores!(liveness);
+}
 
 /// Two replicas on one PostgreSQL database: a stream on one replica gets a
 /// change made through the other, and retries run once, not once per replica.

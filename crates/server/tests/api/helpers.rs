@@ -123,6 +123,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.client_health.interval_seconds = 0;
     // Nor services read from them (`service_sync.rs` turns it on).
     settings.edge.service_sync_seconds = 0;
+    // Test nodes' addresses run no proxy: no HTTP checks through them.
+    settings.edge.http_check.enabled = false;
     settings.credentials.master_key = Some(TEST_MASTER_KEY.into());
     settings.auth.admin_token = Some(TEST_ADMIN_TOKEN.into());
     settings.audit.head_file = Some(audit_head_file(database_url));

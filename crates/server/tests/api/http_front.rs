@@ -547,3 +547,208 @@ async fn at_the_limit_with_nothing_idle_a_new_connection_gets_a_503_envelope() {
     })
     .await;
 }
+
+/// A client of the test server over HTTP/2 with prior knowledge (h2c),
+/// sending `token` if given.
+fn h2c_client(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// The status and error code (`""` on success) of `request`; asserts the
+/// protocol it was answered in.
+async fn answer_of(request: reqwest::RequestBuilder, version: reqwest::Version) -> (u16, String) {
+    let response = request.send().await.unwrap();
+    assert_eq!(response.version(), version);
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (status, code)
+}
+
+/// Asserts that the same request, sent over HTTP/1.1 and over HTTP/2, gets
+/// `expected` (status, error code) both times.
+async fn same_answer(
+    what: &str,
+    over_http1: reqwest::RequestBuilder,
+    over_http2: reqwest::RequestBuilder,
+    expected: (u16, &str),
+) {
+    let http1 = answer_of(over_http1, reqwest::Version::HTTP_11).await;
+    let http2 = answer_of(over_http2, reqwest::Version::HTTP_2).await;
+    assert_eq!(
+        http1,
+        (expected.0, expected.1.to_owned()),
+        "{what} over HTTP/1.1"
+    );
+    assert_eq!(http2, http1, "{what} over HTTP/2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_get_the_same_answers_as_http1() {
+    let app = start(|_| {}).await;
+    let (h1, h2) = (&app.client, &h2c_client(Some(TEST_ADMIN_TOKEN)));
+    let (health, clusters) = (app.url("/health"), app.url("/api/v1/clusters"));
+    let long = app.url(&format!("/api/v1/clusters?name={}", "a".repeat(9_000)));
+    let many_fields: reqwest::header::HeaderMap = (0..150)
+        .map(|i| {
+            (
+                reqwest::header::HeaderName::try_from(format!("x-h{i}")).unwrap(),
+                reqwest::header::HeaderValue::from_static("v"),
+            )
+        })
+        .collect();
+    let big_field = "b".repeat(33_000);
+    let huge_body = format!(
+        "{{\"name\":\"abc\",\"display_name\":\"{}\"}}",
+        "x".repeat(2 << 20)
+    );
+    type Request<'a> = Box<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + 'a>;
+    let cases: Vec<(&str, Request, (u16, &str))> = vec![
+        ("health", Box::new(|c| c.get(&health)), (200, "")),
+        ("a list", Box::new(|c| c.get(&clusters)), (200, "")),
+        (
+            "a long target",
+            Box::new(|c| c.get(&long)),
+            (414, "URI_TOO_LONG"),
+        ),
+        (
+            "150 header fields",
+            Box::new(|c| c.get(&health).headers(many_fields.clone())),
+            (431, "HEADERS_TOO_LARGE"),
+        ),
+        (
+            "a 33,000-byte field",
+            Box::new(|c| c.get(&health).header("x-big", big_field.as_str())),
+            (431, "HEADERS_TOO_LARGE"),
+        ),
+        (
+            "a 2 MiB body",
+            Box::new(|c| {
+                c.post(&clusters)
+                    .header("content-type", "application/json")
+                    .body(huge_body.clone())
+            }),
+            (413, "PAYLOAD_TOO_LARGE"),
+        ),
+        (
+            "malformed JSON",
+            Box::new(|c| {
+                c.post(&clusters)
+                    .header("content-type", "application/json")
+                    .body("{")
+            }),
+            (400, "MALFORMED_JSON"),
+        ),
+    ];
+    for (what, request, expected) in &cases {
+        same_answer(what, request(h1), request(h2), *expected).await;
+    }
+    same_answer(
+        "no token",
+        reqwest::Client::new().get(&clusters),
+        h2c_client(None).get(&clusters),
+        (401, "UNAUTHENTICATED"),
+    )
+    .await;
+}
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame.
+const H2_START: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Reads (and drops) what the server sends until it closes the connection;
+/// how long that took.
+async fn drained_until_closed<S: AsyncRead + Unpin>(stream: &mut S) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("still open after {PATIENCE:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_have_the_same_bounds() {
+    let app = start(|s| {
+        s.http.header_read_timeout_seconds = 1;
+        s.http.idle_timeout_seconds = 2;
+    })
+    .await;
+    let address = socket_of(&app);
+    let (silent, trickled) = tokio::join!(
+        // The preface, then no request.
+        async {
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            stream.write_all(H2_START).await.unwrap();
+            drained_until_closed(&mut stream).await
+        },
+        // A HEADERS frame of 100 bytes, one byte every 250 ms.
+        async {
+            let stream = TcpStream::connect(address).await.unwrap();
+            let (mut read, mut write) = tokio::io::split(stream);
+            write.write_all(H2_START).await.unwrap();
+            write
+                .write_all(b"\x00\x00\x64\x01\x04\x00\x00\x00\x01")
+                .await
+                .unwrap();
+            let trickle = async move {
+                for _ in 0..100 {
+                    if write.write_all(b"\x00").await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                () = trickle => unreachable!(),
+                took = drained_until_closed(&mut read) => took,
+            }
+        },
+    );
+    eprintln!("HTTP/2 closed after: silent {silent:?}, trickler {trickled:?}");
+    for took in [silent, trickled] {
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5));
+    }
+
+    // A stream is busy on its connection: it outlives both timeouts.
+    let h2 = h2c_client(Some(TEST_ADMIN_TOKEN));
+    let response = h2
+        .get(app.url("/api/v1/events/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status().as_u16(), response.version()),
+        (200, reqwest::Version::HTTP_2)
+    );
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    app.register("outlives-on-http2", json!({})).await;
+    let mut stream = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("CLUSTER_REGISTERED") {
+        use futures::StreamExt;
+        let chunk = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("event in time")
+            .expect("stream still open")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}

@@ -21,6 +21,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::ConnectOptions;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -383,19 +384,77 @@ fn prepare<'c>(
 ) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
     let mut statement = conn.prepare_cached(sql.text()).map_err(sqlite_error)?;
     let params = sql.params();
-    for index in 1..=statement.parameter_count() {
-        let name = statement.parameter_name(index).unwrap_or("?");
-        let value = name
-            .strip_prefix('$')
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|position| position.checked_sub(1))
-            .and_then(|at| params.get(at))
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("statement parameter {name:?} has no value"))
+    let count = statement.parameter_count();
+    if count > POSITIONS_CACHED_ABOVE {
+        let positions = positions_of(&statement, sql.text())?;
+        for (index, at) in (1..=count).zip(positions.iter()) {
+            let value = params.get(*at).ok_or_else(|| {
+                StoreError::Corrupt(format!("statement parameter ${} has no value", at + 1))
             })?;
+            bind(&mut statement, index, value)?;
+        }
+        return Ok(statement);
+    }
+    for index in 1..=count {
+        let at = position(&statement, index)?;
+        let value = params.get(at).ok_or_else(|| {
+            StoreError::Corrupt(format!("statement parameter ${} has no value", at + 1))
+        })?;
         bind(&mut statement, index, value)?;
     }
     Ok(statement)
+}
+
+/// Statements with more parameters than this have their parameters'
+/// positions cached by text ([`positions_of`]): SQLite finds a parameter's
+/// name by a linear scan of the statement's parameters, so naming each of a
+/// multi-row statement's thousands is quadratic (10 % of the server's CPU
+/// under `register-64` with checks on, docs/BENCHMARKS.md).
+const POSITIONS_CACHED_ABOVE: usize = 32;
+
+/// Most statement texts whose parameter positions are kept (the multi-row
+/// statements have a few texts each: their chunk sizes are powers of two).
+const POSITIONS_KEPT: usize = 512;
+
+/// The position in [`Sql::params`] of the statement's `index`-th parameter
+/// (`$n` is position `n - 1`).
+fn position(statement: &rusqlite::Statement<'_>, index: usize) -> Result<usize, StoreError> {
+    let name = statement.parameter_name(index).unwrap_or("?");
+    name.strip_prefix('$')
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| n.checked_sub(1))
+        .ok_or_else(|| StoreError::Corrupt(format!("statement parameter {name:?} is not $n")))
+}
+
+/// The positions of every parameter of `statement` (prepared from `text`),
+/// worked out once per text: the mapping depends on the text alone.
+fn positions_of(
+    statement: &rusqlite::Statement<'_>,
+    text: &str,
+) -> Result<Arc<[usize]>, StoreError> {
+    static KNOWN: std::sync::LazyLock<SyncMutex<HashMap<String, Arc<[usize]>>>> =
+        std::sync::LazyLock::new(Default::default);
+    let known = |text: &str| {
+        KNOWN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(text)
+            .cloned()
+    };
+    if let Some(positions) = known(text) {
+        return Ok(positions);
+    }
+    let positions: Arc<[usize]> = (1..=statement.parameter_count())
+        .map(|index| position(statement, index))
+        .collect::<Result<_, _>>()?;
+    let mut map = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if map.len() >= POSITIONS_KEPT {
+        map.clear();
+    }
+    map.insert(text.to_owned(), positions.clone());
+    Ok(positions)
 }
 
 /// Binds one value in SQLite's storage classes (INTEGER, TEXT, BLOB, REAL).

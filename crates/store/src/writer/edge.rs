@@ -10,9 +10,9 @@
 
 use super::{check_revision, to_json, Write, WriteCx};
 use crate::edge_rows::{
-    ids_by_name, load_all_node_sync, load_domain, load_edge_state, load_node, load_node_sync,
-    load_routing, load_service, load_services, node_sync_from_row, services_routed_via,
-    ROUTED_VIA_DOMAIN, ROUTED_VIA_NODE, ROUTED_VIA_SERVICE, SYNC_SELECT,
+    ids_by_name, load_all_node_sync, load_domain, load_edge_state, load_node, load_routing,
+    load_service, load_services, node_sync_from_row, services_routed_via, ROUTED_VIA_DOMAIN,
+    ROUTED_VIA_NODE, ROUTED_VIA_SERVICE, SYNC_SELECT,
 };
 use crate::sql::{Sql, Value};
 use crate::sync_rows::lock_cluster;
@@ -40,7 +40,7 @@ pub(crate) struct Recomputed {
 
 impl Recomputed {
     /// The new desired revision of `node`, if its configuration changed.
-    fn revision_of(&self, node: Uuid) -> Option<i64> {
+    pub(crate) fn revision_of(&self, node: Uuid) -> Option<i64> {
         self.configs
             .iter()
             .find(|(id, _)| *id == node)
@@ -1018,29 +1018,12 @@ fn sync_changed(
     ))
 }
 
-/// Writes the sync columns an observation changes.
-async fn save_sync(cx: &mut WriteCx<'_>, id: Uuid, s: &NodeSync) -> Result<(), StoreError> {
-    let sql = Sql::new(
-        "UPDATE edge_node_sync SET status = $2, applied_revision = $3, last_sync_at = $4, \
-         last_heartbeat_at = $5, push_attempts = $6, last_error = $7, up = $8 WHERE node_id = $1",
-    )
-    .arg(id)
-    .arg(s.status.as_str())
-    .arg(s.applied_revision)
-    .arg(s.last_sync_at)
-    .arg(s.last_heartbeat_at)
-    .arg(i64::from(s.push_attempts))
-    .arg(&s.last_error)
-    .arg(s.up);
-    cx.tx.execute(&sql).await?;
-    Ok(())
-}
-
 /// An agent's heartbeat and acknowledgement (not audited, like host
 /// heartbeats). An error makes the node `failed`; an applied revision equal
 /// to the desired one makes it `active` (attempts reset, error cleared); a
 /// bare heartbeat brings an `offline` node to `active` and leaves a `failed`
-/// one failed. A node that was down is up again and re-routes.
+/// one failed. A node that was down for its silence is up again, unless
+/// its HTTP check fails, and re-routes.
 pub(crate) struct Acknowledge {
     pub node: DnsLabel,
     pub ack: NodeAck,
@@ -1050,17 +1033,23 @@ pub(crate) struct Acknowledge {
 impl Write for Acknowledge {
     type Reply = NodeSync;
 
+    fn reads_node_sync(&self) -> Option<&str> {
+        Some(self.node.as_str())
+    }
+
     async fn apply(
         &self,
         cx: &mut WriteCx<'_>,
     ) -> Result<Result<NodeSync, StoreError>, StoreError> {
-        let Some((id, before)) = load_node_sync(cx.tx, &self.node).await? else {
+        let Some((id, before)) = cx.tx.node_sync(&self.node).await? else {
             return Ok(Err(StoreError::NodeNotFound(self.node.to_string())));
         };
-        let recomputed = if before.up || before.kind != NodeKind::Vps {
+        // Heartbeats arrive; whether the node is up is now the check's say.
+        let up = before.check_ok;
+        let recomputed = if before.up == up || before.kind != NodeKind::Vps {
             Recomputed::default()
         } else {
-            recompute(cx, &[(id, true)], "node_up").await?
+            recompute(cx, &[(id, up)], "node_up").await?
         };
         let new_config = recomputed.revision_of(id);
         let desired_revision = new_config.unwrap_or(before.desired_revision);
@@ -1099,10 +1088,11 @@ impl Write for Acknowledge {
                 before.push_attempts
             },
             last_error,
-            up: true,
+            up,
+            heartbeat_ok: true,
             ..before.clone()
         };
-        save_sync(cx, id, &after).await?;
+        cx.tx.stage_node_sync(id, &after);
         sync_changed(cx, id, before.status, &after)?;
         Ok(Ok(after))
     }
@@ -1121,11 +1111,15 @@ pub(crate) struct RecordPush {
 impl Write for RecordPush {
     type Reply = NodeSync;
 
+    fn reads_node_sync(&self) -> Option<&str> {
+        Some(self.node.as_str())
+    }
+
     async fn apply(
         &self,
         cx: &mut WriteCx<'_>,
     ) -> Result<Result<NodeSync, StoreError>, StoreError> {
-        let Some((id, before)) = load_node_sync(cx.tx, &self.node).await? else {
+        let Some((id, before)) = cx.tx.node_sync(&self.node).await? else {
             return Ok(Err(StoreError::NodeNotFound(self.node.to_string())));
         };
         if self.revision != before.desired_revision {
@@ -1142,7 +1136,7 @@ impl Write for RecordPush {
             push_attempts: attempts,
             ..before.clone()
         };
-        save_sync(cx, id, &after).await?;
+        cx.tx.stage_node_sync(id, &after);
         if status != NodeSyncStatus::Failed {
             append_push(cx, id, &after, PushReason::Retry)?;
         }
@@ -1169,8 +1163,10 @@ fn append_push(
 
 /// Sends one node or every node its configuration again (`NODE_PUSH` each,
 /// audited `sync.push` or `sync.reconcile`) and resets its push attempts: a
-/// `failed` node gets its retries back, `active` when up, else `offline`
-/// (`NODE_SYNC_CHANGED`).
+/// `failed` node gets its retries back, `active` while its heartbeats
+/// arrive, else `offline`
+/// (`NODE_SYNC_CHANGED`). A reconciliation of every node is recorded as the
+/// schedule's last one (`edge_sync_settings.reconciled_at`).
 pub(crate) struct ResetPushes {
     pub node: Option<DnsLabel>,
     pub reason: PushReason,
@@ -1189,7 +1185,7 @@ impl Write for ResetPushes {
             PushReason::Push | PushReason::Retry => "sync.push",
         };
         let (resource, targets) = match &self.node {
-            Some(name) => match load_node_sync(cx.tx, name).await? {
+            Some(name) => match cx.tx.node_sync(name).await? {
                 Some((id, sync)) => (Some(id), vec![(id, sync)]),
                 None => {
                     let missing = StoreError::NodeNotFound(name.to_string());
@@ -1201,7 +1197,7 @@ impl Write for ResetPushes {
         let mut sql =
             Sql::new("UPDATE edge_node_sync SET push_attempts = 0, status = CASE WHEN status = ");
         sql.bind(NodeSyncStatus::Failed.as_str())
-            .push(" THEN (CASE WHEN up THEN ")
+            .push(" THEN (CASE WHEN heartbeat_ok THEN ")
             .bind(NodeSyncStatus::Active.as_str())
             .push(" ELSE ")
             .bind(NodeSyncStatus::Offline.as_str())
@@ -1214,7 +1210,7 @@ impl Write for ResetPushes {
         let mut revision = None;
         for (id, before) in targets {
             let status = match before.status {
-                NodeSyncStatus::Failed if before.up => NodeSyncStatus::Active,
+                NodeSyncStatus::Failed if before.heartbeat_ok => NodeSyncStatus::Active,
                 NodeSyncStatus::Failed => NodeSyncStatus::Offline,
                 other => other,
             };
@@ -1227,13 +1223,16 @@ impl Write for ResetPushes {
             revision = sync_changed(cx, id, before.status, &after)?.or(revision);
             reset.push(after);
         }
+        if self.reason == PushReason::Reconcile && self.node.is_none() {
+            super::edge_settings::record_reconciled(cx).await?;
+        }
         cx.audit_success(action, resource, revision).await?;
         Ok(Ok(reset))
     }
 }
 
-/// Liveness: nodes silent since `since` become `offline` and down; routes
-/// fail over in the same transaction.
+/// Liveness: nodes silent since `since` become `offline` and down (their
+/// heartbeats no longer arrive); routes fail over in the same transaction.
 pub(crate) struct MarkSilentNodes {
     pub since: DateTime<Utc>,
 }
@@ -1248,7 +1247,7 @@ impl Write for MarkSilentNodes {
     ) -> Result<Result<LivenessChange, StoreError>, StoreError> {
         let sql = Sql::new(format!(
             "{SYNC_SELECT} WHERE COALESCE(y.last_heartbeat_at, n.created_at) < $1 \
-             AND (y.up OR y.status = $2) ORDER BY n.name"
+             AND (y.heartbeat_ok OR y.status = $2) ORDER BY n.name"
         ))
         .arg(self.since)
         .arg(NodeSyncStatus::Active.as_str());
@@ -1283,6 +1282,7 @@ impl Write for MarkSilentNodes {
             let after = NodeSync {
                 status,
                 up: false,
+                heartbeat_ok: false,
                 desired_revision: new_config.unwrap_or(before.desired_revision),
                 push_attempts: if new_config.is_some() {
                     0
@@ -1291,7 +1291,7 @@ impl Write for MarkSilentNodes {
                 },
                 ..before.clone()
             };
-            save_sync(cx, id, &after).await?;
+            cx.tx.stage_node_sync(id, &after);
             sync_changed(cx, id, before.status, &after)?;
             if before.status != after.status {
                 change

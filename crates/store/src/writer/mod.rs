@@ -13,6 +13,8 @@ mod client_health;
 mod cluster;
 mod credentials;
 mod edge;
+mod edge_check;
+mod edge_settings;
 mod observe;
 mod rollout;
 mod sync;
@@ -30,6 +32,8 @@ pub(crate) use edge::{
     DeleteDomain, DeleteNode, DeleteRouting, DeleteService, MarkSilentNodes, RecordPush,
     ResetPushes, SyncClusterServices, UpdateDomain, UpdateNode, UpdateService,
 };
+pub(crate) use edge_check::RecordNodeCheck;
+pub(crate) use edge_settings::{SetReconcileEvery, StartReconcileSchedule};
 pub(crate) use observe::{RecordStatus, SetCapabilities};
 pub(crate) use rollout::{ChangeRollout, CreateRollout, RolloutChange};
 pub use sync::SYNC_FAILING_AFTER;
@@ -62,6 +66,20 @@ pub(crate) trait Write: Send + Sync + 'static {
     /// The name a registration takes, so that a batch's registrations can be
     /// decided together (see [`WriteTx::prepare_inserts`]).
     fn registers(&self) -> Option<&str> {
+        None
+    }
+
+    /// The node whose sync row the write reads, so that a batch's are read
+    /// with one statement and written with one (see
+    /// [`WriteTx::expect_node_syncs`]).
+    fn reads_node_sync(&self) -> Option<&str> {
+        None
+    }
+
+    /// The cluster the write observes (a health observation), so that a
+    /// batch's are read with one statement and written with one (see
+    /// [`WriteTx::expect_observations`]).
+    fn observes(&self) -> Option<Uuid> {
         None
     }
 
@@ -187,6 +205,8 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Valu
 #[async_trait]
 trait Queued: Send {
     fn registers(&self) -> Option<&str>;
+    fn reads_node_sync(&self) -> Option<&str>;
+    fn observes(&self) -> Option<Uuid>;
     /// Applies the write at `at`, keeping its outcome for [`Queued::answer`].
     async fn apply(
         &mut self,
@@ -212,6 +232,14 @@ struct Pending<W: Write> {
 impl<W: Write> Queued for Pending<W> {
     fn registers(&self) -> Option<&str> {
         self.write.registers()
+    }
+
+    fn reads_node_sync(&self) -> Option<&str> {
+        self.write.reads_node_sync()
+    }
+
+    fn observes(&self) -> Option<Uuid> {
+        self.write.observes()
     }
 
     async fn apply(
@@ -397,6 +425,8 @@ async fn apply_batch(
     if names.len() > 1 {
         tx.prepare_inserts(&names).await?;
     }
+    tx.expect_node_syncs(batch.iter().filter_map(|job| job.reads_node_sync()));
+    tx.expect_observations(batch.iter().filter_map(|job| job.observes()));
     let mut revision = start;
     for job in batch.iter_mut() {
         let at = backend.clock.now();

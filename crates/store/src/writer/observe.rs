@@ -22,41 +22,42 @@ pub(crate) struct RecordStatus {
 impl Write for RecordStatus {
     type Reply = Option<Event>;
 
+    fn observes(&self) -> Option<Uuid> {
+        Some(self.id)
+    }
+
     async fn apply(
         &self,
         cx: &mut WriteCx<'_>,
     ) -> Result<Result<Option<Event>, StoreError>, StoreError> {
-        let current = match current(cx, self.id, None).await? {
-            Ok(cluster) => cluster,
-            Err(not_found) => return Ok(Err(not_found)),
+        // The batch's observations are read together and written together
+        // (`ObservationBatch`): this reads and stages in memory.
+        let Some(current) = cx.tx.observed(self.id).await? else {
+            return Ok(Err(StoreError::NotFound(self.id.to_string())));
         };
         let last_seen_at = self.last_seen_at.or(current.last_seen_at);
-        cx.tx
-            .update_status(self.id, &self.status, last_seen_at)
-            .await?;
-        let changed = current.status.state != self.status.state;
+        let changed = current.state != self.status.state;
         let checked_at = self
             .status
             .checked_at
             .or(self.last_seen_at)
             .unwrap_or(cx.at);
         let sample_due = changed
-            || cx
-                .tx
-                .last_history_at(self.id)
-                .await?
+            || current
+                .last_sample_at
                 .is_none_or(|last| checked_at - last >= cx.sample);
-        if sample_due {
-            cx.tx
-                .append_history(self.id, &self.status, checked_at)
-                .await?;
-        }
+        cx.tx.stage_observation(
+            self.id,
+            &self.status,
+            last_seen_at,
+            sample_due.then_some(checked_at),
+        )?;
         if !changed {
             return Ok(Ok(None));
         }
         let payload = json!({
             "cluster_id": self.id,
-            "old_state": current.status.state,
+            "old_state": current.state,
             "new_state": self.status.state,
         });
         let event = cx.append_event(EventType::ClusterStatusChanged, self.id, payload)?;

@@ -1102,6 +1102,185 @@ store_test!(
     }
 );
 
+/// The failovers of `events`: `(from, to, reason)`.
+fn failovers(events: &[Event]) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter(|e| e.event_type == EventType::RoutingFailover)
+        .map(|e| {
+            let text = |key: &str| e.payload[key].as_str().unwrap_or_default().to_owned();
+            (text("from"), text("to"), text("reason"))
+        })
+        .collect()
+}
+
+store_test!(
+    failing_http_checks_fail_over_and_return,
+    options = on_a_manual_clock(),
+    |store| async move {
+        let clock = store.clock().clone();
+        let agent = actor("agent");
+        domain(&store, "curiios.com", Some("eu")).await;
+        vps(&store, "vps1", 1, "eu").await;
+        vps(&store, "vps2", 2, "us").await;
+        laptop(&store, "laptop", 9).await;
+        service(&store, "open-webui", "chat").await;
+        route(
+            &store,
+            "open-webui",
+            &["curiios.com"],
+            &["vps1", "vps2"],
+            PrimaryBackup,
+        )
+        .await;
+        for node in ["vps1", "vps2", "laptop"] {
+            let sync = ack(&store, node, heartbeat(), &agent).await;
+            assert!(sync.up && sync.heartbeat_ok && sync.check_ok);
+            assert_eq!((sync.check_error, sync.check_changed_at), (None, None));
+        }
+        let vps1 = label("vps1");
+
+        // The check through vps1 fails: down, the route moves to vps2.
+        clock.advance(Duration::seconds(5));
+        let start = store.latest_revision().await.unwrap();
+        let error = format!(
+            "connect to 45.8.0.1:80: refused\n\u{1b}[31m{}",
+            "x".repeat(600)
+        );
+        let down = store
+            .record_node_check(&vps1, false, Some(error))
+            .await
+            .unwrap();
+        assert!(!down.up && !down.check_ok && down.heartbeat_ok);
+        assert_eq!(down.status, NodeSyncStatus::Active, "its agent is fine");
+        let kept = down.check_error.clone().unwrap();
+        assert!(
+            kept.starts_with("connect to 45.8.0.1:80: refused[31mxxx"),
+            "{kept}"
+        );
+        assert_eq!(kept.chars().count(), fleetreg_model::MAX_CHECK_ERROR);
+        assert_eq!(down.check_changed_at, Some(clock.now()));
+        assert_eq!(down.down_reason().unwrap(), format!("check failed: {kept}"));
+        assert_eq!(sync_of(&store, "vps1").await, down);
+        let events = events_from(&store, start).await;
+        assert_eq!(
+            failovers(&events),
+            [("vps1".into(), "vps2".into(), "check_failed".into())]
+        );
+        assert_eq!(config_changes(&events), ["laptop", "vps1", "vps2"]);
+        let changed: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.event_type == EventType::NodeSyncChanged)
+            .collect();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].payload["node"], "vps1");
+        assert_eq!(changed[0].payload["check_ok"], false);
+        assert_eq!(changed[0].payload["check_error"], json!(kept));
+        assert_eq!(changed[0].payload["up"], false);
+        assert_eq!(
+            down.desired_revision,
+            store.desired_config(&vps1).await.unwrap().revision
+        );
+        assert_eq!(
+            store.routing_plan().await.unwrap().routes[0]
+                .serving
+                .as_str(),
+            "vps2"
+        );
+        // The move is audited as the controller's; the observation is not.
+        let audit = audit_log(&store).await;
+        let moves: Vec<_> = audit
+            .iter()
+            .filter(|a| a.action == "routing.failover")
+            .collect();
+        assert_eq!(moves.len(), 1);
+        assert_eq!(moves[0].actor, "system:edge-sync");
+        assert!(moves[0].revision.is_some());
+
+        // The same outcome again writes nothing.
+        let start = store.latest_revision().await.unwrap();
+        let again = store
+            .record_node_check(&vps1, false, Some("other".into()))
+            .await
+            .unwrap();
+        assert_eq!(again, down);
+        assert_eq!(store.latest_revision().await.unwrap(), start);
+
+        // A heartbeat does not bring it up while the check fails; a failed
+        // apply and a manual push leave it active (its heartbeats arrive).
+        let beat = ack(&store, "vps1", heartbeat(), &agent).await;
+        assert!(!beat.up && beat.heartbeat_ok);
+        let failed = ack(&store, "vps1", failed_ack(beat.desired_revision), &agent).await;
+        assert_eq!(failed.status, NodeSyncStatus::Failed);
+        let reset = store
+            .reset_pushes(Some(&vps1), PushReason::Push, &operator())
+            .await
+            .unwrap();
+        assert_eq!(reset[0].status, NodeSyncStatus::Active);
+        assert!(failovers(&events_from(&store, start).await).is_empty());
+
+        // The check passes again: up, the route moves back.
+        clock.advance(Duration::seconds(5));
+        let start = store.latest_revision().await.unwrap();
+        let up = store.record_node_check(&vps1, true, None).await.unwrap();
+        assert!(up.up && up.check_ok);
+        assert_eq!(up.check_error, None);
+        assert_eq!(up.check_changed_at, Some(clock.now()));
+        assert_eq!(up.down_reason(), None);
+        let events = events_from(&store, start).await;
+        assert_eq!(
+            failovers(&events),
+            [("vps2".into(), "vps1".into(), "check_passed".into())]
+        );
+
+        // Silent and failing: a passing check does not bring it up, its next
+        // heartbeat does.
+        store
+            .record_node_check(&vps1, false, Some("timeout".into()))
+            .await
+            .unwrap();
+        clock.advance(Duration::seconds(60));
+        ack(&store, "vps2", heartbeat(), &agent).await;
+        ack(&store, "laptop", heartbeat(), &agent).await;
+        let start = store.latest_revision().await.unwrap();
+        let change = store
+            .mark_silent_nodes(clock.now() - Duration::seconds(30))
+            .await
+            .unwrap();
+        assert!(change.failovers.is_empty(), "already down: {change:?}");
+        let silent = sync_of(&store, "vps1").await;
+        assert!(!silent.up && !silent.heartbeat_ok && !silent.check_ok);
+        assert_eq!(silent.status, NodeSyncStatus::Offline);
+        assert_eq!(
+            silent.down_reason().unwrap(),
+            "no heartbeat; check failed: timeout"
+        );
+        let passing = store.record_node_check(&vps1, true, None).await.unwrap();
+        assert!(!passing.up && passing.check_ok);
+        assert_eq!(passing.down_reason().unwrap(), "no heartbeat");
+        assert!(failovers(&events_from(&store, start).await).is_empty());
+        let back = ack(&store, "vps1", heartbeat(), &agent).await;
+        assert!(back.up);
+        assert_eq!(
+            failovers(&events_from(&store, start).await),
+            [("vps2".into(), "vps1".into(), "node_up".into())]
+        );
+
+        // A laptop's check moves nothing; an unknown node is not found.
+        let start = store.latest_revision().await.unwrap();
+        store
+            .record_node_check(&label("laptop"), false, None)
+            .await
+            .unwrap();
+        let events = events_from(&store, start).await;
+        assert_eq!(types(&events), [EventType::NodeSyncChanged]);
+        assert!(matches!(
+            store.record_node_check(&label("nope"), false, None).await,
+            Err(StoreError::NodeNotFound(_))
+        ));
+    }
+);
+
 store_test!(
     acknowledgements_and_pushes_move_the_sync_state,
     options = on_a_manual_clock(),
@@ -1467,5 +1646,369 @@ store_test!(
             assert_eq!(stored.config, plan.node_config(&view), "{}", node.name);
             assert_eq!(stored.revision, sync.desired_revision);
         }
+    }
+);
+
+/// An acknowledgement of a failure to apply `revision`.
+fn failed_ack(revision: i64) -> NodeAck {
+    NodeAck {
+        applied_revision: None,
+        error: Some("boom".into()),
+        failed_revision: Some(revision),
+    }
+}
+
+/// The acknowledgements of node pattern `pattern`, its desired revision `d`:
+/// every way `Acknowledge` moves a node, some of them repeated.
+fn ack_sequence(pattern: usize, d: i64) -> Vec<NodeAck> {
+    match pattern {
+        0 => vec![heartbeat()],
+        1 => vec![applied_ack(d)],
+        2 => vec![failed_ack(d), heartbeat()],
+        3 => vec![failed_ack(d), applied_ack(d), heartbeat()],
+        4 => vec![applied_ack(d - 1)],
+        _ => vec![applied_ack(d), applied_ack(d), heartbeat()],
+    }
+}
+
+/// `sync` with its node's name and address blanked and its revisions
+/// relative to `d`, to compare twins.
+fn relative(sync: &NodeSync, d: i64) -> NodeSync {
+    NodeSync {
+        node: label("twin"),
+        overlay_address: ip("0.0.0.0"),
+        desired_revision: sync.desired_revision - d,
+        applied_revision: sync.applied_revision.map(|r| r - d),
+        ..sync.clone()
+    }
+}
+
+/// `(old, new)` status of each `NODE_SYNC_CHANGED` of `node` among `events`.
+fn status_moves(events: &[Event], node: &str) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e.event_type == EventType::NodeSyncChanged && e.payload["node"] == node)
+        .map(|e| {
+            let status = |key: &str| e.payload[key].as_str().unwrap().to_owned();
+            (status("old_status"), status("new_status"))
+        })
+        .collect()
+}
+
+/// Starts `writes` in order (one poll each queues it with the writer, so
+/// most of them land in one batch, in this order), then waits for them all.
+async fn queued_in_order<T>(
+    writes: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>>,
+) -> Vec<T> {
+    let mut writes: Vec<_> = writes.into_iter().map(|w| (w, None)).collect();
+    // Unconstrained: tokio's cooperative budget would otherwise stop the
+    // queueing after 128 sends.
+    tokio::task::unconstrained(std::future::poll_fn(|cx| {
+        for (write, done) in writes.iter_mut() {
+            if let std::task::Poll::Ready(out) = write.as_mut().poll(cx) {
+                *done = Some(out);
+            }
+        }
+        std::task::Poll::Ready(())
+    }))
+    .await;
+    let mut outs = Vec::with_capacity(writes.len());
+    for (write, done) in writes {
+        outs.push(match done {
+            Some(out) => out,
+            None => write.await,
+        });
+    }
+    outs
+}
+
+store_test!(
+    acknowledgements_in_one_batch_end_as_one_by_one,
+    options = on_a_manual_clock(),
+    |store| async move {
+        let clock = store.clock().clone();
+        let agent = actor("agent");
+        // A routed pair whose primary is down: its acknowledgement in the
+        // batch brings it up and routes back (a recompute in mid-batch).
+        domain(&store, "curiios.com", Some("eu")).await;
+        vps(&store, "vps1", 1, "eu").await;
+        vps(&store, "vps2", 2, "us").await;
+        service(&store, "open-webui", "chat").await;
+        let nodes = ["vps1", "vps2"];
+        route(
+            &store,
+            "open-webui",
+            &["curiios.com"],
+            &nodes,
+            PrimaryBackup,
+        )
+        .await;
+        clock.advance(Duration::seconds(60));
+        ack(&store, "vps2", heartbeat(), &agent).await;
+        let since = clock.now() - Duration::seconds(30);
+        store.mark_silent_nodes(since).await.unwrap();
+        assert!(!sync_of(&store, "vps1").await.up);
+
+        // Twins: `a<i>` acknowledged in one batch, `b<i>` one by one, the
+        // same acknowledgements; every other node counted a push first.
+        let patterns = 6;
+        let count = patterns * 5;
+        let mut desired_of = BTreeMap::new();
+        for i in 0..count {
+            for (twin, base) in [("a", 10), ("b", 100)] {
+                let name = format!("{twin}{i}");
+                // VPSs (laptops would get vps1's move as a new configuration).
+                vps(&store, &name, u8::try_from(base + i).unwrap(), "eu").await;
+                let d = sync_of(&store, &name).await.desired_revision;
+                if i % 2 == 0 {
+                    store.record_push(&label(&name), d, 5).await.unwrap();
+                }
+                desired_of.insert(name, d);
+            }
+        }
+        clock.advance(Duration::seconds(5));
+
+        // Round by round, so one node's acknowledgements are apart in the
+        // batch; vps1's and an unknown node's among them.
+        let mut batch: Vec<(DnsLabel, NodeAck)> = Vec::new();
+        for round in 0..3 {
+            for i in 0..count {
+                let name = format!("a{i}");
+                let acks = ack_sequence(i % patterns, desired_of[&name]);
+                if let Some(ack) = acks.get(round) {
+                    batch.push((label(&name), ack.clone()));
+                }
+                if round == 0 && i == count / 2 {
+                    batch.push((label("vps1"), heartbeat()));
+                    batch.push((label("ghost"), heartbeat()));
+                }
+            }
+        }
+        let start = store.latest_revision().await.unwrap();
+        let writes = batch
+            .iter()
+            .map(|(node, ack)| store.acknowledge(node, ack.clone(), &agent))
+            .collect();
+        let replies = queued_in_order(writes).await;
+        let batch_events = events_from(&store, start).await;
+        let middle = store.latest_revision().await.unwrap();
+
+        let mut sequential: BTreeMap<String, Vec<NodeSync>> = BTreeMap::new();
+        for i in 0..count {
+            let name = format!("b{i}");
+            for ack_b in ack_sequence(i % patterns, desired_of[&name]) {
+                let reply = ack(&store, &name, ack_b, &agent).await;
+                sequential.entry(name.clone()).or_default().push(reply);
+            }
+        }
+        let one_by_one = events_from(&store, middle).await;
+
+        // Each reply is the state its twin had after the same acknowledgement.
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for ((node, _), reply) in batch.iter().zip(&replies) {
+            match node.as_str() {
+                "ghost" => assert_err!(reply, StoreError::NodeNotFound(_)),
+                "vps1" => {
+                    let vps1 = reply.as_ref().unwrap();
+                    assert!(vps1.up);
+                    assert_eq!(vps1.status, NodeSyncStatus::Active);
+                }
+                name => {
+                    let reply = reply.as_ref().unwrap();
+                    let twin = format!("b{}", &name[1..]);
+                    let step = seen.entry(name.to_owned()).or_default();
+                    let expected = &sequential[&twin][*step];
+                    *step += 1;
+                    assert_eq!(
+                        relative(reply, desired_of[name]),
+                        relative(expected, desired_of[&twin]),
+                        "{name}, acknowledgement {step}"
+                    );
+                }
+            }
+        }
+
+        // The stored states and the status events match the twins' and the
+        // rules.
+        for i in 0..count {
+            let (a, b) = (format!("a{i}"), format!("b{i}"));
+            let (da, db) = (desired_of[&a], desired_of[&b]);
+            let stored = sync_of(&store, &a).await;
+            assert_eq!(
+                relative(&stored, da),
+                relative(&sync_of(&store, &b).await, db),
+                "{a}"
+            );
+            assert_eq!(
+                status_moves(&batch_events, &a),
+                status_moves(&one_by_one, &b),
+                "{a}"
+            );
+            let pushed = u32::from(i % 2 == 0);
+            let (status, applied, error, attempts) = match i % patterns {
+                0 => (NodeSyncStatus::Active, None, None, pushed),
+                1 => (NodeSyncStatus::Active, Some(da), None, 0),
+                2 => (NodeSyncStatus::Failed, None, Some("boom"), pushed),
+                3 => (NodeSyncStatus::Active, Some(da), None, 0),
+                4 => (NodeSyncStatus::Active, Some(da - 1), None, pushed),
+                _ => (NodeSyncStatus::Active, Some(da), None, 0),
+            };
+            assert_eq!(stored.status, status, "{a}");
+            assert_eq!(stored.applied_revision, applied, "{a}");
+            assert_eq!(stored.last_error.as_deref(), error, "{a}");
+            assert_eq!(stored.push_attempts, attempts, "{a}");
+            assert_eq!(stored.last_heartbeat_at, Some(clock.now()), "{a}");
+            let synced = applied.is_some().then(|| clock.now());
+            assert_eq!(stored.last_sync_at, synced, "{a}");
+            assert!(stored.up, "{a}");
+        }
+        // vps1 came back in the batch: the route moved back to it.
+        let failover = batch_events
+            .iter()
+            .find(|e| e.event_type == EventType::RoutingFailover)
+            .unwrap();
+        assert_eq!(failover.payload["to"], "vps1");
+        assert_eq!(failover.payload["reason"], "node_up");
+        assert_eq!(sync_of(&store, "vps1").await.status, NodeSyncStatus::Active);
+        let plan = store.routing_plan().await.unwrap();
+        assert_eq!(plan.routes[0].serving.as_str(), "vps1");
+    }
+);
+
+store_test!(
+    the_reconciliation_interval_and_schedule_are_stored,
+    options = on_a_manual_clock(),
+    |store| async move {
+        let clock = store.clock().clone();
+        vps(&store, "vps1", 1, "eu").await;
+        // Nothing stored: the configuration's interval, no schedule yet.
+        let fresh = store.reconcile_schedule().await.unwrap();
+        assert_eq!(fresh, fleetreg_store::ReconcileSchedule::default());
+        // The first controller starts the schedule; later starts keep it.
+        let started = store.start_reconcile_schedule().await.unwrap();
+        assert_eq!(started.reconciled_at, Some(clock.now()));
+        let start = clock.now();
+        clock.advance(Duration::minutes(5));
+        let again = store.start_reconcile_schedule().await.unwrap();
+        assert_eq!(again.reconciled_at, Some(start));
+
+        let set = store
+            .set_reconcile_every(14_400, &operator())
+            .await
+            .unwrap();
+        assert_eq!(set.every_seconds, Some(14_400));
+        assert_eq!(
+            set.reconciled_at,
+            Some(start),
+            "setting it does not reconcile"
+        );
+        assert_eq!(store.reconcile_schedule().await.unwrap(), set);
+        assert_err!(
+            store.set_reconcile_every(0, &operator()).await,
+            StoreError::Invalid(_)
+        );
+        assert_eq!(store.reconcile_schedule().await.unwrap(), set);
+
+        // Pushes do not count as a reconciliation; reconciling every node does.
+        clock.advance(Duration::hours(1));
+        for node in [Some(label("vps1")), None] {
+            store
+                .reset_pushes(node.as_ref(), PushReason::Push, &operator())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.reconcile_schedule().await.unwrap().reconciled_at,
+            Some(start)
+        );
+        store
+            .reset_pushes(None, PushReason::Reconcile, &Audit::system("reconcile"))
+            .await
+            .unwrap();
+        let reconciled = store.reconcile_schedule().await.unwrap();
+        assert_eq!(reconciled.reconciled_at, Some(clock.now()));
+        assert_eq!(reconciled.every_seconds, Some(14_400));
+
+        let changes: Vec<(String, AuditResult)> = audit_log(&store)
+            .await
+            .into_iter()
+            .filter(|a| a.action == "sync.reconcile_interval")
+            .map(|a| (a.actor, a.result))
+            .collect();
+        let operator = operator().actor;
+        assert_eq!(
+            changes,
+            [
+                (operator.clone(), AuditResult::Success),
+                (operator, AuditResult::Failure),
+            ]
+        );
+    }
+);
+
+store_test!(
+    pending_pushes_and_sync_counts_come_from_the_database,
+    options = on_a_manual_clock(),
+    |store| async move {
+        let agent = actor("agent");
+        for (name, octet) in [("vps1", 1), ("vps2", 2)] {
+            vps(&store, name, octet, "eu").await;
+        }
+        for (name, octet) in [("laptop", 9), ("laptop2", 10)] {
+            laptop(&store, name, octet).await;
+        }
+        let pending_names = |nodes: Vec<NodeSync>| -> Vec<String> {
+            nodes.into_iter().map(|s| s.node.to_string()).collect()
+        };
+        // New nodes have applied nothing: a push is pending for each.
+        assert_eq!(
+            pending_names(store.list_pending_node_sync().await.unwrap()),
+            ["laptop", "laptop2", "vps1", "vps2"]
+        );
+        // laptop runs its desired revision; laptop2 an older one (not NULL,
+        // still out of sync); vps2 fails after its one allowed push.
+        let desired = sync_of(&store, "laptop").await.desired_revision;
+        ack(&store, "laptop", applied_ack(desired), &agent).await;
+        let older = sync_of(&store, "laptop2").await.desired_revision - 1;
+        let behind = ack(&store, "laptop2", applied_ack(older), &agent).await;
+        assert_eq!(behind.applied_revision, Some(older));
+        let vps2 = sync_of(&store, "vps2").await.desired_revision;
+        let failed = store.record_push(&label("vps2"), vps2, 1).await.unwrap();
+        assert_eq!(failed.status, NodeSyncStatus::Failed);
+
+        let all = store.list_node_sync().await.unwrap();
+        let pending = store.list_pending_node_sync().await.unwrap();
+        assert_eq!(pending_names(pending.clone()), ["laptop2", "vps1"]);
+        let by_definition: Vec<NodeSync> = all
+            .iter()
+            .filter(|s| !s.in_sync() && s.status != NodeSyncStatus::Failed)
+            .cloned()
+            .collect();
+        assert_eq!(pending, by_definition);
+
+        let counts = store.count_node_sync().await.unwrap();
+        let by_status: Vec<(NodeSyncStatus, u64)> = NodeSyncStatus::ALL
+            .iter()
+            .map(|status| {
+                let n = all.iter().filter(|s| s.status == *status).count();
+                (*status, n as u64)
+            })
+            .collect();
+        assert_eq!(counts.by_status, by_status);
+        let count = |status| {
+            counts
+                .by_status
+                .iter()
+                .find(|(s, _)| *s == status)
+                .unwrap()
+                .1
+        };
+        assert_eq!(count(NodeSyncStatus::Failed), 1);
+        assert_eq!(count(NodeSyncStatus::Active), 2);
+        assert_eq!(count(NodeSyncStatus::Offline), 1);
+        assert_eq!(
+            counts.out_of_sync, 3,
+            "all but laptop, the failed one included"
+        );
     }
 );

@@ -200,3 +200,82 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    observations_in_one_batch_see_each_other,
+    options = every_observation(),
+    |store| async move {
+        let a = insert(&store, "batch-a").await;
+        let b = insert(&store, "batch-b").await;
+        let gone = insert(&store, "batch-gone").await;
+        let t0 = fleetreg_model::now() - Duration::minutes(10);
+        let at = |seconds: i64| t0 + Duration::seconds(seconds);
+        let operator = operator();
+        // Queued in one go: the writer applies them in this order, mostly in
+        // one transaction (whose observations are read with one statement and
+        // written with one); the outcome is the same however they are batched.
+        let (a1, b1, a2, g1, deleted, g2, unknown) = tokio::join!(
+            store.record_status(a.id, status(ClusterState::Online, 100, at(0)), Some(at(0))),
+            store.record_status(b.id, status(ClusterState::Offline, 0, at(0)), None),
+            store.record_status(a.id, status(ClusterState::Degraded, 60, at(1)), Some(at(1))),
+            store.record_status(
+                gone.id,
+                status(ClusterState::Online, 90, at(0)),
+                Some(at(0))
+            ),
+            store.delete_cluster(gone.id, None, &operator),
+            store.record_status(
+                gone.id,
+                status(ClusterState::Online, 90, at(1)),
+                Some(at(1))
+            ),
+            store.record_status(
+                Uuid::now_v7(),
+                status(ClusterState::Online, 90, at(0)),
+                None
+            ),
+        );
+        let a1 = a1.unwrap().expect("UNKNOWN → ONLINE is a change");
+        let a2 = a2.unwrap().expect("ONLINE → DEGRADED is a change");
+        assert_eq!(a1.payload["old_state"], "UNKNOWN");
+        assert_eq!(
+            a2.payload["old_state"], "ONLINE",
+            "the second observation of the batch saw the first"
+        );
+        assert!(a1.revision < a2.revision);
+        assert!(b1.unwrap().is_some(), "UNKNOWN → OFFLINE is a change");
+        assert!(g1.unwrap().is_some());
+        deleted.unwrap();
+        assert_err!(g2, StoreError::NotFound(_));
+        assert_err!(unknown, StoreError::NotFound(_));
+
+        let a_now = store.get_cluster(a.id).await.unwrap();
+        assert_eq!(a_now.status, status(ClusterState::Degraded, 60, at(1)));
+        assert_eq!(a_now.last_seen_at, Some(at(1)));
+        let b_now = store.get_cluster(b.id).await.unwrap();
+        assert_eq!(b_now.status, status(ClusterState::Offline, 0, at(0)));
+        assert_eq!(b_now.last_seen_at, None);
+        assert_err!(store.get_cluster(gone.id).await, StoreError::NotFound(_));
+        let history: Vec<_> = store
+            .list_health_history(a.id, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| (s.checked_at, s.state))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                (at(1), ClusterState::Degraded),
+                (at(0), ClusterState::Online)
+            ]
+        );
+
+        // The next batch reads what this one wrote.
+        let again = store
+            .record_status(a.id, status(ClusterState::Degraded, 61, at(2)), Some(at(2)))
+            .await
+            .unwrap();
+        assert!(again.is_none(), "DEGRADED → DEGRADED is no change");
+    }
+);
