@@ -145,7 +145,9 @@ const COLUMNS: &[Column] = &[
 ];
 
 /// The event with a `detail` for the DETAIL column: `OLD → NEW` for a status
-/// change (its payload has states, no name), else the cluster's name.
+/// change (its payload has states, no name), `HOST: FROM → TO` for a
+/// failover, `NODE: check failed: …` / `check passes` for an edge node's
+/// HTTP check, else the resource's name.
 fn with_detail(event: &Value) -> Value {
     let payload = &event["payload"];
     let text = |key: &str| payload[key].as_str();
@@ -159,6 +161,14 @@ fn with_detail(event: &Value) -> Value {
         },
         _ => match (text("hostname"), text("from"), text("to")) {
             (Some(host), Some(from), Some(to)) => Value::String(format!("{host}: {from} → {to}")),
+            // The HTTP check through an edge node flipped.
+            _ if payload["check_ok"].is_boolean() => {
+                let node = text("node").unwrap_or_default();
+                match text("check_error") {
+                    Some(error) => Value::String(format!("{node}: check failed: {error}")),
+                    None => Value::String(format!("{node}: check passes")),
+                }
+            }
             _ => text("name")
                 .or(text("node"))
                 .map_or(payload["name"].clone(), |n| Value::String(n.to_owned())),
@@ -365,6 +375,16 @@ mod tests {
         assert_eq!(
             detail(json!({"node": "vps1", "desired_revision": 9})),
             "vps1"
+        );
+        assert_eq!(
+            detail(
+                json!({"node": "vps1", "check_ok": false, "check_error": "refused", "up": false})
+            ),
+            "vps1: check failed: refused"
+        );
+        assert_eq!(
+            detail(json!({"node": "vps1", "check_ok": true, "check_error": null, "up": true})),
+            "vps1: check passes"
         );
     }
 }

@@ -641,9 +641,29 @@ mod a_backlog_starts_the_longest_due_first {
             mark = position;
         }
 
+        // ... and recorded them (a check the simulator saw may still be on its
+        // way to the store; the second scheduler spreads only clusters checked
+        // before over the year).
+        let (store, context) = app.health.as_ref().expect("scheduler on").parts();
+        let registered = names_by_id.len();
+        crate::helpers::wait_for(
+            "every first check recorded",
+            Duration::from_secs(60),
+            || {
+                let store = store.clone();
+                async move {
+                    let clusters = fleetreg_server::health::all_clusters(store.as_ref())
+                        .await
+                        .ok()?;
+                    let recorded = clusters.iter().all(|c| c.status.checked_at.is_some());
+                    (recorded && clusters.len() == registered).then_some(())
+                }
+            },
+        )
+        .await;
+
         // A second scheduler driven by hand loads the table now: first due
         // times spread over the year by the id's jitter.
-        let (store, context) = app.health.as_ref().expect("scheduler on").parts();
         let scheduler = HealthScheduler::new(store, context);
         let every_one_due = Instant::now() + Duration::from_secs(YEAR);
         let first = scheduler.tick_at(every_one_due).await;
