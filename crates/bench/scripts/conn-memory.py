@@ -6,6 +6,8 @@ Usage: conn-memory.py PORT MODE [N]     (FLEETREG_ADMIN_TOKEN in the environment
         stream  N `GET /api/v1/nodes/{name}/config/stream`, each read until its first frame
         ack     N `POST /api/v1/nodes/{name}/ack {}`, each answered, the connection kept open
         events  N `GET /api/v1/events/stream`, each read until `: connected`
+        events-resume  N `GET /api/v1/events/stream?after=R-1` after one write (revision R), each
+                read until that event: a resumed stream, whose backlog is read from the store
         agent   N agents as they were before HTTP/2: a stream (read until its first frame) and,
                 on a second connection kept open, one `POST …/ack {}`
         agent-h2  N agents on one HTTP/2 connection each (prior knowledge): the stream and
@@ -166,6 +168,28 @@ async def nodes(method):
     await asyncio.gather(*(one(i) for i in range(N)))
 
 
+async def latest_revision():
+    reader, writer = await request("GET", "/api/v1/events?limit=1")
+    data = await read_until(reader, answered)
+    writer.close()
+    return json.loads(data.split(b"\r\n\r\n", 1)[1])["latest_revision"]
+
+
+async def resume_node(method):
+    """The one write of events-resume: a laptop node registered (or deleted after)."""
+    if method == "POST":
+        body = json.dumps({"name": "conn-mem-resume", "kind": "laptop",
+                           "overlay_address": "10.251.255.254"}).encode()
+        reader, writer = await request("POST", "/api/v1/nodes", body)
+    else:
+        reader, writer = await request("DELETE", "/api/v1/nodes/conn-mem-resume")
+    await read_until(reader, answered)
+    writer.close()
+
+
+RESUME_AT = None
+
+
 async def open_one(i, kept):
     if MODE == "bare":
         kept.append(await asyncio.open_connection("127.0.0.1", PORT))
@@ -197,15 +221,23 @@ async def open_one(i, kept):
     elif MODE == "events":
         reader, writer = await request("GET", "/api/v1/events/stream")
         await read_until(reader, lambda d: b": connected" in d)
+    elif MODE == "events-resume":
+        reader, writer = await request("GET", f"/api/v1/events/stream?after={RESUME_AT - 1}")
+        await read_until(reader, lambda d: f"id: {RESUME_AT}\n".encode() in d)
     else:
         sys.exit(f"unknown mode {MODE}")
     kept.append((reader, writer))
 
 
 async def main():
+    global RESUME_AT
     pid = server_pid()
-    if MODE not in ("bare", "bare-h2", "events"):
+    if MODE not in ("bare", "bare-h2", "events", "events-resume"):
         await nodes("POST")
+        await asyncio.sleep(1)
+    if MODE == "events-resume":
+        await resume_node("POST")
+        RESUME_AT = await latest_revision()
         await asyncio.sleep(1)
     before, kept, gate = rss(pid), [], asyncio.Semaphore(64)
 
@@ -220,9 +252,11 @@ async def main():
           f" = {(after - before) / N / 1e3:.1f} KB per client")
     for _, writer in kept:
         writer.close()
-    if MODE not in ("bare", "bare-h2", "events"):
+    if MODE not in ("bare", "bare-h2", "events", "events-resume"):
         await asyncio.sleep(1)
         await nodes("DELETE")
+    if MODE == "events-resume":
+        await resume_node("DELETE")
 
 
 asyncio.run(main())

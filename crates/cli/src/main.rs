@@ -2,6 +2,7 @@
 //! and the benchmark (`bench`).
 
 mod agent;
+mod allocator;
 mod audit;
 mod client;
 mod client_drift;
@@ -31,11 +32,6 @@ mod token;
 mod vault;
 
 use clap::{Parser, Subcommand};
-
-/// mimalloc: the server allocates many short-lived buffers per request; glibc
-/// malloc took ~15% of server CPU under write load (docs/BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 const EXAMPLES: &str = "Examples:
@@ -135,8 +131,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        allocator::serve_memory_policy();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(allocator::release_when_idle)
         .build()
     {
         Ok(runtime) => runtime,

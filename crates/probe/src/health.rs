@@ -93,10 +93,19 @@ impl Prober {
             tempo: record(Component::Tempo, tempo),
             loki: record(Component::Loki, loki),
         };
+        let elapsed = started.elapsed();
+        // The URL is the operator's; the causes are bounded and escaped.
+        tracing::debug!(
+            api_server_url = %target.api_server_url,
+            api_server = results.api_server,
+            failures = ?failures.iter().map(|f| (f.component, f.cause.as_str())).collect::<Vec<_>>(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "cluster checked"
+        );
         HealthReport {
             results,
             failures,
-            elapsed: started.elapsed(),
+            elapsed,
         }
     }
 

@@ -54,6 +54,11 @@ pub struct NodeCheck {
     pub status: Option<u16>,
     /// Why the check failed (escaped, bounded); `None` when it passed.
     pub error: Option<String>,
+    /// Whether the node's proxy is alive: it answered, or, when the request
+    /// went unanswered in time, it answered one without the hostname (no
+    /// route: the proxy's own answer) or spoke TLS. `false` when it refused,
+    /// reset or failed the connection or the TLS handshake, or was silent.
+    pub proxy_alive: bool,
 }
 
 impl NodeCheck {
@@ -62,10 +67,21 @@ impl NodeCheck {
         self.error.is_none()
     }
 
+    /// Whether the proxy is alive and what stands behind it failed the
+    /// request: an answer 502 (bad gateway), 503 (unavailable) or 504
+    /// (gateway timeout), or no answer in time from a proxy that answers
+    /// without the hostname (a proxy retries a dead upstream for a while,
+    /// Caddy 5 s as fleetreg renders it). The node is up; the service it
+    /// forwarded the check to is not answering.
+    pub fn upstream_failed(&self) -> bool {
+        self.proxy_alive && matches!(self.status, None | Some(502..=504))
+    }
+
     fn failed(error: String) -> NodeCheck {
         NodeCheck {
             status: None,
             error: Some(error),
+            proxy_alive: false,
         }
     }
 }
@@ -86,7 +102,12 @@ impl NodeChecker {
 
     /// `GET target`, answered within `timeout` (connecting and the TLS
     /// handshake included). Passes on any status below 500; a refused
-    /// address, a transport error, no answer in time or a 5xx fails it.
+    /// address, a transport error, no answer in time or a 5xx fails it. When
+    /// a request with a hostname goes unanswered, a second one without it
+    /// (that no route matches, so the proxy answers it itself) tells a
+    /// proxy that is waiting on its upstream from one that hangs
+    /// ([`NodeCheck::proxy_alive`]); the check then takes up to twice
+    /// `timeout`.
     pub async fn check(&self, target: &NodeTarget, timeout: Duration) -> NodeCheck {
         if let Err(blocked) = self.policy.check(None, target.address) {
             return NodeCheck::failed(format!(
@@ -95,36 +116,74 @@ impl NodeChecker {
             ));
         }
         let socket = SocketAddr::new(target.address, target.port);
-        // One client per check: the hostname is pinned to this node's
-        // address, and another node may carry the same hostname.
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .user_agent(concat!("fleetreg-edge-check/", env!("CARGO_PKG_VERSION")));
-        if let Some(host) = &target.host {
-            builder = builder.resolve(host, socket);
-        }
-        let client = match builder.build() {
-            Ok(client) => client,
-            Err(error) => return NodeCheck::failed(format!("setup: {}", innermost(&error))),
-        };
-        let request = client.get(target.url()).send();
-        let response = match tokio::time::timeout(timeout, request).await {
-            Err(_) => {
-                return NodeCheck::failed(format!(
-                    "no answer from {socket} within {} ms",
-                    timeout.as_millis()
-                ))
+        match request(target, socket, timeout).await {
+            Ok(status) => NodeCheck {
+                status: Some(status),
+                error: (status >= 500).then(|| format!("{socket} answered HTTP {status}")),
+                proxy_alive: true,
+            },
+            Err(Unanswered::Error(error)) => NodeCheck::failed(error),
+            Err(Unanswered::Late) => {
+                let bare = NodeTarget {
+                    host: None,
+                    ..target.clone()
+                };
+                let proxy_alive = target.host.is_some()
+                    && match request(&bare, socket, timeout).await {
+                        Ok(_) => true,
+                        // The proxy spoke TLS (an alert, or a certificate
+                        // not valid for the address).
+                        Err(Unanswered::Error(error)) => error.starts_with("TLS with"),
+                        Err(Unanswered::Late) => false,
+                    };
+                let also = if !proxy_alive && target.host.is_some() {
+                    ", nor without the hostname"
+                } else {
+                    ""
+                };
+                NodeCheck {
+                    proxy_alive,
+                    ..NodeCheck::failed(format!(
+                        "no answer from {socket} within {} ms{also}",
+                        timeout.as_millis()
+                    ))
+                }
             }
-            Ok(Err(error)) => return NodeCheck::failed(describe(&error, socket)),
-            Ok(Ok(response)) => response,
-        };
-        let status = response.status().as_u16();
-        NodeCheck {
-            status: Some(status),
-            error: (status >= 500).then(|| format!("{socket} answered HTTP {status}")),
         }
+    }
+}
+
+/// Why a request got no status.
+enum Unanswered {
+    /// No answer within the timeout.
+    Late,
+    /// A transport error, described ([`describe`]).
+    Error(String),
+}
+
+/// `GET target` on its own connection to `socket`: the answer's status.
+async fn request(
+    target: &NodeTarget,
+    socket: SocketAddr,
+    timeout: Duration,
+) -> Result<u16, Unanswered> {
+    // One client per check: the hostname is pinned to this node's
+    // address, and another node may carry the same hostname.
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!("fleetreg-edge-check/", env!("CARGO_PKG_VERSION")));
+    if let Some(host) = &target.host {
+        builder = builder.resolve(host, socket);
+    }
+    let client = builder
+        .build()
+        .map_err(|error| Unanswered::Error(format!("setup: {}", innermost(&error))))?;
+    match tokio::time::timeout(timeout, client.get(target.url()).send()).await {
+        Err(_) => Err(Unanswered::Late),
+        Ok(Err(error)) => Err(Unanswered::Error(describe(&error, socket))),
+        Ok(Ok(response)) => Ok(response.status().as_u16()),
     }
 }
 
@@ -235,6 +294,7 @@ mod tests {
             .check(&target("127.0.0.1", port, None), SECOND)
             .await;
         assert_eq!(bad.status, Some(502));
+        assert!(bad.upstream_failed(), "a gateway's answer: {bad:?}");
         assert_eq!(
             bad.error.as_deref(),
             Some(format!("127.0.0.1:{port} answered HTTP 502").as_str())
@@ -244,6 +304,7 @@ mod tests {
         let refused = checker
             .check(&target("127.0.0.1", closed, None), SECOND)
             .await;
+        assert!(!refused.upstream_failed(), "{refused:?}");
         let error = refused.error.unwrap();
         assert!(
             error.starts_with(&format!("connect to 127.0.0.1:{closed}: "))
@@ -261,6 +322,57 @@ mod tests {
             slow.error.as_deref(),
             Some(format!("no answer from 127.0.0.1:{port} within 200 ms").as_str())
         );
+        assert!(!slow.upstream_failed(), "silent: {slow:?}");
+        let slow = checker
+            .check(
+                &target("127.0.0.1", port, Some("photos.example.invalid")),
+                Duration::from_millis(200),
+            )
+            .await;
+        assert_eq!(
+            slow.error.as_deref(),
+            Some(
+                format!("no answer from 127.0.0.1:{port} within 200 ms, nor without the hostname")
+                    .as_str()
+            )
+        );
+        assert!(!slow.upstream_failed(), "silent twice: {slow:?}");
+    }
+
+    #[tokio::test]
+    async fn silence_on_a_route_from_a_proxy_that_answers_otherwise_is_the_upstreams() {
+        // A proxy retrying a dead upstream: the routed hostname waits, any
+        // other request is answered at once.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buffer = [0u8; 4096];
+                let n = stream.read(&mut buffer).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buffer[..n]).to_ascii_lowercase();
+                if head.contains("host: photos.example.invalid") {
+                    held.push(stream);
+                } else {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        });
+        let checker = NodeChecker::new(EgressPolicy::default());
+        let retrying = checker
+            .check(
+                &target("127.0.0.1", port, Some("photos.example.invalid")),
+                Duration::from_millis(200),
+            )
+            .await;
+        assert_eq!(
+            retrying.error.as_deref(),
+            Some(format!("no answer from 127.0.0.1:{port} within 200 ms").as_str())
+        );
+        assert!(retrying.upstream_failed(), "{retrying:?}");
     }
 
     #[tokio::test]

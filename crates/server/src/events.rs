@@ -1,13 +1,17 @@
 //! The event hub: one task tails the change log, renders each event once as an
 //! SSE frame and broadcasts it to every stream subscriber.
+//!
+//! A subscriber learns the hub's head together with its receiver
+//! ([`Subscription`]): every frame after the head reaches the receiver, so a
+//! stream that starts "now" reads nothing from the store.
 
 use crate::metrics::EVENTS_REVISION;
 use bytes::Bytes;
 use fleetreg_model::{Event, EventFilter, EventType};
 use fleetreg_store::{Store, StoreError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -57,8 +61,38 @@ pub fn render_frame(event: &Event) -> Frame {
 /// Handle to the hub; clone freely.
 #[derive(Clone)]
 pub struct EventHub {
+    broadcast: Arc<Broadcast>,
+}
+
+/// The channel and the revision of the last frame sent on it, moved together
+/// under one lock, so a subscriber's head and receiver agree.
+struct Broadcast {
     frames: broadcast::Sender<Arc<Frame>>,
-    published: watch::Receiver<i64>,
+    head: Mutex<i64>,
+}
+
+impl Broadcast {
+    fn head(&self) -> std::sync::MutexGuard<'_, i64> {
+        self.head.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `frame` and makes its revision the head.
+    fn send(&self, frame: Frame) {
+        let frame = Arc::new(frame);
+        let mut head = self.head();
+        *head = frame.revision;
+        // No receivers is fine: nobody is listening.
+        let _ = self.frames.send(frame);
+    }
+}
+
+/// What [`EventHub::subscribe`] gives: the frames broadcast after `head`,
+/// every one of them (unless the receiver lags behind the channel).
+pub struct Subscription {
+    /// Receives every frame with a revision above `head`.
+    pub frames: broadcast::Receiver<Arc<Frame>>,
+    /// The revision of the last frame broadcast before the subscription.
+    pub head: i64,
 }
 
 impl EventHub {
@@ -69,26 +103,27 @@ impl EventHub {
     ) -> Result<(EventHub, tokio::task::JoinHandle<()>), StoreError> {
         let (frames, _) = broadcast::channel(CHANNEL_CAPACITY);
         let latest = store.latest_revision().await?;
-        let (published_tx, published) = watch::channel(latest);
-        let task = tokio::spawn(tail(store, frames.clone(), published_tx, latest, shutdown));
-        Ok((EventHub { frames, published }, task))
+        let broadcast = Arc::new(Broadcast {
+            frames,
+            head: Mutex::new(latest),
+        });
+        let task = tokio::spawn(tail(store, broadcast.clone(), latest, shutdown));
+        Ok((EventHub { broadcast }, task))
     }
 
-    /// Subscribes to frames broadcast from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Frame>> {
-        self.frames.subscribe()
-    }
-
-    /// The highest revision broadcast so far.
-    pub fn published(&self) -> i64 {
-        *self.published.borrow()
+    /// Subscribes to the frames broadcast from now on.
+    pub fn subscribe(&self) -> Subscription {
+        let head = self.broadcast.head();
+        Subscription {
+            frames: self.broadcast.frames.subscribe(),
+            head: *head,
+        }
     }
 }
 
 async fn tail(
     store: Arc<dyn Store>,
-    frames: broadcast::Sender<Arc<Frame>>,
-    published: watch::Sender<i64>,
+    broadcast: Arc<Broadcast>,
     mut cursor: i64,
     shutdown: CancellationToken,
 ) {
@@ -106,11 +141,9 @@ async fn tail(
                 Ok(page) => {
                     let n = page.items.len();
                     for event in &page.items {
-                        // No receivers is fine: nobody is listening.
-                        let _ = frames.send(Arc::new(render_frame(event)));
+                        broadcast.send(render_frame(event));
                         cursor = event.revision;
                     }
-                    published.send_replace(cursor);
                     metrics::gauge!(EVENTS_REVISION).set(cursor as f64);
                     if n < 1000 {
                         break;
@@ -132,5 +165,46 @@ async fn tail(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn frame(revision: i64) -> Frame {
+        render_frame(&Event {
+            revision,
+            event_type: EventType::ClusterUpdated,
+            occurred_at: chrono::Utc::now(),
+            resource: "cluster".into(),
+            resource_id: Uuid::now_v7(),
+            payload: json!({}),
+        })
+    }
+
+    #[test]
+    fn a_subscription_gets_every_frame_after_its_head_and_none_before() {
+        let (frames, _) = broadcast::channel(16);
+        let hub = EventHub {
+            broadcast: Arc::new(Broadcast {
+                frames,
+                head: Mutex::new(3),
+            }),
+        };
+        assert_eq!(hub.subscribe().head, 3, "the store's latest at start");
+        let mut early = hub.subscribe();
+        hub.broadcast.send(frame(4));
+        let mut late = hub.subscribe();
+        assert_eq!(late.head, 4, "the head moves with each frame sent");
+        hub.broadcast.send(frame(5));
+        let revisions = |live: &mut Subscription| {
+            std::iter::from_fn(|| live.frames.try_recv().ok())
+                .map(|frame| frame.revision)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(revisions(&mut early), [4, 5]);
+        assert_eq!(revisions(&mut late), [5]);
     }
 }

@@ -19,6 +19,7 @@ pub mod events;
 pub mod extract;
 pub mod front;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod orphans;

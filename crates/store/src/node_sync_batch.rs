@@ -1,20 +1,22 @@
 //! A write batch's node sync rows (`edge_node_sync`), read together and
 //! written together. The group-commit writer tells the batch which nodes its
 //! writes will read (`Write::reads_node_sync`: agents' acknowledgements and
-//! push counts); the first read loads all of them with one
-//! `SELECT … WHERE n.name IN (…)` per [`ROWS_PER_STATEMENT`] names, each write
-//! then changes its node's row in memory (several writes of one node see each
-//! other's changes, in batch order), and the changed rows are written with one
-//! multi-row `UPDATE` per chunk before the transaction runs any other
-//! statement, and at commit. Any other statement forgets the rows read (it may
+//! push counts, check outcomes); the first read loads all of them with one
+//! `SELECT … WHERE n.name IN (…)` (the names bound as one JSON array,
+//! `Dialect::json_array_texts`), each write then changes its node's row in
+//! memory (several writes of one node see each other's changes, in batch
+//! order), and the changed rows are written with one multi-row `UPDATE` per
+//! power-of-two chunk before the transaction runs any other statement, and at
+//! commit. Any other statement forgets the rows read (it may
 //! change them); the next read loads the batch's names still to come again.
 //! So 1,000 acknowledgements in one batch are a few statements instead of
 //! 2,000 sequential round trips (docs/BENCHMARKS.md, "Edge push").
 
+use crate::dialect::Dialect;
 use crate::edge_rows::{node_sync_from_row, SYNC_SELECT};
 use crate::engine::Tx;
 use crate::sql::{Sql, Value};
-use crate::write_tx::{bind_names, write_rows, ROWS_PER_STATEMENT};
+use crate::write_tx::write_rows;
 use crate::StoreError;
 use fleetreg_model::{DnsLabel, NodeSync};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -45,6 +47,7 @@ impl NodeSyncBatch {
     pub(crate) async fn read(
         &mut self,
         tx: &mut dyn Tx,
+        dialect: &Dialect,
         name: &DnsLabel,
     ) -> Result<Option<(Uuid, NodeSync)>, StoreError> {
         let name = name.as_str();
@@ -68,7 +71,7 @@ impl NodeSyncBatch {
                         .filter(|n| !self.known.contains_key(*n) && seen.insert(n)),
                 );
             }
-            let loaded = load(tx, &wanted).await?;
+            let loaded = load(tx, dialect, &wanted).await?;
             let mut missing: HashSet<String> = wanted.iter().map(|n| (*n).to_owned()).collect();
             for (id, sync) in loaded {
                 missing.remove(sync.node.as_str());
@@ -113,17 +116,22 @@ impl NodeSyncBatch {
 }
 
 /// The sync rows of the nodes `names` (in any order; absent when there is no
-/// such node).
-async fn load(tx: &mut dyn Tx, names: &[&str]) -> Result<Vec<(Uuid, NodeSync)>, StoreError> {
-    let mut rows = Vec::with_capacity(names.len());
-    for chunk in names.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = Sql::new(format!("{SYNC_SELECT} WHERE n.name IN "));
-        bind_names(&mut sql, chunk);
-        for row in tx.fetch(&sql).await? {
-            rows.push((row.get("id")?, node_sync_from_row(&row)?));
-        }
-    }
-    Ok(rows)
+/// such node): one statement.
+async fn load(
+    tx: &mut dyn Tx,
+    dialect: &Dialect,
+    names: &[&str],
+) -> Result<Vec<(Uuid, NodeSync)>, StoreError> {
+    let sql = Sql::new(format!(
+        "{SYNC_SELECT} WHERE n.name IN (SELECT value FROM {}($1))",
+        dialect.json_array_texts
+    ))
+    .arg(Value::json(names)?);
+    tx.fetch(&sql)
+        .await?
+        .iter()
+        .map(|row| Ok((row.get("id")?, node_sync_from_row(row)?)))
+        .collect()
 }
 
 /// The start of the multi-row `UPDATE` of sync rows: the rows' values as a

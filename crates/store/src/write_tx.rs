@@ -47,22 +47,6 @@ fn chunk_size(left: usize) -> usize {
     1 << cap.ilog2()
 }
 
-/// Appends `(…)` of `names` for an `IN`, padded to a power of two by
-/// repeating the last name (harmless in `IN`), so the statement texts are
-/// few and prepared once.
-pub(crate) fn bind_names(sql: &mut Sql, names: &[&str]) {
-    let padded = names.len().next_power_of_two();
-    let last = names.last().copied().unwrap_or_default();
-    sql.bind_tuple(
-        names
-            .iter()
-            .copied()
-            .chain(std::iter::repeat(last))
-            .take(padded)
-            .map(Value::from),
-    );
-}
-
 /// `head (…), (…) tail` in chunks of power-of-two sizes: a statement has at
 /// most a handful of texts, so both engines prepare each once per connection
 /// and reuse it (a text per batch size would be parsed and planned again for
@@ -162,7 +146,9 @@ impl WriteTx {
         name: &DnsLabel,
     ) -> Result<Option<(Uuid, NodeSync)>, StoreError> {
         self.flush_clusters().await?;
-        self.node_syncs.read(&mut *self.tx, name).await
+        self.node_syncs
+            .read(&mut *self.tx, self.dialect, name)
+            .await
     }
 
     /// Changes a node's sync row (the columns an observation changes),
@@ -195,8 +181,19 @@ impl WriteTx {
         if !self.dialect.batch_registrations {
             return Ok(());
         }
+        // Padded to a power of two by repeating the last name (harmless in
+        // `IN`), so the statement texts are few and prepared once.
+        let padded = names.len().next_power_of_two();
+        let last = names.last().copied().unwrap_or_default();
         let mut sql = Sql::new("SELECT name FROM clusters WHERE name IN ");
-        bind_names(&mut sql, names);
+        sql.bind_tuple(
+            names
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(last))
+                .take(padded)
+                .map(Value::from),
+        );
         let rows = self.tx.fetch(&sql).await?;
         self.taken = Some(
             rows.iter()

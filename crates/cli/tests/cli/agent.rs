@@ -1117,6 +1117,29 @@ fn an_http_check_failure_fails_over_and_back() {
         sync["up"] == true && sync["check_error"].is_null(),
         "{sync}"
     );
+
+    // Every upstream of the service goes away: vps1's Caddy answers the
+    // check 502, and vps2, without the route, cannot reach it either. The
+    // route stays where it is (it moved on and back every few checks).
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    api.set_upstreams(json!([gone]));
+    fleet.wait_applied("vps1", &vps1_out, &vps1);
+    wait_until(PATIENCE, "vps1's Caddy answering 502", || {
+        get_through("127.0.0.2", port, host).is_some_and(|a| a.starts_with("HTTP/1.1 502"))
+    });
+    let after = api.get("/api/v1/events?limit=1")["latest_revision"]
+        .as_i64()
+        .unwrap();
+    // Three times the failures needed, one check a second.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(serving(), "vps1");
+    assert_eq!(moves(after), []);
+    let sync = api.sync("vps1");
+    assert!(sync["up"] == true && sync["check_ok"] == true, "{sync}");
     // vps1's agent could not load the failover's configuration into a dead
     // Caddy (reported, retried); vps2's had nothing to fail.
     vps1.stop();

@@ -407,11 +407,7 @@ fn no_marker_leaks_in_the_trace_log_of_the_real_binaries() {
         );
     }
     let debugged = crates_at("DEBUG");
-    // No `fleetreg_probe`: its DEBUG lines were the registration-time
-    // discovery of an unreachable cluster, which no longer runs (discovery
-    // follows the first check that reaches the API server); the probe's
-    // requests are still traced through kube_client, hyper_util and reqwest.
-    for krate in ["sqlx", "fleetreg_server", "kube_client"] {
+    for krate in ["sqlx", "fleetreg_server", "fleetreg_probe", "kube_client"] {
         assert!(
             debugged.contains(&krate),
             "no DEBUG line from {krate} in the serve log: {levels:?}"

@@ -3,8 +3,9 @@
 
 use crate::auth::{AuthState, Session};
 use crate::error::ApiError;
-use crate::events::{render_frame, Frame};
+use crate::events::{render_frame, Subscription};
 use crate::extract::QueryPairs;
+use crate::memory::EVENT_STREAMS;
 use crate::metrics::EVENT_SUBSCRIBERS;
 use crate::state::AppState;
 use axum::body::Body;
@@ -20,7 +21,6 @@ use fleetreg_store::StoreError;
 use serde::Serialize;
 use serde_json::json;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -173,10 +173,7 @@ pub async fn stream(
     };
     // Subscribe before reading the backlog so nothing falls between the two.
     let live = state.hub.subscribe();
-    let start = match last_event_id.or(query.after) {
-        Some(after) => after,
-        None => state.hub.published(),
-    };
+    let start = last_event_id.or(query.after).unwrap_or(live.head);
     // A start behind retention is not refused with 410: the stream opens and
     // `catch_up` sends `event: RESYNC` with {oldest_revision, latest_revision},
     // then closes (DESIGN.md), so EventSource clients learn to resync.
@@ -261,11 +258,14 @@ async fn token_ended(auth: AuthState, session: Option<Session>) {
     }
 }
 
+/// Counts an open stream in the metrics and in [`EVENT_STREAMS`] (which asks
+/// for memory back when many have ended) while it lives.
 struct SubscriberGauge;
 
 impl SubscriberGauge {
     fn new() -> Self {
         metrics::gauge!(EVENT_SUBSCRIBERS).increment(1.0);
+        EVENT_STREAMS.opened();
         SubscriberGauge
     }
 }
@@ -273,6 +273,7 @@ impl SubscriberGauge {
 impl Drop for SubscriberGauge {
     fn drop(&mut self) {
         metrics::gauge!(EVENT_SUBSCRIBERS).decrement(1.0);
+        EVENT_STREAMS.closed();
     }
 }
 
@@ -356,13 +357,7 @@ async fn catch_up(state: &AppState, filter: &EventFilter, cursor: &mut Cursor, t
     }
 }
 
-async fn feed(
-    state: AppState,
-    start: i64,
-    filter: EventFilter,
-    mut live: broadcast::Receiver<Arc<Frame>>,
-    tx: Sink,
-) {
+async fn feed(state: AppState, start: i64, filter: EventFilter, live: Subscription, tx: Sink) {
     let _gauge = SubscriberGauge::new();
     if tx
         .send(Ok(Bytes::from_static(b": connected\n\n")))
@@ -372,9 +367,14 @@ async fn feed(
         return;
     }
     let mut cursor = Cursor::new(start);
-    if !catch_up(&state, &filter, &mut cursor, &tx).await {
+    // Every frame after the hub's head comes live; only a start before it
+    // (a resume) has a backlog in the store. A stream that starts now reads
+    // nothing there, so a thousand subscribers connecting at once cost the
+    // store nothing.
+    if start < live.head && !catch_up(&state, &filter, &mut cursor, &tx).await {
         return;
     }
+    let mut live = live.frames;
     loop {
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => return,

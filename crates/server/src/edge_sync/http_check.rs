@@ -24,6 +24,19 @@ use tokio_util::sync::CancellationToken;
 /// more per this many.
 pub const MAX_CONCURRENT_CHECKS: usize = 256;
 
+/// One node's check in a round: whom, what was requested, and whether the
+/// node's proxy carries the route of the `Host` sent.
+#[derive(Debug, Clone)]
+pub struct CheckTarget {
+    /// The node.
+    pub node: DnsLabel,
+    /// The request.
+    pub target: NodeTarget,
+    /// Whether the node carries `target.host` (else the check reaches a
+    /// proxy without that route, or sends no hostname).
+    pub carries: bool,
+}
+
 /// The request of each VPS node `nodes` lists: its configured address, and
 /// as `Host` the first hostname it carries under `plan` (what its desired
 /// configuration holds), else the first hostname of a routing that lists it
@@ -34,7 +47,7 @@ pub fn targets(
     plan: &RoutingPlan,
     routings: &[Routing],
     config: &HttpCheckConfig,
-) -> Vec<(DnsLabel, NodeTarget)> {
+) -> Vec<CheckTarget> {
     nodes
         .iter()
         .filter(|node| node.kind == NodeKind::Vps)
@@ -43,30 +56,82 @@ pub fn targets(
                 CheckAddress::Public => node.public_address?,
                 CheckAddress::Overlay => node.overlay_address,
             };
+            let (host, carries) = match hostname_of(&node.name, plan, routings) {
+                Some((host, carries)) => (Some(host), carries),
+                None => (None, false),
+            };
             let target = NodeTarget {
                 https: config.scheme == CheckScheme::Https,
                 address,
                 port: config.port,
                 path: config.path.clone(),
-                host: hostname_of(&node.name, plan, routings),
+                host,
             };
-            Some((node.name.clone(), target))
+            Some(CheckTarget {
+                node: node.name.clone(),
+                target,
+                carries,
+            })
         })
         .collect()
 }
 
-/// The hostname `node` carries, else one it would carry.
-fn hostname_of(node: &DnsLabel, plan: &RoutingPlan, routings: &[Routing]) -> Option<String> {
+/// The hostname `node` carries (`true`), else one it would carry (`false`).
+fn hostname_of(
+    node: &DnsLabel,
+    plan: &RoutingPlan,
+    routings: &[Routing],
+) -> Option<(String, bool)> {
     let listed_in = |service: &DnsLabel| {
         routings
             .iter()
             .any(|r| &r.service == service && r.nodes.contains(node))
     };
-    plan.routes
+    let carried = plan
+        .routes
         .iter()
-        .find(|route| route.carriers.contains(node))
-        .or_else(|| plan.routes.iter().find(|route| listed_in(&route.service)))
-        .map(|route| route.hostname.clone())
+        .find(|route| route.carriers.contains(node));
+    match carried {
+        Some(route) => Some((route.hostname.clone(), true)),
+        None => plan
+            .routes
+            .iter()
+            .find(|route| listed_in(&route.service))
+            .map(|route| (route.hostname.clone(), false)),
+    }
+}
+
+/// Whether each of a round's checks counts as a pass for its node
+/// (`checks[i]` → `result[i]`). A proxy's answer that its upstream failed
+/// (`NodeCheck::upstream_failed`: the node itself is up) counts as a
+/// failure only when another node carrying the same hostname passed in the
+/// same round: the service is reachable, just not through this node. Else
+/// the service is down wherever it can be seen from; moving its route would
+/// not help, and moved it on and back every few intervals (the backup
+/// failed the same way, the node left behind passed without the route).
+pub fn verdicts(checks: &[(CheckTarget, NodeCheck)]) -> Vec<bool> {
+    let reachable: HashSet<(&DnsLabel, &str)> = checks
+        .iter()
+        .filter(|(target, check)| target.carries && check.passed())
+        .filter_map(|(target, _)| Some((&target.node, target.target.host.as_deref()?)))
+        .collect();
+    let seen_through_another = |node: &DnsLabel, host: &str| {
+        reachable
+            .iter()
+            .any(|(other, reached)| *other != node && *reached == host)
+    };
+    checks
+        .iter()
+        .map(|(target, check)| {
+            check.passed()
+                || (check.upstream_failed()
+                    && !target
+                        .target
+                        .host
+                        .as_deref()
+                        .is_some_and(|host| seen_through_another(&target.node, host)))
+        })
+        .collect()
 }
 
 /// Consecutive failures per node, and the rule for when a stored outcome
@@ -158,7 +223,8 @@ impl HttpCheck {
         } else {
             Vec::new()
         };
-        let checked: HashSet<&DnsLabel> = checks.iter().map(|(node, _)| node).collect();
+        let passes = verdicts(&checks);
+        let checked: HashSet<&DnsLabel> = checks.iter().map(|(target, _)| &target.node).collect();
         self.tally.keep_only(&checked);
         let mut flips = Vec::new();
         // What is no longer checked does not stay down for a check.
@@ -167,14 +233,19 @@ impl HttpCheck {
                 flips.push((sync.node.clone(), true, None));
             }
         }
-        for (node, check) in &checks {
+        for ((target, check), passed) in checks.iter().zip(passes) {
+            let node = &target.node;
+            if passed && !check.passed() {
+                tracing::debug!(%node, error = check.error.as_deref().unwrap_or_default(),
+                    "edge HTTP check: the upstream failed, and no other node reaches it");
+            }
             let stored_ok = stored
                 .iter()
                 .find(|s| &s.node == node)
                 .is_none_or(|s| s.check_ok);
             let needed = self.config.failures;
-            if let Some(ok) = self.tally.observe(node, check.passed(), stored_ok, needed) {
-                flips.push((node.clone(), ok, check.error.clone()));
+            if let Some(ok) = self.tally.observe(node, passed, stored_ok, needed) {
+                flips.push((node.clone(), ok, check.error.clone().filter(|_| !ok)));
             }
         }
         let mut stored_flips = Vec::with_capacity(flips.len());
@@ -198,7 +269,7 @@ impl HttpCheck {
     }
 
     /// Checks every VPS node at once (bounded), each within the timeout.
-    async fn check_all(&self) -> Result<Vec<(DnsLabel, NodeCheck)>, StoreError> {
+    async fn check_all(&self) -> Result<Vec<(CheckTarget, NodeCheck)>, StoreError> {
         let nodes = self.store.list_nodes(Some(NodeKind::Vps)).await?;
         let plan = self.store.routing_plan().await?;
         let routings = self.store.list_routings().await?;
@@ -206,9 +277,9 @@ impl HttpCheck {
         let checker = &self.checker;
         Ok(
             futures::stream::iter(targets(&nodes, &plan, &routings, &self.config))
-                .map(|(node, target)| async move {
-                    let check = checker.check(&target, timeout).await;
-                    (node, check)
+                .map(|target| async move {
+                    let check = checker.check(&target.target, timeout).await;
+                    (target, check)
                 })
                 .buffer_unordered(MAX_CONCURRENT_CHECKS)
                 .collect()
@@ -234,7 +305,7 @@ mod tests {
         let checks = targets(&seed.nodes, &plan, &seed.routings, &config);
         let hosts: Vec<(&str, String, Option<&str>)> = checks
             .iter()
-            .map(|(n, t)| (n.as_str(), t.url(), t.host.as_deref()))
+            .map(|c| (c.node.as_str(), c.target.url(), c.target.host.as_deref()))
             .collect();
         // vps1 carries chat.curiios.com first (primary-backup's primary);
         // vps2 carries photos.* (round-robin) and grafana.vinaysachdeva.com.
@@ -254,8 +325,8 @@ mod tests {
             ],
             "the laptop is never checked"
         );
-        assert_eq!(checks[0].1.address.to_string(), "192.0.2.1");
-        assert_eq!(checks[1].1.address.to_string(), "203.0.113.2");
+        assert_eq!(checks[0].target.address.to_string(), "192.0.2.1");
+        assert_eq!(checks[1].target.address.to_string(), "203.0.113.2");
 
         // Only a primary-backup routing: the backup carries nothing and is
         // checked with the hostname it would carry.
@@ -276,18 +347,96 @@ mod tests {
             ..config.clone()
         };
         let checks = targets(&seed.nodes, &plan, &routings, &overlay);
-        assert_eq!(checks[1].0, label("vps2"));
+        assert_eq!(checks[1].node, label("vps2"));
+        assert!(!checks[1].carries, "the backup carries nothing");
         assert_eq!(
-            checks[1].1.url(),
+            checks[1].target.url(),
             "https://chat.curiios.com:8080/healthz",
             "{checks:?}"
         );
-        assert_eq!(checks[1].1.address.to_string(), "100.64.0.2");
+        assert_eq!(checks[1].target.address.to_string(), "100.64.0.2");
 
         // Routed nowhere: the address itself.
         let checks = targets(&seed.nodes, &RoutingPlan::default(), &[], &config);
-        assert_eq!(checks[0].1.host, None);
-        assert_eq!(checks[0].1.url(), "http://192.0.2.1:8080/healthz");
+        assert_eq!(checks[0].target.host, None);
+        assert_eq!(checks[0].target.url(), "http://192.0.2.1:8080/healthz");
+    }
+
+    fn checked(node: &str, host: &str, carries: bool, status: u16) -> (CheckTarget, NodeCheck) {
+        let target = CheckTarget {
+            node: label(node),
+            target: NodeTarget {
+                https: false,
+                address: "127.0.0.2".parse().unwrap(),
+                port: 80,
+                path: "/".into(),
+                host: Some(host.into()),
+            },
+            carries,
+        };
+        let check = NodeCheck {
+            status: Some(status),
+            error: (status >= 500).then(|| format!("answered HTTP {status}")),
+            proxy_alive: true,
+        };
+        (target, check)
+    }
+
+    #[test]
+    fn an_upstream_failure_counts_only_when_another_node_reaches_the_service() {
+        let refused = |node: &str| {
+            let (target, _) = checked(node, "a.example.org", true, 200);
+            let check = NodeCheck {
+                status: None,
+                error: Some("connect: refused".into()),
+                proxy_alive: false,
+            };
+            (target, check)
+        };
+        let silent = |node: &str| {
+            let (target, _) = checked(node, "a.example.org", true, 200);
+            let check = NodeCheck {
+                status: None,
+                error: Some("no answer within 2000 ms".into()),
+                proxy_alive: true,
+            };
+            (target, check)
+        };
+        // Primary-backup, every upstream down: the primary's proxy answers
+        // 502, the backup (without the route) 404. Nobody reaches the
+        // service: the primary stays up.
+        let all_down = [
+            checked("vps1", "a.example.org", true, 502),
+            checked("vps2", "a.example.org", false, 404),
+        ];
+        assert_eq!(verdicts(&all_down), [true, true]);
+        // Or it keeps retrying them past the check's timeout.
+        let retrying = [silent("vps1"), checked("vps2", "a.example.org", false, 404)];
+        assert_eq!(verdicts(&retrying), [true, true]);
+        // Round-robin, both carry it: one reaches the service, the other
+        // does not; that one fails. 503 and 504 count like 502.
+        for status in [502, 503, 504] {
+            let one_path_down = [
+                checked("vps1", "a.example.org", true, status),
+                checked("vps2", "a.example.org", true, 200),
+            ];
+            assert_eq!(verdicts(&one_path_down), [false, true], "{status}");
+        }
+        let one_path_silent = [silent("vps1"), checked("vps2", "a.example.org", true, 200)];
+        assert_eq!(verdicts(&one_path_silent), [false, true]);
+        // Another hostname passing proves nothing about this one.
+        let other_host = [
+            checked("vps1", "a.example.org", true, 502),
+            checked("vps2", "b.example.org", true, 200),
+        ];
+        assert_eq!(verdicts(&other_host), [true, true]);
+        // A proxy that does not answer, or answers 500, always fails.
+        let proxy_down = [
+            refused("vps1"),
+            checked("vps2", "a.example.org", true, 500),
+            checked("vps3", "a.example.org", true, 502),
+        ];
+        assert_eq!(verdicts(&proxy_down), [false, false, true]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ impl NodeSignals {
     /// Starts the task that reads `hub` and signals nodes until `shutdown`.
     pub fn start(hub: &EventHub, shutdown: CancellationToken) -> NodeSignals {
         let signals = NodeSignals::default();
-        let frames = hub.subscribe();
+        let frames = hub.subscribe().frames;
         tokio::spawn(signals.clone().run(frames, shutdown));
         signals
     }

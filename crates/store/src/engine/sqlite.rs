@@ -4,7 +4,8 @@
 //! without a hop to another thread (sqlx's SQLite driver sends every
 //! statement to a worker thread and back, about half the server's CPU on a
 //! `GET`); only what waits on the disk, a write transaction's `COMMIT` (the
-//! fsync) and a lone write statement, runs on the blocking pool. Statements
+//! fsync) and a lone write statement, and the reads that may scan many rows
+//! (snapshot transactions, [`Engine::scan`]) run on the blocking pool. Statements
 //! are prepared once per connection and cached. sqlx still creates the file
 //! and runs the migrations, so both engines keep one migration record.
 //!
@@ -176,35 +177,40 @@ fn out_of_transaction(conn: &Connection) -> bool {
 }
 
 /// A read-only transaction on a reader: one snapshot from its first read.
-struct SnapshotTx(Reader);
+/// The reader is away on the blocking pool while a statement runs (`None`
+/// after a statement whose caller went away: the transaction is over).
+struct SnapshotTx(Option<Reader>);
 
-/// Runs `work` off the async worker when the runtime has others to take
-/// over its tasks (`block_in_place`), else where it is: for reads that may
-/// scan many rows, so they do not hold up every task queued on this worker.
-fn off_the_worker<T>(work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
+impl SnapshotTx {
+    /// Runs `work` on the transaction's connection on the blocking pool.
+    async fn off_the_worker<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.0.take().ok_or(StoreError::Closed)?;
+        let (reader, result) = on_blocking_pool(reader, |reader| work(reader.conn()?)).await?;
+        self.0 = Some(reader);
+        result
     }
 }
 
 /// Snapshots serve the multi-statement reads (list pages with their totals,
-/// the fleet views): they run off the worker.
+/// the fleet views, change-log pages): they run off the worker.
 #[async_trait]
 impl Tx for SnapshotTx {
     async fn fetch(&mut self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
-        let conn = self.0.conn()?;
-        off_the_worker(|| fetch(conn, sql))
+        let sql = sql.clone();
+        self.off_the_worker(move |conn| fetch(conn, &sql)).await
     }
 
     async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
-        let conn = self.0.conn()?;
-        off_the_worker(|| execute(conn, sql))
+        let sql = sql.clone();
+        self.off_the_worker(move |conn| execute(conn, &sql)).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        self.0.conn()?.execute_batch("COMMIT").map_err(sqlite_error)
+        let reader = self.0.as_ref().ok_or(StoreError::Closed)?;
+        reader.conn()?.execute_batch("COMMIT").map_err(sqlite_error)
     }
 }
 
@@ -259,12 +265,20 @@ impl Tx for WriteTx {
     }
 }
 
-/// Runs `work` on `conn` on the blocking pool (it waits on the disk) and
-/// hands the connection back with its result.
-async fn on_blocking_pool<T: Send + 'static>(
-    conn: OwnedMutexGuard<Connection>,
-    work: impl FnOnce(&Connection) -> T + Send + 'static,
-) -> Result<(OwnedMutexGuard<Connection>, T), StoreError> {
+/// Runs `work` on `conn` (a connection or what holds one) on the blocking
+/// pool and hands it back with the result: for what waits on the disk or
+/// may scan many rows, so it holds up no task queued on this worker.
+///
+/// Not `block_in_place`: that hands the worker's core to another thread at
+/// every call, so under concurrent reads the runtime's core wanders over
+/// dozens of pool threads and the long-lived allocations of the tasks it
+/// runs (an open event stream's connection buffers) end up in as many
+/// thread heaps: an idle event stream that had read the change log cost
+/// ~150–220 KB of server memory instead of ~20 KB (docs/BENCHMARKS.md).
+async fn on_blocking_pool<C: Send + 'static, T: Send + 'static>(
+    conn: C,
+    work: impl FnOnce(&C) -> T + Send + 'static,
+) -> Result<(C, T), StoreError> {
     tokio::task::spawn_blocking(move || {
         let result = work(&conn);
         (conn, result)
@@ -302,8 +316,10 @@ impl Engine for SqliteEngine {
 
     async fn scan(&self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
         let reader = self.readers.take().await?;
-        let conn = reader.conn()?;
-        off_the_worker(|| fetch(conn, sql))
+        let sql = sql.clone();
+        on_blocking_pool(reader, move |reader| fetch(reader.conn()?, &sql))
+            .await?
+            .1
     }
 
     async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
@@ -320,7 +336,7 @@ impl Engine for SqliteEngine {
             .conn()?
             .execute_batch("BEGIN")
             .map_err(sqlite_error)?;
-        Ok(Box::new(SnapshotTx(reader)))
+        Ok(Box::new(SnapshotTx(Some(reader))))
     }
 
     async fn begin(&self) -> Result<Box<dyn Tx>, StoreError> {
