@@ -9,11 +9,13 @@
 //! the default one: the always-blocked link-local and cloud metadata ranges,
 //! everything else allowed, loopback included, because node addresses are
 //! IP literals an operator registered, not names read from a cluster).
-//! https servers are verified against the web PKI roots. No proxy is used,
+//! https servers are verified against the web PKI roots and an optional CA
+//! bundle. No proxy is used,
 //! redirects are not followed (a 3xx is an answer), the body is never read,
 //! and each check opens its own connection.
 
 use crate::egress::EgressPolicy;
+use crate::Error;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,17 +89,35 @@ impl NodeCheck {
 }
 
 /// Checks edge nodes under an egress policy. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeChecker {
     policy: Arc<EgressPolicy>,
+    extra_roots: Arc<[reqwest::Certificate]>,
+}
+
+impl std::fmt::Debug for NodeChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeChecker")
+            .field("policy", &self.policy)
+            .field("extra_roots", &self.extra_roots.len())
+            .finish()
+    }
 }
 
 impl NodeChecker {
-    /// A checker connecting only to addresses `policy` allows.
-    pub fn new(policy: EgressPolicy) -> NodeChecker {
-        NodeChecker {
+    /// A checker connecting only to addresses `policy` allows, verifying
+    /// https nodes against the web PKI roots and the certificates of
+    /// `extra_ca_pem` (PEM text, e.g. the CA of the nodes' internal
+    /// certificates; `None` for the roots alone).
+    pub fn new(policy: EgressPolicy, extra_ca_pem: Option<&str>) -> Result<NodeChecker, Error> {
+        let extra_roots = match extra_ca_pem {
+            Some(pem) => crate::pki::reqwest_roots(pem)?,
+            None => Vec::new(),
+        };
+        Ok(NodeChecker {
             policy: Arc::new(policy),
-        }
+            extra_roots: extra_roots.into(),
+        })
     }
 
     /// `GET target`, answered within `timeout` (connecting and the TLS
@@ -116,7 +136,7 @@ impl NodeChecker {
             ));
         }
         let socket = SocketAddr::new(target.address, target.port);
-        match request(target, socket, timeout).await {
+        match self.request(target, socket, timeout).await {
             Ok(status) => NodeCheck {
                 status: Some(status),
                 error: (status >= 500).then(|| format!("{socket} answered HTTP {status}")),
@@ -129,7 +149,7 @@ impl NodeChecker {
                     ..target.clone()
                 };
                 let proxy_alive = target.host.is_some()
-                    && match request(&bare, socket, timeout).await {
+                    && match self.request(&bare, socket, timeout).await {
                         Ok(_) => true,
                         // The proxy spoke TLS (an alert, or a certificate
                         // not valid for the address).
@@ -151,6 +171,36 @@ impl NodeChecker {
             }
         }
     }
+
+    /// `GET target` on its own connection to `socket`: the answer's status.
+    async fn request(
+        &self,
+        target: &NodeTarget,
+        socket: SocketAddr,
+        timeout: Duration,
+    ) -> Result<u16, Unanswered> {
+        // One client per check: the hostname is pinned to this node's
+        // address, and another node may carry the same hostname.
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .user_agent(concat!("fleetreg-edge-check/", env!("CARGO_PKG_VERSION")));
+        if let Some(host) = &target.host {
+            builder = builder.resolve(host, socket);
+        }
+        for root in self.extra_roots.iter() {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let client = builder
+            .build()
+            .map_err(|error| Unanswered::Error(format!("setup: {}", innermost(&error))))?;
+        match tokio::time::timeout(timeout, client.get(target.url()).send()).await {
+            Err(_) => Err(Unanswered::Late),
+            Ok(Err(error)) => Err(Unanswered::Error(describe(&error, socket))),
+            Ok(Ok(response)) => Ok(response.status().as_u16()),
+        }
+    }
 }
 
 /// Why a request got no status.
@@ -159,32 +209,6 @@ enum Unanswered {
     Late,
     /// A transport error, described ([`describe`]).
     Error(String),
-}
-
-/// `GET target` on its own connection to `socket`: the answer's status.
-async fn request(
-    target: &NodeTarget,
-    socket: SocketAddr,
-    timeout: Duration,
-) -> Result<u16, Unanswered> {
-    // One client per check: the hostname is pinned to this node's
-    // address, and another node may carry the same hostname.
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(0)
-        .user_agent(concat!("fleetreg-edge-check/", env!("CARGO_PKG_VERSION")));
-    if let Some(host) = &target.host {
-        builder = builder.resolve(host, socket);
-    }
-    let client = builder
-        .build()
-        .map_err(|error| Unanswered::Error(format!("setup: {}", innermost(&error))))?;
-    match tokio::time::timeout(timeout, client.get(target.url()).send()).await {
-        Err(_) => Err(Unanswered::Late),
-        Ok(Err(error)) => Err(Unanswered::Error(describe(&error, socket))),
-        Ok(Ok(response)) => Ok(response.status().as_u16()),
-    }
 }
 
 /// A failed request in a few words: what failed (connecting, TLS, the
@@ -254,7 +278,7 @@ mod tests {
             "127.0.0.2",
             "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
-        let checker = NodeChecker::new(EgressPolicy::default());
+        let checker = NodeChecker::new(EgressPolicy::default(), None).unwrap();
         // The name resolves nowhere: only the pin reaches 127.0.0.2.
         let check = checker
             .check(
@@ -289,7 +313,7 @@ mod tests {
             "127.0.0.1",
             "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
-        let checker = NodeChecker::new(EgressPolicy::default());
+        let checker = NodeChecker::new(EgressPolicy::default(), None).unwrap();
         let bad = checker
             .check(&target("127.0.0.1", port, None), SECOND)
             .await;
@@ -361,7 +385,7 @@ mod tests {
                 }
             }
         });
-        let checker = NodeChecker::new(EgressPolicy::default());
+        let checker = NodeChecker::new(EgressPolicy::default(), None).unwrap();
         let retrying = checker
             .check(
                 &target("127.0.0.1", port, Some("photos.example.invalid")),
@@ -377,7 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn blocked_addresses_are_never_connected_to() {
-        let checker = NodeChecker::new(EgressPolicy::default());
+        let checker = NodeChecker::new(EgressPolicy::default(), None).unwrap();
         let metadata = checker
             .check(
                 &target("169.254.169.254", 80, Some("a.example.com")),
@@ -389,7 +413,8 @@ mod tests {
             Some("not connecting to 169.254.169.254: link-local/cloud metadata")
         );
         let only_two = EgressPolicy::parse(&["127.0.0.2/32".into()]).unwrap();
-        let refused = NodeChecker::new(only_two)
+        let refused = NodeChecker::new(only_two, None)
+            .unwrap()
             .check(&target("127.0.0.1", 9, None), SECOND)
             .await;
         assert_eq!(

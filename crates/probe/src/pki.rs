@@ -51,6 +51,18 @@ pub(crate) fn certificates(pem: &str) -> Result<Certificates, String> {
     }
 }
 
+/// The certificates of a CA bundle (PEM) as roots for a reqwest client,
+/// besides the web PKI's (`UrlChecker` and `NodeChecker`'s extra CAs).
+pub(crate) fn reqwest_roots(pem: &str) -> Result<Vec<reqwest::Certificate>, crate::Error> {
+    let setup = |reason: String| crate::Error::Setup { reason };
+    certificates(pem)
+        .map_err(setup)?
+        .ders
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der).map_err(|e| setup(crate::cause_chain(&e))))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,10 +76,7 @@ impl UrlChecker {
                 env!("CARGO_PKG_VERSION")
             ));
         if let Some(pem) = extra_ca_pem {
-            let certificates = crate::pki::certificates(pem).map_err(setup)?;
-            for der in &certificates.ders {
-                let root = reqwest::Certificate::from_der(der)
-                    .map_err(|e| setup(crate::cause_chain(&e)))?;
+            for root in crate::pki::reqwest_roots(pem)? {
                 builder = builder.add_root_certificate(root);
             }
         }

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod ca_file;
 pub mod client_health;
 pub mod coalesce;
 pub mod credentials;
@@ -100,9 +101,10 @@ pub enum StartError {
     /// The audit log no longer reaches its head file (or the file is unreadable).
     #[error("audit log: {0}")]
     Audit(#[from] audit::AuditError),
-    /// The client health checks could not be set up (`client_health.ca_file`).
-    #[error("cannot set up client health checks: {0}")]
-    ClientHealth(#[from] client_health::SetupError),
+    /// An outgoing check's CA bundle could not be used
+    /// (`client_health.ca_file`, `edge.http_check.ca_file`).
+    #[error("cannot set up outgoing checks: {0}")]
+    CaFile(#[from] ca_file::CaFileError),
 }
 
 /// A built server: store opened, workers started, listener bound.
@@ -151,6 +153,15 @@ impl Application {
             fleetreg_probe::EgressPolicy::parse(&settings.health_check.allowed_networks)
                 .map_err(fleetreg_probe::Error::from)?,
             settings.clock.clone(),
+        )?;
+        // Node addresses are IP literals an operator registered, so the edge
+        // check takes the default policy (never link-local or cloud metadata
+        // addresses; loopback and private ranges allowed), not
+        // `health_check.allowed_networks`, which is about clusters.
+        let node_checker = ca_file::with_ca_file(
+            "edge.http_check.ca_file",
+            settings.edge.http_check.ca_file.as_deref(),
+            |pem| fleetreg_probe::NodeChecker::new(fleetreg_probe::EgressPolicy::default(), pem),
         )?;
         let hub = credentials::hub_config(&settings.credentials)?;
         // The port too: a server that cannot listen writes nothing.
@@ -269,7 +280,11 @@ impl Application {
         );
         workers.push(tokio::spawn(controller.run(shutdown.clone())));
         // Also with the check off: it then clears what an earlier run marked.
-        let http_check = edge_sync::HttpCheck::new(store.clone(), settings.edge.http_check.clone());
+        let http_check = edge_sync::HttpCheck::new(
+            store.clone(),
+            settings.edge.http_check.clone(),
+            node_checker,
+        );
         workers.push(tokio::spawn(
             http_check.run(edge.leadership(), shutdown.clone()),
         ));

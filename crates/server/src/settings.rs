@@ -145,10 +145,13 @@ pub struct HttpCheckConfig {
     pub port: u16,
     /// The request path: starts with `/`, printable ASCII without spaces.
     pub path: String,
-    /// `http` or `https` (verified against the web PKI roots).
+    /// `http` or `https` (verified against the web PKI roots and `ca_file`).
     pub scheme: CheckScheme,
     /// Which of a node's addresses is checked.
     pub address: CheckAddress,
+    /// A CA bundle (PEM) https nodes' certificates may also chain to,
+    /// besides the web PKI roots; read at start-up.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// `edge.http_check.scheme`.
@@ -185,6 +188,7 @@ impl Default for HttpCheckConfig {
             path: "/".into(),
             scheme: CheckScheme::Http,
             address: CheckAddress::Public,
+            ca_file: None,
         }
     }
 }
@@ -991,10 +995,14 @@ cluster_registry:
         let s = Settings::from_yaml(
             "cluster_registry:\n  edge:\n    http_check:\n      interval_seconds: 1\n      \
              timeout_ms: 500\n      failures: 2\n      port: 8080\n      path: /healthz?x=1\n      \
-             scheme: https\n      address: overlay\n",
+             scheme: https\n      address: overlay\n      ca_file: /etc/fleetreg/edge-ca.pem\n",
         )
         .unwrap();
         let check = &s.edge.http_check;
+        assert_eq!(
+            check.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/fleetreg/edge-ca.pem"))
+        );
         assert_eq!(
             (check.failures, check.port, check.path.as_str()),
             (2, 8080, "/healthz?x=1")

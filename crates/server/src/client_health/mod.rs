@@ -12,33 +12,12 @@ mod monitor;
 
 pub use monitor::{ClientHealthMonitor, ClientRound, MAX_CONCURRENT_CLIENT_CHECKS};
 
+use crate::ca_file::{with_ca_file, CaFileError};
 use crate::metrics;
 use crate::settings::ClientHealthConfig;
 use fleetreg_model::{tls_days_left, Client, ClientHealth, ClientUrlHealth, Clock, UrlOutcome};
 use fleetreg_probe::{EgressPolicy, UrlChecker};
 use std::time::Duration;
-
-/// Why the client health checks could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// `client_health.ca_file` could not be read.
-    #[error("cannot read client_health.ca_file {path}: {source}")]
-    CaFile {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The CA file holds no usable certificate, or the HTTP client could not
-    /// be built.
-    #[error("client_health.ca_file {path}: {source}")]
-    Probe {
-        /// The file (empty without one).
-        path: String,
-        /// Why.
-        source: fleetreg_probe::Error,
-    },
-}
 
 /// Checks clients' URLs: the probe's checker, the per-URL timeout and the
 /// clock checks are dated by. Cheap to clone.
@@ -56,25 +35,10 @@ impl ClientHealthChecker {
         config: &ClientHealthConfig,
         policy: EgressPolicy,
         clock: Clock,
-    ) -> Result<ClientHealthChecker, SetupError> {
-        let path = config
-            .ca_file
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        let pem = match &config.ca_file {
-            Some(file) => {
-                Some(
-                    std::fs::read_to_string(file).map_err(|source| SetupError::CaFile {
-                        path: path.clone(),
-                        source,
-                    })?,
-                )
-            }
-            None => None,
-        };
-        let checker = UrlChecker::new(policy, pem.as_deref())
-            .map_err(|source| SetupError::Probe { path, source })?;
+    ) -> Result<ClientHealthChecker, CaFileError> {
+        let checker = with_ca_file("client_health.ca_file", config.ca_file.as_deref(), |pem| {
+            UrlChecker::new(policy, pem)
+        })?;
         Ok(ClientHealthChecker {
             checker,
             timeout: config.timeout(),

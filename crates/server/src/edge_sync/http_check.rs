@@ -12,7 +12,7 @@
 
 use crate::settings::{CheckAddress, CheckScheme, HttpCheckConfig};
 use fleetreg_model::{DnsLabel, Node, NodeKind, Routing, RoutingPlan};
-use fleetreg_probe::{EgressPolicy, NodeCheck, NodeChecker, NodeTarget};
+use fleetreg_probe::{NodeCheck, NodeChecker, NodeTarget};
 use fleetreg_store::{Store, StoreError};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -181,14 +181,12 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
-    /// A check over `store` with `config`. Node addresses are IP literals an
-    /// operator registered, so the egress policy is the default one (never
-    /// link-local or cloud metadata addresses; loopback and private ranges
-    /// allowed), not `health_check.allowed_networks`, which is about clusters.
-    pub fn new(store: Arc<dyn Store>, config: HttpCheckConfig) -> HttpCheck {
+    /// A check over `store` with `config`, through `checker` (its egress
+    /// policy and the CAs of `config.ca_file`).
+    pub fn new(store: Arc<dyn Store>, config: HttpCheckConfig, checker: NodeChecker) -> HttpCheck {
         HttpCheck {
             store,
-            checker: NodeChecker::new(EgressPolicy::default()),
+            checker,
             config,
             tally: Tally::default(),
         }
