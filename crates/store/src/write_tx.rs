@@ -127,6 +127,18 @@ impl WriteTx {
         self.tx.execute(sql).await
     }
 
+    /// Writes `rows` with multi-row statements `head (…), (…) tail` inside
+    /// the transaction (see [`WriteTx::execute`] and [`write_rows`]).
+    pub(crate) async fn execute_rows(
+        &mut self,
+        head: &str,
+        rows: Vec<Vec<Value>>,
+        tail: &str,
+    ) -> Result<(), StoreError> {
+        self.flush_all().await?;
+        write_rows(&mut *self.tx, head, rows, tail).await
+    }
+
     /// Reads rows inside the transaction (see [`WriteTx::execute`]).
     pub(crate) async fn fetch(&mut self, sql: &Sql) -> Result<Vec<crate::sql::Row>, StoreError> {
         self.flush_all().await?;

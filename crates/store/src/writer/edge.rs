@@ -69,6 +69,7 @@ pub(crate) async fn recompute(
     }
     let plan = RoutingPlan::compute(&snapshot);
     let mut done = Recomputed::default();
+    let mut changed_configs = Vec::new();
     if let Some(before) = &before {
         for (hostname, service, from, to) in before.moves(&plan) {
             let service_id = snapshot
@@ -100,18 +101,30 @@ pub(crate) async fn recompute(
         let revision = cx.upcoming_revision();
         let payload = json!({ "node": view.name, "desired_revision": revision });
         cx.append_event(EventType::NodeConfigChanged, *id, payload)?;
-        let sql = Sql::new(
-            "UPDATE edge_node_sync SET desired_config = $2, desired_revision = $3, \
-             push_attempts = 0 WHERE node_id = $1",
-        )
-        .arg(*id)
-        .arg(config)
-        .arg(revision);
-        cx.tx.execute(&sql).await?;
+        changed_configs.push(vec![
+            Value::from(*id),
+            Value::from(config),
+            Value::from(revision),
+        ]);
         done.configs.push((*id, revision));
     }
+    // A routing change rewrites every node's configuration: a few
+    // multi-row statements instead of a round trip per node.
+    cx.tx
+        .execute_rows(CONFIG_UPDATE_HEAD, changed_configs, CONFIG_UPDATE_TAIL)
+        .await?;
     Ok(done)
 }
+
+/// The start of the multi-row `UPDATE` of desired configurations (the rows
+/// as a common table expression `v`, as `node_sync_batch` writes sync rows).
+const CONFIG_UPDATE_HEAD: &str = "WITH v (node_id, desired_config, desired_revision) AS (VALUES ";
+
+/// The end of the multi-row `UPDATE` of desired configurations; push
+/// attempts start again.
+const CONFIG_UPDATE_TAIL: &str = ") UPDATE edge_node_sync SET desired_config = v.desired_config, \
+     desired_revision = v.desired_revision, push_attempts = 0 \
+     FROM v WHERE edge_node_sync.node_id = v.node_id";
 
 /// Registers a domain.
 pub(crate) struct CreateDomain {
