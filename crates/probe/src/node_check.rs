@@ -142,7 +142,7 @@ impl NodeChecker {
                 error: (status >= 500).then(|| format!("{socket} answered HTTP {status}")),
                 proxy_alive: true,
             },
-            Err(Unanswered::Error(error)) => NodeCheck::failed(error),
+            Err(Unanswered::Error { description, .. }) => NodeCheck::failed(description),
             Err(Unanswered::Late) => {
                 let bare = NodeTarget {
                     host: None,
@@ -153,7 +153,7 @@ impl NodeChecker {
                         Ok(_) => true,
                         // The proxy spoke TLS (an alert, or a certificate
                         // not valid for the address).
-                        Err(Unanswered::Error(error)) => error.starts_with("TLS with"),
+                        Err(Unanswered::Error { tls, .. }) => tls,
                         Err(Unanswered::Late) => false,
                     };
                 let also = if !proxy_alive && target.host.is_some() {
@@ -192,12 +192,16 @@ impl NodeChecker {
         for root in self.extra_roots.iter() {
             builder = builder.add_root_certificate(root.clone());
         }
-        let client = builder
-            .build()
-            .map_err(|error| Unanswered::Error(format!("setup: {}", innermost(&error))))?;
+        let client = builder.build().map_err(|error| Unanswered::Error {
+            description: format!("setup: {}", innermost(&error)),
+            tls: false,
+        })?;
         match tokio::time::timeout(timeout, client.get(target.url()).send()).await {
             Err(_) => Err(Unanswered::Late),
-            Ok(Err(error)) => Err(Unanswered::Error(describe(&error, socket))),
+            Ok(Err(error)) => Err(Unanswered::Error {
+                description: describe(&error, socket),
+                tls: crate::url_check::is_tls(&error),
+            }),
             Ok(Ok(response)) => Ok(response.status().as_u16()),
         }
     }
@@ -207,8 +211,9 @@ impl NodeChecker {
 enum Unanswered {
     /// No answer within the timeout.
     Late,
-    /// A transport error, described ([`describe`]).
-    Error(String),
+    /// A transport error: described ([`describe`]), and whether it was
+    /// the TLS handshake's (the peer spoke TLS).
+    Error { description: String, tls: bool },
 }
 
 /// A failed request in a few words: what failed (connecting, TLS, the

@@ -126,6 +126,22 @@ const CONFIG_UPDATE_TAIL: &str = ") UPDATE edge_node_sync SET desired_config = v
      desired_revision = v.desired_revision, push_attempts = 0 \
      FROM v WHERE edge_node_sync.node_id = v.node_id";
 
+/// Re-routes when node `id`'s `up` flips from `before.up` to `up` (VPS
+/// nodes only: a laptop carries no route), each move with `reason`; the
+/// node's new desired revision when its own configuration changed.
+pub(crate) async fn reroute_if_flipped(
+    cx: &mut WriteCx<'_>,
+    id: Uuid,
+    before: &NodeSync,
+    up: bool,
+    reason: &str,
+) -> Result<Option<i64>, StoreError> {
+    if before.up == up || before.kind != NodeKind::Vps {
+        return Ok(None);
+    }
+    Ok(recompute(cx, &[(id, up)], reason).await?.revision_of(id))
+}
+
 /// Registers a domain.
 pub(crate) struct CreateDomain {
     pub name: DomainName,
@@ -1059,12 +1075,7 @@ impl Write for Acknowledge {
         };
         // Heartbeats arrive; whether the node is up is now the check's say.
         let up = before.check_ok;
-        let recomputed = if before.up == up || before.kind != NodeKind::Vps {
-            Recomputed::default()
-        } else {
-            recompute(cx, &[(id, up)], "node_up").await?
-        };
-        let new_config = recomputed.revision_of(id);
+        let new_config = reroute_if_flipped(cx, id, &before, up, "node_up").await?;
         let desired_revision = new_config.unwrap_or(before.desired_revision);
         let ack = &self.ack;
         let error = ack.error.as_deref().map(agent_error);

@@ -1,11 +1,11 @@
 //! The HTTP check through an edge node (issue 13 item 10, health-driven
 //! failover): the sync controller's record of a change of its outcome.
 
-use super::edge::{recompute, Recomputed};
+use super::edge::reroute_if_flipped;
 use super::{Write, WriteCx};
 use crate::StoreError;
 use async_trait::async_trait;
-use fleetreg_model::{DnsLabel, EventType, NodeKind, NodeSync, MAX_CHECK_ERROR};
+use fleetreg_model::{DnsLabel, EventType, NodeSync, MAX_CHECK_ERROR};
 use serde_json::json;
 
 /// The HTTP check through `node` changed its outcome (the controller writes
@@ -47,12 +47,7 @@ impl Write for RecordNodeCheck {
         } else {
             "check_failed"
         };
-        let recomputed = if before.up == up || before.kind != NodeKind::Vps {
-            Recomputed::default()
-        } else {
-            recompute(cx, &[(id, up)], reason).await?
-        };
-        let new_config = recomputed.revision_of(id);
+        let new_config = reroute_if_flipped(cx, id, &before, up, reason).await?;
         let after = NodeSync {
             up,
             check_ok: self.ok,
