@@ -363,6 +363,7 @@ impl Application {
             fleet: api::fleet::SharedAggregates::default(),
             clock: store.clock().clone(),
             signals,
+            config_reads: edge_sync::ConfigReads::new(store.clone()),
             edge,
         });
         let router = router(state, &settings);

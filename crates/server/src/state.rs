@@ -52,6 +52,8 @@ pub struct Shared {
     pub clock: fleetreg_model::Clock,
     /// Wake-ups of this replica's open agent streams, by node.
     pub signals: crate::edge_sync::NodeSignals,
+    /// The reads of woken agent streams, shared.
+    pub config_reads: crate::edge_sync::ConfigReads,
     /// The sync controller's run-time settings (reconciliation interval).
     pub edge: crate::edge_sync::ControllerHandle,
 }

@@ -17,7 +17,7 @@ use crate::edge_rows::{
     sync_counts_sql, DOMAIN_SELECT, NODE_SELECT, ROUTING_SELECT, SCHEDULE_SELECT, SERVICE_SELECT,
     SYNC_ORDER, SYNC_SELECT,
 };
-use crate::sql::{Row, Sql};
+use crate::sql::{Row, Sql, Value};
 use crate::writer::{
     Acknowledge, ClaimController, ConfigureRouting, CreateDomain, CreateNode, CreateService,
     DeleteDomain, DeleteNode, DeleteRouting, DeleteService, MarkSilentNodes, RecordNodeCheck,
@@ -206,6 +206,10 @@ pub trait EdgeStore: Send + Sync {
 
     /// A node's desired configuration (`NodeNotFound`).
     async fn desired_config(&self, node: &DnsLabel) -> Result<DesiredConfig, StoreError>;
+    /// The desired configurations of the named nodes that exist, in no
+    /// particular order, read with one statement (what many agent streams
+    /// woken by one change share).
+    async fn desired_configs(&self, nodes: &[DnsLabel]) -> Result<Vec<DesiredConfig>, StoreError>;
     /// A node's sync state (`NodeNotFound`).
     async fn node_sync(&self, node: &DnsLabel) -> Result<NodeSync, StoreError>;
     /// Every node's sync state, laptops first, then by name.
@@ -313,6 +317,17 @@ impl SqlStore {
             .await?
             .ok_or_else(|| missing(name))
     }
+}
+
+/// A node's desired revision and configuration; `WHERE` follows.
+const DESIRED_SELECT: &str = "SELECT y.desired_revision, y.desired_config FROM edge_nodes n \
+     JOIN edge_node_sync y ON y.node_id = n.id";
+
+fn desired_from_row(row: &Row) -> Result<DesiredConfig, StoreError> {
+    Ok(DesiredConfig {
+        revision: row.get("desired_revision")?,
+        config: row.json("desired_config")?,
+    })
 }
 
 /// The actor of the sync controller's observations (pushes, liveness, lease).
@@ -557,20 +572,19 @@ impl EdgeStore for SqlStore {
     }
 
     async fn desired_config(&self, node: &DnsLabel) -> Result<DesiredConfig, StoreError> {
-        let sql = Sql::new(
-            "SELECT y.desired_revision, y.desired_config FROM edge_nodes n \
-             JOIN edge_node_sync y ON y.node_id = n.id WHERE n.name = $1",
-        )
-        .arg(node.as_str());
-        let row = self
-            .engine
-            .fetch_optional(&sql)
-            .await?
-            .ok_or_else(|| StoreError::NodeNotFound(node.to_string()))?;
-        Ok(DesiredConfig {
-            revision: row.get("desired_revision")?,
-            config: row.json("desired_config")?,
-        })
+        let missing = StoreError::NodeNotFound;
+        self.fetch_named(DESIRED_SELECT, "n.name", node, desired_from_row, missing)
+            .await
+    }
+
+    async fn desired_configs(&self, nodes: &[DnsLabel]) -> Result<Vec<DesiredConfig>, StoreError> {
+        let names: Vec<&str> = nodes.iter().map(DnsLabel::as_str).collect();
+        let sql = Sql::new(format!(
+            "{DESIRED_SELECT} WHERE n.name IN (SELECT value FROM {}($1))",
+            self.engine.dialect().json_array_texts
+        ))
+        .arg(Value::json(&names)?);
+        self.fetch_as(&sql, desired_from_row).await
     }
 
     async fn node_sync(&self, node: &DnsLabel) -> Result<NodeSync, StoreError> {

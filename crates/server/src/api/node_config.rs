@@ -171,10 +171,10 @@ pub async fn stream(
                     if changed.is_err() {
                         return None;
                     }
-                    match s.state.store.desired_config(&s.node).await {
-                        Ok(desired) => return Some((Ok(config_frame(desired)), s)),
+                    match s.state.config_reads.read(&s.node).await {
+                        Ok(Some(desired)) => return Some((Ok(config_frame(desired)), s)),
                         // The node was removed: end the stream.
-                        Err(fleetreg_store::StoreError::NodeNotFound(_)) => return None,
+                        Ok(None) => return None,
                         Err(error) => {
                             tracing::warn!(%error, node = %s.node, "cannot read a node's configuration for its stream");
                         }

@@ -4,17 +4,20 @@
 //! the routing plan in the write's transaction). [`NodeSignals`] turns
 //! those events, and the controller's `NODE_PUSH` re-sends, into a wake-up
 //! of that node's open agent stream on this replica, which then reads and
-//! sends the node's desired configuration. The [`controller`] (one per
+//! sends the node's desired configuration (streams woken together read
+//! together: [`ConfigReads`]). The [`controller`] (one per
 //! deployment, by a lease in the database) retries unacknowledged pushes,
 //! marks silent nodes offline (routes fail over) and reconciles every node
 //! periodically. Beside it, while it holds the lease, [`HttpCheck`] sends
 //! an HTTP request through each VPS node every interval: a node failing it
 //! in a row is down for routing too (health-driven failover).
 
+mod config_reads;
 pub mod controller;
 pub mod http_check;
 mod signals;
 
+pub use config_reads::{ConfigRead, ConfigReads};
 pub use controller::{Controller, ControllerHandle};
 pub use http_check::HttpCheck;
 pub use signals::NodeSignals;

@@ -307,6 +307,28 @@ api_test!(bad_input_and_conflicts_are_typed, |app| {
     .await;
 });
 
+api_test!(streams_woken_together_each_get_their_own_node, |app| {
+    // One change wakes every stream; they read together (one statement),
+    // and each must still get its own node's configuration.
+    seed_registry(&app).await;
+    let mut streams = Vec::new();
+    for node in ["vps1", "vps2", "laptop", "vps1", "vps2", "laptop"] {
+        let mut stream = ConfigStream::open(&app, &app.client, node).await;
+        let first = stream.next(Duration::from_secs(5)).await;
+        assert_eq!(first["node"], node);
+        streams.push((node, stream, first["revision"].as_i64().unwrap()));
+    }
+    configure(&app, "open-webui", "round-robin").await;
+    for (node, stream, before) in &mut streams {
+        let mut pushed = stream.next(Duration::from_secs(5)).await;
+        while pushed["revision"].as_i64().unwrap() == *before {
+            pushed = stream.next(Duration::from_secs(5)).await;
+        }
+        let stored = ok_json(app.get(&format!("/api/v1/nodes/{node}/config")).await).await;
+        assert_eq!(pushed, stored, "{node}");
+    }
+});
+
 api_test!(a_change_is_pushed_to_the_stream_and_acknowledged, |app| {
     seed_registry(&app).await;
     let mut stream = ConfigStream::open(&app, &app.client, "laptop").await;

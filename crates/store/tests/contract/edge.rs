@@ -467,6 +467,19 @@ store_test!(nodes_keep_names_and_addresses_unique, |store| async move {
         store.desired_config(&label("vps2")).await,
         StoreError::NodeNotFound(_)
     );
+    // Many nodes' configurations in one read: the ones that exist, each as
+    // read alone.
+    let mut many = store
+        .desired_configs(&[label("vps2"), label("vps1"), label("laptop"), label("vps1")])
+        .await
+        .unwrap();
+    many.sort_by(|a, b| a.config.node.cmp(&b.config.node));
+    let alone = [
+        store.desired_config(&label("laptop")).await.unwrap(),
+        store.desired_config(&label("vps1")).await.unwrap(),
+    ];
+    assert_eq!(many, alone, "vps2 is gone, vps1 once");
+    assert!(store.desired_configs(&[]).await.unwrap().is_empty());
     // Its addresses are free again.
     vps(&store, "vps3", 2, "us").await;
 

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Issue 13's edge push (docs/BENCHMARKS.md, "Edge push"): `fleetreg bench
+# --scenario edge-push` (1,000 simulated agents in the bench process, IP
+# literals on loopback only) against a fresh release server per run, on
+# SQLite and on PostgreSQL, then etcd's one-put-to-1,000-watchers in the same
+# run for scale.
+#
+# Usage: crates/bench/scripts/edge-push.sh
+#   env: NO_BUILD=1 (use target/release/fleetreg as is), RUNS=runs per engine (2),
+#        ENGINES="sqlite postgres", PEER=dir of the etcd scripts (NO_ETCD=1 skips it),
+#        PG_ADMIN=postgres admin URL, BIN=the binary to measure, OUT=output dir
+# Output: target/edge-push/{sqlite,postgres}-N.txt and etcd.txt
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+ROOT=$PWD
+PEER=${PEER:-$(cd ../shared/peers/etcd && pwd)}
+RUNS=${RUNS:-2}
+ENGINES=${ENGINES:-sqlite postgres}
+PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432}
+OUT=${OUT:-$ROOT/target/edge-push}
+BIN=${BIN:-$ROOT/target/release/fleetreg}
+PORT=18398
+mkdir -p "$OUT"
+[[ ${NO_BUILD:-} == 1 ]] || cargo build --release -p fleetreg
+
+SPID=
+start() { # dir database-url: a fresh server in DIR
+  rm -rf "$1" && mkdir -p "$1"
+  (cd "$1" && exec "$BIN" serve --database-url "$2" --listen "127.0.0.1:$PORT" >serve.log 2>&1) &
+  SPID=$!
+  for _ in $(seq 150); do
+    [[ -s $1/fleetreg-admin.token ]] && curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break
+    sleep 0.2
+  done
+}
+stop() { [[ -z $SPID ]] || { kill "$SPID" && wait "$SPID" 2>/dev/null || true; SPID=; }; }
+trap 'stop' EXIT
+
+for run in $(seq "$RUNS"); do
+  for engine in $ENGINES; do
+    dir=$OUT/$engine-$run.d
+    case $engine in
+      sqlite) url="sqlite://$dir/fleet.db" ;;
+      postgres)
+        psql "$PG_ADMIN/postgres" -qc 'DROP DATABASE IF EXISTS benchedge' -c 'CREATE DATABASE benchedge'
+        url="$PG_ADMIN/benchedge" ;;
+      *) echo "unknown engine $engine" >&2; exit 2 ;;
+    esac
+    echo "== $engine, run $run ($(uptime))"
+    start "$dir" "$url"
+    "$BIN" bench --server "http://127.0.0.1:$PORT" --token "$(cat "$dir/fleetreg-admin.token")" \
+      --server-pid "$SPID" --scenario edge-push | tee "$OUT/$engine-$run.txt"
+    stop
+  done
+done
+psql "$PG_ADMIN/postgres" -qc 'DROP DATABASE IF EXISTS benchedge' || true
+
+if [[ ${NO_ETCD:-} != 1 ]]; then
+  echo "== etcd: one put to 1,000 watchers"
+  "$PEER/install.sh" >/dev/null
+  "$PEER/watch_fanout.py" -W 1000 | tee "$OUT/etcd.txt"
+fi
