@@ -9,7 +9,7 @@ use crate::{
     Upstream,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use utoipa::ToSchema;
 
@@ -67,8 +67,10 @@ pub struct HostRoute {
     /// That node's overlay address.
     #[schema(value_type = String)]
     pub serving_address: IpAddr,
-    /// Every node whose proxy carries the route (all listed nodes for
-    /// round-robin; the serving node otherwise).
+    /// Every node whose proxy carries the route: every listed node, whatever
+    /// the strategy. With primary-backup and geo the others stand by, so a
+    /// failover only moves DNS, and the HTTP check can tell a node whose own
+    /// path to the service is broken from a service down everywhere.
     pub carriers: Vec<DnsLabel>,
     /// The service's upstreams.
     pub upstreams: Vec<Upstream>,
@@ -161,10 +163,7 @@ impl RoutingPlan {
                 .collect();
             for (index, domain) in routed.iter().enumerate() {
                 let serving = serving_node(routing.strategy, index, domain, &listed);
-                let carriers = match routing.strategy {
-                    RoutingStrategy::RoundRobin => listed.iter().map(|n| n.name.clone()).collect(),
-                    _ => vec![serving.name.clone()],
-                };
+                let carriers = listed.iter().map(|n| n.name.clone()).collect();
                 let hostname = format!("{}.{}", service.subdomain, domain.name);
                 by_hostname
                     .entry(hostname.clone())
@@ -248,14 +247,6 @@ impl RoutingPlan {
                     &r.serving,
                 ))
             })
-            .collect()
-    }
-
-    /// The nodes that carry or serve at least one route.
-    pub fn nodes_in_use(&self) -> BTreeSet<&DnsLabel> {
-        self.routes
-            .iter()
-            .flat_map(|r| r.carriers.iter().chain(std::iter::once(&r.serving)))
             .collect()
     }
 }
@@ -402,9 +393,14 @@ mod tests {
         assert_eq!(serving(&plan, "grafana.vinaysachdeva.com"), "vps2");
         let vps2 = plan.node_config(&seed_snapshot(true).nodes[1]);
         let hosts: Vec<&str> = vps2.routes.iter().map(|r| r.hostname.as_str()).collect();
+        // vps2 serves grafana.vinaysachdeva.com and photos.vinaysachdeva.com
+        // and stands by for the others: every listed node carries every route.
         assert_eq!(
             hosts,
             [
+                "chat.curiios.com",
+                "chat.vinaysachdeva.com",
+                "grafana.curiios.com",
                 "grafana.vinaysachdeva.com",
                 "photos.curiios.com",
                 "photos.vinaysachdeva.com"
@@ -435,6 +431,11 @@ mod tests {
             .routes
             .iter()
             .any(|r| r.hostname == "chat.curiios.com" && r.balance == Balance::Failover));
+        // The proxies stood by: a failover and its return move DNS only.
+        for node in &seed_snapshot(true).nodes {
+            let (before, after) = (healthy.node_config(node), degraded.node_config(node));
+            assert_eq!(before == after, node.kind == NodeKind::Vps, "{}", node.name);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! controller's health check of a VPS (issue 13 item 10, `edge.http_check`).
 //!
 //! The request goes to the node's registered IP address, never to a name: a
-//! hostname the node carries (or would carry) is sent as `Host` and, for
+//! hostname the node carries is sent as `Host` and, for
 //! https, as SNI, but it is pinned to that address (reqwest's `resolve`
 //! override), so nothing is looked up in DNS. The address is checked against
 //! the [`EgressPolicy`] first; the caller picks the policy (the server uses

@@ -247,8 +247,11 @@ pub trait EdgeStore: Send + Sync {
     /// Sends `node` (or every node) its configuration again now (`NODE_PUSH`
     /// with `reason`, which wakes its streams) and resets its push attempts;
     /// a `failed` node gets its retries back (`active` while its heartbeats
-    /// arrive, else `offline`; `NODE_SYNC_CHANGED`). Audited `sync.push` or
-    /// `sync.reconcile`. Returns the nodes as they are now.
+    /// arrive, else `offline`; `NODE_SYNC_CHANGED`). A full reconciliation
+    /// first stores every node's configuration as the routing plan makes it
+    /// now where the stored one differs (`NODE_CONFIG_CHANGED`; one stored
+    /// by an older version). Audited `sync.push` or `sync.reconcile`.
+    /// Returns the nodes as they are now.
     async fn reset_pushes(
         &self,
         node: Option<&DnsLabel>,

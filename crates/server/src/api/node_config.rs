@@ -141,8 +141,8 @@ pub async fn stream(
     let node = node_for(principal.as_deref(), &name)?;
     if principal.as_deref().is_some_and(|p| p.role == Role::Agent) {
         // The node's own agent connecting is a heartbeat: a node that was
-        // down is up again (routes move back) before its configuration is
-        // read, so it is not first sent the one it had while down.
+        // down is up again (its hostnames move back) before its
+        // configuration is read.
         state
             .store
             .acknowledge(&node, NodeAck::default(), &audit_of(&headers, peer))

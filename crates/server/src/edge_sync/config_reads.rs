@@ -24,6 +24,10 @@ pub type ConfigRead = Result<Option<DesiredConfig>, Arc<StoreError>>;
 /// Most nodes read by one statement.
 const MAX_NODES_PER_READ: usize = 1024;
 
+/// Longest a read may take: a read that hangs (a stuck database connection)
+/// fails its asks instead of holding every woken stream of the replica.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Shared reads of nodes' desired configurations. Cheap to clone.
 #[derive(Clone)]
 pub struct ConfigReads {
@@ -57,8 +61,11 @@ impl ConfigReads {
         };
         if start {
             // Its own task: a stream that goes away while its read runs does
-            // not take the read from the others.
-            tokio::spawn(self.clone().serve_asks());
+            // not take the read from the others. The guard is made before
+            // the task, so a task dropped before it ever runs (the runtime
+            // shutting down) still releases the queue.
+            let early_end = EarlyEnd(Some(self.queue.clone()));
+            tokio::spawn(self.clone().serve_asks(early_end));
         }
         answered
             .await
@@ -70,10 +77,7 @@ impl ConfigReads {
     }
 
     /// Reads for the waiting asks until none are left.
-    async fn serve_asks(self) {
-        // Should this task end early (a panic, the runtime shutting down),
-        // the next ask starts another instead of waiting for ever.
-        let mut early_end = EarlyEnd(Some(self.queue.clone()));
+    async fn serve_asks(self, mut early_end: EarlyEnd) {
         loop {
             let asks = {
                 let mut queue = self.lock();
@@ -90,7 +94,14 @@ impl ConfigReads {
             let mut names: Vec<DnsLabel> = asks.iter().map(|(node, _)| node.clone()).collect();
             names.sort();
             names.dedup();
-            match self.store.desired_configs(&names).await {
+            let read = tokio::time::timeout(READ_TIMEOUT, self.store.desired_configs(&names));
+            let read = read.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "reading {} nodes' configurations took over {READ_TIMEOUT:?}",
+                    names.len()
+                )))
+            });
+            match read {
                 Ok(configs) => {
                     let by_node: HashMap<&DnsLabel, &DesiredConfig> = configs
                         .iter()

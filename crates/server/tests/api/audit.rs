@@ -20,23 +20,6 @@ fn test_keyring() -> Keyring {
     Keyring::from_value(TEST_MASTER_KEY, "test").unwrap()
 }
 
-/// Runs one SQL statement on the test's database, as an attacker with
-/// database access would.
-async fn sql(app: &TestApp, statement: &str) {
-    match app.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-            sqlx::query(statement).execute(&pool).await.unwrap();
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-            sqlx::query(statement).execute(&pool).await.unwrap();
-            pool.close().await;
-        }
-    }
-}
-
 /// Every audit row with its chain fields.
 async fn chain(app: &TestApp) -> Vec<ChainedAuditEntry> {
     app.store.list_audit_chain(0, 1000).await.unwrap()
@@ -257,7 +240,7 @@ api_test!(an_altered_entry_fails_even_with_rehashed_macs, |app| {
     let keyring = test_keyring();
     assert!(verify(&app, &keyring, None).await.is_ok());
 
-    sql(&app, "UPDATE audit_log SET actor = 'mallory' WHERE id = 2").await;
+    run_sql(&app, "UPDATE audit_log SET actor = 'mallory' WHERE id = 2").await;
     assert_eq!(
         verify(&app, &keyring, None).await.broken,
         Some(ChainBreak::Altered { id: 2 })
@@ -275,7 +258,7 @@ api_test!(an_altered_entry_fails_even_with_rehashed_macs, |app| {
             &row.entry, &key_id,
         ));
         let mac: [u8; 32] = hasher.finalize().into();
-        sql(
+        run_sql(
             &app,
             &format!(
                 "UPDATE audit_log SET mac = '{}' WHERE id = {}",
@@ -297,7 +280,7 @@ api_test!(a_deleted_middle_entry_fails_verification, |app| {
     let keyring = test_keyring();
     let before = chain(&app).await.len();
     assert!(before >= 5);
-    sql(&app, "DELETE FROM audit_log WHERE id = 3").await;
+    run_sql(&app, "DELETE FROM audit_log WHERE id = 3").await;
     assert_eq!(
         verify(&app, &keyring, None).await.broken,
         Some(ChainBreak::Missing { first: 3, last: 3 })
@@ -308,7 +291,7 @@ api_test!(a_truncated_tail_is_caught_by_the_head_file, |app| {
     some_writes(&app).await;
     let keyring = test_keyring();
     let head = settled_head(&app).await;
-    sql(
+    run_sql(
         &app,
         &format!("DELETE FROM audit_log WHERE id >= {}", head.id - 1),
     )
@@ -381,7 +364,7 @@ api_test!(
         );
         assert!(!file.aside_path(&own).exists());
         // Cut short, the same database (same id) is still refused.
-        sql(
+        run_sql(
             &app,
             &format!("DELETE FROM audit_log WHERE id = {}", head.id),
         )

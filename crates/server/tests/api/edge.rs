@@ -4,7 +4,7 @@
 //! change and acknowledged; retries, failure, liveness and failover,
 //! reconciliation; agent tokens; two replicas on one database.
 
-use crate::helpers::{assert_error, client_with_token, ok_json, wait_for, TestApp};
+use crate::helpers::{assert_error, client_with_token, ok_json, run_sql, wait_for, TestApp};
 use fleetreg_server::settings::Settings;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -166,9 +166,15 @@ api_test!(the_seed_registry_routes_and_renders, |app| {
         .iter()
         .map(|r| r["hostname"].as_str().unwrap())
         .collect();
+    // vps2 serves photos.vinaysachdeva.com and stands by for the rest.
     assert_eq!(
         hostnames,
-        ["photos.curiios.com", "photos.vinaysachdeva.com"]
+        [
+            "chat.curiios.com",
+            "chat.vinaysachdeva.com",
+            "photos.curiios.com",
+            "photos.vinaysachdeva.com"
+        ]
     );
     assert!(vps2["revision"].as_i64().unwrap() > 0);
 
@@ -586,6 +592,48 @@ api_test!(reconcile_sends_every_node_and_takes_an_interval, |app| {
     assert!(reasons.iter().all(|r| r == "reconcile"), "{reasons:?}");
     assert_eq!(reasons.len(), 3);
 });
+
+api_test!(
+    reconcile_restores_configurations_the_plan_makes_now,
+    |app| {
+        // vps2's configuration as an older version stored it: a backup without
+        // the routes it stands by for, at an old revision.
+        seed_registry(&app).await;
+        let current = ok_json(app.get("/api/v1/nodes/vps2/config").await).await;
+        let mut stale = current["config"].clone();
+        stale["routes"] = json!([]);
+        run_sql(
+            &app,
+            &format!(
+                "UPDATE edge_node_sync SET desired_config = '{stale}', desired_revision = 1 \
+             WHERE node_id = (SELECT id FROM edge_nodes WHERE name = 'vps2')"
+            ),
+        )
+        .await;
+        let before = ok_json(app.get("/api/v1/nodes/vps2/config").await).await;
+        assert_eq!(before["config"]["routes"], json!([]));
+
+        ok_json(app.post_json("/api/v1/sync/reconcile", json!({})).await).await;
+        let after = ok_json(app.get("/api/v1/nodes/vps2/config").await).await;
+        assert_eq!(after["config"], current["config"]);
+        assert!(after["revision"].as_i64().unwrap() > current["revision"].as_i64().unwrap());
+        let changed: Vec<Value> = events_of(&app, "NODE_CONFIG_CHANGED")
+            .await
+            .into_iter()
+            .filter(|e| e["revision"].as_i64() == after["revision"].as_i64())
+            .collect();
+        assert_eq!(changed.len(), 1, "only vps2's differed: {changed:?}");
+        assert_eq!(changed[0]["payload"]["node"], "vps2");
+        // A manual push of one node re-sends, it does not recompute.
+        ok_json(
+            app.post_json("/api/v1/sync/push", json!({"node": "vps2"}))
+                .await,
+        )
+        .await;
+        let again = ok_json(app.get("/api/v1/nodes/vps2/config").await).await;
+        assert_eq!(again["revision"], after["revision"]);
+    }
+);
 
 /// The periodic reconciliations the controller ran (audited as the system).
 async fn periodic_reconciles(app: &TestApp) -> usize {

@@ -107,6 +107,23 @@ impl Drop for TestResources {
     }
 }
 
+/// Runs one SQL statement on `app`'s database behind the server's back (an
+/// attacker with database access, or what an older version stored).
+pub async fn run_sql(app: &TestApp, statement: &str) {
+    match app.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
 /// Settings for a test server on a random port with the given store. Health
 /// checks and discovery on registration are off (test clusters point at hosts
 /// that do not exist); `health.rs` turns them on where it needs them.

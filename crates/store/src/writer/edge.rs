@@ -128,7 +128,9 @@ const CONFIG_UPDATE_TAIL: &str = ") UPDATE edge_node_sync SET desired_config = v
 
 /// Re-routes when node `id`'s `up` flips from `before.up` to `up` (VPS
 /// nodes only: a laptop carries no route), each move with `reason`; the
-/// node's new desired revision when its own configuration changed.
+/// node's new desired revision when its own configuration changed (with
+/// today's plan it does not: a VPS not serving stands by with the same
+/// routes; the callers keep its sync row right should that change).
 pub(crate) async fn reroute_if_flipped(
     cx: &mut WriteCx<'_>,
     id: Uuid,
@@ -140,6 +142,16 @@ pub(crate) async fn reroute_if_flipped(
         return Ok(None);
     }
     Ok(recompute(cx, &[(id, up)], reason).await?.revision_of(id))
+}
+
+/// A node's desired revision and push attempts after a write that gave it
+/// `new_config` (its new desired revision, if its configuration changed:
+/// the attempts start again) or not.
+pub(crate) fn pushes_after(before: &NodeSync, new_config: Option<i64>) -> (i64, u32) {
+    match new_config {
+        Some(revision) => (revision, 0),
+        None => (before.desired_revision, before.push_attempts),
+    }
 }
 
 /// Registers a domain.
@@ -1076,7 +1088,7 @@ impl Write for Acknowledge {
         // Heartbeats arrive; whether the node is up is now the check's say.
         let up = before.check_ok;
         let new_config = reroute_if_flipped(cx, id, &before, up, "node_up").await?;
-        let desired_revision = new_config.unwrap_or(before.desired_revision);
+        let (desired_revision, push_attempts) = pushes_after(&before, new_config);
         let ack = &self.ack;
         let error = ack.error.as_deref().map(agent_error);
         let in_sync = error.is_none() && ack.applied_revision == Some(desired_revision);
@@ -1106,11 +1118,7 @@ impl Write for Acknowledge {
                 _ => before.last_sync_at,
             },
             last_heartbeat_at: Some(cx.at),
-            push_attempts: if in_sync || new_config.is_some() {
-                0
-            } else {
-                before.push_attempts
-            },
+            push_attempts: if in_sync { 0 } else { push_attempts },
             last_error,
             up,
             heartbeat_ok: true,
@@ -1208,6 +1216,11 @@ impl Write for ResetPushes {
             PushReason::Reconcile => "sync.reconcile",
             PushReason::Push | PushReason::Retry => "sync.push",
         };
+        if self.reason == PushReason::Reconcile && self.node.is_none() {
+            // Full state: every node's configuration as the plan makes it
+            // now, should one stored differ (one stored by an older version).
+            recompute(cx, &[], "reconcile").await?;
+        }
         let (resource, targets) = match &self.node {
             Some(name) => match cx.tx.node_sync(name).await? {
                 Some((id, sync)) => (Some(id), vec![(id, sync)]),
@@ -1297,7 +1310,8 @@ impl Write for MarkSilentNodes {
             Recomputed::default()
         };
         for (id, before) in silent {
-            let new_config = recomputed.revision_of(id);
+            let (desired_revision, push_attempts) =
+                pushes_after(&before, recomputed.revision_of(id));
             // A failed node stays failed: its failure is the news.
             let status = match before.status {
                 NodeSyncStatus::Failed => NodeSyncStatus::Failed,
@@ -1307,12 +1321,8 @@ impl Write for MarkSilentNodes {
                 status,
                 up: false,
                 heartbeat_ok: false,
-                desired_revision: new_config.unwrap_or(before.desired_revision),
-                push_attempts: if new_config.is_some() {
-                    0
-                } else {
-                    before.push_attempts
-                },
+                desired_revision,
+                push_attempts,
                 ..before.clone()
             };
             cx.tx.stage_node_sync(id, &after);

@@ -1,7 +1,7 @@
 //! The HTTP check through an edge node (issue 13 item 10, health-driven
 //! failover): the sync controller's record of a change of its outcome.
 
-use super::edge::reroute_if_flipped;
+use super::edge::{pushes_after, reroute_if_flipped};
 use super::{Write, WriteCx};
 use crate::StoreError;
 use async_trait::async_trait;
@@ -48,17 +48,14 @@ impl Write for RecordNodeCheck {
             "check_failed"
         };
         let new_config = reroute_if_flipped(cx, id, &before, up, reason).await?;
+        let (desired_revision, push_attempts) = pushes_after(&before, new_config);
         let after = NodeSync {
             up,
             check_ok: self.ok,
             check_error: (!self.ok).then(|| check_error(self.error.as_deref())),
             check_changed_at: Some(cx.at),
-            desired_revision: new_config.unwrap_or(before.desired_revision),
-            push_attempts: if new_config.is_some() {
-                0
-            } else {
-                before.push_attempts
-            },
+            desired_revision,
+            push_attempts,
             ..before
         };
         cx.tx.stage_node_sync(id, &after);
