@@ -8,6 +8,7 @@
 
 mod postgres;
 mod sqlite;
+mod sqlite_checkpoint;
 
 use crate::dialect::Dialect;
 use crate::sql::{Row, Sql, Value};

@@ -12,6 +12,7 @@
 //! UUIDs are stored as 16-byte BLOBs, times as fixed-width RFC 3339 text (so
 //! text order is time order), JSON as text.
 
+use super::sqlite_checkpoint::Checkpointer;
 use super::{Engine, Tx};
 use crate::dialect::{Dialect, SQLITE};
 use crate::sql::{Row, Sql, Value};
@@ -43,6 +44,8 @@ pub(super) struct SqliteEngine {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Readers>,
     durability: String,
+    /// Checkpoints the WAL while the engine lives.
+    _checkpointer: Checkpointer,
 }
 
 /// Opens (creating if missing) the database at `url` and migrates it.
@@ -67,6 +70,12 @@ pub(super) async fn open(url: &str) -> Result<SqliteEngine, StoreError> {
 
     let file = Arc::new(DatabaseFile { path });
     let writer = file.open_writer().map_err(sqlite_error)?;
+    let checkpointer = file
+        .open(OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(sqlite_error)
+        .and_then(|conn| {
+            Checkpointer::start(conn).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
+        })?;
     let synchronous: i64 = writer
         .query_row("PRAGMA synchronous", [], |row| row.get(0))
         .map_err(sqlite_error)?;
@@ -89,6 +98,7 @@ pub(super) async fn open(url: &str) -> Result<SqliteEngine, StoreError> {
         file,
         writer: Arc::new(Mutex::new(writer)),
         durability: format!("sqlite journal_mode={journal} synchronous={synchronous}"),
+        _checkpointer: checkpointer,
     })
 }
 
@@ -103,6 +113,8 @@ impl DatabaseFile {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // Checkpoints run on their own thread (`sqlite_checkpoint`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(conn)
     }
 
@@ -614,6 +626,33 @@ mod tests {
             engine.fetch(&zero).await,
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_into_the_database_file_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir).await;
+        let size = || std::fs::metadata(dir.path().join("t.db")).unwrap().len();
+        engine
+            .execute(&Sql::new("CREATE TABLE pages (b BLOB)"))
+            .await
+            .unwrap();
+        let before = size();
+        // 2 MB in the WAL: below the 1,000 pages at which SQLite would
+        // checkpoint inside a COMMIT on its own (and it no longer does).
+        for _ in 0..500 {
+            let insert = Sql::new("INSERT INTO pages (b) VALUES (randomblob(4000))");
+            engine.execute(&insert).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size() < before + 1_000_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {} bytes",
+                size()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test]
