@@ -23,18 +23,7 @@ PORT=18398
 mkdir -p "$OUT"
 [[ ${NO_BUILD:-} == 1 ]] || cargo build --release -p fleetreg
 
-SPID=
-start() { # dir database-url: a fresh server in DIR
-  rm -rf "$1" && mkdir -p "$1"
-  (cd "$1" && exec "$BIN" serve --database-url "$2" --listen "127.0.0.1:$PORT" >serve.log 2>&1) &
-  SPID=$!
-  for _ in $(seq 150); do
-    [[ -s $1/fleetreg-admin.token ]] && curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break
-    sleep 0.2
-  done
-}
-stop() { [[ -z $SPID ]] || { kill "$SPID" && wait "$SPID" 2>/dev/null || true; SPID=; }; }
-trap 'stop' EXIT
+. "$ROOT/crates/bench/scripts/serve.sh"
 
 for run in $(seq "$RUNS"); do
   for engine in $ENGINES; do
@@ -47,10 +36,10 @@ for run in $(seq "$RUNS"); do
       *) echo "unknown engine $engine" >&2; exit 2 ;;
     esac
     echo "== $engine, run $run ($(uptime))"
-    start "$dir" "$url"
-    "$BIN" bench --server "http://127.0.0.1:$PORT" --token "$(cat "$dir/fleetreg-admin.token")" \
+    start_server "$dir" "$url"
+    "$BIN" bench --server "http://127.0.0.1:$PORT" --token "$FLEETREG_TOKEN" \
       --server-pid "$SPID" --scenario edge-push | tee "$OUT/$engine-$run.txt"
-    stop
+    stop_server
   done
 done
 psql "$PG_ADMIN/postgres" -qc 'DROP DATABASE IF EXISTS benchedge' || true

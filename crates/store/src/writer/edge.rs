@@ -128,20 +128,23 @@ const CONFIG_UPDATE_TAIL: &str = ") UPDATE edge_node_sync SET desired_config = v
 
 /// Re-routes when node `id`'s `up` flips from `before.up` to `up` (VPS
 /// nodes only: a laptop carries no route), each move with `reason`; the
-/// node's new desired revision when its own configuration changed (with
-/// today's plan it does not: a VPS not serving stands by with the same
-/// routes; the callers keep its sync row right should that change).
+/// node's desired revision and push attempts after it ([`pushes_after`]:
+/// with today's plan its own configuration does not change, as a VPS not
+/// serving stands by with the same routes; its sync row stays right should
+/// that change).
 pub(crate) async fn reroute_if_flipped(
     cx: &mut WriteCx<'_>,
     id: Uuid,
     before: &NodeSync,
     up: bool,
     reason: &str,
-) -> Result<Option<i64>, StoreError> {
-    if before.up == up || before.kind != NodeKind::Vps {
-        return Ok(None);
-    }
-    Ok(recompute(cx, &[(id, up)], reason).await?.revision_of(id))
+) -> Result<(i64, u32), StoreError> {
+    let new_config = if before.up == up || before.kind != NodeKind::Vps {
+        None
+    } else {
+        recompute(cx, &[(id, up)], reason).await?.revision_of(id)
+    };
+    Ok(pushes_after(before, new_config))
 }
 
 /// A node's desired revision and push attempts after a write that gave it
@@ -1087,8 +1090,8 @@ impl Write for Acknowledge {
         };
         // Heartbeats arrive; whether the node is up is now the check's say.
         let up = before.check_ok;
-        let new_config = reroute_if_flipped(cx, id, &before, up, "node_up").await?;
-        let (desired_revision, push_attempts) = pushes_after(&before, new_config);
+        let (desired_revision, push_attempts) =
+            reroute_if_flipped(cx, id, &before, up, "node_up").await?;
         let ack = &self.ack;
         let error = ack.error.as_deref().map(agent_error);
         let in_sync = error.is_none() && ack.applied_revision == Some(desired_revision);

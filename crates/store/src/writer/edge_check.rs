@@ -1,7 +1,7 @@
 //! The HTTP check through an edge node (issue 13 item 10, health-driven
 //! failover): the sync controller's record of a change of its outcome.
 
-use super::edge::{pushes_after, reroute_if_flipped};
+use super::edge::reroute_if_flipped;
 use super::{Write, WriteCx};
 use crate::StoreError;
 use async_trait::async_trait;
@@ -47,8 +47,8 @@ impl Write for RecordNodeCheck {
         } else {
             "check_failed"
         };
-        let new_config = reroute_if_flipped(cx, id, &before, up, reason).await?;
-        let (desired_revision, push_attempts) = pushes_after(&before, new_config);
+        let (desired_revision, push_attempts) =
+            reroute_if_flipped(cx, id, &before, up, reason).await?;
         let after = NodeSync {
             up,
             check_ok: self.ok,
