@@ -79,7 +79,18 @@ impl Caddy {
 
     /// The running configuration (`GET /config/`).
     pub fn config(&self) -> Result<Value, String> {
-        let (status, answer) = admin_request(&self.admin, "GET", "/config/", None)?;
+        // A load restarts the admin endpoint: a read right after it may meet
+        // the old listener closing (connection reset), so a failed read is
+        // tried again for a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let (status, answer) = loop {
+            match admin_request(&self.admin, "GET", "/config/", None) {
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         if status != 200 {
             return Err(format!("GET /config/ answered {status}: {answer}"));
         }
