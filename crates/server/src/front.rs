@@ -8,12 +8,13 @@
 
 use crate::error::ApiError;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, Version};
+use axum::http::header::DATE;
+use axum::http::{HeaderName, HeaderValue, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use fleetreg_model::ErrorCode;
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The request id header, set on every request and echoed on every response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -57,6 +58,27 @@ pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
         headers.remove(&REQUEST_ID);
     }
     next.run(request).await
+}
+
+/// Middleware: every answer carries a `Date` of its own, and it and
+/// `X-Request-Id` are marked never to be indexed by HTTP/2's header
+/// compression. Both take a new value on nearly every answer, so indexing
+/// them only filled each connection's HPACK table: up to 4 KiB of header
+/// entries kept per connection (a connected agent's, for hours) that no
+/// later answer could use. hyper's own `Date` is off for HTTP/2 for that
+/// reason (`serve/protocol.rs`); over HTTP/1.1 hyper keeps this one.
+pub async fn unindexed_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Some(id) = headers.get_mut(&REQUEST_ID) {
+        id.set_sensitive(true);
+    }
+    // An HTTP date is always a valid header value.
+    if let Ok(mut date) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {
+        date.set_sensitive(true);
+        headers.insert(DATE, date);
+    }
+    response
 }
 
 /// Middleware: answers `URI_TOO_LONG` when the request target is longer than
@@ -149,5 +171,27 @@ mod tests {
         assert!(!is_plain_request_id(b"a b"));
         assert!(!is_plain_request_id(b"x\" INFO fleetreg_server::auth"));
         assert!(!is_plain_request_id("é".as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn dates_and_request_ids_are_never_indexed() {
+        use axum::body::Body;
+        use tower::ServiceExt;
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|| async { [(REQUEST_ID, "id-1"), (DATE, "stale")] }),
+            )
+            .layer(axum::middleware::from_fn(unindexed_headers));
+        let request = axum::http::Request::get("/").body(Body::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let headers = response.headers();
+        let dates: Vec<_> = headers.get_all(DATE).iter().collect();
+        assert_eq!(dates.len(), 1, "{headers:?}");
+        let date = httpdate::parse_http_date(dates[0].to_str().unwrap()).unwrap();
+        let age = SystemTime::now().duration_since(date).unwrap_or_default();
+        assert!(age < Duration::from_secs(5), "{dates:?}");
+        assert!(dates[0].is_sensitive());
+        assert!(headers[&REQUEST_ID].is_sensitive());
     }
 }

@@ -508,6 +508,7 @@ fn router(state: AppState, settings: &Settings) -> Router {
         .layer(trace)
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(middleware::from_fn(front::sanitize_request_id))
+        .layer(middleware::from_fn(front::unindexed_headers))
 }
 
 /// Logs the hidden cause of every 5xx inside the request's span.

@@ -247,42 +247,31 @@ pub async fn serve(
                 idle: limits.idle_timeout,
             },
         };
-        let acceptor = acceptor.clone();
-        let handshake = limits.tls_handshake_timeout;
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            match acceptor {
-                None => connection.serve(tcp).await,
-                Some(acceptor) => {
-                    let state = connection.slot.state.clone();
-                    let accept = tokio::time::timeout(handshake, acceptor.accept(tcp));
-                    let tls = tokio::select! {
-                        accepted = accept => match accepted {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(error)) => {
-                                tracing::debug!(%error, %peer, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                closed("tls_handshake_timeout");
-                                return;
-                            }
-                        },
-                        () = state.shed.cancelled() => {
-                            closed(Closed::Shed.as_str());
-                            return;
-                        }
-                    };
-                    state.restart_head_timer();
-                    connection.serve(tls).await;
-                }
-            }
-        });
+        let _ = tcp.set_nodelay(true);
+        let tls = acceptor
+            .clone()
+            .map(|acceptor| (acceptor, limits.tls_handshake_timeout));
+        tokio::spawn(connection_task(connection, tcp, tls));
     }
     drop(listener);
     stopping.cancel();
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
     Ok(())
+}
+
+/// What serves one accepted connection, over TLS when `tls` (its acceptor
+/// and handshake time limit) is given. Its size is what the connection costs
+/// for its whole life: a plain connection's is ~1.6 KB, where one future
+/// that could also run a TLS handshake was ~10 KB (docs/BENCHMARKS.md).
+fn connection_task(
+    connection: Connection,
+    tcp: TcpStream,
+    tls: Option<(TlsAcceptor, Duration)>,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    match tls {
+        None => Box::pin(connection.serve(tcp)),
+        Some((acceptor, handshake)) => Box::pin(connection.serve_tls(tcp, acceptor, handshake)),
+    }
 }
 
 /// `accept` errors about one connection (the next one may work at once).
@@ -324,6 +313,35 @@ struct Connection {
 }
 
 impl Connection {
+    /// Completes the TLS handshake within `handshake` (or until the
+    /// connection is shed), then serves the connection as [`Self::serve`].
+    async fn serve_tls(self, tcp: TcpStream, acceptor: TlsAcceptor, handshake: Duration) {
+        let state = self.slot.state.clone();
+        let peer = self.peer;
+        // On the heap: freed once done, not kept in the task for the
+        // connection's life.
+        let accept = Box::pin(tokio::time::timeout(handshake, acceptor.accept(tcp)));
+        let tls = tokio::select! {
+            accepted = accept => match accepted {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, %peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    closed("tls_handshake_timeout");
+                    return;
+                }
+            },
+            () = state.shed.cancelled() => {
+                closed(Closed::Shed.as_str());
+                return;
+            }
+        };
+        state.restart_head_timer();
+        self.serve(tls).await;
+    }
+
     /// Serves HTTP/1.1 or HTTP/2 on `io` until the client or hyper ends the
     /// connection, the watchdog closes it, or shutdown drains it.
     async fn serve<IO>(self, io: IO)
@@ -387,5 +405,37 @@ impl Connection {
             }
         }
         drop(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task is as large as its future for the connection's
+    /// whole life (a thousand idle agents hold a thousand of them).
+    #[tokio::test]
+    async fn a_plain_connections_task_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let connection = Connection {
+            peer: tcp.local_addr().unwrap(),
+            slot: Registry::new(1).admit().unwrap(),
+            protocols: Arc::new(Protocols::new()),
+            router: Router::new(),
+            watcher: GracefulShutdown::new().watcher(),
+            stopping: CancellationToken::new(),
+            timeouts: Timeouts {
+                header_read: Duration::from_secs(1),
+                idle: Duration::from_secs(1),
+            },
+        };
+        let task = connection_task(connection, tcp, None);
+        let size = std::mem::size_of_val(&*task);
+        eprintln!("a plain connection's future: {size} bytes");
+        // 10 KB when the task could also run a TLS handshake (release build).
+        assert!(size <= 4096, "{size} bytes");
     }
 }

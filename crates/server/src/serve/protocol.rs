@@ -79,7 +79,10 @@ impl Protocols {
             .initial_stream_window_size(WINDOW_BYTES)
             .initial_connection_window_size(WINDOW_BYTES)
             .adaptive_window(false)
-            .max_send_buf_size(SEND_BUFFER_BYTES);
+            .max_send_buf_size(SEND_BUFFER_BYTES)
+            // A `Date` the HPACK table does not keep comes from the router
+            // (`front::unindexed_headers`).
+            .auto_date_header(false);
         Protocols { http1, http2 }
     }
 }

@@ -598,6 +598,29 @@ async fn same_answer(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_one_date_over_both_protocols() {
+    let app = start(|_| {}).await;
+    let h2 = h2c_client(None);
+    for (client, version) in [
+        (&app.client, reqwest::Version::HTTP_11),
+        (&h2, reqwest::Version::HTTP_2),
+    ] {
+        let response = client.get(app.url("/health")).send().await.unwrap();
+        assert_eq!(response.version(), version);
+        let dates: Vec<_> = response.headers().get_all("date").iter().collect();
+        assert_eq!(dates.len(), 1, "{version:?}: {dates:?}");
+        let date = httpdate::parse_http_date(dates[0].to_str().unwrap()).unwrap();
+        let skew = std::time::SystemTime::now()
+            .duration_since(date)
+            .unwrap_or_default();
+        assert!(
+            skew < std::time::Duration::from_secs(5),
+            "{version:?}: {dates:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_requests_get_the_same_answers_as_http1() {
     let app = start(|_| {}).await;
     let (h1, h2) = (&app.client, &h2c_client(Some(TEST_ADMIN_TOKEN)));
