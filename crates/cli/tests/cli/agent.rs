@@ -956,7 +956,9 @@ fn failover_follows_a_dead_agent_and_back() {
 /// VPS2 (`ROUTING_FAILOVER`, reason `check_failed`), whose Caddy then serves
 /// the hostname; `sync health` says why VPS1 is down. Its Caddy comes back
 /// (with the configuration it last loaded, as a supervisor restarts it): the
-/// route moves back (`check_passed`).
+/// route moves back (`check_passed`). Then only VPS1's own path to the
+/// service breaks (its live Caddy dials a dead port): the route moves to
+/// VPS2, whose standby Caddy reaches the service, and back once it is mended.
 #[test]
 fn an_http_check_failure_fails_over_and_back() {
     let Some(mut caddy1) = fleetreg_testkit::caddy() else {
@@ -1115,6 +1117,56 @@ fn an_http_check_failure_fails_over_and_back() {
     assert!(
         sync["up"] == true && sync["check_error"].is_null(),
         "{sync}"
+    );
+
+    // Only vps1's own path to the service breaks (as a firewall on that
+    // VPS would): its Caddy, still up, dials a port where nothing listens
+    // (502 in the end), while vps2's, standing by, reaches the service.
+    let good = caddy1.config().expect("vps1's Caddy configuration");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let broken = good.to_string().replace(&upstream.address, &dead);
+    assert_ne!(broken, good.to_string(), "the upstream is in {good}");
+    let after = api.get("/api/v1/events?limit=1")["latest_revision"]
+        .as_i64()
+        .unwrap();
+    let broke = std::time::Instant::now();
+    caddy1
+        .load(&serde_json::from_str(&broken).unwrap())
+        .expect("a broken path loads");
+    wait_until(
+        Duration::from_secs(15),
+        "the failover off vps1's broken path",
+        || serving() == "vps2",
+    );
+    eprintln!(
+        "the route moved to vps2 {} ms after vps1's path broke",
+        broke.elapsed().as_millis()
+    );
+    // Its Caddy dials for 5 s before it answers 502 (`try_duration`), longer
+    // than the check waits: the check's error says "no answer".
+    let sync = api.sync("vps1");
+    assert!(
+        sync["up"] == false && sync["heartbeat_ok"] == true && sync["check_error"].is_string(),
+        "{sync}"
+    );
+    assert!(through("127.0.0.3"), "vps2 serves the hostname");
+    // The path is mended: the route moves back.
+    caddy1.load(&good).expect("the mended path loads");
+    wait_until(
+        Duration::from_secs(15),
+        "the move back to the mended vps1",
+        || serving() == "vps1",
+    );
+    assert_eq!(
+        moves(after),
+        [
+            ("vps1".into(), "vps2".into(), "check_failed".into()),
+            ("vps2".into(), "vps1".into(), "check_passed".into())
+        ]
     );
 
     // Every upstream of the service goes away: vps1's Caddy answers the
