@@ -9,7 +9,9 @@
 //! never older than the ask it answers: every ask it serves came before it
 //! started, so a stream sees every change committed before it was woken.
 //! On PostgreSQL 1,000 woken streams cost a handful of statements instead of
-//! 1,000 (docs/BENCHMARKS.md, "Edge push").
+//! 1,000 (docs/BENCHMARKS.md, "Edge push"). A read that fails on one node's
+//! undecodable row is read again node by node, so that one bad row does not
+//! fail every stream woken with it.
 
 use fleetreg_model::DnsLabel;
 use fleetreg_store::{DesiredConfig, Store, StoreError};
@@ -111,6 +113,13 @@ impl ConfigReads {
                         let _ = answer.send(Ok(by_node.get(&node).map(|&d| d.clone())));
                     }
                 }
+                // One node's row that does not decode fails the statement:
+                // each node alone, so that only its own stream goes without.
+                Err(StoreError::Corrupt(_)) if names.len() > 1 => {
+                    for (node, answer) in asks {
+                        let _ = answer.send(self.read_alone(&node).await);
+                    }
+                }
                 Err(error) => {
                     let error = Arc::new(error);
                     for (_, answer) in asks {
@@ -118,6 +127,19 @@ impl ConfigReads {
                     }
                 }
             }
+        }
+    }
+
+    /// `node`'s configuration read by itself.
+    async fn read_alone(&self, node: &DnsLabel) -> ConfigRead {
+        let read = tokio::time::timeout(READ_TIMEOUT, self.store.desired_config(node)).await;
+        match read {
+            Ok(Ok(desired)) => Ok(Some(desired)),
+            Ok(Err(StoreError::NodeNotFound(_))) => Ok(None),
+            Ok(Err(error)) => Err(Arc::new(error)),
+            Err(_) => Err(Arc::new(StoreError::Unavailable(format!(
+                "reading node {node}'s configuration took over {READ_TIMEOUT:?}"
+            )))),
         }
     }
 }

@@ -335,6 +335,39 @@ api_test!(streams_woken_together_each_get_their_own_node, |app| {
     }
 });
 
+api_test!(a_bad_row_fails_only_its_own_nodes_read, |app| {
+    // Reads asked together are served by one statement; vps2's stored
+    // configuration does not decode, and only vps2's ask fails.
+    seed_registry(&app).await;
+    run_sql(
+        &app,
+        "UPDATE edge_node_sync SET desired_config = '{\"not\": \"a configuration\"}' \
+         WHERE node_id = (SELECT id FROM edge_nodes WHERE name = 'vps2')",
+    )
+    .await;
+    let reads = fleetreg_server::edge_sync::ConfigReads::new(app.store.clone());
+    let label = |name: &str| fleetreg_model::DnsLabel::parse("node", name).unwrap();
+    let (vps1, laptop, vps2, gone) = (label("vps1"), label("laptop"), label("vps2"), label("gone"));
+    // The first ask starts a read by itself; the others, asked while it
+    // runs, are read together by the next.
+    let (first, vps2_read, laptop_read, gone_read) = tokio::join!(
+        reads.read(&vps1),
+        reads.read(&vps2),
+        reads.read(&laptop),
+        reads.read(&gone)
+    );
+    for (node, read) in [("vps1", first), ("laptop", laptop_read)] {
+        let desired = read.unwrap().unwrap();
+        assert_eq!(desired.config.node.as_str(), node);
+    }
+    let error = vps2_read.unwrap_err();
+    assert!(
+        matches!(*error, fleetreg_store::StoreError::Corrupt(_)),
+        "{error}"
+    );
+    assert!(gone_read.unwrap().is_none());
+});
+
 api_test!(a_change_is_pushed_to_the_stream_and_acknowledged, |app| {
     seed_registry(&app).await;
     let mut stream = ConfigStream::open(&app, &app.client, "laptop").await;
