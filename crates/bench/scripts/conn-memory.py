@@ -11,7 +11,8 @@ Usage: conn-memory.py PORT MODE [N]     (FLEETREG_ADMIN_TOKEN in the environment
         agent   N agents as they were before HTTP/2: a stream (read until its first frame) and,
                 on a second connection kept open, one `POST …/ack {}`
         agent-h2  N agents on one HTTP/2 connection each (prior knowledge): the stream and
-                one acknowledgement on it (a minimal HTTP/2 client, HPACK literals only)
+                one acknowledgement on it (ACKS=K in the environment: K, one after the
+                other, as K heartbeats would) (a minimal HTTP/2 client, HPACK literals only)
         stream-h2  N config streams, each on an HTTP/2 connection of its own
         bare-h2  N HTTP/2 connections that sent the preface and a SETTINGS frame, no request
   stream, ack and the agent modes register N laptop nodes (conn-mem-00000…, 10.251.x.y) first
@@ -29,6 +30,8 @@ import sys
 
 PORT, MODE = int(sys.argv[1]), sys.argv[2]
 N = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+# agent-h2: acknowledgements per agent, one after the other (an agent's heartbeats).
+ACKS = int(os.environ.get("ACKS", "1"))
 TOKEN = os.environ["FLEETREG_ADMIN_TOKEN"]
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 
@@ -205,8 +208,9 @@ async def open_one(i, kept):
         stream = h2.request("GET", f"/api/v1/nodes/{name(i)}/config/stream")
         await h2.until(stream, lambda d, _: b"\n\n" in d)
         if MODE == "agent-h2":
-            ack = h2.request("POST", f"/api/v1/nodes/{name(i)}/ack", b"{}")
-            await h2.until(ack, lambda _, ended: ended)
+            for _ in range(ACKS):
+                ack = h2.request("POST", f"/api/v1/nodes/{name(i)}/ack", b"{}")
+                await h2.until(ack, lambda _, ended: ended)
         kept.append((h2.reader, h2.writer))
         return
     if MODE == "stream":
