@@ -63,9 +63,9 @@ pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
 /// Middleware: every answer carries a `Date` of its own, and it and
 /// `X-Request-Id` are marked never to be indexed by HTTP/2's header
 /// compression. Both take a new value on nearly every answer, so indexing
-/// them only filled each connection's HPACK table: up to 4 KiB of header
-/// entries kept per connection (a connected agent's, for hours) that no
-/// later answer could use. hyper's own `Date` is off for HTTP/2 for that
+/// them only filled each connection's HPACK table (4 KiB of header entries
+/// by HPACK's count, ~20 KB of server memory per agent connection after 100
+/// heartbeats, docs/BENCHMARKS.md) with entries no later answer could use. hyper's own `Date` is off for HTTP/2 for that
 /// reason (`serve/protocol.rs`); over HTTP/1.1 hyper keeps this one.
 pub async fn unindexed_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
