@@ -60,23 +60,27 @@ pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Middleware: every answer carries a `Date` of its own, and it and
-/// `X-Request-Id` are marked never to be indexed by HTTP/2's header
-/// compression. Both take a new value on nearly every answer, so indexing
-/// them only filled each connection's HPACK table (4 KiB of header entries
-/// by HPACK's count, ~20 KB of server memory per agent connection after 100
-/// heartbeats, docs/BENCHMARKS.md) with entries no later answer could use. hyper's own `Date` is off for HTTP/2 for that
-/// reason (`serve/protocol.rs`); over HTTP/1.1 hyper keeps this one.
+/// Middleware: `X-Request-Id` and, over HTTP/2, the `Date` set here are
+/// marked never to be indexed by HTTP/2's header compression. Both take a new
+/// value on nearly every answer, so indexing them only filled each
+/// connection's HPACK table (4 KiB of entries by HPACK's count, ~20 KB of
+/// server memory per agent connection after 100 heartbeats,
+/// docs/BENCHMARKS.md) with entries no later answer could use. hyper's own
+/// `Date` is off for HTTP/2 for that reason (`serve/protocol.rs`); over
+/// HTTP/1.1 it stays hyper's (cached per second).
 pub async fn unindexed_headers(request: Request, next: Next) -> Response {
+    let http2 = request.version() == Version::HTTP_2;
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     if let Some(id) = headers.get_mut(&REQUEST_ID) {
         id.set_sensitive(true);
     }
-    // An HTTP date is always a valid header value.
-    if let Ok(mut date) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {
-        date.set_sensitive(true);
-        headers.insert(DATE, date);
+    if http2 {
+        // An HTTP date is always a valid header value.
+        if let Ok(mut date) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {
+            date.set_sensitive(true);
+            headers.insert(DATE, date);
+        }
     }
     response
 }
@@ -183,7 +187,10 @@ mod tests {
                 axum::routing::get(|| async { [(REQUEST_ID, "id-1"), (DATE, "stale")] }),
             )
             .layer(axum::middleware::from_fn(unindexed_headers));
-        let request = axum::http::Request::get("/").body(Body::empty()).unwrap();
+        let request = axum::http::Request::get("/")
+            .version(Version::HTTP_2)
+            .body(Body::empty())
+            .unwrap();
         let response = app.oneshot(request).await.unwrap();
         let headers = response.headers();
         let dates: Vec<_> = headers.get_all(DATE).iter().collect();

@@ -1123,11 +1123,7 @@ fn an_http_check_failure_fails_over_and_back() {
     // VPS would): its Caddy, still up, dials a port where nothing listens
     // (502 in the end), while vps2's, standing by, reaches the service.
     let good = caddy1.config().expect("vps1's Caddy configuration");
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let dead = format!("127.0.0.1:{}", free_port());
     let broken = good.to_string().replace(&upstream.address, &dead);
     assert_ne!(broken, good.to_string(), "the upstream is in {good}");
     let after = api.get("/api/v1/events?limit=1")["latest_revision"]
@@ -1172,11 +1168,7 @@ fn an_http_check_failure_fails_over_and_back() {
     // Every upstream of the service goes away: vps1's Caddy answers the
     // check 502, and so does vps2's, standing by with the route. The route
     // stays where it is (it moved on and back every few checks).
-    let gone = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let gone = format!("127.0.0.1:{}", free_port());
     api.set_upstreams(json!([gone]));
     fleet.wait_applied("vps1", &vps1_out, &vps1);
     wait_until(PATIENCE, "vps1's Caddy answering 502", || {

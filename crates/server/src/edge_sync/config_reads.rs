@@ -96,14 +96,8 @@ impl ConfigReads {
             let mut names: Vec<DnsLabel> = asks.iter().map(|(node, _)| node.clone()).collect();
             names.sort();
             names.dedup();
-            let read = tokio::time::timeout(READ_TIMEOUT, self.store.desired_configs(&names));
-            let read = read.await.unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(format!(
-                    "reading {} nodes' configurations took over {READ_TIMEOUT:?}",
-                    names.len()
-                )))
-            });
-            match read {
+            let what = format!("{} nodes' configurations", names.len());
+            match within_time_limit(self.store.desired_configs(&names), &what).await {
                 Ok(configs) => {
                     let by_node: HashMap<&DnsLabel, &DesiredConfig> = configs
                         .iter()
@@ -132,16 +126,27 @@ impl ConfigReads {
 
     /// `node`'s configuration read by itself.
     async fn read_alone(&self, node: &DnsLabel) -> ConfigRead {
-        let read = tokio::time::timeout(READ_TIMEOUT, self.store.desired_config(node)).await;
-        match read {
-            Ok(Ok(desired)) => Ok(Some(desired)),
-            Ok(Err(StoreError::NodeNotFound(_))) => Ok(None),
-            Ok(Err(error)) => Err(Arc::new(error)),
-            Err(_) => Err(Arc::new(StoreError::Unavailable(format!(
-                "reading node {node}'s configuration took over {READ_TIMEOUT:?}"
-            )))),
+        let what = format!("node {node}'s configuration");
+        match within_time_limit(self.store.desired_config(node), &what).await {
+            Ok(desired) => Ok(Some(desired)),
+            Err(StoreError::NodeNotFound(_)) => Ok(None),
+            Err(error) => Err(Arc::new(error)),
         }
     }
+}
+
+/// `read` within [`READ_TIMEOUT`] (`Unavailable` naming `what` after it).
+async fn within_time_limit<T>(
+    read: impl std::future::Future<Output = Result<T, StoreError>>,
+    what: &str,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(READ_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "reading {what} took over {READ_TIMEOUT:?}"
+            )))
+        })
 }
 
 /// Should the task serving asks end before the queue is empty (a panic, the
