@@ -1,5 +1,6 @@
-//! The event hub: one task tails the change log, renders each event once as an
-//! SSE frame and broadcasts it to every stream subscriber.
+//! The event hub: one task tails the change log and broadcasts each event to
+//! every subscriber (event streams, the health scheduler, edge sync); a
+//! stream's SSE frame is rendered once, by the first stream that sends it.
 //!
 //! A subscriber learns the hub's head together with its receiver
 //! ([`Subscription`]): every frame after the head reaches the receiver, so a
@@ -7,55 +8,62 @@
 
 use crate::metrics::EVENTS_REVISION;
 use bytes::Bytes;
-use fleetreg_model::{Event, EventFilter, EventType};
+use fleetreg_model::{Event, EventFilter};
 use fleetreg_store::{Store, StoreError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// Frames buffered per subscriber before it counts as lagging.
 const CHANNEL_CAPACITY: usize = 8192;
 /// How often the hub looks for events committed by other replicas.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// An event rendered once for every subscriber, with what a filtered
-/// subscription (`EventFilter`) selects on beside the bytes.
-#[derive(Debug, Clone)]
+/// An event as the hub broadcasts it: the event itself, for subscribers that
+/// act on it (the health scheduler, edge sync), and its server-sent-events
+/// frame, rendered on first use and then shared by every stream (never, when
+/// no stream is open).
+#[derive(Debug)]
 pub struct Frame {
-    /// The event's revision.
-    pub revision: i64,
-    /// The event's type.
-    pub event_type: EventType,
-    /// The kind of resource the event is about.
-    pub resource: String,
-    /// The resource's id.
-    pub resource_id: Uuid,
-    /// `id: …\nevent: …\ndata: …\n\n`.
-    pub bytes: Bytes,
+    /// The event.
+    pub event: Event,
+    rendered: OnceLock<Bytes>,
 }
 
 impl Frame {
+    /// A frame of `event`, not rendered yet.
+    pub fn new(event: Event) -> Frame {
+        Frame {
+            event,
+            rendered: OnceLock::new(),
+        }
+    }
+
+    /// The event's revision.
+    pub fn revision(&self) -> i64 {
+        self.event.revision
+    }
+
     /// Whether a subscription with `filter` receives this frame.
     pub fn matches(&self, filter: &EventFilter) -> bool {
-        filter.matches(self.event_type, &self.resource, self.resource_id)
+        let event = &self.event;
+        filter.matches(event.event_type, &event.resource, event.resource_id)
+    }
+
+    /// `id: …\nevent: …\ndata: …\n\n`, rendered once for all streams.
+    pub fn bytes(&self) -> Bytes {
+        self.rendered.get_or_init(|| render(&self.event)).clone()
     }
 }
 
 /// Renders an event as a server-sent-events frame.
-pub fn render_frame(event: &Event) -> Frame {
+pub fn render(event: &Event) -> Bytes {
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
-    Frame {
-        revision: event.revision,
-        event_type: event.event_type,
-        resource: event.resource.clone(),
-        resource_id: event.resource_id,
-        bytes: Bytes::from(format!(
-            "id: {}\nevent: {}\ndata: {}\n\n",
-            event.revision, event.event_type, data
-        )),
-    }
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        event.revision, event.event_type, data
+    ))
 }
 
 /// Handle to the hub; clone freely.
@@ -80,7 +88,7 @@ impl Broadcast {
     fn send(&self, frame: Frame) {
         let frame = Arc::new(frame);
         let mut head = self.head();
-        *head = frame.revision;
+        *head = frame.revision();
         // No receivers is fine: nobody is listening.
         let _ = self.frames.send(frame);
     }
@@ -140,9 +148,9 @@ async fn tail(
             match store.events_after(cursor, 1000).await {
                 Ok(page) => {
                     let n = page.items.len();
-                    for event in &page.items {
-                        broadcast.send(render_frame(event));
+                    for event in page.items {
                         cursor = event.revision;
+                        broadcast.send(Frame::new(event));
                     }
                     metrics::gauge!(EVENTS_REVISION).set(cursor as f64);
                     if n < 1000 {
@@ -171,10 +179,12 @@ async fn tail(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleetreg_model::EventType;
     use serde_json::json;
+    use uuid::Uuid;
 
     fn frame(revision: i64) -> Frame {
-        render_frame(&Event {
+        Frame::new(Event {
             revision,
             event_type: EventType::ClusterUpdated,
             occurred_at: chrono::Utc::now(),
@@ -201,10 +211,23 @@ mod tests {
         hub.broadcast.send(frame(5));
         let revisions = |live: &mut Subscription| {
             std::iter::from_fn(|| live.frames.try_recv().ok())
-                .map(|frame| frame.revision)
+                .map(|frame| frame.revision())
                 .collect::<Vec<_>>()
         };
         assert_eq!(revisions(&mut early), [4, 5]);
         assert_eq!(revisions(&mut late), [5]);
+    }
+
+    #[test]
+    fn a_frame_is_rendered_on_first_use_once_for_every_stream() {
+        let frame = frame(9);
+        assert!(
+            frame.rendered.get().is_none(),
+            "nothing rendered until a stream asks"
+        );
+        let first = frame.bytes();
+        assert!(first.starts_with(b"id: 9\nevent: CLUSTER_UPDATED\ndata: {"));
+        assert_eq!(first, render(&frame.event));
+        assert_eq!(frame.bytes().as_ptr(), first.as_ptr(), "one buffer, shared");
     }
 }

@@ -318,7 +318,7 @@ impl Application {
             )));
         }
         let health_scheduler = if settings.health_check.enabled {
-            let scheduler = HealthScheduler::new(store.clone(), health.clone());
+            let scheduler = HealthScheduler::new(store.clone(), health.clone(), hub.clone());
             workers.push(tokio::spawn(scheduler.clone().run(shutdown.clone())));
             tracing::info!("health scheduler started");
             Some(scheduler)

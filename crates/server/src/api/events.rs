@@ -3,7 +3,7 @@
 
 use crate::auth::{AuthState, Session};
 use crate::error::ApiError;
-use crate::events::{render_frame, Subscription};
+use crate::events::{render, Subscription};
 use crate::extract::QueryPairs;
 use crate::memory::EVENT_STREAMS;
 use crate::metrics::EVENT_SUBSCRIBERS;
@@ -327,7 +327,7 @@ async fn catch_up(state: &AppState, filter: &EventFilter, cursor: &mut Cursor, t
             Ok(page) => {
                 let n = page.items.len();
                 for event in &page.items {
-                    if tx.send(Ok(render_frame(event).bytes)).await.is_err() {
+                    if tx.send(Ok(render(event))).await.is_err() {
                         return false;
                     }
                     cursor.sent(event.revision);
@@ -385,8 +385,8 @@ async fn feed(state: AppState, start: i64, filter: EventFilter, live: Subscripti
                 Some(progress) => tx.send(Ok(progress)).await,
                 None => tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await,
             },
-            Ok(Ok(frame)) if frame.revision <= cursor.at => Ok(()),
-            Ok(Ok(frame)) if frame.revision > cursor.at + 1 => {
+            Ok(Ok(frame)) if frame.revision() <= cursor.at => Ok(()),
+            Ok(Ok(frame)) if frame.revision() > cursor.at + 1 => {
                 // The hub is ahead of what this client has read: fill the gap from the store.
                 if !catch_up(&state, &filter, &mut cursor, &tx).await {
                     return;
@@ -394,15 +394,15 @@ async fn feed(state: AppState, start: i64, filter: EventFilter, live: Subscripti
                 Ok(())
             }
             Ok(Ok(frame)) if !frame.matches(&filter) => {
-                cursor.at = frame.revision;
+                cursor.at = frame.revision();
                 match cursor.progress(&filter, false) {
                     Some(progress) => tx.send(Ok(progress)).await,
                     None => Ok(()),
                 }
             }
             Ok(Ok(frame)) => {
-                cursor.sent(frame.revision);
-                tx.send(Ok(frame.bytes.clone())).await
+                cursor.sent(frame.revision());
+                tx.send(Ok(frame.bytes())).await
             }
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
                 if !catch_up(&state, &filter, &mut cursor, &tx).await {

@@ -83,21 +83,20 @@ impl NodeSignals {
 /// its id); `None` for every other frame.
 fn node_of(frame: &Frame) -> Option<Uuid> {
     matches!(
-        frame.event_type,
+        frame.event.event_type,
         EventType::NodeConfigChanged | EventType::NodePush
     )
-    .then_some(frame.resource_id)
+    .then_some(frame.event.resource_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::render_frame;
     use fleetreg_model::Event;
     use serde_json::json;
 
     fn frame(event_type: EventType, node: Uuid) -> Frame {
-        render_frame(&Event {
+        Frame::new(Event {
             revision: 7,
             event_type,
             occurred_at: chrono::Utc::now(),

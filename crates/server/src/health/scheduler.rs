@@ -1,13 +1,15 @@
 //! [`HealthScheduler`]: checks every registered cluster at its type's interval.
 //!
-//! One slot per cluster id: a slot is either waiting for its due time or running
-//! one check, never two. The slot table follows the change log: the full cluster
-//! list once at start (and every few minutes as a safety net), then the
-//! `CLUSTER_REGISTERED` / `CLUSTER_UPDATED` / `CLUSTER_DELETED` events after it,
-//! read whenever the store's revision moves (and at least every second, for writes
-//! of other replicas), so a new cluster is checked within about a second and a
-//! deleted one is dropped. First due times are spread by a jitter derived from the
-//! id; a semaphore bounds the checks in flight.
+//! One slot per cluster id: a slot is either waiting for its due time (in a
+//! queue ordered by due time, so a round costs what it starts, not the size of
+//! the fleet) or running one check, never two. The slot table follows the
+//! change log: the full cluster list once at start (and every few minutes as a
+//! safety net), then the `CLUSTER_REGISTERED` / `CLUSTER_UPDATED` /
+//! `CLUSTER_DELETED` events after it, as the event hub broadcasts them (the hub
+//! reads the log once for every subscriber, including other replicas' writes),
+//! so a new cluster is checked within about a second and a deleted one is
+//! dropped. First due times are spread by a jitter derived from the id; a
+//! semaphore bounds the checks in flight.
 //!
 //! Due checks start oldest-due first, as permits allow. When more are due than
 //! permits are free, the loop does not wait for its next tick: every finished
@@ -26,13 +28,16 @@
 //! (it runs once the cluster answers).
 
 use super::{check_and_record, discover_and_record, DiscoverError, HealthContext};
+use crate::events::{EventHub, Frame};
 use crate::metrics;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{Cluster, ClusterFilter, ClusterState, EventType, Page, MAX_PAGE_SIZE};
 use fleetreg_store::{Store, StoreError};
-use std::collections::HashMap;
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -48,13 +53,14 @@ const TICK: Duration = Duration::from_millis(250);
 const BACKLOG_COALESCE: Duration = Duration::from_millis(5);
 /// The largest first-check jitter of a cluster registered while running.
 const NEW_CLUSTER_JITTER: Duration = Duration::from_secs(1);
-/// The change log is read at least this often even when this process's revision
-/// watch has not moved (writes by another replica).
-const LOG_POLL: Duration = Duration::from_secs(1);
 /// The whole cluster list is reloaded this often as a safety net.
 const FULL_RELOAD: Duration = Duration::from_secs(300);
-/// Change-log entries read per query.
-const LOG_PAGE: u32 = 1000;
+/// How long a round waits for the hub to broadcast the events this process
+/// committed before it (a round sees every write made before it, unless the
+/// hub is that far behind).
+const HUB_WAIT: Duration = Duration::from_secs(1);
+/// The clusters-by-state gauge is recounted at most this often.
+const GAUGE_EVERY: Duration = Duration::from_secs(1);
 /// A failed periodic discovery is tried again after this long (or the period,
 /// when shorter).
 const DISCOVERY_RETRY: Duration = Duration::from_secs(600);
@@ -69,25 +75,31 @@ pub struct HealthScheduler {
 struct Inner {
     store: Arc<dyn Store>,
     health: HealthContext,
+    hub: EventHub,
     permits: Arc<Semaphore>,
     /// Notified whenever a check gives its permit back.
     permit_freed: tokio::sync::Notify,
     table: Mutex<Table>,
+    /// The hub's events since the last full load (held while a round waits
+    /// for them).
+    events: tokio::sync::Mutex<Option<broadcast::Receiver<Arc<Frame>>>>,
 }
 
 #[derive(Default)]
 struct Table {
     slots: HashMap<Uuid, Slot>,
+    /// The slots not running, by due time: exactly one entry per such slot.
+    queue: BTreeSet<(Instant, Uuid)>,
     /// How far the table follows the change log; `None` before the first load.
     loaded: Option<Loaded>,
+    /// When the clusters-by-state gauge was last set.
+    gauged_at: Option<Instant>,
 }
 
 #[derive(Clone, Copy)]
 struct Loaded {
     /// The change-log revision the table reflects.
     revision: i64,
-    /// When the change log was last read.
-    polled_at: Instant,
     /// When the whole list was last loaded.
     full_at: Instant,
 }
@@ -113,17 +125,64 @@ impl Table {
             }
             None => {
                 let id = cluster.id;
+                let due = now + jitter(id, span);
+                self.queue.insert((due, id));
                 self.slots.insert(
                     id,
                     Slot {
                         state: cluster.status.state,
                         discover_due,
                         cluster: Arc::new(cluster),
-                        due: now + jitter(id, span),
+                        due,
                         running: false,
                     },
                 );
             }
+        }
+    }
+
+    /// Drops a deleted cluster's slot (a running check finds it gone).
+    fn remove(&mut self, id: Uuid) {
+        if let Some(slot) = self.slots.remove(&id) {
+            if !slot.running {
+                self.queue.remove(&(slot.due, id));
+            }
+        }
+    }
+
+    /// Takes the soonest slot due by `now` out of the queue, marked running.
+    fn start_next(&mut self, now: Instant) -> Option<&mut Slot> {
+        loop {
+            let (_, id) = self.queue.first().filter(|(due, _)| *due <= now)?;
+            let id = *id;
+            self.queue.pop_first();
+            if self.slots.contains_key(&id) {
+                let slot = self.slots.get_mut(&id)?;
+                slot.running = true;
+                return Some(slot);
+            }
+        }
+    }
+
+    /// How many slots are due by `now` and not running.
+    fn due_by(&self, now: Instant) -> usize {
+        self.queue.range(..=(now, Uuid::max())).count()
+    }
+
+    /// Sets the clusters-by-state gauge, at most every [`GAUGE_EVERY`].
+    fn gauge_states(&mut self, now: Instant) {
+        if self.gauged_at.is_some_and(|at| now < at + GAUGE_EVERY) {
+            return;
+        }
+        self.gauged_at = Some(now);
+        let mut by_state: HashMap<ClusterState, u64> = HashMap::new();
+        for slot in self.slots.values() {
+            *by_state.entry(slot.state).or_default() += 1;
+        }
+        for state in ClusterState::ALL {
+            let count = by_state.get(state).copied().unwrap_or_default();
+            ::metrics::gauge!(metrics::CLUSTERS_BY_STATE, "state" => state.as_str())
+                .set(count as f64);
         }
     }
 }
@@ -173,23 +232,27 @@ impl Tick {
 }
 
 impl HealthScheduler {
-    /// A scheduler over `store` with no clusters loaded yet.
-    pub fn new(store: Arc<dyn Store>, health: HealthContext) -> HealthScheduler {
+    /// A scheduler over `store` with no clusters loaded yet, following the
+    /// change log through `hub`.
+    pub fn new(store: Arc<dyn Store>, health: HealthContext, hub: EventHub) -> HealthScheduler {
         HealthScheduler {
             inner: Arc::new(Inner {
                 store,
                 health,
+                hub,
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS)),
                 permit_freed: tokio::sync::Notify::new(),
                 table: Mutex::new(Table::default()),
+                events: tokio::sync::Mutex::new(None),
             }),
         }
     }
 
-    /// The store and health context the scheduler checks with (tests build a
-    /// second, manually driven scheduler from them).
-    pub fn parts(&self) -> (Arc<dyn Store>, HealthContext) {
-        (self.inner.store.clone(), self.inner.health.clone())
+    /// The store, health context and event hub the scheduler works with
+    /// (tests build a second, manually driven scheduler from them).
+    pub fn parts(&self) -> (Arc<dyn Store>, HealthContext, EventHub) {
+        let inner = &self.inner;
+        (inner.store.clone(), inner.health.clone(), inner.hub.clone())
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -242,36 +305,15 @@ impl HealthScheduler {
             tracing::warn!(%error, "health scheduler: cannot load the cluster list");
         }
         let mut table = self.table();
-        let mut by_state: HashMap<ClusterState, u64> = HashMap::new();
-        let mut due: Vec<(Instant, Uuid)> = Vec::new();
-        for (id, slot) in &table.slots {
-            *by_state.entry(slot.state).or_default() += 1;
-            if !slot.running && slot.due <= now {
-                due.push((slot.due, *id));
-            }
-        }
+        table.gauge_states(now);
         // Oldest due first, so a backlog delays every cluster a little rather
-        // than starving some; only as many as there are free permits are
-        // ordered (a linear selection), the rest wait for the next round.
-        let free = self.inner.permits.available_permits();
-        let mut waiting = due.len().saturating_sub(free);
-        if waiting > 0 {
-            due.select_nth_unstable(free);
-            due.truncate(free);
-        }
-        due.sort_unstable();
+        // than starving some; as many as there are free permits start, the
+        // rest wait for the next round.
         let mut started = Vec::new();
-        for (_, id) in due {
-            let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
-                // Every permit is taken: the rest start as checks finish (the
-                // lag metric shows it).
-                waiting += 1;
-                continue;
+        while let Ok(permit) = self.inner.permits.clone().try_acquire_owned() {
+            let Some(slot) = table.start_next(now) else {
+                break;
             };
-            let Some(slot) = table.slots.get_mut(&id) else {
-                continue;
-            };
-            slot.running = true;
             let lag = Instant::now().saturating_duration_since(slot.due);
             ::metrics::histogram!(metrics::HEALTH_SCHEDULER_LAG).record(lag.as_secs_f64());
             let interval = self.inner.health.timing(slot.cluster.cluster_type).interval;
@@ -291,11 +333,9 @@ impl HealthScheduler {
                     .await;
             }));
         }
-        for state in ClusterState::ALL {
-            let count = by_state.get(state).copied().unwrap_or_default();
-            ::metrics::gauge!(metrics::CLUSTERS_BY_STATE, "state" => state.as_str())
-                .set(count as f64);
-        }
+        // Every permit is taken: the rest start as checks finish (the lag
+        // metric shows it).
+        let waiting = table.due_by(now);
         Tick { started, waiting }
     }
 
@@ -359,6 +399,7 @@ impl HealthScheduler {
             ::metrics::counter!(metrics::HEALTH_MISSED_INTERVALS).increment(missed);
         }
         slot.due = next;
+        table.queue.insert((next, cluster.id));
     }
 
     /// Discovers `cluster` and returns when to do it next, with the capabilities
@@ -430,128 +471,154 @@ impl HealthScheduler {
     }
 
     /// Brings the slot table up to date: the first call loads every cluster
-    /// (first checks spread over a whole interval); later calls read the change log
-    /// after the table's revision when the revision watch moved or [`LOG_POLL`]
-    /// passed, falling back to a full reload every [`FULL_RELOAD`] or when
-    /// retention already removed the events needed.
+    /// (first checks spread over a whole interval); later calls apply the
+    /// events the hub broadcast since, falling back to a full reload every
+    /// [`FULL_RELOAD`] or when the table could not follow the events (it fell
+    /// behind the hub's buffer, or an event was unreadable).
     async fn reload(&self) -> Result<(), StoreError> {
-        let watched = *self.inner.store.watch_revision().borrow();
         let loaded = self.table().loaded;
         match loaded {
             None => self.full_reload(true).await,
             Some(l) if l.full_at.elapsed() >= FULL_RELOAD => self.full_reload(false).await,
-            Some(l) if l.revision >= watched && l.polled_at.elapsed() < LOG_POLL => Ok(()),
-            Some(l) => self.follow_log(l).await,
+            Some(_) if self.follow_hub().await => Ok(()),
+            Some(_) => self.full_reload(false).await,
         }
     }
 
-    /// Applies the cluster events after `loaded.revision` to the table.
-    async fn follow_log(&self, mut loaded: Loaded) -> Result<(), StoreError> {
+    /// Applies the cluster events the hub broadcast since the last round,
+    /// waiting up to [`HUB_WAIT`] for those up to this process's latest
+    /// commit; false when the table cannot follow them (it fell behind the
+    /// hub's buffer, or an event was unreadable) and needs a full reload.
+    async fn follow_hub(&self) -> bool {
+        let committed = *self.inner.store.watch_revision().borrow();
+        let mut events = self.inner.events.lock().await;
+        let (Some(receiver), Some(mut loaded)) = (events.as_mut(), self.table().loaded) else {
+            return false;
+        };
+        let deadline = Instant::now() + HUB_WAIT;
+        let mut frames = Vec::new();
         loop {
-            let page = match self
-                .inner
-                .store
-                .events_after(loaded.revision, LOG_PAGE)
-                .await
-            {
-                Ok(page) => page,
-                Err(StoreError::EventsExpired { .. }) => return self.full_reload(false).await,
-                Err(error) => return Err(error),
-            };
-            let now = Instant::now();
-            let unreadable = self.apply(&page.items, &mut loaded, now);
-            if unreadable {
-                return self.full_reload(false).await;
-            }
-            if page.items.len() < LOG_PAGE as usize {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Applies cluster events to the table, advancing `loaded`; true when an
-    /// event could not be read (the caller then reloads the whole list).
-    fn apply(&self, events: &[fleetreg_model::Event], loaded: &mut Loaded, now: Instant) -> bool {
-        let mut table = self.table();
-        for event in events {
-            match event.event_type {
-                EventType::ClusterRegistered | EventType::ClusterUpdated => {
-                    match serde_json::from_value::<Cluster>(event.payload.clone()) {
-                        Ok(cluster) => {
-                            let interval = self.inner.health.timing(cluster.cluster_type).interval;
-                            let registered = event.event_type == EventType::ClusterRegistered;
-                            let discover_due = self.first_discovery(&cluster, registered, now);
-                            table.upsert(
-                                cluster,
-                                now,
-                                interval.min(NEW_CLUSTER_JITTER),
-                                discover_due,
-                            );
-                        }
-                        Err(error) => {
-                            tracing::warn!(revision = event.revision, %error, "health scheduler: unreadable cluster event; reloading the list");
-                            return true;
-                        }
+            // `Err(Some(n))`: n events were lost to the buffer; `Err(None)`: none left.
+            let received = match receiver.try_recv() {
+                Ok(frame) => Ok(frame),
+                Err(TryRecvError::Empty) if loaded.revision < committed => {
+                    match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                        Ok(Ok(frame)) => Ok(frame),
+                        Ok(Err(RecvError::Lagged(missed))) => Err(Some(missed)),
+                        // The hub stopped (shutdown), or is behind: go on.
+                        Ok(Err(RecvError::Closed)) | Err(_) => Err(None),
                     }
                 }
-                EventType::ClusterDeleted => {
-                    table.slots.remove(&event.resource_id);
+                Err(TryRecvError::Lagged(missed)) => Err(Some(missed)),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => Err(None),
+            };
+            match received {
+                Ok(frame) if frame.revision() <= loaded.revision => {}
+                Ok(frame) => {
+                    loaded.revision = frame.revision();
+                    frames.push(frame);
                 }
-                _ => {}
+                Err(None) => break,
+                Err(Some(missed)) => {
+                    tracing::info!(
+                        missed,
+                        "health scheduler fell behind the event hub; reloading the list"
+                    );
+                    return false;
+                }
             }
-            loaded.revision = event.revision;
         }
-        loaded.polled_at = now;
-        table.loaded = Some(*loaded);
-        false
+        let now = Instant::now();
+        let mut table = self.table();
+        for frame in &frames {
+            if !self.apply(&mut table, &frame.event, now) {
+                return false;
+            }
+        }
+        table.loaded = Some(loaded);
+        true
+    }
+
+    /// Applies one cluster event to the table; false when it could not be
+    /// read (the caller then reloads the whole list).
+    fn apply(&self, table: &mut Table, event: &fleetreg_model::Event, now: Instant) -> bool {
+        match event.event_type {
+            EventType::ClusterRegistered | EventType::ClusterUpdated => {
+                match Cluster::deserialize(&event.payload) {
+                    Ok(cluster) => {
+                        let interval = self.inner.health.timing(cluster.cluster_type).interval;
+                        let registered = event.event_type == EventType::ClusterRegistered;
+                        let discover_due = self.first_discovery(&cluster, registered, now);
+                        table.upsert(cluster, now, interval.min(NEW_CLUSTER_JITTER), discover_due);
+                    }
+                    Err(error) => {
+                        tracing::warn!(revision = event.revision, %error, "health scheduler: unreadable cluster event; reloading the list");
+                        return false;
+                    }
+                }
+            }
+            EventType::ClusterDeleted => table.remove(event.resource_id),
+            _ => {}
+        }
+        true
     }
 
     /// Replaces the table's cluster list with the store's: new clusters get a
     /// slot due after a jitter (over a whole interval when `first` and they
     /// were checked before), deleted ones lose theirs, known ones keep their
-    /// due time.
+    /// due time. The table then follows the hub's events after the list.
     async fn full_reload(&self, first: bool) -> Result<(), StoreError> {
-        // The revision is read before the list: events after it are applied again
-        // by the next `follow_log`, which is harmless.
+        // Subscribed before the revision is read, and the revision before the
+        // list: every event after the revision reaches the receiver, and those
+        // the list already holds are applied again, which is harmless.
+        let events = self.inner.hub.subscribe().frames;
         let revision = self.inner.store.latest_revision().await?;
         let clusters = all_clusters(self.inner.store.as_ref()).await?;
         let now = Instant::now();
-        let mut table = self.table();
-        let mut old = std::mem::take(&mut table.slots);
-        for cluster in clusters {
-            let interval = self.inner.health.timing(cluster.cluster_type).interval;
-            // Only the first load spreads first checks over a whole interval,
-            // and only of clusters checked before (by an earlier run): one never
-            // checked, e.g. registered while this process was starting, is due
-            // as soon as one registered while it runs.
-            let span = if first && cluster.status.checked_at.is_some() {
-                interval
-            } else {
-                interval.min(NEW_CLUSTER_JITTER)
-            };
-            match old.remove(&cluster.id) {
-                Some(slot) => {
-                    table.slots.insert(
-                        cluster.id,
-                        Slot {
-                            cluster: Arc::new(cluster),
-                            ..slot
-                        },
-                    );
-                }
-                None => {
-                    // Clusters new to a later reload were registered while
-                    // this process ran.
-                    let discover_due = self.first_discovery(&cluster, !first, now);
-                    table.upsert(cluster, now, span, discover_due);
+        {
+            let mut table = self.table();
+            let mut old = std::mem::take(&mut table.slots);
+            for cluster in clusters {
+                let interval = self.inner.health.timing(cluster.cluster_type).interval;
+                // Only the first load spreads first checks over a whole interval,
+                // and only of clusters checked before (by an earlier run): one never
+                // checked, e.g. registered while this process was starting, is due
+                // as soon as one registered while it runs.
+                let span = if first && cluster.status.checked_at.is_some() {
+                    interval
+                } else {
+                    interval.min(NEW_CLUSTER_JITTER)
+                };
+                match old.remove(&cluster.id) {
+                    Some(slot) => {
+                        table.slots.insert(
+                            cluster.id,
+                            Slot {
+                                cluster: Arc::new(cluster),
+                                ..slot
+                            },
+                        );
+                    }
+                    None => {
+                        // Clusters new to a later reload were registered while
+                        // this process ran.
+                        let discover_due = self.first_discovery(&cluster, !first, now);
+                        table.upsert(cluster, now, span, discover_due);
+                    }
                 }
             }
+            // Slots of deleted clusters leave the queue with their slots.
+            for (id, slot) in old {
+                if !slot.running {
+                    table.queue.remove(&(slot.due, id));
+                }
+            }
+            table.loaded = Some(Loaded {
+                revision,
+                full_at: now,
+            });
         }
-        table.loaded = Some(Loaded {
-            revision,
-            polled_at: now,
-            full_at: now,
-        });
+        *self.inner.events.lock().await = Some(events);
         Ok(())
     }
 }
@@ -629,6 +696,59 @@ mod tests {
             next_due(t0, i, t0 + Duration::from_secs(35)),
             (t0 + Duration::from_secs(40), 3)
         );
+    }
+
+    fn cluster(name: &str) -> Cluster {
+        let request = serde_json::json!({"name": name, "api_server_url": "https://127.0.0.1:9"});
+        serde_json::from_value::<fleetreg_model::ClusterCreateRequest>(request)
+            .unwrap()
+            .validate()
+            .unwrap()
+            .into_cluster(Uuid::now_v7(), 1, chrono::Utc::now())
+    }
+
+    /// Every waiting slot is queued exactly once, at its due time.
+    fn assert_queue_matches_slots(table: &Table) {
+        let waiting: BTreeSet<(Instant, Uuid)> = table
+            .slots
+            .iter()
+            .filter(|(_, slot)| !slot.running)
+            .map(|(id, slot)| (slot.due, *id))
+            .collect();
+        assert_eq!(table.queue, waiting);
+    }
+
+    #[test]
+    fn the_queue_starts_the_longest_due_first_and_forgets_deleted_slots() {
+        let t0 = Instant::now();
+        let span = Duration::from_secs(60);
+        let mut table = Table::default();
+        let clusters: Vec<Cluster> = (0..50).map(|i| cluster(&format!("cluster-{i}"))).collect();
+        for c in &clusters {
+            table.upsert(c.clone(), t0, span, None);
+        }
+        // A known cluster's new metadata keeps its place.
+        table.upsert(clusters[0].clone(), t0, span, None);
+        assert_eq!((table.slots.len(), table.queue.len()), (50, 50));
+        assert_queue_matches_slots(&table);
+
+        let mut by_due: Vec<(Instant, Uuid)> = table.queue.iter().copied().collect();
+        by_due.sort();
+        let halfway = by_due[24].0;
+        assert_eq!(table.due_by(halfway), 25);
+        let started: Vec<Uuid> =
+            std::iter::from_fn(|| table.start_next(halfway).map(|s| s.cluster.id)).collect();
+        let expected: Vec<Uuid> = by_due[..25].iter().map(|(_, id)| *id).collect();
+        assert_eq!(started, expected, "oldest due first, only those due");
+        assert_eq!(table.due_by(halfway), 0);
+        assert_queue_matches_slots(&table);
+
+        // Deleting a running and a waiting slot: neither stays queued.
+        table.remove(started[0]);
+        table.remove(by_due[40].1);
+        assert_eq!((table.slots.len(), table.queue.len()), (48, 24));
+        assert_queue_matches_slots(&table);
+        assert_eq!(table.due_by(t0 + span), 24);
     }
 
     #[test]

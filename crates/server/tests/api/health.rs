@@ -644,7 +644,7 @@ mod a_backlog_starts_the_longest_due_first {
         // ... and recorded them (a check the simulator saw may still be on its
         // way to the store; the second scheduler spreads only clusters checked
         // before over the year).
-        let (store, context) = app.health.as_ref().expect("scheduler on").parts();
+        let (store, context, hub) = app.health.as_ref().expect("scheduler on").parts();
         let registered = names_by_id.len();
         crate::helpers::wait_for(
             "every first check recorded",
@@ -664,7 +664,7 @@ mod a_backlog_starts_the_longest_due_first {
 
         // A second scheduler driven by hand loads the table now: first due
         // times spread over the year by the id's jitter.
-        let scheduler = HealthScheduler::new(store, context);
+        let scheduler = HealthScheduler::new(store, context, hub);
         let every_one_due = Instant::now() + Duration::from_secs(YEAR);
         let first = scheduler.tick_at(every_one_due).await;
         assert_eq!(first.started(), MAX_CONCURRENT_CHECKS);
