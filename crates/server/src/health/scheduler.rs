@@ -153,10 +153,12 @@ impl Table {
     /// Takes the soonest slot due by `now` out of the queue, marked running.
     fn start_next(&mut self, now: Instant) -> Option<&mut Slot> {
         loop {
-            let (_, id) = self.queue.first().filter(|(due, _)| *due <= now)?;
-            let id = *id;
+            let (due, id) = *self.queue.first().filter(|(due, _)| *due <= now)?;
             self.queue.pop_first();
-            if self.slots.contains_key(&id) {
+            // Only the entry of a slot waiting at that time (the queue and
+            // the slots change in separate steps).
+            let waiting = |slot: &Slot| !slot.running && slot.due == due;
+            if self.slots.get(&id).is_some_and(waiting) {
                 let slot = self.slots.get_mut(&id)?;
                 slot.running = true;
                 return Some(slot);
@@ -270,7 +272,10 @@ impl HealthScheduler {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut running: Vec<JoinHandle<()>> = Vec::new();
         loop {
-            let tick = self.tick().await;
+            let tick = tokio::select! {
+                tick = self.tick() => tick,
+                () = shutdown.cancelled() => break,
+            };
             let backlog = tick.waiting > 0;
             running.retain(|task| !task.is_finished());
             running.extend(tick.started);
@@ -305,7 +310,7 @@ impl HealthScheduler {
             tracing::warn!(%error, "health scheduler: cannot load the cluster list");
         }
         let mut table = self.table();
-        table.gauge_states(now);
+        table.gauge_states(Instant::now());
         // Oldest due first, so a backlog delays every cluster a little rather
         // than starving some; as many as there are free permits start, the
         // rest wait for the next round.
@@ -379,6 +384,10 @@ impl HealthScheduler {
         let Some(slot) = table.slots.get_mut(&cluster.id) else {
             return; // deleted meanwhile
         };
+        if !slot.running {
+            // Dropped and loaded again meanwhile: the new slot is queued.
+            return;
+        }
         slot.running = false;
         let mut updated = Cluster::clone(&slot.cluster);
         if let Some(rediscovery) = next_discovery {
@@ -475,26 +484,39 @@ impl HealthScheduler {
     /// events the hub broadcast since, falling back to a full reload every
     /// [`FULL_RELOAD`] or when the table could not follow the events (it fell
     /// behind the hub's buffer, or an event was unreadable).
+    ///
+    /// The hub's receiver is held throughout, so concurrent rounds (the loop
+    /// and a test's `tick_at`) reload one after the other, and a failed
+    /// reload leaves no receiver behind: the next round reloads again.
     async fn reload(&self) -> Result<(), StoreError> {
+        let mut events = self.inner.events.lock().await;
         let loaded = self.table().loaded;
         match loaded {
-            None => self.full_reload(true).await,
-            Some(l) if l.full_at.elapsed() >= FULL_RELOAD => self.full_reload(false).await,
-            Some(_) if self.follow_hub().await => Ok(()),
-            Some(_) => self.full_reload(false).await,
+            Some(l) if l.full_at.elapsed() < FULL_RELOAD => {
+                if let Some(receiver) = events.as_mut() {
+                    if self.follow_hub(receiver, l).await {
+                        return Ok(());
+                    }
+                }
+            }
+            _ => {}
         }
+        *events = None;
+        *events = Some(self.full_reload(loaded.is_none()).await?);
+        Ok(())
     }
 
     /// Applies the cluster events the hub broadcast since the last round,
     /// waiting up to [`HUB_WAIT`] for those up to this process's latest
     /// commit; false when the table cannot follow them (it fell behind the
-    /// hub's buffer, or an event was unreadable) and needs a full reload.
-    async fn follow_hub(&self) -> bool {
+    /// hub's buffer, the hub skipped events, or one was unreadable) and needs
+    /// a full reload.
+    async fn follow_hub(
+        &self,
+        receiver: &mut broadcast::Receiver<Arc<Frame>>,
+        mut loaded: Loaded,
+    ) -> bool {
         let committed = *self.inner.store.watch_revision().borrow();
-        let mut events = self.inner.events.lock().await;
-        let (Some(receiver), Some(mut loaded)) = (events.as_mut(), self.table().loaded) else {
-            return false;
-        };
         let deadline = Instant::now() + HUB_WAIT;
         let mut frames = Vec::new();
         loop {
@@ -505,7 +527,8 @@ impl HealthScheduler {
                     match tokio::time::timeout_at(deadline, receiver.recv()).await {
                         Ok(Ok(frame)) => Ok(frame),
                         Ok(Err(RecvError::Lagged(missed))) => Err(Some(missed)),
-                        // The hub stopped (shutdown), or is behind: go on.
+                        // The hub is behind (or its task stopped, at shutdown):
+                        // go on with what it sent.
                         Ok(Err(RecvError::Closed)) | Err(_) => Err(None),
                     }
                 }
@@ -514,6 +537,16 @@ impl HealthScheduler {
             };
             match received {
                 Ok(frame) if frame.revision() <= loaded.revision => {}
+                // Revisions are consecutive: the hub skipped some (it fell
+                // behind the change log's retention).
+                Ok(frame) if frame.revision() > loaded.revision + 1 => {
+                    tracing::info!(
+                        after = loaded.revision,
+                        next = frame.revision(),
+                        "health scheduler missed events; reloading the list"
+                    );
+                    return false;
+                }
                 Ok(frame) => {
                     loaded.revision = frame.revision();
                     frames.push(frame);
@@ -566,8 +599,11 @@ impl HealthScheduler {
     /// Replaces the table's cluster list with the store's: new clusters get a
     /// slot due after a jitter (over a whole interval when `first` and they
     /// were checked before), deleted ones lose theirs, known ones keep their
-    /// due time. The table then follows the hub's events after the list.
-    async fn full_reload(&self, first: bool) -> Result<(), StoreError> {
+    /// due time. Returns the hub's receiver of the events after the list.
+    async fn full_reload(
+        &self,
+        first: bool,
+    ) -> Result<broadcast::Receiver<Arc<Frame>>, StoreError> {
         // Subscribed before the revision is read, and the revision before the
         // list: every event after the revision reaches the receiver, and those
         // the list already holds are applied again, which is harmless.
@@ -607,19 +643,19 @@ impl HealthScheduler {
                     }
                 }
             }
-            // Slots of deleted clusters leave the queue with their slots.
-            for (id, slot) in old {
-                if !slot.running {
-                    table.queue.remove(&(slot.due, id));
-                }
-            }
+            // Rebuilt from the slots: those of deleted clusters leave it, and
+            // it is in step again whatever happened before.
+            let queue = (table.slots.iter())
+                .filter(|(_, slot)| !slot.running)
+                .map(|(id, slot)| (slot.due, *id))
+                .collect();
+            table.queue = queue;
             table.loaded = Some(Loaded {
                 revision,
                 full_at: now,
             });
         }
-        *self.inner.events.lock().await = Some(events);
-        Ok(())
+        Ok(events)
     }
 }
 
@@ -741,6 +777,11 @@ mod tests {
         let expected: Vec<Uuid> = by_due[..25].iter().map(|(_, id)| *id).collect();
         assert_eq!(started, expected, "oldest due first, only those due");
         assert_eq!(table.due_by(halfway), 0);
+        assert_queue_matches_slots(&table);
+
+        // A stale entry (of a slot now running) starts nothing and is dropped.
+        table.queue.insert((halfway, started[1]));
+        assert!(table.start_next(halfway).is_none());
         assert_queue_matches_slots(&table);
 
         // Deleting a running and a waiting slot: neither stays queued.
