@@ -98,6 +98,7 @@ impl From<&Option<String>> for Value {
 pub(crate) struct Sql {
     text: String,
     params: Vec<Value>,
+    planned_each_time: bool,
 }
 
 impl Sql {
@@ -107,7 +108,23 @@ impl Sql {
         Sql {
             text: text.into(),
             params: Vec::new(),
+            planned_each_time: false,
         }
+    }
+
+    /// Asks the engine to plan the statement at every execution, with its
+    /// values, instead of once per connection: for a lookup whose best plan
+    /// depends on how big the table is now (PostgreSQL: a generic plan made
+    /// while a fresh table was small scans it sequentially long after it
+    /// grew, until `ANALYZE` runs; SQLite makes no generic plans).
+    pub(crate) fn planned_each_time(&mut self) -> &mut Sql {
+        self.planned_each_time = true;
+        self
+    }
+
+    /// Whether [`Sql::planned_each_time`] was asked for.
+    pub(crate) fn is_planned_each_time(&self) -> bool {
+        self.planned_each_time
     }
 
     /// Appends SQL text.

@@ -194,11 +194,13 @@ impl WriteTx {
             return Ok(());
         }
         // Padded to a power of two by repeating the last name (harmless in
-        // `IN`), so the statement texts are few and prepared once.
+        // `IN`), so the statement texts are few and SQLite prepares each once;
+        // planned at every execution, so PostgreSQL plans for the table's
+        // size now, statistics or not.
         let padded = names.len().next_power_of_two();
         let last = names.last().copied().unwrap_or_default();
         let mut sql = Sql::new("SELECT name FROM clusters WHERE name IN ");
-        sql.bind_tuple(
+        sql.planned_each_time().bind_tuple(
             names
                 .iter()
                 .copied()
@@ -206,7 +208,14 @@ impl WriteTx {
                 .take(padded)
                 .map(Value::from),
         );
+        let scope = self.dialect.name_lookup_scope;
+        if let Some((before, _)) = scope {
+            self.tx.execute(&Sql::new(before)).await?;
+        }
         let rows = self.tx.fetch(&sql).await?;
+        if let Some((_, after)) = scope {
+            self.tx.execute(&Sql::new(after)).await?;
+        }
         self.taken = Some(
             rows.iter()
                 .map(|row| row.get_at::<String>(0))

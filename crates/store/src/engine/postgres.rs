@@ -70,7 +70,8 @@ impl Driver for Postgres {
     const DIALECT: &'static Dialect = &POSTGRES;
 
     fn query(sql: &Sql) -> Query<'_, Self, <Self as sqlx::Database>::Arguments<'_>> {
-        let mut query = sqlx::query(sql.text());
+        // An unnamed statement is planned at every execution with its values.
+        let mut query = sqlx::query(sql.text()).persistent(!sql.is_planned_each_time());
         for param in sql.params() {
             // Native types: the column types of the migrations.
             query = match param {

@@ -76,6 +76,40 @@ store_test!(a_taken_name_is_already_exists, |store| async move {
 });
 
 store_test!(
+    concurrent_registrations_take_each_name_once,
+    |store| async move {
+        insert(&store, "taken").await;
+        // Sent at once, so the writer decides most of them in one batch:
+        // names repeated within it, and one already stored.
+        let names = [
+            "fresh-a", "fresh-b", "taken", "fresh-a", "fresh-c", "fresh-b",
+        ];
+        let mut writes = tokio::task::JoinSet::new();
+        for name in names.into_iter().cycle().take(18) {
+            let store = store.clone();
+            writes.spawn(async move { store.insert_cluster(named(name), &operator()).await });
+        }
+        let (mut created, mut refused) = (Vec::new(), Vec::new());
+        while let Some(done) = writes.join_next().await {
+            match done.unwrap() {
+                Ok(cluster) => created.push(cluster.name.to_string()),
+                Err(StoreError::AlreadyExists(name)) => refused.push(name),
+                Err(other) => panic!("a registration failed: {other}"),
+            }
+        }
+        created.sort();
+        assert_eq!(created, ["fresh-a", "fresh-b", "fresh-c"]);
+        assert_eq!(refused.len(), 15);
+        assert_eq!(store.latest_revision().await.unwrap(), 4, "one event each");
+        let all = store
+            .list_clusters(&Default::default(), Default::default())
+            .await
+            .unwrap();
+        assert_eq!(all.total, 4);
+    }
+);
+
+store_test!(
     update_applies_the_patch_and_takes_a_revision,
     |store| async move {
         let created = store
