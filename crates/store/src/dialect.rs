@@ -70,12 +70,8 @@ pub(crate) struct Dialect {
     /// compares every row with every parameter (10–20 ms for 256 names over
     /// 1,000 nodes against 0.5–2 ms).
     pub json_array_texts: &'static str,
-    /// Whether a batch's registrations are decided in memory after one
-    /// `SELECT … IN` of their names and written with one multi-row `INSERT`
-    /// (else one `INSERT … ON CONFLICT DO NOTHING` each, which always uses the
-    /// unique index).
-    pub batch_registrations: bool,
-    /// Run before and after that name lookup, in its transaction (or
+    /// Run before and after a batch's name lookup (`SELECT name … IN`, see
+    /// `WriteTx::prepare_inserts`), in its transaction (or
     /// nothing): PostgreSQL's trigram index on `name` also answers `=`, and
     /// the planner, without statistics, chose it for the lookup, where names
     /// sharing most of their trigrams (`bench-…-r64-2450`) made every lookup
@@ -113,7 +109,6 @@ pub(crate) static SQLITE: Dialect = Dialect {
     json_key_count: |column| format!("(SELECT COUNT(*) FROM json_each({column}))"),
     json_object_entries: "json_each",
     json_array_texts: "json_each",
-    batch_registrations: true,
     name_lookup_scope: None,
     // The WAL only shrinks when a checkpoint truncates it; on a small disk it
     // can hold all the space freed meanwhile.
@@ -146,7 +141,6 @@ pub(crate) static POSTGRES: Dialect = Dialect {
     json_key_count: |column| format!("(SELECT COUNT(*) FROM jsonb_object_keys({column}))"),
     json_object_entries: "jsonb_each_text",
     json_array_texts: "jsonb_array_elements_text",
-    batch_registrations: true,
     name_lookup_scope: Some((
         "SET LOCAL enable_bitmapscan = off",
         "SET LOCAL enable_bitmapscan = on",

@@ -190,9 +190,6 @@ impl WriteTx {
     /// Looks up which of `names` are taken, so that the batch's registrations
     /// can be decided in memory and written together.
     pub(crate) async fn prepare_inserts(&mut self, names: &[&str]) -> Result<(), StoreError> {
-        if !self.dialect.batch_registrations {
-            return Ok(());
-        }
         // Padded to a power of two by repeating the last name (harmless in
         // `IN`), so the statement texts are few and SQLite prepares each once;
         // planned at every execution, so PostgreSQL plans for the table's

@@ -214,7 +214,7 @@ fn sync_dir(_dir: &Path) -> std::io::Result<()> {
 /// Head file writes are at least this far apart: under a stream of writes
 /// (a group commit every few milliseconds) the heads committed meanwhile are
 /// coalesced into one write, instead of two fsyncs beside every commit.
-pub const WRITE_EVERY: Duration = Duration::from_millis(100);
+const WRITE_EVERY: Duration = Duration::from_millis(100);
 
 /// Follows the store's audit head and writes the newest to the head file,
 /// at most every [`WRITE_EVERY`]: heads published meanwhile are coalesced.

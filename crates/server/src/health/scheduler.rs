@@ -166,6 +166,14 @@ impl Table {
         }
     }
 
+    /// The queue as the slots have it: every slot not running, at its due time.
+    fn waiting(&self) -> BTreeSet<(Instant, Uuid)> {
+        (self.slots.iter())
+            .filter(|(_, slot)| !slot.running)
+            .map(|(id, slot)| (slot.due, *id))
+            .collect()
+    }
+
     /// How many slots are due by `now` and not running.
     fn due_by(&self, now: Instant) -> usize {
         self.queue.range(..=(now, Uuid::max())).count()
@@ -501,7 +509,8 @@ impl HealthScheduler {
             }
             _ => {}
         }
-        *events = None;
+        // Taken first: a reload that fails leaves none to follow.
+        events.take();
         *events = Some(self.full_reload(loaded.is_none()).await?);
         Ok(())
     }
@@ -645,11 +654,7 @@ impl HealthScheduler {
             }
             // Rebuilt from the slots: those of deleted clusters leave it, and
             // it is in step again whatever happened before.
-            let queue = (table.slots.iter())
-                .filter(|(_, slot)| !slot.running)
-                .map(|(id, slot)| (slot.due, *id))
-                .collect();
-            table.queue = queue;
+            table.queue = table.waiting();
             table.loaded = Some(Loaded {
                 revision,
                 full_at: now,
@@ -745,13 +750,7 @@ mod tests {
 
     /// Every waiting slot is queued exactly once, at its due time.
     fn assert_queue_matches_slots(table: &Table) {
-        let waiting: BTreeSet<(Instant, Uuid)> = table
-            .slots
-            .iter()
-            .filter(|(_, slot)| !slot.running)
-            .map(|(id, slot)| (slot.due, *id))
-            .collect();
-        assert_eq!(table.queue, waiting);
+        assert_eq!(table.queue, table.waiting());
     }
 
     #[test]
