@@ -1,17 +1,76 @@
 //! Extractors whose rejections are API errors in our envelope.
 
 use crate::error::ApiError;
-use axum::body::Bytes;
+use axum::body::{Bytes, HttpBody};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use bytes::BytesMut;
 use fleetreg_model::ErrorCode;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Largest JSON body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Most of an oversized body read and dropped before the 413 is sent.
+const DRAIN_BYTES: usize = 8 * MAX_BODY_BYTES;
+
+/// Longest time spent reading and dropping an oversized body.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// A request body of at most [`MAX_BODY_BYTES`]; a larger one is
+/// `PAYLOAD_TOO_LARGE`.
+///
+/// Before answering 413, up to [`DRAIN_BYTES`] of an oversized body are read
+/// and dropped (for at most [`DRAIN_TIME`]), as a web server's lingering close
+/// does: closing an HTTP/1.1 connection with the body still arriving resets
+/// it, and a client still writing would then see a broken pipe instead of
+/// the answer.
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let body = req.into_body();
+        let declared_too_large = body.size_hint().lower() > MAX_BODY_BYTES as u64;
+        let mut frames = body.into_data_stream();
+        if !declared_too_large {
+            let mut read = BytesMut::new();
+            loop {
+                match frames.next().await {
+                    None => return Ok(ApiBytes(read.freeze())),
+                    Some(Err(e)) => {
+                        return Err(ApiError::new(
+                            ErrorCode::MalformedJson,
+                            format!("could not read request body: {e}"),
+                        ))
+                    }
+                    Some(Ok(chunk)) if read.len() + chunk.len() > MAX_BODY_BYTES => break,
+                    Some(Ok(chunk)) => read.extend_from_slice(&chunk),
+                }
+            }
+        }
+        let drain = async {
+            let mut dropped = 0;
+            while let Some(Ok(chunk)) = frames.next().await {
+                dropped += chunk.len();
+                if dropped > DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+        ))
+    }
+}
 
 /// A JSON body: malformed JSON is `MALFORMED_JSON`, a body of the wrong shape
 /// (unknown field, wrong type) is `VALIDATION_ERROR` naming the field.
@@ -42,20 +101,29 @@ where
                 ));
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                ApiError::new(
-                    ErrorCode::MalformedJson,
-                    format!("could not read request body: {e}"),
-                )
-            }
-        })?;
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A JSON body that may be left out: an empty (or all-whitespace) body is
+/// `T::default()`; anything else is read as [`ApiJson`] reads it.
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let ApiBytes(body) = ApiBytes::from_request(req, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            Ok(OptionalJson(T::default()))
+        } else {
+            parse_json(&body).map(OptionalJson)
+        }
     }
 }
 

@@ -6,9 +6,8 @@
 use super::audit_of;
 use super::edge::label_in_path;
 use crate::error::ApiError;
-use crate::extract::{parse_json, Peer};
+use crate::extract::{OptionalJson, Peer};
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -111,15 +110,6 @@ pub struct Pushed {
     pub every_seconds: u64,
 }
 
-/// An optional JSON body: none (or only whitespace) is the default request.
-fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        parse_json(body)
-    }
-}
-
 /// Every node's sync state (seed "Node Health Status"): status
 /// `active`/`failed`/`offline`, desired and applied revision, last sync,
 /// last heartbeat, unacknowledged pushes, last error, up for routing.
@@ -140,9 +130,8 @@ pub async fn push(
     State(state): State<AppState>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(request): OptionalJson<PushRequest>,
 ) -> Result<Json<Pushed>, ApiError> {
-    let request: PushRequest = optional_json(&body)?;
     let node = request
         .node
         .as_deref()
@@ -168,9 +157,8 @@ pub async fn reconcile(
     State(state): State<AppState>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(request): OptionalJson<ReconcileRequest>,
 ) -> Result<Json<Pushed>, ApiError> {
-    let request: ReconcileRequest = optional_json(&body)?;
     let audit = audit_of(&headers, peer);
     if let Some(every) = request.every_seconds {
         if !(MIN_RECONCILE_SECONDS..=MAX_RECONCILE_SECONDS).contains(&every) {

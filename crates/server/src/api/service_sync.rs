@@ -5,10 +5,9 @@
 
 use super::audit_of;
 use crate::error::ApiError;
-use crate::extract::{parse_json, Peer};
+use crate::extract::{OptionalJson, Peer};
 use crate::service_discovery::{ClusterOutcome, ClusterServiceSync, ServiceSync, ServiceSyncError};
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
@@ -94,13 +93,8 @@ pub async fn sync(
     State(state): State<AppState>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(request): OptionalJson<ServiceSyncRequest>,
 ) -> Result<Json<ServiceSyncAnswer>, ApiError> {
-    let request: ServiceSyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ServiceSyncRequest::default()
-    } else {
-        parse_json(&body)?
-    };
     let audit = audit_of(&headers, peer);
     let syncer = ServiceSync::new(state.store.clone(), state.health.clone());
     let outcomes = match &request.cluster {

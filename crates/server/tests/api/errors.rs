@@ -333,6 +333,37 @@ api_test!(unknown_routes_and_methods, |app| {
     .await;
 });
 
+api_test!(every_body_read_is_limited_and_answered_413, |app| {
+    // All whitespace: under the limit these bodies are the default request.
+    let huge = " ".repeat(2 * 1024 * 1024);
+    for path in [
+        "/api/v1/sync/push",
+        "/api/v1/sync/reconcile",
+        "/api/v1/services/sync",
+    ] {
+        assert_error(app.post_raw(path, &huge).await, 413, "PAYLOAD_TOO_LARGE").await;
+    }
+    // No Content-Length (chunked): the limit holds as the body arrives.
+    let chunks =
+        futures::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
+    let response = app
+        .client
+        .post(app.url("/api/v1/sync/push"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 413, "PAYLOAD_TOO_LARGE").await;
+    let at_limit = " ".repeat(1024 * 1024);
+    let response = app.post_raw("/api/v1/sync/push", &at_limit).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "a body of exactly the limit is read"
+    );
+});
+
 api_test!(control_characters_are_refused_not_stored, |app| {
     for body in [
         json!({ "name": "nul-url", "api_server_url": "https://a.b/\u{0}" }),

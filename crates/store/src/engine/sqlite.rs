@@ -34,6 +34,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 const READERS: usize = 8;
 /// How long a statement waits on another process's lock before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes a WAL file is cut back to when it starts over: 64 MiB.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Prepared statements kept per connection (the store has fewer texts than this,
 /// batch statements included: their chunk sizes are powers of two).
 const STATEMENT_CACHE: usize = 512;
@@ -70,18 +72,20 @@ pub(super) async fn open(url: &str) -> Result<SqliteEngine, StoreError> {
 
     let file = Arc::new(DatabaseFile { path });
     let writer = file.open_writer().map_err(sqlite_error)?;
-    let checkpointer = file
-        .open(OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(sqlite_error)
-        .and_then(|conn| {
-            Checkpointer::start(conn).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
-        })?;
     let synchronous: i64 = writer
         .query_row("PRAGMA synchronous", [], |row| row.get(0))
         .map_err(sqlite_error)?;
     let journal: String = writer
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .map_err(sqlite_error)?;
+    let writer = Arc::new(Mutex::new(writer));
+    let checkpointer = file
+        .open(OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(sqlite_error)
+        .and_then(|conn| {
+            Checkpointer::start(conn, writer.clone())
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
+        })?;
     let synchronous = match synchronous {
         0 => "OFF",
         1 => "NORMAL",
@@ -96,7 +100,7 @@ pub(super) async fn open(url: &str) -> Result<SqliteEngine, StoreError> {
             permits: Arc::new(Semaphore::new(READERS)),
         }),
         file,
-        writer: Arc::new(Mutex::new(writer)),
+        writer,
         durability: format!("sqlite journal_mode={journal} synchronous={synchronous}"),
         _checkpointer: checkpointer,
     })
@@ -115,6 +119,14 @@ impl DatabaseFile {
         conn.pragma_update(None, "foreign_keys", true)?;
         // Checkpoints run on their own thread (`sqlite_checkpoint`).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A multi-row statement inside a transaction keeps a statement journal
+        // (the pages it changed, to undo just that statement); past 64 KiB it
+        // spills to a temporary file, a write syscall per page. In memory it is
+        // bounded by what one statement of a batch changes.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // A WAL that grew past this is cut back to it when it starts over
+        // (see `sqlite_checkpoint`).
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         Ok(conn)
     }
 
@@ -653,6 +665,33 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn the_wal_starts_over_under_steady_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(&dir).await;
+        let wal = || {
+            std::fs::metadata(dir.path().join("t.db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        engine
+            .execute(&Sql::new("CREATE TABLE pages (b BLOB)"))
+            .await
+            .unwrap();
+        // 96 MB of commits back to back: a WAL that never started over would
+        // hold them all.
+        let mut largest = 0;
+        for _ in 0..1_600 {
+            let insert = Sql::new("INSERT INTO pages (b) VALUES (randomblob(60000))");
+            engine.execute(&insert).await.unwrap();
+            largest = largest.max(wal());
+        }
+        assert!(
+            largest < WAL_SIZE_LIMIT as u64,
+            "the WAL grew to {largest} bytes"
+        );
     }
 
     #[tokio::test]

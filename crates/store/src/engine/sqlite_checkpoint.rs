@@ -9,14 +9,31 @@
 //! no reader still needs and never blocks the writer, which keeps appending
 //! to the WAL meanwhile. Durability is the WAL's (`synchronous=FULL`): a
 //! commit is on disk when `COMMIT` returns, checkpointed or not.
+//!
+//! Under a steady stream of writes a `PASSIVE` checkpoint never catches up
+//! with the writer, and SQLite only starts the WAL over from its beginning
+//! when every frame in it was copied: the WAL then grows for as long as the
+//! writes go on (a gigabyte after ten seconds of registrations), every commit
+//! extends the file (so its `fdatasync` also writes the file's metadata), and
+//! the file stays that large afterwards. Once the WAL holds more than
+//! [`RESTART_FRAMES`], the checkpoint thread therefore takes the writer's
+//! connection between two write batches and checkpoints the few frames the
+//! `PASSIVE` pass left: the next batch starts the WAL over, overwriting
+//! blocks the file already has. The writer waits for that short copy; the
+//! writer's `journal_size_limit` trims a WAL that grew past it anyway.
 
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
 
 /// How often the WAL is checkpointed.
 const INTERVAL: Duration = Duration::from_millis(200);
+
+/// WAL frames (pages) past which a checkpoint also holds the writer back
+/// long enough for the WAL to start over: 4,096 pages of 4 KiB, 16 MiB.
+const RESTART_FRAMES: i64 = 4096;
 
 /// The checkpoint thread of one database; stops when dropped.
 pub(super) struct Checkpointer {
@@ -25,8 +42,12 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Checkpoints through `conn` (read-write, on the database's file) every
-    /// [`INTERVAL`] until dropped.
-    pub(super) fn start(conn: Connection) -> std::io::Result<Checkpointer> {
+    /// [`INTERVAL`] until dropped; `writer` is the write connection, taken
+    /// when the WAL is to start over.
+    pub(super) fn start(
+        conn: Connection,
+        writer: Arc<Mutex<Connection>>,
+    ) -> std::io::Result<Checkpointer> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         std::thread::Builder::new()
@@ -44,14 +65,29 @@ impl Checkpointer {
                     // A busy database (another process's checkpoint) or a
                     // full disk: the next round tries again; the WAL only
                     // grows meanwhile.
-                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        Ok(()) => seen = version,
+                    match passive_checkpoint(&conn) {
+                        Ok(frames) if frames > RESTART_FRAMES => {
+                            // No write transaction while this guard lives.
+                            let _between_batches = writer.blocking_lock();
+                            match passive_checkpoint(&conn) {
+                                Ok(_) => seen = version,
+                                Err(error) => {
+                                    tracing::debug!(%error, "WAL checkpoint did not run")
+                                }
+                            }
+                        }
+                        Ok(_) => seen = version,
                         Err(error) => tracing::debug!(%error, "WAL checkpoint did not run"),
                     }
                 }
             })?;
         Ok(Checkpointer { stop })
     }
+}
+
+/// A `PASSIVE` checkpoint; how many frames the WAL holds.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }
 
 /// `PRAGMA data_version`: changes when another connection commits.
