@@ -3,8 +3,9 @@
 use crate::error::ApiError;
 use axum::body::{Bytes, HttpBody};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, EXPECT};
 use axum::http::request::Parts;
+use axum::http::Version;
 use bytes::BytesMut;
 use fleetreg_model::ErrorCode;
 use futures::StreamExt;
@@ -13,32 +14,51 @@ use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Largest JSON body accepted.
+/// Largest body accepted (see [`BodyLimit`] for a route that takes more).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Most of an oversized body read and dropped before the 413 is sent.
-const DRAIN_BYTES: usize = 8 * MAX_BODY_BYTES;
+/// How far past the limit an oversized body is read (and dropped) before
+/// the 413 is sent.
+const DRAIN_BYTES: usize = 8 * 1024 * 1024;
 
 /// Longest time spent reading and dropping an oversized body.
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
-/// A request body of at most [`MAX_BODY_BYTES`]; a larger one is
-/// `PAYLOAD_TOO_LARGE`.
+/// The largest body a route accepts when that is not [`MAX_BODY_BYTES`]:
+/// set on the route as a request extension,
+/// `.layer(Extension(BodyLimit(n)))`, and read by [`ApiBytes`].
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// A request body of at most the route's [`BodyLimit`] ([`MAX_BODY_BYTES`]
+/// unless the route sets one); a larger one is `PAYLOAD_TOO_LARGE`.
 ///
-/// Before answering 413, up to [`DRAIN_BYTES`] of an oversized body are read
-/// and dropped (for at most [`DRAIN_TIME`]), as a web server's lingering close
-/// does: closing an HTTP/1.1 connection with the body still arriving resets
-/// it, and a client still writing would then see a broken pipe instead of
-/// the answer.
+/// Before an HTTP/1.1 413, the oversized body is read and dropped up to
+/// [`DRAIN_BYTES`] past the limit (for at most [`DRAIN_TIME`]), as a web server's lingering
+/// close does: closing the connection with the body still arriving resets it,
+/// and a client still writing would see a broken pipe instead of the answer.
+/// Not when the client waits for `100 Continue` before sending a body
+/// declared too large (it sends nothing), nor over HTTP/2 (a stream is reset
+/// on its own).
 pub struct ApiBytes(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for ApiBytes {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(MAX_BODY_BYTES, |l| l.0);
+        let expects_continue = req
+            .headers()
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let lingers = req.version() <= Version::HTTP_11;
         let body = req.into_body();
-        let declared_too_large = body.size_hint().lower() > MAX_BODY_BYTES as u64;
+        let declared_too_large = body.size_hint().lower() > limit as u64;
         let mut frames = body.into_data_stream();
+        let mut received = 0;
         if !declared_too_large {
             let mut read = BytesMut::new();
             loop {
@@ -50,24 +70,28 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
                             format!("could not read request body: {e}"),
                         ))
                     }
-                    Some(Ok(chunk)) if read.len() + chunk.len() > MAX_BODY_BYTES => break,
+                    Some(Ok(chunk)) if read.len() + chunk.len() > limit => {
+                        received = read.len() + chunk.len();
+                        break;
+                    }
                     Some(Ok(chunk)) => read.extend_from_slice(&chunk),
                 }
             }
         }
-        let drain = async {
-            let mut dropped = 0;
-            while let Some(Ok(chunk)) = frames.next().await {
-                dropped += chunk.len();
-                if dropped > DRAIN_BYTES {
-                    break;
+        if lingers && !(declared_too_large && expects_continue) {
+            let drain = async {
+                while let Some(Ok(chunk)) = frames.next().await {
+                    received += chunk.len();
+                    if received > limit + DRAIN_BYTES {
+                        break;
+                    }
                 }
-            }
-        };
-        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        }
         Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+            format!("request body exceeds {limit} bytes"),
         ))
     }
 }

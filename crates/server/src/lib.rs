@@ -40,7 +40,7 @@ use crate::health::{ClusterLocks, HealthContext, HealthScheduler};
 use crate::retention::Retention;
 use crate::settings::Settings;
 use crate::state::AppState;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
@@ -497,7 +497,6 @@ fn router(state: AppState, settings: &Settings) -> Router {
         .with_state(state)
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(log_internal_errors))
-        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             settings.request_timeout,
             front::time_limit,

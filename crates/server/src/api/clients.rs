@@ -4,13 +4,14 @@
 
 use super::{audit_of, IfMatch, REVISION_HEADER};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, PathText, Peer, QueryPairs};
+use crate::extract::{ApiJson, BodyLimit, PathText, Peer, QueryPairs};
 use crate::state::AppState;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use fleetreg_model::{
     Client, ClientAction, ClientCreateRequest, ClientFilter, ClientHistoryEntry, ClientName,
@@ -32,7 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/clients/export", get(export))
         .route(
             "/api/v1/clients/import",
-            post(import).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+            post(import).layer(Extension(BodyLimit(MAX_IMPORT_BYTES))),
         )
         .route(
             "/api/v1/clients/{name}",

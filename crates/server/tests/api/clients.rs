@@ -414,3 +414,37 @@ api_test!(
         assert_error(not_yaml, 400, "MALFORMED_JSON").await;
     }
 );
+
+api_test!(an_import_takes_up_to_its_own_body_limit, |app| {
+    // 1,200 clients with 900-character notes: ~1.2 MB, over the 1 MiB every
+    // other endpoint takes.
+    let clients: serde_json::Map<String, Value> = (0..1_200)
+        .map(|i| (format!("big-{i}"), json!({"notes": "n".repeat(900)})))
+        .collect();
+    let file = json!({ "clients": clients });
+    assert!(file.to_string().len() > 1024 * 1024);
+    let planned = ok_json(
+        app.post_json("/api/v1/clients/import?dry_run=true", file)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        planned["created"].as_array().map(Vec::len),
+        Some(1_200),
+        "{planned}"
+    );
+    let over = " ".repeat(32 * 1024 * 1024 + 1);
+    let body = assert_error(
+        app.post_raw("/api/v1/clients/import", &over).await,
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("33554432"),
+        "{body}"
+    );
+});

@@ -19,8 +19,11 @@
 //! [`RESTART_FRAMES`], the checkpoint thread therefore takes the writer's
 //! connection between two write batches and checkpoints the few frames the
 //! `PASSIVE` pass left: the next batch starts the WAL over, overwriting
-//! blocks the file already has. The writer waits for that short copy; the
-//! writer's `journal_size_limit` trims a WAL that grew past it anyway.
+//! blocks the file already has, unless a reader still reads an older
+//! snapshot from the WAL; then the next try waits for another
+//! [`RESTART_FRAMES`] of growth. The writer waits for that short copy. When
+//! the WAL starts over, the writer's `journal_size_limit` cuts a file that
+//! grew past it back to that size.
 
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +35,7 @@ use tokio::sync::Mutex;
 const INTERVAL: Duration = Duration::from_millis(200);
 
 /// WAL frames (pages) past which a checkpoint also holds the writer back
-/// long enough for the WAL to start over: 4,096 pages of 4 KiB, 16 MiB.
+/// so that the WAL can start over: 4,096 pages of 4 KiB, 16 MiB.
 const RESTART_FRAMES: i64 = 4096;
 
 /// The checkpoint thread of one database; stops when dropped.
@@ -54,6 +57,11 @@ impl Checkpointer {
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 let mut seen = None;
+                // The WAL size (frames) past which the writer is taken: raised
+                // after a try that could not start the WAL over (a reader was
+                // still on an older snapshot), so that the writer is not held
+                // back every round while that lasts.
+                let mut restart_above = RESTART_FRAMES;
                 while !stopped.load(Ordering::Relaxed) {
                     std::thread::sleep(INTERVAL);
                     // Changes whenever another connection committed: an idle
@@ -66,17 +74,25 @@ impl Checkpointer {
                     // full disk: the next round tries again; the WAL only
                     // grows meanwhile.
                     match passive_checkpoint(&conn) {
-                        Ok(frames) if frames > RESTART_FRAMES => {
+                        Ok(frames) if frames > restart_above => {
                             // No write transaction while this guard lives.
                             let _between_batches = writer.blocking_lock();
                             match passive_checkpoint(&conn) {
-                                Ok(_) => seen = version,
+                                Ok(frames) => {
+                                    seen = version;
+                                    restart_above = frames + RESTART_FRAMES;
+                                }
                                 Err(error) => {
                                     tracing::debug!(%error, "WAL checkpoint did not run")
                                 }
                             }
                         }
-                        Ok(_) => seen = version,
+                        Ok(frames) => {
+                            seen = version;
+                            if frames <= RESTART_FRAMES {
+                                restart_above = RESTART_FRAMES;
+                            }
+                        }
                         Err(error) => tracing::debug!(%error, "WAL checkpoint did not run"),
                     }
                 }
