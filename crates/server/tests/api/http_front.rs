@@ -209,6 +209,27 @@ async fn a_client_request_id_is_kept_only_when_plain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_declared_too_large_is_refused_before_it_is_sent() {
+    let app = start(|_| {}).await;
+    // The client waits for `100 Continue` before sending the body: it gets
+    // the 413 at once, neither a `100 Continue` nor a wait for a body that
+    // never comes.
+    let request = format!(
+        "POST /api/v1/clusters HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TEST_ADMIN_TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: 2000000\r\n\
+         expect: 100-continue\r\n\r\n"
+    );
+    let started = Instant::now();
+    let answer = raw(&app, request.as_bytes()).await;
+    assert_raw_error(&answer, 413, "PAYLOAD_TOO_LARGE");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_of_the_http_layer_use_the_envelope() {
     let app = start(|_| {}).await;
     // A byte that may not stand in a header value.
