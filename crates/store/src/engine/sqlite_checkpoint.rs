@@ -56,48 +56,64 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                let mut seen = None;
-                // The WAL size (frames) past which the writer is taken: raised
-                // after a try that could not start the WAL over (a reader was
-                // still on an older snapshot), so that the writer is not held
-                // back every round while that lasts.
-                let mut restart_above = RESTART_FRAMES;
+                let mut rounds = Rounds {
+                    conn,
+                    writer,
+                    seen: None,
+                    restart_above: RESTART_FRAMES,
+                };
                 while !stopped.load(Ordering::Relaxed) {
                     std::thread::sleep(INTERVAL);
-                    // Changes whenever another connection committed: an idle
-                    // database costs this one cheap read per interval.
-                    let version = data_version(&conn);
-                    if version.is_some() && version == seen {
-                        continue;
-                    }
-                    // A busy database (another process's checkpoint) or a
-                    // full disk: the next round tries again; the WAL only
-                    // grows meanwhile.
-                    match passive_checkpoint(&conn) {
-                        Ok(frames) if frames > restart_above => {
-                            // No write transaction while this guard lives.
-                            let _between_batches = writer.blocking_lock();
-                            match passive_checkpoint(&conn) {
-                                Ok(frames) => {
-                                    seen = version;
-                                    restart_above = frames + RESTART_FRAMES;
-                                }
-                                Err(error) => {
-                                    tracing::debug!(%error, "WAL checkpoint did not run")
-                                }
-                            }
-                        }
-                        Ok(frames) => {
-                            seen = version;
-                            if frames <= RESTART_FRAMES {
-                                restart_above = RESTART_FRAMES;
-                            }
-                        }
-                        Err(error) => tracing::debug!(%error, "WAL checkpoint did not run"),
-                    }
+                    rounds.run();
                 }
             })?;
         Ok(Checkpointer { stop })
+    }
+}
+
+/// What the checkpoint thread keeps from one round to the next.
+struct Rounds {
+    conn: Connection,
+    writer: Arc<Mutex<Connection>>,
+    /// `PRAGMA data_version` when a checkpoint last ran.
+    seen: Option<i64>,
+    /// The WAL size (frames) past which the writer is taken: raised after a
+    /// try that could not start the WAL over (a reader was still on an older
+    /// snapshot), so that the writer is not held back every round while
+    /// that lasts.
+    restart_above: i64,
+}
+
+impl Rounds {
+    /// One round: nothing when no connection committed since the last
+    /// checkpoint (an idle database costs one cheap read). A busy database
+    /// (another process's checkpoint) or a full disk: the next round tries
+    /// again; the WAL only grows meanwhile.
+    fn run(&mut self) {
+        let version = data_version(&self.conn);
+        if version.is_some() && version == self.seen {
+            return;
+        }
+        match self.checkpoint() {
+            Ok(()) => self.seen = version,
+            Err(error) => tracing::debug!(%error, "WAL checkpoint did not run"),
+        }
+    }
+
+    /// A `PASSIVE` checkpoint and, past [`Rounds::restart_above`], a second
+    /// one with the writer held, so that the next write batch starts the WAL
+    /// over.
+    fn checkpoint(&mut self) -> rusqlite::Result<()> {
+        let frames = passive_checkpoint(&self.conn)?;
+        if frames <= RESTART_FRAMES {
+            self.restart_above = RESTART_FRAMES;
+        }
+        if frames > self.restart_above {
+            // No write transaction while this guard lives.
+            let _between_batches = self.writer.blocking_lock();
+            self.restart_above = passive_checkpoint(&self.conn)? + RESTART_FRAMES;
+        }
+        Ok(())
     }
 }
 
