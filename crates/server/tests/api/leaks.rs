@@ -626,10 +626,13 @@ fn sqlite_files(database_url: &str) -> Vec<(String, Vec<u8>)> {
         let entry = entry.unwrap();
         if entry.file_type().unwrap().is_file() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            files.push((
-                format!("SQLite dir file {name}"),
-                std::fs::read(entry.path()).unwrap(),
-            ));
+            // The audit head is replaced by writing a temporary file and renaming it,
+            // so a file listed a moment ago may be gone; what it held is in the head.
+            match std::fs::read(entry.path()) {
+                Ok(bytes) => files.push((format!("SQLite dir file {name}"), bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("reading {name}: {e}"),
+            }
         }
     }
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
