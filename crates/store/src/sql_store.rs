@@ -17,7 +17,7 @@ use crate::sql::{Row, Sql};
 use crate::writer::{
     AuditOnly, BindCredentials, CreateToken, DeleteCluster, DeleteCredentials, InsertCluster,
     PutCredentials, RecordStatus, RekeyTokens, ReplaceVaultCanary, RevokeToken, RewrapCredentials,
-    SetCapabilities, UpdateCluster, WriteBackend, Writer,
+    SetCapabilities, UpdateCluster, WriteBackend, Writer, WriterTask,
 };
 use crate::{
     AuditHead, AuditQuery, Backend, ChainedAuditEntry, ClusterList, EventPage, KeyUsage, Store,
@@ -32,7 +32,6 @@ use fleetreg_model::{
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// Rows removed per statement by the retention deletes.
@@ -43,7 +42,7 @@ pub struct SqlStore {
     pub(crate) engine: Arc<dyn Engine>,
     pub(crate) writer: Writer,
     // std Mutex: taken once at close, never held across an await.
-    writer_task: Mutex<Option<JoinHandle<()>>>,
+    writer_task: Mutex<Option<WriterTask>>,
     revision: watch::Receiver<i64>,
     audit_head: watch::Receiver<Option<AuditHead>>,
     counts: CountCache<ClusterFilter>,
@@ -70,7 +69,7 @@ impl SqlStore {
             }),
             clock: options.clock.clone(),
         };
-        let (writer, task) = Writer::spawn(backend, revision_tx, options.history_sample);
+        let (writer, task) = Writer::spawn(backend, revision_tx, options.history_sample)?;
         Ok(SqlStore {
             engine,
             writer,
@@ -539,8 +538,7 @@ impl Store for SqlStore {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
+            task.stop().await;
         }
         self.engine.close().await;
     }

@@ -61,7 +61,15 @@ pub(crate) trait Engine: Send + Sync + 'static {
     async fn snapshot(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// A write transaction holding the database's write lock from its start
     /// (SQLite `BEGIN IMMEDIATE`; on PostgreSQL the writer locks `meta.revision`).
+    /// On an engine that [`Engine::blocks_while_writing`], its start, its
+    /// statements and its commit block the calling thread.
     async fn begin(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// Whether a write transaction blocks the thread that runs it (SQLite:
+    /// statements and the commit's `fdatasync` run on the caller), so that
+    /// the writer runs on a thread of its own instead of an async worker.
+    fn blocks_while_writing(&self) -> bool {
+        false
+    }
     /// Closes the pools.
     async fn close(&self);
 

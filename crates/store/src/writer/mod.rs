@@ -305,6 +305,63 @@ impl WriteBackend {
     }
 }
 
+/// Where the writer runs, to stop it.
+pub(crate) enum WriterTask {
+    /// A task on the async runtime (an engine that does not block).
+    Task(tokio::task::JoinHandle<()>),
+    /// A thread of its own, with a single-threaded runtime: a batch's
+    /// statements and commit block it, and no async worker.
+    Thread {
+        /// Dropped or sent to stop the writer.
+        stop: oneshot::Sender<()>,
+        /// Closed when the thread has ended.
+        ended: oneshot::Receiver<()>,
+    },
+}
+
+impl WriterTask {
+    fn on_own_thread(
+        writing: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<WriterTask, StoreError> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (end, ended) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        std::thread::Builder::new()
+            .name("fleetreg-writer".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    tokio::select! {
+                        () = writing => {}
+                        _ = stopped => {}
+                    }
+                });
+                drop(runtime);
+                drop(end);
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        Ok(WriterTask::Thread { stop, ended })
+    }
+
+    /// Stops the writer and waits until it has: a batch under way is
+    /// rolled back (its waiters answered `Closed`) or, where nothing in it
+    /// waits, finished first.
+    pub(crate) async fn stop(self) {
+        match self {
+            WriterTask::Task(task) => {
+                task.abort();
+                let _ = task.await;
+            }
+            WriterTask::Thread { stop, ended } => {
+                let _ = stop.send(());
+                let _ = ended.await;
+            }
+        }
+    }
+}
+
 /// Handle to the writer task.
 #[derive(Clone)]
 pub(crate) struct Writer {
@@ -319,11 +376,17 @@ impl Writer {
         backend: WriteBackend,
         revision: watch::Sender<i64>,
         history_sample: std::time::Duration,
-    ) -> (Writer, tokio::task::JoinHandle<()>) {
+    ) -> Result<(Writer, WriterTask), StoreError> {
         let (queue, rx) = mpsc::channel(4096);
         let sample = chrono::Duration::from_std(history_sample).unwrap_or(chrono::Duration::MAX);
-        let handle = tokio::spawn(run(backend, rx, revision, sample));
-        (Writer { queue }, handle)
+        let blocks = backend.engine.blocks_while_writing();
+        let writing = run(backend, rx, revision, sample);
+        let task = if blocks {
+            WriterTask::on_own_thread(writing)?
+        } else {
+            WriterTask::Task(tokio::spawn(writing))
+        };
+        Ok((Writer { queue }, task))
     }
 
     /// Queues `write` and waits until it is durably committed (or refused).

@@ -87,3 +87,46 @@ store_test!(outbox_cursor_only_moves_forward, |store| async move {
     store.set_outbox_cursor(9).await.unwrap();
     assert_eq!(store.outbox_cursor().await.unwrap(), 9);
 });
+
+/// On SQLite the group-commit writer has a thread of its own: a write that
+/// waits for another process's write lock (or, as a rule, on its `fsync`)
+/// holds up no read on the caller's runtime, here a single-threaded one.
+#[tokio::test]
+async fn a_waiting_write_holds_up_no_read_sqlite() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("t.db");
+    let store =
+        fleetreg_store::connect_with(&format!("sqlite://{}", path.display()), test_options())
+            .await
+            .expect("open");
+    let other = rusqlite::Connection::open(&path).expect("another connection");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("the write lock");
+    let writing = tokio::spawn({
+        let store = store.clone();
+        async move { store.insert_cluster(named("waits"), &operator()).await }
+    });
+    let started = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let list = store
+        .list_clusters(&ClusterFilter::default(), Default::default())
+        .await
+        .expect("a read while the write waits");
+    assert_eq!(list.total, 0);
+    // The lock is waited for up to 10 s (the busy timeout), on the writer's
+    // thread: not on this one.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the read waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !writing.is_finished(),
+        "the write did not wait for the lock"
+    );
+    other.execute_batch("COMMIT").expect("the lock given back");
+    let cluster = writing.await.expect("the write task").expect("the write");
+    assert_eq!(cluster.name.as_str(), "waits");
+    store.close().await;
+}
