@@ -227,7 +227,8 @@ pub trait Store:
     /// Notifies of each committed revision of this process's writes.
     fn watch_revision(&self) -> watch::Receiver<i64>;
 
-    /// Stops the writer after pending writes and closes the pools.
+    /// Stops the writer (writes still queued are answered `Closed`) and
+    /// closes the pools.
     async fn close(&self);
 
     /// The fleet summary of seed 4.2, aggregated in the database in one read.

@@ -3,9 +3,11 @@
 //! few read-only readers. A read runs its statements where it is awaited,
 //! without a hop to another thread (sqlx's SQLite driver sends every
 //! statement to a worker thread and back, about half the server's CPU on a
-//! `GET`); only what waits on the disk, a write transaction's `COMMIT` (the
-//! fsync) and a lone write statement, and the reads that may scan many rows
-//! (snapshot transactions, [`Engine::scan`]) run on the blocking pool. Statements
+//! `GET`); a lone write statement and the reads that may scan many rows
+//! (snapshot transactions, [`Engine::scan`]) run on the blocking pool. A
+//! write transaction (`BEGIN IMMEDIATE`, its statements, the `COMMIT` and its
+//! fsync) blocks the thread that runs it, the writer's own
+//! ([`Engine::blocks_while_writing`]). Statements
 //! are prepared once per connection and cached. sqlx still creates the file
 //! and runs the migrations, so both engines keep one migration record.
 //!

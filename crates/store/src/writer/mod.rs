@@ -50,6 +50,7 @@ use crate::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fleetreg_model::{Audit, AuditResult, Clock, ErrorCode, Event, EventType};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -312,50 +313,76 @@ pub(crate) enum WriterTask {
     /// A thread of its own, with a single-threaded runtime: a batch's
     /// statements and commit block it, and no async worker.
     Thread {
-        /// Dropped or sent to stop the writer.
-        stop: oneshot::Sender<()>,
+        /// Set to stop: looked at between two batches (a batch runs without
+        /// yielding, so it is not cancelled midway).
+        stop: Arc<AtomicBool>,
+        /// Sent or dropped to wake an idle writer.
+        wake: oneshot::Sender<()>,
         /// Closed when the thread has ended.
         ended: oneshot::Receiver<()>,
     },
 }
 
 impl WriterTask {
+    /// Runs `writing` on a thread of its own, with this thread's `tracing`
+    /// subscriber (a test's captured log sees the writer's lines too).
     fn on_own_thread(
         writing: impl std::future::Future<Output = ()> + Send + 'static,
+        stop: Arc<AtomicBool>,
     ) -> Result<WriterTask, StoreError> {
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (wake, woken) = oneshot::channel::<()>();
         let (end, ended) = oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        let (started, start) = std::sync::mpsc::sync_channel(1);
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        let cannot_start = |e: std::io::Error| {
+            StoreError::Unavailable(format!("cannot start the writer's thread: {e}"))
+        };
         std::thread::Builder::new()
             .name("fleetreg-writer".into())
             .spawn(move || {
+                let _log = tracing::dispatcher::set_default(&dispatch);
+                // Built (and dropped) on this thread: a runtime may not be
+                // dropped where async code runs.
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(()));
                 runtime.block_on(async {
                     tokio::select! {
                         () = writing => {}
-                        _ = stopped => {}
+                        _ = woken => {}
                     }
                 });
                 drop(runtime);
                 drop(end);
             })
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok(WriterTask::Thread { stop, ended })
+            .map_err(cannot_start)?;
+        match start.recv() {
+            Ok(Ok(())) => Ok(WriterTask::Thread { stop, wake, ended }),
+            Ok(Err(e)) => Err(cannot_start(e)),
+            Err(_) => Err(StoreError::Closed),
+        }
     }
 
-    /// Stops the writer and waits until it has: a batch under way is
-    /// rolled back (its waiters answered `Closed`) or, where nothing in it
-    /// waits, finished first.
+    /// Stops the writer and waits until it has: writes still queued are
+    /// answered `Closed`; a batch under way is rolled back (its waiters
+    /// answered `Closed`) or, on the writer's own thread, finished first.
     pub(crate) async fn stop(self) {
         match self {
             WriterTask::Task(task) => {
                 task.abort();
                 let _ = task.await;
             }
-            WriterTask::Thread { stop, ended } => {
-                let _ = stop.send(());
+            WriterTask::Thread { stop, wake, ended } => {
+                stop.store(true, Ordering::Relaxed);
+                let _ = wake.send(());
                 let _ = ended.await;
             }
         }
@@ -380,9 +407,10 @@ impl Writer {
         let (queue, rx) = mpsc::channel(4096);
         let sample = chrono::Duration::from_std(history_sample).unwrap_or(chrono::Duration::MAX);
         let blocks = backend.engine.blocks_while_writing();
-        let writing = run(backend, rx, revision, sample);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writing = run(backend, rx, revision, sample, stop.clone());
         let task = if blocks {
-            WriterTask::on_own_thread(writing)?
+            WriterTask::on_own_thread(writing, stop)?
         } else {
             WriterTask::Task(tokio::spawn(writing))
         };
@@ -415,8 +443,13 @@ async fn run(
     mut rx: mpsc::Receiver<Box<dyn Queued>>,
     revision: watch::Sender<i64>,
     sample: chrono::Duration,
+    stop: Arc<AtomicBool>,
 ) {
     while let Some(first) = rx.recv().await {
+        if stop.load(Ordering::Relaxed) {
+            first.fail(StoreError::Closed);
+            break;
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -458,6 +491,10 @@ async fn run(
                 // the others still land and only the culprit sees its error.
                 tracing::warn!(%error, size = batch.len(), "write batch failed; retrying writes one by one");
                 for job in batch {
+                    if stop.load(Ordering::Relaxed) {
+                        job.fail(StoreError::Closed);
+                        continue;
+                    }
                     let mut alone = [job];
                     let result = apply_batch(&backend, &mut alone, sample).await;
                     let [job] = alone;
