@@ -45,6 +45,7 @@ mod sql_store;
 mod store;
 mod sync_rows;
 mod sync_store;
+mod thread;
 mod write_tx;
 pub mod writer;
 

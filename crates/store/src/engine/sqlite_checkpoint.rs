@@ -53,20 +53,18 @@ impl Checkpointer {
     ) -> std::io::Result<Checkpointer> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || {
-                let mut rounds = Rounds {
-                    conn,
-                    writer,
-                    seen: None,
-                    restart_above: RESTART_FRAMES,
-                };
-                while !stopped.load(Ordering::Relaxed) {
-                    std::thread::sleep(INTERVAL);
-                    rounds.run();
-                }
-            })?;
+        crate::thread::spawn("sqlite-checkpoint", move || {
+            let mut rounds = Rounds {
+                conn,
+                writer,
+                seen: None,
+                restart_above: RESTART_FRAMES,
+            };
+            while !stopped.load(Ordering::Relaxed) {
+                std::thread::sleep(INTERVAL);
+                rounds.run();
+            }
+        })?;
         Ok(Checkpointer { stop })
     }
 }

@@ -324,8 +324,7 @@ pub(crate) enum WriterTask {
 }
 
 impl WriterTask {
-    /// Runs `writing` on a thread of its own, with this thread's `tracing`
-    /// subscriber (a test's captured log sees the writer's lines too).
+    /// Runs `writing` on a thread of its own ([`crate::thread::spawn`]).
     fn on_own_thread(
         writing: impl std::future::Future<Output = ()> + Send + 'static,
         stop: Arc<AtomicBool>,
@@ -333,37 +332,33 @@ impl WriterTask {
         let (wake, woken) = oneshot::channel::<()>();
         let (end, ended) = oneshot::channel::<()>();
         let (started, start) = std::sync::mpsc::sync_channel(1);
-        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         let cannot_start = |e: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the writer's thread: {e}"))
         };
-        std::thread::Builder::new()
-            .name("fleetreg-writer".into())
-            .spawn(move || {
-                let _log = tracing::dispatcher::set_default(&dispatch);
-                // Built (and dropped) on this thread: a runtime may not be
-                // dropped where async code runs.
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        let _ = started.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = started.send(Ok(()));
-                runtime.block_on(async {
-                    tokio::select! {
-                        () = writing => {}
-                        _ = woken => {}
-                    }
-                });
-                drop(runtime);
-                drop(end);
-            })
-            .map_err(cannot_start)?;
+        crate::thread::spawn("fleetreg-writer", move || {
+            // Built (and dropped) on this thread: a runtime may not be
+            // dropped where async code runs.
+            let built = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let runtime = match built {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                    return;
+                }
+            };
+            let _ = started.send(Ok(()));
+            runtime.block_on(async {
+                tokio::select! {
+                    () = writing => {}
+                    _ = woken => {}
+                }
+            });
+            drop(runtime);
+            drop(end);
+        })
+        .map_err(cannot_start)?;
         match start.recv() {
             Ok(Ok(())) => Ok(WriterTask::Thread { stop, wake, ended }),
             Ok(Err(e)) => Err(cannot_start(e)),
