@@ -8,8 +8,10 @@
 //! `CLUSTER_DELETED` events after it, as the event hub broadcasts them (the hub
 //! reads the log once for every subscriber, including other replicas' writes),
 //! so a new cluster is checked within about a second and a deleted one is
-//! dropped. First due times are spread by a jitter derived from the id; a
-//! semaphore bounds the checks in flight.
+//! dropped. At start-up, clusters checked before by an earlier run get first
+//! due times spread over an interval by a jitter derived from the id; a
+//! cluster new to a running scheduler is due at once, in registration order
+//! (`first_check_span`). A semaphore bounds the checks in flight.
 //!
 //! Due checks start oldest-due first, as permits allow. When more are due than
 //! permits are free, the loop does not wait for its next tick: every finished
@@ -51,8 +53,6 @@ const TICK: Duration = Duration::from_millis(250);
 /// With checks waiting for a permit, how long the loop lets finished checks
 /// accumulate after the first one before starting the next round.
 const BACKLOG_COALESCE: Duration = Duration::from_millis(5);
-/// The largest first-check jitter of a cluster registered while running.
-const NEW_CLUSTER_JITTER: Duration = Duration::from_secs(1);
 /// The whole cluster list is reloaded this often as a safety net.
 const FULL_RELOAD: Duration = Duration::from_secs(300);
 /// How long a round waits for the hub to broadcast the events this process
@@ -105,7 +105,8 @@ struct Loaded {
 }
 
 impl Table {
-    /// Adds a new cluster (due after a jitter within `span`) or replaces the
+    /// Adds a new cluster (due after a jitter within `span`: zero is at once)
+    /// or replaces the
     /// metadata of a known one (keeping its due time, running flag and the
     /// status and `last_seen_at` this process observed).
     /// `discover_due` is a new slot's first discovery (see
@@ -589,9 +590,10 @@ impl HealthScheduler {
                 match Cluster::deserialize(&event.payload) {
                     Ok(cluster) => {
                         let interval = self.inner.health.timing(cluster.cluster_type).interval;
+                        let span = first_check_span(false, &cluster, interval);
                         let registered = event.event_type == EventType::ClusterRegistered;
                         let discover_due = self.first_discovery(&cluster, registered, now);
-                        table.upsert(cluster, now, interval.min(NEW_CLUSTER_JITTER), discover_due);
+                        table.upsert(cluster, now, span, discover_due);
                     }
                     Err(error) => {
                         tracing::warn!(revision = event.revision, %error, "health scheduler: unreadable cluster event; reloading the list");
@@ -625,15 +627,7 @@ impl HealthScheduler {
             let mut old = std::mem::take(&mut table.slots);
             for cluster in clusters {
                 let interval = self.inner.health.timing(cluster.cluster_type).interval;
-                // Only the first load spreads first checks over a whole interval,
-                // and only of clusters checked before (by an earlier run): one never
-                // checked, e.g. registered while this process was starting, is due
-                // as soon as one registered while it runs.
-                let span = if first && cluster.status.checked_at.is_some() {
-                    interval
-                } else {
-                    interval.min(NEW_CLUSTER_JITTER)
-                };
+                let span = first_check_span(first, &cluster, interval);
                 match old.remove(&cluster.id) {
                     Some(slot) => {
                         table.slots.insert(
@@ -680,7 +674,25 @@ fn discovery_due(
     now + period.saturating_sub(age)
 }
 
-/// A deterministic jitter in `[0, span)` from the id's random bits.
+/// Over how long the first check of a cluster new to the table is spread
+/// (see [`jitter`]): a whole `interval` when the scheduler's `first_load`
+/// finds it checked before, by an earlier run; otherwise not at all, due at
+/// once: one never checked (registered while this process was starting) or
+/// registered while it runs. A registration storm is then checked in
+/// registration order (v7 ids sort by time, and so do equal due times), so one
+/// write batch's observations change neighbouring rows and index entries
+/// instead of ones spread over the last second of registrations
+/// (docs/BENCHMARKS.md, issue 10).
+fn first_check_span(first_load: bool, cluster: &Cluster, interval: Duration) -> Duration {
+    if first_load && cluster.status.checked_at.is_some() {
+        interval
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// A deterministic jitter in `[0, span)` from the id's random bits (zero
+/// when `span` is under a millisecond).
 fn jitter(id: Uuid, span: Duration) -> Duration {
     let span_ms = span.as_millis().max(1) as u64;
     Duration::from_millis(id.as_u64_pair().1 % span_ms)
@@ -789,6 +801,37 @@ mod tests {
         assert_eq!((table.slots.len(), table.queue.len()), (48, 24));
         assert_queue_matches_slots(&table);
         assert_eq!(table.due_by(t0 + span), 24);
+    }
+
+    #[test]
+    fn clusters_new_to_a_running_scheduler_are_due_at_once_in_registration_order() {
+        let t0 = Instant::now();
+        let mut table = Table::default();
+        let interval = Duration::from_secs(60);
+        // Registered in this order (v7 ids: the store's), applied in another.
+        let clusters: Vec<Cluster> = (0..20).map(|i| cluster(&format!("storm-{i}"))).collect();
+        for c in clusters.iter().rev() {
+            // Following the events, or loaded before their first check.
+            for first_load in [false, true] {
+                assert_eq!(first_check_span(first_load, c, interval), Duration::ZERO);
+            }
+            table.upsert(c.clone(), t0, first_check_span(false, c, interval), None);
+        }
+        assert_eq!(table.due_by(t0), 20, "all due at once");
+        let started: Vec<String> = std::iter::from_fn(|| {
+            table
+                .start_next(t0)
+                .map(|slot| slot.cluster.name.to_string())
+        })
+        .collect();
+        let registered: Vec<String> = clusters.iter().map(|c| c.name.to_string()).collect();
+        assert_eq!(started, registered);
+
+        // Checked by an earlier run: spread over the interval at start-up only.
+        let mut checked = cluster("checked-before");
+        checked.status.checked_at = Some(chrono::Utc::now());
+        assert_eq!(first_check_span(true, &checked, interval), interval);
+        assert_eq!(first_check_span(false, &checked, interval), Duration::ZERO);
     }
 
     #[test]
