@@ -185,8 +185,11 @@ pub trait Store:
     /// The latest committed revision.
     async fn latest_revision(&self) -> Result<i64, StoreError>;
 
-    /// Removes events that occurred before `before`, never above `keep_from`
-    /// (the outbox cursor); returns how many were removed.
+    /// Removes the oldest events, up to the first that occurred at or after
+    /// `before` and never above `keep_from` (the outbox cursor): always a
+    /// prefix of the log, so after a clock stepped back an older event may
+    /// wait for a newer one, and none that occurred after `before` goes.
+    /// Returns how many were removed.
     async fn prune_events(&self, before: DateTime<Utc>, keep_from: i64) -> Result<u64, StoreError>;
 
     /// Health history samples of a cluster taken at or after `since`, newest

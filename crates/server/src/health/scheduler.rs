@@ -106,9 +106,8 @@ struct Loaded {
 
 impl Table {
     /// Adds a new cluster (due after a jitter within `span`: zero is at once)
-    /// or replaces the
-    /// metadata of a known one (keeping its due time, running flag and the
-    /// status and `last_seen_at` this process observed).
+    /// or replaces the metadata of a known one (keeping its due time, running
+    /// flag and the status and `last_seen_at` this process observed).
     /// `discover_due` is a new slot's first discovery (see
     /// [`HealthScheduler::first_discovery`]).
     fn upsert(
@@ -489,7 +488,8 @@ impl HealthScheduler {
     }
 
     /// Brings the slot table up to date: the first call loads every cluster
-    /// (first checks spread over a whole interval); later calls apply the
+    /// (first checks of those checked before spread over a whole interval,
+    /// see [`first_check_span`]); later calls apply the
     /// events the hub broadcast since, falling back to a full reload every
     /// [`FULL_RELOAD`] or when the table could not follow the events (it fell
     /// behind the hub's buffer, or an event was unreadable).
@@ -608,9 +608,9 @@ impl HealthScheduler {
     }
 
     /// Replaces the table's cluster list with the store's: new clusters get a
-    /// slot due after a jitter (over a whole interval when `first` and they
-    /// were checked before), deleted ones lose theirs, known ones keep their
-    /// due time. Returns the hub's receiver of the events after the list.
+    /// slot (due after a jitter over a whole interval when `first` and they
+    /// were checked before, else at once: [`first_check_span`]), deleted ones
+    /// lose theirs, known ones keep their due time. Returns the hub's receiver of the events after the list.
     async fn full_reload(
         &self,
         first: bool,
@@ -682,7 +682,10 @@ fn discovery_due(
 /// registration order (v7 ids sort by time, and so do equal due times), so one
 /// write batch's observations change neighbouring rows and index entries
 /// instead of ones spread over the last second of registrations
-/// (docs/BENCHMARKS.md, issue 10).
+/// (docs/BENCHMARKS.md, issue 10). Later checks keep that phase (each is due
+/// an interval after the last was): clusters that became due in one round
+/// stay due together, started oldest first as permits allow, as a storm's
+/// registrations were spread in time.
 fn first_check_span(first_load: bool, cluster: &Cluster, interval: Duration) -> Duration {
     if first_load && cluster.status.checked_at.is_some() {
         interval

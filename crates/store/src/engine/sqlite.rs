@@ -43,8 +43,9 @@ const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// it changed to the WAL whole, and a registration changes a page in each of
 /// some twenty b-trees (the row, its indexes, its labels, the change log's
 /// and the audit log's rows and theirs): with 1 KiB pages instead of 4 KiB
-/// it writes and `fdatasync`s a quarter of the bytes, +21 % registrations a
-/// second over one connection, the same over 64, GET and list no slower
+/// a lone registration writes and `fdatasync`s about a quarter of the bytes
+/// (+21 % registrations a second over one connection), a batch of 64 under
+/// half (more, smaller pages: no faster), GET and list no slower
 /// (docs/BENCHMARKS.md, issue 10).
 const PAGE_SIZE: u32 = 1024;
 /// Prepared statements kept per connection (the store has fewer texts than this,

@@ -35,7 +35,8 @@ use tokio::sync::Mutex;
 const INTERVAL: Duration = Duration::from_millis(200);
 
 /// WAL frames (pages) past which a checkpoint also holds the writer back
-/// so that the WAL can start over: 4,096 pages of 4 KiB, 16 MiB.
+/// so that the WAL can start over: 4 MiB with the 1 KiB pages of a database
+/// the store creates, 16 MiB with the 4 KiB pages of an older one.
 const RESTART_FRAMES: i64 = 4096;
 
 /// The checkpoint thread of one database; stops when dropped.

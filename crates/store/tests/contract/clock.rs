@@ -102,6 +102,35 @@ store_test!(
 );
 
 store_test!(
+    event_retention_removes_a_prefix_and_nothing_newer_after_the_clock_stepped_back,
+    options = on_a_manual_clock(),
+    |store| async move {
+        let clock = store.clock().clone();
+        // Revisions 1..=4 registered on these days after the start: the
+        // clock stepped back after the second.
+        let days = [0, 10, 2, 3];
+        let day = |n: i64| start() + Duration::days(n);
+        for (i, n) in days.into_iter().enumerate() {
+            clock.set(day(n));
+            insert(&store, &format!("stepped-{i}")).await;
+        }
+        // Before day 5: revision 1 goes; revision 2 (day 10) stays, and the
+        // older ones after it wait for it.
+        assert_eq!(store.prune_events(day(5), i64::MAX).await.unwrap(), 1);
+        let left: Vec<_> = events_from(&store, 1)
+            .await
+            .into_iter()
+            .map(|e| (e.revision, e.occurred_at))
+            .collect();
+        assert_eq!(left, [(2, day(10)), (3, day(2)), (4, day(3))]);
+        // Past day 10 all go, never above `keep_from`.
+        assert_eq!(store.prune_events(day(11), 3).await.unwrap(), 2);
+        assert_eq!(store.prune_events(day(11), i64::MAX).await.unwrap(), 1);
+        assert_eq!(store.prune_events(day(11), i64::MAX).await.unwrap(), 0);
+    }
+);
+
+store_test!(
     expiry_in_reads_is_judged_by_the_clock,
     options = on_a_manual_clock(),
     |store| async move {
