@@ -610,7 +610,8 @@ impl HealthScheduler {
     /// Replaces the table's cluster list with the store's: new clusters get a
     /// slot (due after a jitter over a whole interval when `first` and they
     /// were checked before, else at once: [`first_check_span`]), deleted ones
-    /// lose theirs, known ones keep their due time. Returns the hub's receiver of the events after the list.
+    /// lose theirs, known ones keep their due time. Returns the hub's receiver
+    /// of the events after the list.
     async fn full_reload(
         &self,
         first: bool,
