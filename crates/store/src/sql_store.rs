@@ -415,25 +415,22 @@ impl Store for SqlStore {
         // A prefix of the log: up to the oldest event that is kept (it
         // occurred at or after `before`), found by reading in revision order
         // from the oldest, which needs no index on the time (one b-tree fewer
-        // for every event written). A clock stepped back keeps events longer;
-        // it never removes one that occurred after `before`.
-        let first_kept = Sql::new(
-            "SELECT revision FROM changes WHERE revision <= $2 AND occurred_at >= $1 \
-             ORDER BY revision LIMIT 1",
+        // for every event written); every event when none is kept. A clock
+        // stepped back keeps events longer; it never removes one that
+        // occurred after `before`. One statement, so one snapshot: an event
+        // committed meanwhile is neither the one kept nor below the cut.
+        let sql = Sql::new(
+            "SELECT COALESCE((SELECT revision FROM changes \
+             WHERE revision <= $2 AND occurred_at >= $1 ORDER BY revision LIMIT 1) - 1, \
+             (SELECT MAX(revision) FROM changes WHERE revision <= $2))",
         )
         .arg(before)
         .arg(keep_from);
-        let cutoff = match self.engine.fetch_optional(&first_kept).await? {
-            Some(row) => Some(row.get_at::<i64>(0)? - 1),
-            None => {
-                let last = Sql::new("SELECT MAX(revision) FROM changes WHERE revision <= $1")
-                    .arg(keep_from);
-                self.engine
-                    .fetch_one(&last)
-                    .await?
-                    .get_at::<Option<i64>>(0)?
-            }
-        };
+        let cutoff = self
+            .engine
+            .fetch_one(&sql)
+            .await?
+            .get_at::<Option<i64>>(0)?;
         let Some(cutoff) = cutoff else {
             return Ok(0);
         };

@@ -131,6 +131,36 @@ store_test!(
 );
 
 store_test!(
+    event_retention_never_removes_an_event_committed_while_it_runs,
+    options = on_a_manual_clock(),
+    |store| async move {
+        let clock = store.clock().clone();
+        let day = |n: i64| start() + Duration::days(n);
+        // Each round: the log holds only events older than the cutoff, and a
+        // newer one is committed while retention runs again and again; the
+        // newer one must survive every run, whatever it saw.
+        for round in 0..20 {
+            clock.set(day(2 * round));
+            insert(&store, &format!("old-{round}")).await;
+            let cutoff = day(2 * round + 1);
+            store.prune_events(cutoff, i64::MAX).await.unwrap();
+            clock.set(day(2 * round + 2));
+            let writing = tokio::spawn({
+                let store = store.clone();
+                async move { insert(&store, &format!("new-{round}")).await }
+            });
+            while !writing.is_finished() {
+                store.prune_events(cutoff, i64::MAX).await.unwrap();
+            }
+            let new = writing.await.unwrap();
+            store.prune_events(cutoff, i64::MAX).await.unwrap();
+            let kept = events_from(&store, new.revision - 1).await;
+            assert_eq!(kept.len(), 1, "round {round}: the newer event is kept");
+        }
+    }
+);
+
+store_test!(
     expiry_in_reads_is_judged_by_the_clock,
     options = on_a_manual_clock(),
     |store| async move {
