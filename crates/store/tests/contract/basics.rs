@@ -95,10 +95,7 @@ store_test!(outbox_cursor_only_moves_forward, |store| async move {
 async fn a_waiting_write_holds_up_no_read_sqlite() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("t.db");
-    let store =
-        fleetreg_store::connect_with(&format!("sqlite://{}", path.display()), test_options())
-            .await
-            .expect("open");
+    let store = open_sqlite(&path, test_options()).await;
     let other = rusqlite::Connection::open(&path).expect("another connection");
     other
         .execute_batch("BEGIN IMMEDIATE")

@@ -29,6 +29,14 @@ pub fn test_options() -> StoreOptions {
     }
 }
 
+/// Opens (creating) the SQLite store in file `path`.
+pub async fn open_sqlite(path: &std::path::Path, options: StoreOptions) -> StoreRef {
+    let url = format!("sqlite://{}", path.display());
+    fleetreg_store::connect_with(&url, options)
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"))
+}
+
 /// Runs `body` on a fresh SQLite store in a temporary directory.
 pub async fn run_sqlite<F, Fut>(options: StoreOptions, body: F)
 where
@@ -36,10 +44,7 @@ where
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = fleetreg_store::connect_with(&url, options)
-        .await
-        .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    let store = open_sqlite(&dir.path().join("t.db"), options).await;
     body(store.clone()).await;
     store.close().await;
 }
