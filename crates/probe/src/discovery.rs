@@ -86,9 +86,9 @@ impl Prober {
     }
 
     async fn discover_unbounded(&self, target: &Target) -> Result<Discovery, Error> {
-        let client = self.kube_client(target)?;
+        let api = self.api_server(target)?;
         let all = ListParams::default();
-        let client = &client;
+        let api = &api;
         let url_of = |resource: &ApiResource, namespace: Option<&str>| {
             DynamicObject::url_path(resource, namespace)
         };
@@ -97,19 +97,19 @@ impl Prober {
             let request = http::Request::get("/version")
                 .body(Vec::new())
                 .map_err(kube::core::request::Error::BuildRequest);
-            fetch::<Info>(client, request, "read /version").await
+            fetch::<Info>(api, request, "read /version").await
         };
         let openshift = async {
             let resource = custom("config.openshift.io", "ClusterVersion", "clusterversions");
             let request = kube::core::Request::new(url_of(&resource, None))
                 .get("version", &GetParams::default());
-            not_found_as_none(fetch::<DynamicObject>(client, request, "read ClusterVersion").await)
+            not_found_as_none(fetch::<DynamicObject>(api, request, "read ClusterVersion").await)
         };
         let nodes = async {
             let mut node_gpus = 0i64;
             let mut gpu_types = BTreeSet::new();
             let url = Node::url_path(&(), None);
-            list_pages(client, &url, &all, "list nodes", |page: Vec<Node>| {
+            list_pages(api, &url, &all, "list nodes", |page: Vec<Node>| {
                 for node in page {
                     let (gpus, product) = node_gpus_of(&node);
                     if gpus > 0 {
@@ -128,7 +128,7 @@ impl Prober {
         let operator = async {
             let params = ListParams::default().labels("app=gpu-operator").limit(1);
             let request = kube::core::Request::new(Pod::url_path(&(), None)).list(&params);
-            fetch::<ObjectList<Pod>>(client, request, "list GPU operator pods")
+            fetch::<ObjectList<Pod>>(api, request, "list GPU operator pods")
                 .await
                 .map(|list| !list.items.is_empty())
         };
@@ -137,7 +137,7 @@ impl Prober {
             let mut monitoring = false;
             let url = Namespace::url_path(&(), None);
             list_pages(
-                client,
+                api,
                 &url,
                 &all,
                 "list namespaces",
@@ -162,20 +162,20 @@ impl Prober {
             let request =
                 kube::core::Request::new(url_of(&resource, None)).list(&all.clone().limit(1));
             let what = "list SR-IOV network node policies";
-            not_found_as_none(fetch::<ObjectList<DynamicObject>>(client, request, what).await)
+            not_found_as_none(fetch::<ObjectList<DynamicObject>>(api, request, what).await)
         };
         let ptp = async {
             let resource = custom("ptp.openshift.io", "PtpConfig", "ptpconfigs");
             let request =
                 kube::core::Request::new(url_of(&resource, None)).list(&all.clone().limit(1));
             not_found_as_none(
-                fetch::<ObjectList<DynamicObject>>(client, request, "list PTP configs").await,
+                fetch::<ObjectList<DynamicObject>>(api, request, "list PTP configs").await,
             )
         };
         let named = |url: String, what: &'static str, prefix: &'static str, exact: bool| async move {
             let mut found = false;
             list_pages(
-                client,
+                api,
                 &url,
                 &ListParams::default(),
                 what,

@@ -11,6 +11,7 @@ use fleetreg_model::{cluster_status, CheckResults, ClusterState, ClusterStatus, 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ListParams;
 use kube::core::ObjectList;
+use kube::Resource;
 use secrecy::SecretString;
 use std::future::Future;
 use std::time::Duration;
@@ -111,11 +112,10 @@ impl Prober {
 
     /// Lists at most one namespace with the target's credential.
     pub(crate) async fn api_server_ready(&self, target: &Target) -> Result<(), String> {
-        let client = self.kube_client(target).map_err(|e| e.to_string())?;
-        let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
-        let request = kube::core::Request::new(namespaces.resource_url())
+        let api = self.api_server(target).map_err(|e| e.to_string())?;
+        let request = kube::core::Request::new(Namespace::url_path(&(), None))
             .list(&ListParams::default().limit(1));
-        fetch::<ObjectList<Namespace>>(&client, request, "list namespaces")
+        fetch::<ObjectList<Namespace>>(&api, request, "list namespaces")
             .await
             .map(|_| ())
             .map_err(|e| match e {

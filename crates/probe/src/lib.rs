@@ -7,8 +7,9 @@
 //! [`Discovery`] (the model's `Capabilities` plus the platform version);
 //! [`Prober::discover_services`] returns the Services a cluster exposes with the
 //! annotation `fleetreg.io/expose: "true"` ([`ServiceDiscovery`]). The API
-//! server is reached through kube-rs, built from an in-memory `kube::Config` whose
-//! URL path is kept as a prefix (never a kubeconfig file); readiness endpoints and
+//! server is reached through kube-rs' request stack, built from an in-memory
+//! `kube::Config` whose URL path is kept as a prefix (never a kubeconfig file)
+//! and called without a `kube::Client` (`api_server.rs`); readiness endpoints and
 //! Prometheus queries through reqwest.
 //!
 //! Every connection goes only where the [`EgressPolicy`]
@@ -30,6 +31,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod api_server;
 mod client_cache;
 mod credential;
 mod credential_error;

@@ -2,6 +2,7 @@
 //! per-credential ones for credentials with TLS settings of their own, all
 //! bound by one [`EgressPolicy`].
 
+use crate::api_server::ApiServer;
 use crate::client_cache::ClientCache;
 use crate::credential::ClusterCredential;
 use crate::egress::{literal_address, EgressPolicy};
@@ -17,7 +18,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-type KubeHttp = hyper_util::client::legacy::Client<
+/// The connection pool under every API server's request stack.
+pub(crate) type KubeHttp = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<HttpConnector<FilteringResolver>>,
     kube::client::Body,
 >;
@@ -202,13 +204,13 @@ impl Prober {
         })
     }
 
-    /// A kube-rs client for the target's API server, built from an in-memory
-    /// `Config` (never a kubeconfig file) over the shared pool, or the
+    /// The target's API server, its request stack built from an in-memory
+    /// kube-rs `Config` (never a kubeconfig file) over the shared pool, or the
     /// credential's own when its TLS set-up differs. The URL's path is kept as a
     /// prefix of every request; a bearer token goes in a sensitive header. A
     /// host that is an IP literal the policy refuses is [`Error::Blocked`] here
     /// (the connector never resolves literals).
-    pub(crate) fn kube_client(&self, target: &Target) -> Result<kube::Client, Error> {
+    pub(crate) fn api_server(&self, target: &Target) -> Result<ApiServer, Error> {
         let url = &target.api_server_url;
         let invalid = |reason: &str| Error::InvalidUrl {
             url: url.clone(),
@@ -241,7 +243,7 @@ impl Prober {
             .layer(headers)
             .layer(crate::remote::CapLayer::new(self.max_response_bytes))
             .service(pool.unwrap_or_else(|| self.kube_http.clone()));
-        Ok(kube::Client::new(service, "default"))
+        Ok(ApiServer::new(service))
     }
 }
 

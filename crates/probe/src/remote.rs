@@ -1,15 +1,17 @@
 //! What a cluster answers, read with bounds: every response body is read
 //! through one byte budget ([`Budget`]: refused at once when `Content-Length`
 //! announces more, else counted chunk by chunk while streaming), whether it
-//! comes through kube-rs ([`CapLayer`] under every `kube::Client`) or reqwest
+//! comes from a cluster's API server ([`CapLayer`] in every
+//! [`ApiServer`](crate::api_server::ApiServer)'s stack) or through reqwest
 //! ([`read_body`]); Kubernetes lists are read page by page ([`list_pages`]);
 //! and remote text that reaches a log line, an error or a stored status goes
 //! through [`escape_remote`] first.
 //!
 //! kube-rs' own `Client::request` logs a body it cannot decode whole at WARN;
-//! every call here goes through [`fetch`] instead, which decodes itself and
-//! keeps only an escaped, truncated excerpt.
+//! every API call here goes through [`fetch`] instead, which decodes itself
+//! and keeps only an escaped, truncated excerpt.
 
+use crate::api_server::SendsRequests;
 use crate::error::Error;
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -157,7 +159,7 @@ where
 }
 
 /// A tower layer putting every response body of a service through a budget
-/// of `limit` bytes (under each `kube::Client` the probe builds).
+/// of `limit` bytes (in each API server's request stack).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CapLayer {
     limit: u64,
@@ -243,18 +245,18 @@ pub(crate) fn find_too_large(error: &(dyn std::error::Error + 'static)) -> Optio
     None
 }
 
-/// A Kubernetes API call with `client`, its answer decoded as `T`. The body is
-/// bounded by the client's [`CapLayer`]; an answer that does not decode is an
+/// A Kubernetes API call to `api`, its answer decoded as `T`. The body is
+/// bounded by the stack's [`CapLayer`] (or the hub client's own); an answer that does not decode is an
 /// [`Error::UnexpectedResponse`] quoting an escaped, truncated excerpt (never
 /// logged whole, unlike kube-rs' `Client::request`).
 pub(crate) async fn fetch<T: DeserializeOwned>(
-    client: &kube::Client,
+    api: &impl SendsRequests,
     request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
     what: &'static str,
 ) -> Result<T, Error> {
     let request = request.map_err(|e| Error::kube(what, kube::Error::BuildRequest(e)))?;
-    let text = client
-        .request_text(request)
+    let text = api
+        .send_for_text(request)
         .await
         .map_err(|e| Error::kube(what, e))?;
     decode(&text, what)
@@ -277,7 +279,7 @@ pub(crate) fn decode<T: DeserializeOwned>(text: &str, what: &'static str) -> Res
 /// (`limit` [`PAGE_SIZE`], then `continue`), each page's items handed to `each`
 /// and dropped, so memory stays at one page whatever the list's length.
 pub(crate) async fn list_pages<K: DeserializeOwned + Clone>(
-    client: &kube::Client,
+    api: &impl SendsRequests,
     url: &str,
     params: &ListParams,
     what: &'static str,
@@ -286,7 +288,7 @@ pub(crate) async fn list_pages<K: DeserializeOwned + Clone>(
     let mut params = params.clone().limit(PAGE_SIZE);
     for _ in 0..MAX_PAGES {
         let request = kube::core::Request::new(url).list(&params);
-        let page: ObjectList<K> = fetch(client, request, what).await?;
+        let page: ObjectList<K> = fetch(api, request, what).await?;
         each(page.items);
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),

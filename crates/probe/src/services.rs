@@ -100,14 +100,14 @@ impl Prober {
         &self,
         target: &Target,
     ) -> Result<ServiceDiscovery, Error> {
-        let client = self.kube_client(target)?;
+        let api = self.api_server(target)?;
         let url = Service::url_path(&(), None);
         let mut found = ServiceDiscovery::default();
         let mut exposed = 0usize;
         let mut taken: BTreeMap<String, String> = BTreeMap::new();
         let what = "list services";
         list_pages(
-            &client,
+            &api,
             &url,
             &ListParams::default(),
             what,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::PostParams;
-use kube::Api;
+use kube::Resource;
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
@@ -45,8 +45,7 @@ impl Prober {
         service_account: &str,
         expiration_seconds: i64,
     ) -> Result<(SecretString, DateTime<Utc>), Error> {
-        let client = self.kube_client(target)?;
-        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+        let api = self.api_server(target)?;
         let request = TokenRequest {
             spec: TokenRequestSpec {
                 expiration_seconds: Some(expiration_seconds),
@@ -58,13 +57,9 @@ impl Prober {
         let body = serde_json::to_vec(&request).map_err(|e| Error::Setup {
             reason: format!("cannot encode the TokenRequest: {e}"),
         })?;
-        let http_request = kube::core::Request::new(api.resource_url()).create_subresource(
-            "token",
-            service_account,
-            &PostParams::default(),
-            body,
-        );
-        let mut answer: TokenRequest = fetch(&client, http_request, what).await?;
+        let http_request = kube::core::Request::new(ServiceAccount::url_path(&(), Some(namespace)))
+            .create_subresource("token", service_account, &PostParams::default(), body);
+        let mut answer: TokenRequest = fetch(&api, http_request, what).await?;
         let unexpected = |reason: &str| Error::UnexpectedResponse {
             what: "TokenRequest",
             reason: reason.to_owned(),
