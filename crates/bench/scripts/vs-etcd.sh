@@ -9,7 +9,7 @@
 # Usage: crates/bench/scripts/vs-etcd.sh
 #   env: NO_BUILD=1 (use target/release/fleetreg as is), PEER=dir of the etcd
 #        scripts, DUR=seconds per timed scenario (10), PG_ADMIN=postgres admin URL
-# Output: target/vs-etcd/{etcd,sqlite-default,sqlite-nocheck,sqlite-reads,postgres}.txt
+# Output: target/vs-etcd/{etcd,sqlite-default,sqlite-nocheck,sqlite-reads,sqlite-reads-wrk,postgres}.txt
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 ROOT=$PWD
@@ -42,6 +42,8 @@ stop_server
 echo "== fleetreg, SQLite, reads at 100k clusters (--no-health-checks: 100k unreachable clusters would otherwise be checked throughout)"
 start_server "$OUT/sqlite-reads" "sqlite://$OUT/sqlite-reads/fleet.db" --no-health-checks
 bench --scenario seed,get,list,rss,fanout,rss --clusters 100000 --read-concurrency 64 | tee "$OUT/sqlite-reads.txt"
+echo "== fleetreg, SQLite, the same reads driven by wrk (etcd's load generator)"
+"$ROOT/crates/bench/scripts/wrk-reads.sh" "http://127.0.0.1:$PORT" "$SPID" "${DUR}s" | tee "$OUT/sqlite-reads-wrk.txt"
 stop_server
 
 echo "== fleetreg, PostgreSQL, default configuration"

@@ -11,7 +11,6 @@
 //! every API call here goes through [`fetch`] instead, which decodes itself
 //! and keeps only an escaped, truncated excerpt.
 
-use crate::api_server::SendsRequests;
 use crate::error::Error;
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -245,8 +244,25 @@ pub(crate) fn find_too_large(error: &(dyn std::error::Error + 'static)) -> Optio
     None
 }
 
+/// What sends a Kubernetes API request and reads its answer as text, with
+/// kube-rs' errors: a target's [`ApiServer`](crate::api_server::ApiServer),
+/// or the hub's own `kube::Client` (`hub_secrets`).
+pub(crate) trait SendsRequests: Sync {
+    /// Sends `request`; its answer's body as text.
+    fn send_for_text(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> impl Future<Output = Result<String, kube::Error>> + Send;
+}
+
+impl SendsRequests for kube::Client {
+    async fn send_for_text(&self, request: http::Request<Vec<u8>>) -> Result<String, kube::Error> {
+        self.request_text(request).await
+    }
+}
+
 /// A Kubernetes API call to `api`, its answer decoded as `T`. The body is
-/// bounded by the stack's [`CapLayer`] (or the hub client's own); an answer that does not decode is an
+/// bounded by the stack's [`CapLayer`]; an answer that does not decode is an
 /// [`Error::UnexpectedResponse`] quoting an escaped, truncated excerpt (never
 /// logged whole, unlike kube-rs' `Client::request`).
 pub(crate) async fn fetch<T: DeserializeOwned>(
