@@ -4,7 +4,7 @@
 use super::{audit_of, IfMatch, REVISION_HEADER};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ClusterId, ClusterNameParam, Peer, QueryPairs};
-use crate::health::{check_and_record, discover_and_record, DiscoverError};
+use crate::health::{check_and_record, discover_and_record, CredentialsLookup, DiscoverError};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header::LOCATION;
@@ -304,7 +304,13 @@ pub async fn refresh(
     ClusterId(id): ClusterId,
 ) -> Result<Response, ApiError> {
     let cluster = state.store.get_cluster(id).await?;
-    let outcome = check_and_record(state.store.as_ref(), &state.health, &cluster).await?;
+    let outcome = check_and_record(
+        state.store.as_ref(),
+        &state.health,
+        &cluster,
+        CredentialsLookup::Read,
+    )
+    .await?;
     if !outcome.report.results.api_server {
         let cause = outcome.api_server_cause().unwrap_or("unreachable");
         return Err(ApiError::new(

@@ -10,7 +10,9 @@
 //! they opened (an immutable `Arc`), never a half-written one.
 
 use super::{Credentials, CredentialsError};
-use crate::health::{check_and_record, discover_and_record, ClusterGuard, HealthContext};
+use crate::health::{
+    check_and_record, discover_and_record, ClusterGuard, CredentialsLookup, HealthContext,
+};
 use fleetreg_model::{
     Audit, AuditResult, Cluster, CredentialInput, CredentialValidation, CredentialWrite, ErrorCode,
     StoredCredentials,
@@ -175,7 +177,9 @@ pub(crate) fn check_in_background(
     let (store, health) = (store.clone(), health.clone());
     let background = health.background.clone();
     background.spawn(async move {
-        if let Err(error) = check_and_record(store.as_ref(), &health, &cluster).await {
+        if let Err(error) =
+            check_and_record(store.as_ref(), &health, &cluster, CredentialsLookup::Read).await
+        {
             tracing::debug!(cluster = %cluster.id, %error, "check after a credential change");
             return;
         }

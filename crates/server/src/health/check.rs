@@ -4,8 +4,9 @@ use super::HealthContext;
 use crate::credentials::Presentation;
 use crate::metrics;
 use fleetreg_model::{Cluster, ClusterStatus, Component, Event};
-use fleetreg_probe::{Discovery, HealthReport, Target};
+use fleetreg_probe::{ClusterCredential, Discovery, HealthReport, Target};
 use fleetreg_store::{Store, StoreError};
+use std::sync::Arc;
 use tracing::instrument;
 
 /// What one recorded check produced.
@@ -19,6 +20,22 @@ pub struct CheckOutcome {
     pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
     /// `CLUSTER_STATUS_CHANGED`, when the state changed.
     pub event: Option<Event>,
+    /// The store held no credentials for the cluster when the check began
+    /// (read, or known from the caller's [`CredentialsLookup::KnownNone`]).
+    pub none_stored: bool,
+}
+
+/// How a check learns the cluster's stored credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialsLookup {
+    /// Read them from the store (opened once per stored version).
+    Read,
+    /// The caller knows the store holds none for the cluster: check without
+    /// reading. The scheduler knows it from the change log it follows: a
+    /// cluster registered with none, or found with none since its last
+    /// `CLUSTER_CREDENTIALS_UPDATED` (docs/BENCHMARKS.md, issue 10: the read
+    /// was a tenth of a check's cost).
+    KnownNone,
 }
 
 impl CheckOutcome {
@@ -34,16 +51,22 @@ impl CheckOutcome {
 
 /// Checks `cluster` (seed 8.1) within its type's timeout and records the status;
 /// `last_seen_at` moves only when the API server answered. Waits while another
-/// probe of the same cluster runs (never two at once).
+/// probe of the same cluster runs (never two at once). `credentials`: whether
+/// the stored credentials are read first or known to be none.
 #[instrument(skip_all, fields(cluster = %cluster.id))]
 pub async fn check_and_record(
     store: &dyn Store,
     health: &HealthContext,
     cluster: &Cluster,
+    credentials: CredentialsLookup,
 ) -> Result<CheckOutcome, StoreError> {
     let _probing = health.locks.lock(cluster.id).await;
     let timeout = health.timing(cluster.cluster_type).timeout;
-    let (target, withheld) = target_of(health, cluster).await;
+    let presented = match credentials {
+        CredentialsLookup::Read => presented(health, cluster).await,
+        CredentialsLookup::KnownNone => Presented::NoneStored,
+    };
+    let (target, withheld) = presented.target(cluster);
     let report = health.prober.check(&target, timeout).await;
     let checked_at = store.clock().now();
     let mut status = report.status(cluster.status.state, checked_at);
@@ -84,6 +107,7 @@ pub async fn check_and_record(
         status,
         last_seen_at,
         event,
+        none_stored: matches!(presented, Presented::NoneStored),
     })
 }
 
@@ -93,27 +117,52 @@ pub const WITHHELD: &str = "stored credentials not presented: the cluster's URLs
      another origin since they were validated (credentials ORIGIN_CHANGED; upload them again \
      or an admin POSTs /api/v1/clusters/{id}/credentials/rebind)";
 
-/// The probe's target for `cluster`, presenting its stored credentials (none
-/// when there are none, or when they cannot be opened — logged), and whether
-/// stored credentials were withheld because they are not bound to the
-/// cluster's origins.
-async fn target_of(health: &HealthContext, cluster: &Cluster) -> (Target, bool) {
-    let target = Target::from_cluster(cluster);
+/// What a probe of a cluster presents, from its stored credentials.
+enum Presented {
+    /// None are stored.
+    NoneStored,
+    /// These, opened.
+    Credential(Arc<ClusterCredential>),
+    /// Stored, but not bound to the cluster's origins: withheld.
+    Withheld,
+    /// Stored, but unreadable now (a store error, or they cannot be
+    /// opened): logged, and the probe goes without.
+    Unusable,
+}
+
+impl Presented {
+    /// The probe's target for `cluster`, and whether stored credentials were
+    /// withheld because they are not bound to the cluster's origins.
+    fn target(&self, cluster: &Cluster) -> (Target, bool) {
+        let target = Target::from_cluster(cluster);
+        match self {
+            Presented::Credential(credential) => {
+                (target.with_credential(credential.clone()), false)
+            }
+            Presented::Withheld => (target, true),
+            Presented::NoneStored | Presented::Unusable => (target, false),
+        }
+    }
+}
+
+/// What the probe may present to `cluster` from its stored credentials (none
+/// when there are none, or when they cannot be opened — logged).
+async fn presented(health: &HealthContext, cluster: &Cluster) -> Presented {
     match health.credentials.for_cluster(cluster).await {
-        Ok(Presentation::Present(credential)) => (target.with_credential(credential), false),
-        Ok(Presentation::Nothing) => (target, false),
+        Ok(Presentation::Present(credential)) => Presented::Credential(credential),
+        Ok(Presentation::Nothing) => Presented::NoneStored,
         Ok(Presentation::Withheld) => {
             tracing::debug!(cluster = %cluster.id, "credentials not bound to the cluster's origins: checking without them");
-            (target, true)
+            Presented::Withheld
         }
         Err(error @ crate::credentials::CredentialsError::Store(_)) => {
             tracing::warn!(cluster = %cluster.id, %error, "checking without credentials");
-            (target, false)
+            Presented::Unusable
         }
         Err(error) => {
             // Logged (and audited) by `for_cluster` once per stored version.
             tracing::debug!(cluster = %cluster.id, %error, "checking without credentials");
-            (target, false)
+            Presented::Unusable
         }
     }
 }
@@ -142,7 +191,7 @@ pub async fn discover_and_record(
     let timeout = health.timing(cluster.cluster_type).timeout;
     let mut discovery = health
         .prober
-        .discover(&target_of(health, cluster).await.0, timeout)
+        .discover(&presented(health, cluster).await.target(cluster).0, timeout)
         .await?;
     // Discovered now by the store's clock (the probe stamps the system clock).
     discovery.capabilities.discovered_at = Some(store.clock().now());

@@ -9,7 +9,9 @@ mod check;
 mod locks;
 mod scheduler;
 
-pub use check::{check_and_record, discover_and_record, CheckOutcome, DiscoverError};
+pub use check::{
+    check_and_record, discover_and_record, CheckOutcome, CredentialsLookup, DiscoverError,
+};
 pub use locks::{ClusterGuard, ClusterLocks};
 pub use scheduler::{all_clusters, HealthScheduler, Tick, MAX_CONCURRENT_CHECKS};
 

@@ -29,7 +29,9 @@
 //! server, so the discovery of an unreachable cluster is not attempted in vain
 //! (it runs once the cluster answers).
 
-use super::{check_and_record, discover_and_record, DiscoverError, HealthContext};
+use super::{
+    check_and_record, discover_and_record, CredentialsLookup, DiscoverError, HealthContext,
+};
 use crate::events::{EventHub, Frame};
 use crate::metrics;
 use chrono::{DateTime, Utc};
@@ -107,15 +109,19 @@ struct Loaded {
 impl Table {
     /// Adds a new cluster (due after a jitter within `span`: zero is at once)
     /// or replaces the metadata of a known one (keeping its due time, running
-    /// flag and the status and `last_seen_at` this process observed).
-    /// `discover_due` is a new slot's first discovery (see
-    /// [`HealthScheduler::first_discovery`]).
+    /// flag, what it knows of its credentials and the status and
+    /// `last_seen_at` this process observed). `discover_due` is a new slot's
+    /// first discovery (see [`HealthScheduler::first_discovery`]);
+    /// `registered`: a new slot's cluster comes from its `CLUSTER_REGISTERED`
+    /// event, so the store holds no credentials for it yet (they are uploaded
+    /// after registration, each upload an event the table follows).
     fn upsert(
         &mut self,
         mut cluster: Cluster,
         now: Instant,
         span: Duration,
         discover_due: Option<Instant>,
+        registered: bool,
     ) {
         match self.slots.get_mut(&cluster.id) {
             Some(slot) => {
@@ -135,6 +141,10 @@ impl Table {
                         cluster: Arc::new(cluster),
                         due,
                         running: false,
+                        credentials: CredentialsKnown {
+                            none: registered,
+                            changes: 0,
+                        },
                     },
                 );
             }
@@ -205,6 +215,46 @@ struct Slot {
     /// When capabilities are next discovered (after a check that reached the
     /// API server); `None`: not unless periodic discovery is on.
     discover_due: Option<Instant>,
+    /// What the table knows of the cluster's stored credentials.
+    credentials: CredentialsKnown,
+}
+
+/// What the table knows of a cluster's stored credentials, from the change
+/// log it follows: a check of a cluster known to have none does not read
+/// the store for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CredentialsKnown {
+    /// The store holds none: the cluster was registered with none, or a
+    /// check found none, and no `CLUSTER_CREDENTIALS_UPDATED` came since.
+    none: bool,
+    /// How often the slot's credentials may have changed (an event, a full
+    /// reload): a check's finding of none counts only when this did not move
+    /// while it ran, so a finding older than an upload never hides it.
+    changes: u32,
+}
+
+impl CredentialsKnown {
+    /// How a check started now learns the credentials.
+    fn lookup(self) -> CredentialsLookup {
+        if self.none {
+            CredentialsLookup::KnownNone
+        } else {
+            CredentialsLookup::Read
+        }
+    }
+
+    /// They may have changed: the next check reads them.
+    fn changed(&mut self) {
+        self.none = false;
+        self.changes = self.changes.wrapping_add(1);
+    }
+
+    /// A check that started when `started` was known found none stored.
+    fn found_none(&mut self, started: CredentialsKnown) {
+        if self.changes == started.changes {
+            self.none = true;
+        }
+    }
 }
 
 /// The outcome of a discovery: when the next is due (`None`: none, periodic
@@ -212,6 +262,18 @@ struct Slot {
 struct Rediscovery {
     next: Option<Instant>,
     capabilities: Option<fleetreg_model::Capabilities>,
+}
+
+/// How a round started one check.
+struct Started {
+    /// When it was due.
+    due: Instant,
+    /// Its late start was already counted as one missed interval.
+    counted_late: bool,
+    /// The round's time, when it also rediscovers the cluster.
+    discover_at: Option<Instant>,
+    /// What the table knew of its credentials when it started.
+    credentials: CredentialsKnown,
 }
 
 /// The checks one tick started; [`Tick::finish`] waits for them (tests).
@@ -341,9 +403,15 @@ impl HealthScheduler {
             let cluster = slot.cluster.clone();
             let due = slot.due;
             let discover = slot.discover_due.is_some_and(|at| at <= now);
+            let credentials = slot.credentials;
             started.push(tokio::spawn(async move {
-                this.check(cluster, due, counted_late, discover.then_some(now), permit)
-                    .await;
+                let started = Started {
+                    due,
+                    counted_late,
+                    discover_at: discover.then_some(now),
+                    credentials,
+                };
+                this.check(cluster, started, permit).await;
             }));
         }
         // Every permit is taken: the rest start as checks finish (the lag
@@ -357,39 +425,37 @@ impl HealthScheduler {
         self.table().slots.keys().copied().collect()
     }
 
-    /// Checks one cluster, then rediscovers it when `discover_at` (the tick's
-    /// time) is given and the API server answered. `counted_late`: its late
-    /// start was already counted as one missed interval.
-    async fn check(
-        &self,
-        cluster: Arc<Cluster>,
-        due: Instant,
-        counted_late: bool,
-        discover_at: Option<Instant>,
-        permit: OwnedSemaphorePermit,
-    ) {
-        let result =
-            check_and_record(self.inner.store.as_ref(), &self.inner.health, &cluster).await;
+    /// Checks one cluster, then rediscovers it when the round asked for it
+    /// and the API server answered.
+    async fn check(&self, cluster: Arc<Cluster>, started: Started, permit: OwnedSemaphorePermit) {
+        let lookup = started.credentials.lookup();
+        let store = self.inner.store.as_ref();
+        let result = check_and_record(store, &self.inner.health, &cluster, lookup).await;
         let reachable = result
             .as_ref()
             .is_ok_and(|outcome| outcome.report.results.api_server);
-        let next_discovery = match discover_at {
+        let next_discovery = match started.discover_at {
             Some(at) if reachable => self.rediscover(&cluster, at).await,
             _ => None,
         };
         drop(permit);
         self.inner.permit_freed.notify_one();
+        let (id, interval) = (
+            cluster.id,
+            self.inner.health.timing(cluster.cluster_type).interval,
+        );
+        // Only the slot's copy is left, changed in place below.
+        drop(cluster);
         let observed = match result {
-            Ok(outcome) => Some((outcome.status, outcome.last_seen_at)),
+            Ok(outcome) => Some(outcome),
             Err(StoreError::NotFound(_)) => None,
             Err(error) => {
-                tracing::warn!(cluster = %cluster.id, %error, "cannot record a health check");
+                tracing::warn!(cluster = %id, %error, "cannot record a health check");
                 None
             }
         };
-        let interval = self.inner.health.timing(cluster.cluster_type).interval;
         let mut table = self.table();
-        let Some(slot) = table.slots.get_mut(&cluster.id) else {
+        let Some(slot) = table.slots.get_mut(&id) else {
             return; // deleted meanwhile
         };
         if !slot.running {
@@ -397,26 +463,28 @@ impl HealthScheduler {
             return;
         }
         slot.running = false;
-        let mut updated = Cluster::clone(&slot.cluster);
         if let Some(rediscovery) = next_discovery {
             slot.discover_due = rediscovery.next;
             if rediscovery.capabilities.is_some() {
-                updated.capabilities = rediscovery.capabilities;
+                Arc::make_mut(&mut slot.cluster).capabilities = rediscovery.capabilities;
             }
         }
-        if let Some((status, last_seen_at)) = observed {
-            slot.state = status.state;
-            updated.status = status;
-            updated.last_seen_at = last_seen_at;
+        if let Some(outcome) = observed {
+            if outcome.none_stored {
+                slot.credentials.found_none(started.credentials);
+            }
+            slot.state = outcome.status.state;
+            let updated = Arc::make_mut(&mut slot.cluster);
+            updated.status = outcome.status;
+            updated.last_seen_at = outcome.last_seen_at;
         }
-        slot.cluster = Arc::new(updated);
-        let (next, missed) = next_due(due, interval, Instant::now());
-        let missed = missed.saturating_sub(u64::from(counted_late));
+        let (next, missed) = next_due(started.due, interval, Instant::now());
+        let missed = missed.saturating_sub(u64::from(started.counted_late));
         if missed > 0 {
             ::metrics::counter!(metrics::HEALTH_MISSED_INTERVALS).increment(missed);
         }
         slot.due = next;
-        table.queue.insert((next, cluster.id));
+        table.queue.insert((next, id));
     }
 
     /// Discovers `cluster` and returns when to do it next, with the capabilities
@@ -593,7 +661,7 @@ impl HealthScheduler {
                         let span = first_check_span(false, &cluster, interval);
                         let registered = event.event_type == EventType::ClusterRegistered;
                         let discover_due = self.first_discovery(&cluster, registered, now);
-                        table.upsert(cluster, now, span, discover_due);
+                        table.upsert(cluster, now, span, discover_due, registered);
                     }
                     Err(error) => {
                         tracing::warn!(revision = event.revision, %error, "health scheduler: unreadable cluster event; reloading the list");
@@ -602,6 +670,11 @@ impl HealthScheduler {
                 }
             }
             EventType::ClusterDeleted => table.remove(event.resource_id),
+            EventType::ClusterCredentialsUpdated => {
+                if let Some(slot) = table.slots.get_mut(&event.resource_id) {
+                    slot.credentials.changed();
+                }
+            }
             _ => {}
         }
         true
@@ -630,7 +703,9 @@ impl HealthScheduler {
                 let interval = self.inner.health.timing(cluster.cluster_type).interval;
                 let span = first_check_span(first, &cluster, interval);
                 match old.remove(&cluster.id) {
-                    Some(slot) => {
+                    Some(mut slot) => {
+                        // The events this reload replaces may have changed them.
+                        slot.credentials.changed();
                         table.slots.insert(
                             cluster.id,
                             Slot {
@@ -643,7 +718,7 @@ impl HealthScheduler {
                         // Clusters new to a later reload were registered while
                         // this process ran.
                         let discover_due = self.first_discovery(&cluster, !first, now);
-                        table.upsert(cluster, now, span, discover_due);
+                        table.upsert(cluster, now, span, discover_due, false);
                     }
                 }
             }
@@ -776,10 +851,10 @@ mod tests {
         let mut table = Table::default();
         let clusters: Vec<Cluster> = (0..50).map(|i| cluster(&format!("cluster-{i}"))).collect();
         for c in &clusters {
-            table.upsert(c.clone(), t0, span, None);
+            table.upsert(c.clone(), t0, span, None, true);
         }
         // A known cluster's new metadata keeps its place.
-        table.upsert(clusters[0].clone(), t0, span, None);
+        table.upsert(clusters[0].clone(), t0, span, None, true);
         assert_eq!((table.slots.len(), table.queue.len()), (50, 50));
         assert_queue_matches_slots(&table);
 
@@ -819,7 +894,13 @@ mod tests {
             for first_load in [false, true] {
                 assert_eq!(first_check_span(first_load, c, interval), Duration::ZERO);
             }
-            table.upsert(c.clone(), t0, first_check_span(false, c, interval), None);
+            table.upsert(
+                c.clone(),
+                t0,
+                first_check_span(false, c, interval),
+                None,
+                true,
+            );
         }
         assert_eq!(table.due_by(t0), 20, "all due at once");
         let started: Vec<String> = std::iter::from_fn(|| {
@@ -836,6 +917,44 @@ mod tests {
         checked.status.checked_at = Some(chrono::Utc::now());
         assert_eq!(first_check_span(true, &checked, interval), interval);
         assert_eq!(first_check_span(false, &checked, interval), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_finding_of_no_credentials_counts_only_when_nothing_changed_meanwhile() {
+        let mut table = Table::default();
+        let t0 = Instant::now();
+        let (registered, loaded) = (cluster("registered"), cluster("loaded"));
+        table.upsert(registered.clone(), t0, Duration::ZERO, None, true);
+        table.upsert(loaded.clone(), t0, Duration::ZERO, None, false);
+        let lookup = |table: &Table, id: Uuid| table.slots[&id].credentials.lookup();
+        assert_eq!(lookup(&table, registered.id), CredentialsLookup::KnownNone);
+        assert_eq!(lookup(&table, loaded.id), CredentialsLookup::Read);
+
+        // An upload's event comes while a check that found none runs: its
+        // finding is older than the upload and does not count.
+        let known = &mut table.slots.get_mut(&loaded.id).unwrap().credentials;
+        let started = *known;
+        known.changed();
+        known.found_none(started);
+        assert_eq!(lookup(&table, loaded.id), CredentialsLookup::Read);
+
+        // The next check finds none and nothing changed: known from then on.
+        let known = &mut table.slots.get_mut(&loaded.id).unwrap().credentials;
+        let started = *known;
+        known.found_none(started);
+        assert_eq!(lookup(&table, loaded.id), CredentialsLookup::KnownNone);
+
+        // Another event: read again; a known cluster's metadata update keeps
+        // what the table knows.
+        table
+            .slots
+            .get_mut(&loaded.id)
+            .unwrap()
+            .credentials
+            .changed();
+        assert_eq!(lookup(&table, loaded.id), CredentialsLookup::Read);
+        table.upsert(registered.clone(), t0, Duration::ZERO, None, false);
+        assert_eq!(lookup(&table, registered.id), CredentialsLookup::KnownNone);
     }
 
     #[test]

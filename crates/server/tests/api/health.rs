@@ -699,3 +699,105 @@ mod a_backlog_starts_the_longest_due_first {
 
     on_both_stores!(yearly);
 }
+
+/// The scheduler skips reading the credentials of clusters it knows have
+/// none (registered without, found without): an upload after that is
+/// presented by its next check, and a removal is noticed by the one after.
+mod scheduled_checks_follow_credential_changes {
+    use super::*;
+    use crate::helpers::upload;
+    use fleetreg_server::health::HealthScheduler;
+
+    const YEAR: u64 = 365 * 24 * 3600;
+    const TOKEN: &str = "sched-token-3c1f";
+
+    /// The app's own scheduler checks each cluster once, at registration;
+    /// the test drives a second one by hand.
+    fn yearly(settings: &mut Settings) {
+        scheduled(settings, YEAR, 10);
+    }
+
+    /// Round `k` of the hand-driven scheduler: `k` years ahead, so the
+    /// cluster is due again each round; it checks exactly the one cluster.
+    async fn round(scheduler: &HealthScheduler, k: u64) {
+        let tick = scheduler
+            .tick_at(Instant::now() + Duration::from_secs(k * YEAR))
+            .await;
+        assert_eq!(tick.started(), 1, "round {k}");
+        tick.finish().await;
+    }
+
+    async fn state(app: &TestApp, id: &str) -> String {
+        let cluster: Value = app.get_cluster(id).await.json().await.unwrap();
+        cluster["status"]["state"].as_str().unwrap().to_owned()
+    }
+
+    async fn body(app: TestApp) {
+        let sim = SpawnedSim::start().await.unwrap();
+        let spec = ClusterSpec {
+            token: Some(TOKEN.into()),
+            ..ClusterSpec::default()
+        };
+        let view = sim.admin().create_cluster("guarded", spec).await.unwrap();
+        let (store, context, hub) = app.health.as_ref().expect("scheduler on").parts();
+        let scheduler = HealthScheduler::new(store, context, hub);
+        let empty = scheduler.tick_at(Instant::now()).await;
+        assert_eq!(empty.started(), 0, "no clusters yet");
+
+        // Registered without credentials: the table learns it from the
+        // registration's event, and checks go anonymous (401).
+        let body = app
+            .register(&view.name, json!({ "api_server_url": view.api_server_url }))
+            .await;
+        let id = body["id"].as_str().unwrap().to_owned();
+        round(&scheduler, 1).await;
+        assert_eq!(state(&app, &id).await, "OFFLINE");
+
+        // Uploaded: the check after the upload answers ONLINE, and so must
+        // the scheduler's next, presenting the token it had known absent.
+        upload(&app, &id, json!({ "auth_type": "TOKEN", "token": TOKEN })).await;
+        wait_for_cluster(&app, &id, "the check after the upload", |c| {
+            c["status"]["state"] == "ONLINE"
+        })
+        .await;
+        round(&scheduler, 2).await;
+        assert_eq!(state(&app, &id).await, "ONLINE", "the upload was presented");
+        round(&scheduler, 3).await;
+        assert_eq!(state(&app, &id).await, "ONLINE");
+
+        // Removed: the next check reads none and goes anonymous again, and
+        // so does the one after (known none).
+        let removed = app
+            .client
+            .delete(app.url(&format!("/api/v1/clusters/{id}/credentials")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(removed.status(), 204);
+        round(&scheduler, 4).await;
+        assert_eq!(state(&app, &id).await, "OFFLINE", "the removal was noticed");
+        round(&scheduler, 5).await;
+        assert_eq!(state(&app, &id).await, "OFFLINE");
+
+        // Uploaded again after a check found none: presented too.
+        upload(&app, &id, json!({ "auth_type": "TOKEN", "token": TOKEN })).await;
+        wait_for_cluster(&app, &id, "the check after the second upload", |c| {
+            c["status"]["state"] == "ONLINE"
+        })
+        .await;
+        round(&scheduler, 6).await;
+        assert_eq!(
+            state(&app, &id).await,
+            "ONLINE",
+            "the second upload was presented"
+        );
+        let changes = transitions(&events_of(&app, &id, "CLUSTER_STATUS_CHANGED").await);
+        let dropped = changes
+            .iter()
+            .filter(|(old, new)| old == "ONLINE" && new == "OFFLINE")
+            .count();
+        assert_eq!(dropped, 1, "only the removal took it offline: {changes:?}");
+    }
+
+    on_both_stores!(yearly);
+}
