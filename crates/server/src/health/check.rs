@@ -32,9 +32,9 @@ pub enum CredentialsLookup {
     Read,
     /// The caller knows the store holds none for the cluster: check without
     /// reading. The scheduler knows it from the change log it follows: a
-    /// cluster registered with none, or found with none since its last
-    /// `CLUSTER_CREDENTIALS_UPDATED` (docs/BENCHMARKS.md, issue 10: the read
-    /// was a tenth of a check's cost).
+    /// cluster registered (never with credentials), or found with none,
+    /// since its last `CLUSTER_CREDENTIALS_UPDATED` (docs/BENCHMARKS.md,
+    /// issue 10).
     KnownNone,
 }
 

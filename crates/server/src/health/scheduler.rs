@@ -5,13 +5,19 @@
 //! the fleet) or running one check, never two. The slot table follows the
 //! change log: the full cluster list once at start (and every few minutes as a
 //! safety net), then the `CLUSTER_REGISTERED` / `CLUSTER_UPDATED` /
-//! `CLUSTER_DELETED` events after it, as the event hub broadcasts them (the hub
+//! `CLUSTER_DELETED` / `CLUSTER_CREDENTIALS_UPDATED` events after it, as the
+//! event hub broadcasts them (the hub
 //! reads the log once for every subscriber, including other replicas' writes),
 //! so a new cluster is checked within about a second and a deleted one is
 //! dropped. At start-up, clusters checked before by an earlier run get first
 //! due times spread over an interval by a jitter derived from the id; a
 //! cluster new to a running scheduler is due at once, in registration order
 //! (`first_check_span`). A semaphore bounds the checks in flight.
+//!
+//! A slot knows when its cluster has no stored credentials (it came from the
+//! registration's event, or a check found none, and no
+//! `CLUSTER_CREDENTIALS_UPDATED` came since): while the table has every event
+//! committed, the checks of such clusters skip reading them.
 //!
 //! Due checks start oldest-due first, as permits allow. When more are due than
 //! permits are free, the loop does not wait for its next tick: every finished
@@ -224,8 +230,9 @@ struct Slot {
 /// the store for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CredentialsKnown {
-    /// The store holds none: the cluster was registered with none, or a
-    /// check found none, and no `CLUSTER_CREDENTIALS_UPDATED` came since.
+    /// The store holds none: the slot came from the cluster's registration
+    /// (never with credentials), or a check found none, and no
+    /// `CLUSTER_CREDENTIALS_UPDATED` came since.
     none: bool,
     /// How often the slot's credentials may have changed (an event, a full
     /// reload): a check's finding of none counts only when this did not move
@@ -282,6 +289,7 @@ struct Started {
 pub struct Tick {
     started: Vec<JoinHandle<()>>,
     waiting: usize,
+    known_none: usize,
 }
 
 impl Tick {
@@ -293,6 +301,12 @@ impl Tick {
     /// How many due checks the tick left waiting for a permit.
     pub fn waiting(&self) -> usize {
         self.waiting
+    }
+
+    /// How many of the checks started skip reading stored credentials (the
+    /// table knows the clusters have none).
+    pub fn known_without_credentials(&self) -> usize {
+        self.known_none
     }
 
     /// Waits until every check the tick started has been recorded.
@@ -379,12 +393,21 @@ impl HealthScheduler {
         if let Err(error) = self.reload().await {
             tracing::warn!(%error, "health scheduler: cannot load the cluster list");
         }
+        // What the table knows of credentials holds only while it has every
+        // event committed so far, other replicas' too (the hub reads theirs
+        // every half second): else this round's checks read them.
+        let latest = self.inner.store.latest_revision().await.ok();
         let mut table = self.table();
+        let caught_up = table
+            .loaded
+            .zip(latest)
+            .is_some_and(|(loaded, latest)| loaded.revision >= latest);
         table.gauge_states(Instant::now());
         // Oldest due first, so a backlog delays every cluster a little rather
         // than starving some; as many as there are free permits start, the
         // rest wait for the next round.
         let mut started = Vec::new();
+        let mut known_none = 0;
         while let Ok(permit) = self.inner.permits.clone().try_acquire_owned() {
             let Some(slot) = table.start_next(now) else {
                 break;
@@ -403,7 +426,11 @@ impl HealthScheduler {
             let cluster = slot.cluster.clone();
             let due = slot.due;
             let discover = slot.discover_due.is_some_and(|at| at <= now);
-            let credentials = slot.credentials;
+            let credentials = CredentialsKnown {
+                none: slot.credentials.none && caught_up,
+                ..slot.credentials
+            };
+            known_none += usize::from(credentials.none);
             started.push(tokio::spawn(async move {
                 let started = Started {
                     due,
@@ -417,7 +444,11 @@ impl HealthScheduler {
         // Every permit is taken: the rest start as checks finish (the lag
         // metric shows it).
         let waiting = table.due_by(now);
-        Tick { started, waiting }
+        Tick {
+            started,
+            waiting,
+            known_none,
+        }
     }
 
     /// The ids of the clusters currently scheduled (tests).
@@ -444,7 +475,7 @@ impl HealthScheduler {
             cluster.id,
             self.inner.health.timing(cluster.cluster_type).interval,
         );
-        // Only the slot's copy is left, changed in place below.
+        // Usually only the slot's copy is left then, changed in place below.
         drop(cluster);
         let observed = match result {
             Ok(outcome) => Some(outcome),

@@ -718,12 +718,15 @@ mod scheduled_checks_follow_credential_changes {
     }
 
     /// Round `k` of the hand-driven scheduler: `k` years ahead, so the
-    /// cluster is due again each round; it checks exactly the one cluster.
-    async fn round(scheduler: &HealthScheduler, k: u64) {
+    /// cluster is due again each round; it checks exactly the one cluster,
+    /// reading its stored credentials unless `known_none`.
+    async fn round(scheduler: &HealthScheduler, k: u64, known_none: bool) {
         let tick = scheduler
             .tick_at(Instant::now() + Duration::from_secs(k * YEAR))
             .await;
         assert_eq!(tick.started(), 1, "round {k}");
+        let skipped = tick.known_without_credentials();
+        assert_eq!(skipped, usize::from(known_none), "round {k}: read skipped");
         tick.finish().await;
     }
 
@@ -750,7 +753,12 @@ mod scheduled_checks_follow_credential_changes {
             .register(&view.name, json!({ "api_server_url": view.api_server_url }))
             .await;
         let id = body["id"].as_str().unwrap().to_owned();
-        round(&scheduler, 1).await;
+        // The app's own check comes first (and is its last).
+        wait_for_cluster(&app, &id, "the app's first check", |c| {
+            c["status"]["checked_at"].is_string()
+        })
+        .await;
+        round(&scheduler, 1, true).await;
         assert_eq!(state(&app, &id).await, "OFFLINE");
 
         // Uploaded: the check after the upload answers ONLINE, and so must
@@ -760,9 +768,9 @@ mod scheduled_checks_follow_credential_changes {
             c["status"]["state"] == "ONLINE"
         })
         .await;
-        round(&scheduler, 2).await;
+        round(&scheduler, 2, false).await;
         assert_eq!(state(&app, &id).await, "ONLINE", "the upload was presented");
-        round(&scheduler, 3).await;
+        round(&scheduler, 3, false).await;
         assert_eq!(state(&app, &id).await, "ONLINE");
 
         // Removed: the next check reads none and goes anonymous again, and
@@ -774,9 +782,9 @@ mod scheduled_checks_follow_credential_changes {
             .await
             .unwrap();
         assert_eq!(removed.status(), 204);
-        round(&scheduler, 4).await;
+        round(&scheduler, 4, false).await;
         assert_eq!(state(&app, &id).await, "OFFLINE", "the removal was noticed");
-        round(&scheduler, 5).await;
+        round(&scheduler, 5, true).await;
         assert_eq!(state(&app, &id).await, "OFFLINE");
 
         // Uploaded again after a check found none: presented too.
@@ -785,7 +793,7 @@ mod scheduled_checks_follow_credential_changes {
             c["status"]["state"] == "ONLINE"
         })
         .await;
-        round(&scheduler, 6).await;
+        round(&scheduler, 6, false).await;
         assert_eq!(
             state(&app, &id).await,
             "ONLINE",
