@@ -730,6 +730,15 @@ mod scheduled_checks_follow_credential_changes {
         tick.finish().await;
     }
 
+    /// Uploads the token, and waits for the check after the upload (ONLINE).
+    async fn upload_token(app: &TestApp, id: &str) {
+        upload(app, id, json!({ "auth_type": "TOKEN", "token": TOKEN })).await;
+        wait_for_cluster(app, id, "the check after the upload", |c| {
+            c["status"]["state"] == "ONLINE"
+        })
+        .await;
+    }
+
     async fn state(app: &TestApp, id: &str) -> String {
         let cluster: Value = app.get_cluster(id).await.json().await.unwrap();
         cluster["status"]["state"].as_str().unwrap().to_owned()
@@ -763,11 +772,7 @@ mod scheduled_checks_follow_credential_changes {
 
         // Uploaded: the check after the upload answers ONLINE, and so must
         // the scheduler's next, presenting the token it had known absent.
-        upload(&app, &id, json!({ "auth_type": "TOKEN", "token": TOKEN })).await;
-        wait_for_cluster(&app, &id, "the check after the upload", |c| {
-            c["status"]["state"] == "ONLINE"
-        })
-        .await;
+        upload_token(&app, &id).await;
         round(&scheduler, 2, false).await;
         assert_eq!(state(&app, &id).await, "ONLINE", "the upload was presented");
         round(&scheduler, 3, false).await;
@@ -788,11 +793,7 @@ mod scheduled_checks_follow_credential_changes {
         assert_eq!(state(&app, &id).await, "OFFLINE");
 
         // Uploaded again after a check found none: presented too.
-        upload(&app, &id, json!({ "auth_type": "TOKEN", "token": TOKEN })).await;
-        wait_for_cluster(&app, &id, "the check after the second upload", |c| {
-            c["status"]["state"] == "ONLINE"
-        })
-        .await;
+        upload_token(&app, &id).await;
         round(&scheduler, 6, false).await;
         assert_eq!(
             state(&app, &id).await,
