@@ -4,9 +4,8 @@ use super::HealthContext;
 use crate::credentials::Presentation;
 use crate::metrics;
 use fleetreg_model::{Cluster, ClusterStatus, Component, Event};
-use fleetreg_probe::{ClusterCredential, Discovery, HealthReport, Target};
+use fleetreg_probe::{Discovery, HealthReport, Target};
 use fleetreg_store::{Store, StoreError};
-use std::sync::Arc;
 use tracing::instrument;
 
 /// What one recorded check produced.
@@ -62,11 +61,11 @@ pub async fn check_and_record(
 ) -> Result<CheckOutcome, StoreError> {
     let _probing = health.locks.lock(cluster.id).await;
     let timeout = health.timing(cluster.cluster_type).timeout;
-    let presented = match credentials {
-        CredentialsLookup::Read => presented(health, cluster).await,
-        CredentialsLookup::KnownNone => Presented::NoneStored,
+    let presentation = match credentials {
+        CredentialsLookup::Read => presentation(health, cluster).await,
+        CredentialsLookup::KnownNone => Some(Presentation::Nothing),
     };
-    let (target, withheld) = presented.target(cluster);
+    let (target, withheld) = target_of(cluster, presentation.as_ref());
     let report = health.prober.check(&target, timeout).await;
     let checked_at = store.clock().now();
     let mut status = report.status(cluster.status.state, checked_at);
@@ -107,7 +106,7 @@ pub async fn check_and_record(
         status,
         last_seen_at,
         event,
-        none_stored: matches!(presented, Presented::NoneStored),
+        none_stored: matches!(presentation, Some(Presentation::Nothing)),
     })
 }
 
@@ -117,52 +116,39 @@ pub const WITHHELD: &str = "stored credentials not presented: the cluster's URLs
      another origin since they were validated (credentials ORIGIN_CHANGED; upload them again \
      or an admin POSTs /api/v1/clusters/{id}/credentials/rebind)";
 
-/// What a probe of a cluster presents, from its stored credentials.
-enum Presented {
-    /// None are stored.
-    NoneStored,
-    /// These, opened.
-    Credential(Arc<ClusterCredential>),
-    /// Stored, but not bound to the cluster's origins: withheld.
-    Withheld,
-    /// Stored, but unreadable now (a store error, or they cannot be
-    /// opened): logged, and the probe goes without.
-    Unusable,
-}
-
-impl Presented {
-    /// The probe's target for `cluster`, and whether stored credentials were
-    /// withheld because they are not bound to the cluster's origins.
-    fn target(&self, cluster: &Cluster) -> (Target, bool) {
-        let target = Target::from_cluster(cluster);
-        match self {
-            Presented::Credential(credential) => {
-                (target.with_credential(credential.clone()), false)
-            }
-            Presented::Withheld => (target, true),
-            Presented::NoneStored | Presented::Unusable => (target, false),
+/// The probe's target for `cluster`, presenting `presentation`'s credential
+/// (none when there is none, or none could be read), and whether stored
+/// credentials were withheld because they are not bound to the cluster's
+/// origins.
+fn target_of(cluster: &Cluster, presentation: Option<&Presentation>) -> (Target, bool) {
+    let target = Target::from_cluster(cluster);
+    match presentation {
+        Some(Presentation::Present(credential)) => {
+            (target.with_credential(credential.clone()), false)
         }
+        Some(Presentation::Withheld) => (target, true),
+        Some(Presentation::Nothing) | None => (target, false),
     }
 }
 
-/// What the probe may present to `cluster` from its stored credentials (none
-/// when there are none, or when they cannot be opened — logged).
-async fn presented(health: &HealthContext, cluster: &Cluster) -> Presented {
+/// What the probe may present to `cluster` from its stored credentials;
+/// `None` when they cannot be read or opened now (logged): the probe goes
+/// without them, and nothing is concluded about what is stored.
+async fn presentation(health: &HealthContext, cluster: &Cluster) -> Option<Presentation> {
     match health.credentials.for_cluster(cluster).await {
-        Ok(Presentation::Present(credential)) => Presented::Credential(credential),
-        Ok(Presentation::Nothing) => Presented::NoneStored,
         Ok(Presentation::Withheld) => {
             tracing::debug!(cluster = %cluster.id, "credentials not bound to the cluster's origins: checking without them");
-            Presented::Withheld
+            Some(Presentation::Withheld)
         }
+        Ok(presentation) => Some(presentation),
         Err(error @ crate::credentials::CredentialsError::Store(_)) => {
             tracing::warn!(cluster = %cluster.id, %error, "checking without credentials");
-            Presented::Unusable
+            None
         }
         Err(error) => {
             // Logged (and audited) by `for_cluster` once per stored version.
             tracing::debug!(cluster = %cluster.id, %error, "checking without credentials");
-            Presented::Unusable
+            None
         }
     }
 }
@@ -189,9 +175,10 @@ pub async fn discover_and_record(
 ) -> Result<Discovery, DiscoverError> {
     let _probing = health.locks.lock(cluster.id).await;
     let timeout = health.timing(cluster.cluster_type).timeout;
+    let presentation = presentation(health, cluster).await;
     let mut discovery = health
         .prober
-        .discover(&presented(health, cluster).await.target(cluster).0, timeout)
+        .discover(&target_of(cluster, presentation.as_ref()).0, timeout)
         .await?;
     // Discovered now by the store's clock (the probe stamps the system clock).
     discovery.capabilities.discovered_at = Some(store.clock().now());
