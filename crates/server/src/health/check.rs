@@ -3,7 +3,7 @@
 use super::HealthContext;
 use crate::credentials::Presentation;
 use crate::metrics;
-use fleetreg_model::{Cluster, ClusterStatus, Component, Event};
+use fleetreg_model::{Cluster, ClusterState, ClusterStatus, Component, Event};
 use fleetreg_probe::{Discovery, HealthReport, Target};
 use fleetreg_store::{Store, StoreError};
 use tracing::instrument;
@@ -86,20 +86,28 @@ pub async fn check_and_record(
     let event = store
         .record_status(cluster.id, status.clone(), last_seen_at)
         .await?;
-    if let Some(event) = &event {
-        tracing::info!(
+    match &event {
+        // A new cluster's first state: one line per cluster of an import
+        // would bury the changes an operator looks for (the event has it).
+        Some(event) if cluster.status.state == ClusterState::Unknown => tracing::debug!(
+            revision = event.revision,
+            state = status.state.as_str(),
+            score = status.health_score,
+            reason = status.reason.as_deref().unwrap_or_default(),
+            "cluster's first state"
+        ),
+        Some(event) => tracing::info!(
             revision = event.revision,
             state = status.state.as_str(),
             score = status.health_score,
             reason = status.reason.as_deref().unwrap_or_default(),
             "cluster state changed"
-        );
-    } else {
-        tracing::debug!(
+        ),
+        None => tracing::debug!(
             state = status.state.as_str(),
             score = status.health_score,
             "cluster checked"
-        );
+        ),
     }
     Ok(CheckOutcome {
         report,

@@ -16,8 +16,8 @@ use crate::StoreError;
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Column, Executor, IntoArguments, Pool};
-use std::sync::Arc;
+use sqlx::{Column, Connection, Executor, IntoArguments, Pool};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// A connection inside a transaction.
 #[async_trait]
@@ -61,15 +61,9 @@ pub(crate) trait Engine: Send + Sync + 'static {
     async fn snapshot(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// A write transaction holding the database's write lock from its start
     /// (SQLite `BEGIN IMMEDIATE`; on PostgreSQL the writer locks `meta.revision`).
-    /// On an engine that [`Engine::blocks_while_writing`], its start, its
-    /// statements and its commit block the calling thread.
+    /// Called by the writer only, on its own thread: SQLite's start, statements
+    /// and commit block that thread; PostgreSQL's connection is served by it.
     async fn begin(&self) -> Result<Box<dyn Tx>, StoreError>;
-    /// Whether a write transaction blocks the thread that runs it (SQLite:
-    /// statements and the commit's `fdatasync` run on the caller), so that
-    /// the writer runs on a thread of its own instead of an async worker.
-    fn blocks_while_writing(&self) -> bool {
-        false
-    }
     /// Closes the pools.
     async fn close(&self);
 
@@ -119,7 +113,59 @@ pub(crate) trait Driver: sqlx::Database {
 pub(crate) struct SqlxEngine<DB: Driver> {
     read: Pool<DB>,
     write: Pool<DB>,
+    /// The write transactions' connection between two of them (see [`Kept`]).
+    kept: Kept<DB>,
     durability: String,
+}
+
+impl<DB: Driver> SqlxEngine<DB> {
+    /// An engine over a reader pool and a write pool.
+    fn new(read: Pool<DB>, write: Pool<DB>, durability: String) -> SqlxEngine<DB> {
+        SqlxEngine {
+            read,
+            write,
+            kept: Kept(Arc::default()),
+            durability,
+        }
+    }
+}
+
+/// The write transactions' own connection, outside the pool: opened by the
+/// first write transaction and kept after each commit for the next. The
+/// writer's group commits make some ten round trips each, one after the
+/// other, and
+/// - a pooled connection costs two more: the pool tests it with a round trip
+///   when it is released and again when it is acquired;
+/// - a connection opened on the writer's thread is served by that thread's
+///   own runtime, so an answer wakes the writer at once instead of waiting
+///   for a busy request runtime to poll its sockets.
+struct Kept<DB: Driver>(Arc<Mutex<Option<DB::Connection>>>);
+
+impl<DB: Driver> Clone for Kept<DB> {
+    fn clone(&self) -> Self {
+        Kept(self.0.clone())
+    }
+}
+
+impl<DB: Driver> Kept<DB> {
+    fn slot(&self) -> MutexGuard<'_, Option<DB::Connection>> {
+        // Only ever a take or a put: a poisoned lock holds a consistent value.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self) -> Option<DB::Connection> {
+        self.slot().take()
+    }
+
+    fn put(&self, conn: DB::Connection) {
+        *self.slot() = Some(conn);
+    }
+}
+
+/// A transaction's connection: from a pool, or the writer's own.
+enum Held<DB: Driver> {
+    Pooled(PoolConnection<DB>),
+    Own(DB::Connection, Kept<DB>),
 }
 
 /// Runs a query on `conn` and reads its rows.
@@ -148,13 +194,14 @@ where
     Ok(DB::rows_affected(&done))
 }
 
-/// A transaction on a pooled connection it owns. It returns the connection to
-/// the pool only after a successful `COMMIT`; a transaction dropped otherwise
-/// (rolled back, failed, or its commit failed, e.g. on a full disk) closes its
-/// connection instead, so the pool never hands out a connection left inside a
-/// transaction and the next one starts clean.
+/// A transaction on a connection it owns, pooled or the writer's own. It
+/// returns the connection to the pool (or keeps it for the writer) only after
+/// a successful `COMMIT`; a transaction dropped otherwise (rolled back,
+/// failed, or its commit failed, e.g. on a full disk) closes its connection
+/// instead, so no connection left inside a transaction is used again and the
+/// next transaction starts clean.
 struct SqlxTx<DB: Driver> {
-    conn: Option<PoolConnection<DB>>,
+    conn: Option<Held<DB>>,
 }
 
 impl<DB: Driver> SqlxTx<DB>
@@ -163,23 +210,57 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
 {
     async fn begin(pool: &Pool<DB>, begin: &'static str) -> Result<Self, StoreError> {
-        let mut tx = SqlxTx {
-            conn: Some(acquire(pool).await?),
-        };
+        Self::begin_on(Held::Pooled(acquire(pool).await?), begin).await
+    }
+
+    async fn begin_on(conn: Held<DB>, begin: &'static str) -> Result<Self, StoreError> {
+        let mut tx = SqlxTx { conn: Some(conn) };
         execute::<DB>(tx.conn()?, &Sql::new(begin)).await?;
         Ok(tx)
     }
 
+    /// A write transaction on the kept connection, or on a new one (within
+    /// the pool's acquire timeout) when none is kept or the kept one fails
+    /// to begin: the database restarted since, and as nothing was sent in
+    /// the transaction, beginning again is safe.
+    async fn begin_kept(
+        pool: &Pool<DB>,
+        kept: &Kept<DB>,
+        begin: &'static str,
+    ) -> Result<Self, StoreError> {
+        if let Some(conn) = kept.take() {
+            match Self::begin_on(Held::Own(conn, kept.clone()), begin).await {
+                Err(StoreError::Unavailable(_)) => {} // closed with its transaction
+                begun => return begun,
+            }
+        }
+        let timeout = pool.options().get_acquire_timeout();
+        let options = pool.connect_options();
+        let connect = DB::Connection::connect_with(&options);
+        let conn = match tokio::time::timeout(timeout, connect).await {
+            Ok(conn) => conn.map_err(database_error::<DB>)?,
+            Err(_) => return Err(database_error::<DB>(sqlx::Error::PoolTimedOut)),
+        };
+        Self::begin_on(Held::Own(conn, kept.clone()), begin).await
+    }
+
     fn conn(&mut self) -> Result<&mut DB::Connection, StoreError> {
-        self.conn.as_deref_mut().ok_or(StoreError::Closed)
+        match self.conn.as_mut() {
+            Some(Held::Pooled(conn)) => Ok(&mut **conn),
+            Some(Held::Own(conn, _)) => Ok(conn),
+            None => Err(StoreError::Closed),
+        }
     }
 }
 
 impl<DB: Driver> Drop for SqlxTx<DB> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            // Closed, not returned: the database rolls back what was open.
-            drop(conn.detach());
+        // Closed, neither returned nor kept: the database rolls back what
+        // was open.
+        match self.conn.take() {
+            Some(Held::Pooled(conn)) => drop(conn.detach()),
+            Some(Held::Own(conn, _)) => drop(conn),
+            None => {}
         }
     }
 }
@@ -200,8 +281,10 @@ where
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         execute::<DB>(self.conn()?, &Sql::new("COMMIT")).await?;
-        // Committed: the connection goes back to the pool.
-        self.conn.take();
+        // Committed: the connection goes back to the pool, or is kept.
+        if let Some(Held::Own(conn, kept)) = self.conn.take() {
+            kept.put(conn);
+        }
         Ok(())
     }
 }
@@ -261,10 +344,15 @@ where
     }
 
     async fn begin(&self) -> Result<Box<dyn Tx>, StoreError> {
-        Ok(Box::new(SqlxTx::begin(&self.write, DB::BEGIN_WRITE).await?))
+        Ok(Box::new(
+            SqlxTx::begin_kept(&self.write, &self.kept, DB::BEGIN_WRITE).await?,
+        ))
     }
 
     async fn close(&self) {
+        // Dropped, not closed with a goodbye: it belongs to the writer's
+        // runtime, which has ended by now.
+        drop(self.kept.take());
         self.read.close().await;
         self.write.close().await;
     }

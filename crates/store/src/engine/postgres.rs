@@ -41,11 +41,11 @@ pub(super) async fn open(url: &str) -> Result<SqlxEngine<Postgres>, StoreError> 
         .fetch_one(&write)
         .await?;
     let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&write).await?;
-    Ok(SqlxEngine {
+    Ok(SqlxEngine::new(
         read,
         write,
-        durability: format!("postgres synchronous_commit={synchronous_commit} fsync={fsync}"),
-    })
+        format!("postgres synchronous_commit={synchronous_commit} fsync={fsync}"),
+    ))
 }
 
 /// JSON text bound as JSONB (binary format: version byte 1, then the text).

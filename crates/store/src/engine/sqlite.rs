@@ -7,7 +7,7 @@
 //! (snapshot transactions, [`Engine::scan`]) run on the blocking pool. A
 //! write transaction (`BEGIN IMMEDIATE`, its statements, the `COMMIT` and its
 //! fsync) blocks the thread that runs it, the writer's own
-//! ([`Engine::blocks_while_writing`]). Statements
+//! ([`Engine::begin`]). Statements
 //! are prepared once per connection and cached. sqlx still creates the file
 //! and runs the migrations, so both engines keep one migration record.
 //!
@@ -295,7 +295,7 @@ impl Tx for WriteTx {
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         let conn = self.conn.take().ok_or(StoreError::Closed)?;
-        // On the caller's thread, the writer's own (`blocks_while_writing`):
+        // On the caller's thread, the writer's own (`Engine::begin`):
         // the `fdatasync` holds up no async worker and costs no hand-off.
         let committed = conn.execute_batch("COMMIT");
         // Back in place, so that a failed commit is rolled back on drop.
@@ -349,10 +349,6 @@ impl Engine for SqliteEngine {
         &self.durability
     }
 
-    fn blocks_while_writing(&self) -> bool {
-        true
-    }
-
     async fn fetch(&self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
         fetch(self.readers.take().await?.conn()?, sql)
     }
@@ -386,7 +382,7 @@ impl Engine for SqliteEngine {
         let conn = self.clean_writer().await?;
         // IMMEDIATE takes the write lock up front instead of upgrading
         // mid-batch. On the caller's thread, the writer's own
-        // (`blocks_while_writing`): another process (e.g. `vault
+        // (`Engine::begin`): another process (e.g. `vault
         // rotate-master-key`) may hold the lock for up to the busy timeout.
         let begun = conn.execute_batch("BEGIN IMMEDIATE");
         let tx = WriteTx {

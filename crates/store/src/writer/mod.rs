@@ -306,21 +306,18 @@ impl WriteBackend {
     }
 }
 
-/// Where the writer runs, to stop it.
-pub(crate) enum WriterTask {
-    /// A task on the async runtime (an engine that does not block).
-    Task(tokio::task::JoinHandle<()>),
-    /// A thread of its own, with a single-threaded runtime: a batch's
-    /// statements and commit block it, and no async worker.
-    Thread {
-        /// Set to stop: looked at between two batches (a batch runs without
-        /// yielding, so it is not cancelled midway).
-        stop: Arc<AtomicBool>,
-        /// Sent or dropped to wake an idle writer.
-        wake: oneshot::Sender<()>,
-        /// Closed when the thread has ended.
-        ended: oneshot::Receiver<()>,
-    },
+/// The writer's thread, to stop it. The writer runs a single-threaded
+/// runtime of its own: SQLite's statements and `fdatasync` block that thread,
+/// no async worker; PostgreSQL's write connection is opened there, so its
+/// answers wake the writer at once rather than when the busy request
+/// runtime next polls its sockets (each batch waits for some ten of them).
+pub(crate) struct WriterTask {
+    /// Set to stop: looked at between two batches.
+    stop: Arc<AtomicBool>,
+    /// Sent or dropped to wake an idle writer.
+    wake: oneshot::Sender<()>,
+    /// Closed when the thread has ended.
+    ended: oneshot::Receiver<()>,
 }
 
 impl WriterTask {
@@ -360,27 +357,20 @@ impl WriterTask {
         })
         .map_err(cannot_start)?;
         match start.recv() {
-            Ok(Ok(())) => Ok(WriterTask::Thread { stop, wake, ended }),
+            Ok(Ok(())) => Ok(WriterTask { stop, wake, ended }),
             Ok(Err(e)) => Err(cannot_start(e)),
             Err(_) => Err(StoreError::Closed),
         }
     }
 
     /// Stops the writer and waits until it has: writes still queued are
-    /// answered `Closed`; a batch under way is rolled back (its waiters
-    /// answered `Closed`) or, on the writer's own thread, finished first.
+    /// answered `Closed`; a batch under way is finished first on SQLite (it
+    /// never yields), or rolled back on PostgreSQL (its waiters answered
+    /// `Closed`).
     pub(crate) async fn stop(self) {
-        match self {
-            WriterTask::Task(task) => {
-                task.abort();
-                let _ = task.await;
-            }
-            WriterTask::Thread { stop, wake, ended } => {
-                stop.store(true, Ordering::Relaxed);
-                let _ = wake.send(());
-                let _ = ended.await;
-            }
-        }
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.send(());
+        let _ = self.ended.await;
     }
 }
 
@@ -401,14 +391,9 @@ impl Writer {
     ) -> Result<(Writer, WriterTask), StoreError> {
         let (queue, rx) = mpsc::channel(4096);
         let sample = chrono::Duration::from_std(history_sample).unwrap_or(chrono::Duration::MAX);
-        let blocks = backend.engine.blocks_while_writing();
         let stop = Arc::new(AtomicBool::new(false));
         let writing = run(backend, rx, revision, sample, stop.clone());
-        let task = if blocks {
-            WriterTask::on_own_thread(writing, stop)?
-        } else {
-            WriterTask::Task(tokio::spawn(writing))
-        };
+        let task = WriterTask::on_own_thread(writing, stop)?;
         Ok((Writer { queue }, task))
     }
 
