@@ -162,6 +162,10 @@ impl<DB: Driver> Kept<DB> {
     }
 }
 
+/// How long the writer waits before connecting again to a database that
+/// refused or is starting up (within the pool's acquire timeout).
+const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A transaction's connection: from a pool, or the writer's own.
 enum Held<DB: Driver> {
     Pooled(PoolConnection<DB>),
@@ -219,29 +223,47 @@ where
         Ok(tx)
     }
 
-    /// A write transaction on the kept connection, or on a new one (within
-    /// the pool's acquire timeout) when none is kept or the kept one fails
-    /// to begin: the database restarted since, and as nothing was sent in
-    /// the transaction, beginning again is safe.
+    /// A write transaction on the kept connection, or on a new one when none
+    /// is kept or the kept one fails to begin (the database restarted since;
+    /// nothing was sent in the transaction, so beginning again is safe). All
+    /// within the pool's acquire timeout, as a pooled connection would be: a
+    /// connection that died without a word (a partition, a dropped flow)
+    /// answers nothing, and a database that refuses or is starting up is
+    /// tried again until then.
     async fn begin_kept(
         pool: &Pool<DB>,
         kept: &Kept<DB>,
         begin: &'static str,
     ) -> Result<Self, StoreError> {
+        let deadline = tokio::time::Instant::now() + pool.options().get_acquire_timeout();
+        let timed_out = || database_error::<DB>(sqlx::Error::PoolTimedOut);
         if let Some(conn) = kept.take() {
-            match Self::begin_on(Held::Own(conn, kept.clone()), begin).await {
-                Err(StoreError::Unavailable(_)) => {} // closed with its transaction
-                begun => return begun,
+            let begun = Self::begin_on(Held::Own(conn, kept.clone()), begin);
+            match tokio::time::timeout_at(deadline, begun).await {
+                // Dropped: closed with its transaction.
+                Ok(Err(StoreError::Unavailable(_))) | Err(_) => {}
+                Ok(begun) => return begun,
             }
         }
-        let timeout = pool.options().get_acquire_timeout();
         let options = pool.connect_options();
-        let connect = DB::Connection::connect_with(&options);
-        let conn = match tokio::time::timeout(timeout, connect).await {
-            Ok(conn) => conn.map_err(database_error::<DB>)?,
-            Err(_) => return Err(database_error::<DB>(sqlx::Error::PoolTimedOut)),
+        let conn = loop {
+            let connect = DB::Connection::connect_with(&options);
+            match tokio::time::timeout_at(deadline, connect).await {
+                Ok(Ok(conn)) => break conn,
+                Ok(Err(error))
+                    if unavailable_cause::<DB>(&error).is_some()
+                        && tokio::time::Instant::now() + RECONNECT_PAUSE < deadline =>
+                {
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                }
+                Ok(Err(error)) => return Err(database_error::<DB>(error)),
+                Err(_) => return Err(timed_out()),
+            }
         };
-        Self::begin_on(Held::Own(conn, kept.clone()), begin).await
+        let begun = Self::begin_on(Held::Own(conn, kept.clone()), begin);
+        tokio::time::timeout_at(deadline, begun)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
     }
 
     fn conn(&mut self) -> Result<&mut DB::Connection, StoreError> {
@@ -294,19 +316,24 @@ async fn acquire<DB: Driver>(pool: &Pool<DB>) -> Result<PoolConnection<DB>, Stor
     pool.acquire().await.map_err(database_error::<DB>)
 }
 
-/// A database error as the store reports it: failing to reach or write the
-/// database is `Unavailable` (the API answers 503, retry later); anything
-/// else is `Database` (logged, 500).
-fn database_error<DB: Driver>(error: sqlx::Error) -> StoreError {
-    let cause = match &error {
+/// Why `error` means the database cannot be reached or written now (a
+/// sanitised cause), or `None`.
+fn unavailable_cause<DB: Driver>(error: &sqlx::Error) -> Option<&'static str> {
+    match error {
         sqlx::Error::PoolTimedOut => Some("no connection to the database within the timeout"),
         sqlx::Error::Io(_) => Some("the connection to the database failed"),
         sqlx::Error::Tls(_) => Some("the TLS connection to the database failed"),
         sqlx::Error::WorkerCrashed => Some("the database connection's worker stopped"),
         sqlx::Error::Database(db) => db.code().and_then(|code| DB::unavailable(&code)),
         _ => None,
-    };
-    match cause {
+    }
+}
+
+/// A database error as the store reports it: failing to reach or write the
+/// database is `Unavailable` (the API answers 503, retry later); anything
+/// else is `Database` (logged, 500).
+fn database_error<DB: Driver>(error: sqlx::Error) -> StoreError {
+    match unavailable_cause::<DB>(&error) {
         Some(cause) => {
             tracing::warn!(%error, "database unavailable");
             StoreError::Unavailable(cause.to_owned())

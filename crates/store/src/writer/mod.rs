@@ -312,7 +312,8 @@ impl WriteBackend {
 /// answers wake the writer at once rather than when the busy request
 /// runtime next polls its sockets (each batch waits for some ten of them).
 pub(crate) struct WriterTask {
-    /// Set to stop: looked at between two batches.
+    /// Set to stop: looked at between two batches (and the thread woken,
+    /// which abandons a batch still waiting for PostgreSQL).
     stop: Arc<AtomicBool>,
     /// Sent or dropped to wake an idle writer.
     wake: oneshot::Sender<()>,
@@ -365,8 +366,8 @@ impl WriterTask {
 
     /// Stops the writer and waits until it has: writes still queued are
     /// answered `Closed`; a batch under way is finished first on SQLite (it
-    /// never yields), or rolled back on PostgreSQL (its waiters answered
-    /// `Closed`).
+    /// never yields), or abandoned on PostgreSQL (its waiters answered
+    /// `Closed`; rolled back, unless its `COMMIT` had reached the database).
     pub(crate) async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.wake.send(());
