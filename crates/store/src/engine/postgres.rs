@@ -1,7 +1,8 @@
 //! PostgreSQL through sqlx: a pool of readers, a small write pool (migrations,
 //! lone write statements), and the group-commit writer's own connection
-//! (`Kept` in `engine/mod.rs`), whose timeouts are the write pool's. Values are bound with their native types (UUID,
-//! TIMESTAMPTZ, JSONB); snapshots are `REPEATABLE READ, READ ONLY`.
+//! (`Kept` in `engine/mod.rs`), whose timeouts are the write pool's. Values
+//! are bound with their native types (UUID, TIMESTAMPTZ, JSONB); snapshots
+//! are `REPEATABLE READ, READ ONLY`.
 
 use super::{Driver, SqlxEngine};
 use crate::dialect::{Dialect, POSTGRES};
